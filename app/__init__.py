@@ -1,0 +1,1 @@
+"""flowchat: a retrieval-augmented chat service on the CI&T Flow LLM gateway."""

@@ -1,0 +1,139 @@
+"""Service configuration: every variable of the Environment contract, typed, with defaults that
+serve ``make run`` (everything on localhost, no cloud account).
+
+A bad value stops start-up with a message that names the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.contracts import QUEUE_NAME
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR = REPO_ROOT / "var"
+
+
+class SettingsError(SystemExit):
+    """Raised (and exits non-zero) when the environment holds an invalid value."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=True)
+
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    RQ_QUEUE: str = QUEUE_NAME
+
+    FLOW_BASE_URL: str = "http://127.0.0.1:8010"
+    FLOW_TENANT: str = ""
+    FLOW_AGENT: str = ""
+    FLOW_AGENT_SECRET: SecretStr = SecretStr("")
+    FLOW_APP_TO_ACCESS: str = "llm-api"
+    FLOW_MODEL: str = "gpt-4o-mini"
+    FLOW_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    FLOW_MAX_RETRIES: int = Field(default=4, ge=0, le=10)
+
+    VECTOR_STORE_PATH: Path = DEFAULT_VAR / "chroma"
+    CHROMA_URL: str | None = None
+    CHROMA_COLLECTION: str = "flowchat"
+    DOCUMENTS_PATH: Path = DEFAULT_VAR / "documents"
+    EMBEDDINGS_MODEL: str = "all-MiniLM-L6-v2"
+    CHUNK_SIZE: int = Field(default=800, ge=100, le=8000)
+    CHUNK_OVERLAP: int = Field(default=120, ge=0)
+    TOP_K: int = Field(default=5, ge=1, le=50)
+
+    ALLOWED_EXTENSIONS: Annotated[list[str], NoDecode] = [".txt", ".md", ".html", ".pdf", ".docx"]
+    MAX_UPLOAD_MB: float = Field(default=20.0, gt=0)
+    MAX_MESSAGE_CHARS: int = Field(default=4000, ge=1)
+    MAX_QUEUE_DEPTH: int = Field(default=100, ge=1)
+    JOB_TIMEOUT_SECONDS: int = Field(default=120, ge=1)
+    RESULT_TTL_SECONDS: int = Field(default=86400, ge=60)
+
+    ADMIN_TOKEN: SecretStr = SecretStr("")
+    API_KEYS: Annotated[list[SecretStr], NoDecode] = []
+
+    MAINTENANCE_AFTER_FAILURES: int = Field(default=3, ge=1)
+
+    @field_validator("ALLOWED_EXTENSIONS", mode="before")
+    @classmethod
+    def _parse_extensions(cls, value: object) -> object:
+        items = _split_csv(value)
+        if isinstance(items, list):
+            return [e.lower() if str(e).startswith(".") else f".{str(e).lower()}" for e in items]
+        return items
+
+    @field_validator("API_KEYS", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("FLOW_BASE_URL")
+    @classmethod
+    def _check_flow_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("CHROMA_URL")
+    @classmethod
+    def _check_chroma_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> Settings:
+        if self.CHUNK_OVERLAP >= self.CHUNK_SIZE:
+            raise ValueError(
+                f"CHUNK_OVERLAP ({self.CHUNK_OVERLAP}) must be smaller than CHUNK_SIZE "
+                f"({self.CHUNK_SIZE})"
+            )
+        return self
+
+    @property
+    def flow_configured(self) -> bool:
+        """True when real Flow credentials are set (otherwise `make run` starts the emulator)."""
+        return bool(
+            self.FLOW_TENANT and self.FLOW_AGENT and self.FLOW_AGENT_SECRET.get_secret_value()
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.MAX_UPLOAD_MB * 1024 * 1024)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; exit with a message naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  {name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
