@@ -34,6 +34,8 @@ METRIC_VECTOR_STORE_BYTES: Final = "flowchat_vector_store_bytes"  # gauge
 METRIC_EMPTY_ANSWERS: Final = "flowchat_empty_answers_total"  # counter
 METRIC_CHAT_ANSWERS: Final = "flowchat_chat_answers_total"  # counter, label: outcome
 METRIC_PROBE_SUCCESS: Final = "probe_success"  # from the blackbox exporter
+METRIC_KUBELET_VOLUME_USED_BYTES: Final = "kubelet_volume_stats_used_bytes"  # from the kubelet
+METRIC_KUBELET_VOLUME_CAPACITY_BYTES: Final = "kubelet_volume_stats_capacity_bytes"
 HEALTH_PROBE_JOB: Final = "flowchat-health"
 
 # --- runbook thresholds (defaults; stacks may only tighten them, the policy pack enforces) -----
@@ -46,6 +48,8 @@ VOLUME_USAGE_RATIO: Final = 0.80  # Chroma volume: alert at 80 % full
 VOLUME_FILL_FORECAST_HOURS: Final = 24  # ... or when it will be full within 24 h at this rate
 QUEUE_DRAIN_SECONDS: Final = 120  # after a worker restart the backlog drains within 2 minutes
 MESSAGE_DELAY_SECONDS: Final = 20.0  # "messages delayed > 20 s" troubleshooting row
+FLOW_ERROR_RATIO: Final = 0.2  # "500 from /chat/completions": alert above 20 % Flow 5xx
+EMPTY_ANSWER_RATIO: Final = 0.3  # "empty LLM responses": alert above 30 % empty answers
 
 # --- Flow credentials (secret manager entry names) --------------------------------------------
 FLOW_SECRET_NAMES: Final = ("FLOW_AGENT", "FLOW_TENANT", "FLOW_AGENT_SECRET")
@@ -56,6 +60,8 @@ APP_NAME: Final = "flowchat"
 API_DEPLOYMENT: Final = "flowchat-api"
 WORKER_DEPLOYMENT: Final = "flowchat-worker"
 EXTERNAL_SECRET: Final = "flowchat-flow-credentials"  # ExternalSecret and the Secret it makes
+CHROMA_STATEFULSET: Final = "flowchat-chroma"
+CHROMA_PVC: Final = f"data-{CHROMA_STATEFULSET}-0"  # claim template "data", first replica
 SECRET_KEYS: Final = (*FLOW_SECRET_NAMES, ADMIN_TOKEN_SECRET)
 
 

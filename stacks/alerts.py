@@ -1,0 +1,402 @@
+"""The flowchat alert rules, as data: the single source for Grafana, promtool and the runbook.
+
+`Thresholds` is the typed `flowchat:thresholds` config object (defaults = the runbook's numbers in
+`app.contracts`; bounds are judged by the policy pack, not here). `alert_rules()` turns thresholds
+into `AlertRule`s; `stacks.monitoring` builds Grafana rule groups from them and
+`prometheus_rules_file()` renders the same rules as a Prometheus rules file for `promtool`
+(tests/alerts) and for review:
+
+    python -m stacks.alerts --stack staging --out var/alerts.staging.yaml
+
+Every rule carries `runbook_url`, a link to the section of docs/runbook.md whose heading anchor is
+in `RUNBOOK_ANCHORS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from app import contracts
+
+METRIC_VOLUME_USED = contracts.METRIC_KUBELET_VOLUME_USED_BYTES
+METRIC_VOLUME_CAPACITY = contracts.METRIC_KUBELET_VOLUME_CAPACITY_BYTES
+FLOW_ERROR_RATIO = contracts.FLOW_ERROR_RATIO
+EMPTY_ANSWER_RATIO = contracts.EMPTY_ANSWER_RATIO
+CHROMA_PVC = contracts.CHROMA_PVC
+
+RUNBOOK_BASE_URL = "https://github.com/flowchat/flowchat/blob/main/docs/runbook.md"
+SERVICE_LABEL = "service"  # every rule carries service=flowchat; the notification policy matches it
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"  # a Prometheus duration: 30s, 5m, 1h30m
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+    "y": 31536000,
+}
+
+Group = Literal["monitoring", "troubleshooting"]
+Severity = Literal["critical", "warning"]
+
+# alert name -> heading anchor in docs/runbook.md (a heading "### Queue backlog" has the anchor
+# "queue-backlog" on GitHub). The runbook author writes one heading per entry.
+RUNBOOK_ANCHORS: dict[str, str] = {
+    "FlowchatHealthCheckFailing": "health-check-failing",
+    "FlowchatQueueBacklog": "queue-backlog",
+    "FlowchatChatLatencyP95High": "chat-latency-p95-high",
+    "FlowchatVectorStoreVolumeFilling": "vector-store-volume-filling",
+    "FlowchatVectorStoreVolumeFullSoon": "vector-store-volume-full-soon",
+    "FlowchatWorkersDown": "workers-down",
+    "FlowchatRedisUnreachable": "redis-unreachable",
+    "FlowchatFlowErrors": "flow-errors",
+    "FlowchatEmptyAnswers": "empty-answers",
+}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a Prometheus duration such as ``5m`` or ``1h30m``; ValueError otherwise."""
+    if not re.fullmatch(DURATION_PATTERN, value):
+        raise ValueError(f"not a Prometheus duration: {value!r} (expected e.g. 30s, 5m, 1h30m)")
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Prometheus duration for a whole number of seconds (90 -> ``1m30s``)."""
+    total = int(seconds)
+    if total <= 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = int(_UNIT_SECONDS[unit])
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _number(value: Any) -> Any:
+    """Refuse booleans and strings before pydantic's lax number parsing gets to them."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number (got {value!r})")
+    return value
+
+
+Number = BeforeValidator(_number)
+
+
+class Thresholds(BaseModel):
+    """`flowchat:thresholds`: runbook thresholds of a stack (camelCase keys, runbook defaults)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    health_probe_interval_seconds: Annotated[int, Number] = Field(
+        contracts.HEALTH_PROBE_INTERVAL_SECONDS, alias="healthProbeIntervalSeconds"
+    )
+    health_probe_failures: Annotated[int, Number] = Field(
+        contracts.HEALTH_PROBE_FAILURES, alias="healthProbeFailures"
+    )
+    queue_depth: Annotated[int, Number] = Field(contracts.QUEUE_DEPTH_THRESHOLD, alias="queueDepth")
+    queue_depth_for: str = Field(
+        contracts.QUEUE_DEPTH_FOR, alias="queueDepthFor", pattern=DURATION_PATTERN
+    )
+    latency_p95_seconds: Annotated[float, Number] = Field(
+        contracts.CHAT_LATENCY_P95_SECONDS, alias="latencyP95Seconds"
+    )
+    volume_usage_ratio: Annotated[float, Number] = Field(
+        contracts.VOLUME_USAGE_RATIO, alias="volumeUsageRatio"
+    )
+    volume_fill_forecast_hours: Annotated[int, Number] = Field(
+        contracts.VOLUME_FILL_FORECAST_HOURS, alias="volumeFillForecastHours"
+    )
+    flow_error_ratio: Annotated[float, Number] = Field(FLOW_ERROR_RATIO, alias="flowErrorRatio")
+    empty_answer_ratio: Annotated[float, Number] = Field(
+        EMPTY_ANSWER_RATIO, alias="emptyAnswerRatio"
+    )
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One alert. `expr` (the Prometheus form) is `query op threshold`; Grafana evaluates `query`
+    and compares its last value with `threshold` (see stacks.monitoring)."""
+
+    name: str
+    query: str  # PromQL returning the value that is compared
+    op: Literal[">", "<"]
+    threshold: float
+    for_: str  # Prometheus duration ("0s": fire on the first evaluation)
+    severity: Severity
+    summary: str
+    description: str
+    group: Group
+    no_data_ok: bool = False  # True: an empty query result means healthy (absent()-style rules)
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra labels (service is added)
+
+    @property
+    def expr(self) -> str:
+        return f"{self.query} {self.op} {_num(self.threshold)}"
+
+    @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOK_BASE_URL}#{RUNBOOK_ANCHORS[self.name]}"
+
+    @property
+    def all_labels(self) -> dict[str, str]:
+        return {SERVICE_LABEL: contracts.APP_NAME, "severity": self.severity, **self.labels}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return {
+            "summary": self.summary,
+            "description": self.description,
+            "runbook_url": self.runbook_url,
+        }
+
+
+def _num(value: float) -> str:
+    """20.0 -> "20", 0.8 -> "0.8" (PromQL and messages read better without trailing .0)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _sel(**matchers: str) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in matchers.items()) + "}"
+
+
+def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> list[AlertRule]:
+    """The flowchat alerts for one stack (namespace and Chroma PVC select the volume series)."""
+    t = thresholds
+    queue = contracts.QUEUE_NAME
+    probe_window = t.health_probe_interval_seconds * t.health_probe_failures
+    probe = f"{contracts.METRIC_PROBE_SUCCESS}{_sel(job=contracts.HEALTH_PROBE_JOB)}"
+    queued = f"{contracts.METRIC_RQ_JOBS}{_sel(queue=queue, status='queued')}"
+    workers = f"{contracts.METRIC_RQ_WORKERS}{_sel(queue=queue)}"
+    pvc = _sel(namespace=namespace, persistentvolumeclaim=chroma_pvc)
+    by_pvc = "max by (namespace, persistentvolumeclaim)"
+    used = f"{by_pvc} ({METRIC_VOLUME_USED}{pvc})"
+    capacity = f"{by_pvc} ({METRIC_VOLUME_CAPACITY}{pvc})"
+    forecast = t.volume_fill_forecast_hours * 3600
+    latency = f"{contracts.METRIC_CHAT_LATENCY}_bucket"
+    flow = contracts.METRIC_FLOW_REQUESTS
+    ping = contracts.PING_PATH
+    return [
+        AlertRule(
+            name="FlowchatHealthCheckFailing",
+            # The window spans the last N probe samples: every one of them failed.
+            query=f"max_over_time({probe}[{format_duration(probe_window)}])",
+            op="<",
+            threshold=1,
+            for_="0s",
+            severity="critical",
+            summary=f"{ping} failed {t.health_probe_failures} probes in a row",
+            description=(
+                f"The blackbox probe of {ping} (every {t.health_probe_interval_seconds}s) failed "
+                f"{t.health_probe_failures} consecutive times on {{{{ $labels.instance }}}}: "
+                "the API does not serve."
+            ),
+            group="monitoring",
+        ),
+        AlertRule(
+            name="FlowchatQueueBacklog",
+            query=f"max by (queue) ({queued})",
+            op=">",
+            threshold=t.queue_depth,
+            for_=t.queue_depth_for,
+            severity="warning",
+            summary=f"More than {t.queue_depth} chat jobs wait on {queue}",
+            description=(
+                f"{{{{ $value }}}} jobs have been queued on {queue} for more than "
+                f"{t.queue_depth_for} (threshold {t.queue_depth}): workers are missing or slow."
+            ),
+            group="monitoring",
+        ),
+        AlertRule(
+            name="FlowchatChatLatencyP95High",
+            query=f"histogram_quantile(0.95, sum by (le) (rate({latency}[5m])))",
+            op=">",
+            threshold=t.latency_p95_seconds,
+            for_="5m",
+            severity="warning",
+            summary=f"P95 chat latency above {_num(t.latency_p95_seconds)}s",
+            description=(
+                "P95 end-to-end chat latency (submission to stored answer) is "
+                "{{ $value | humanize }}s, above"
+                f" {_num(t.latency_p95_seconds)}s."
+            ),
+            group="monitoring",
+        ),
+        AlertRule(
+            name="FlowchatVectorStoreVolumeFilling",
+            query=f"{used} / {capacity}",
+            op=">",
+            threshold=t.volume_usage_ratio,
+            for_="5m",
+            severity="warning",
+            summary=f"Chroma volume {chroma_pvc} over {_num(t.volume_usage_ratio * 100)}% full",
+            description=(
+                f"The Chroma volume {chroma_pvc} in {namespace} is "
+                "{{ $value | humanizePercentage }} full "
+                f"(alert at {_num(t.volume_usage_ratio * 100)}%): grow it before it fills."
+            ),
+            group="monitoring",
+        ),
+        AlertRule(
+            name="FlowchatVectorStoreVolumeFullSoon",
+            query=(
+                f"{by_pvc} (predict_linear({METRIC_VOLUME_USED}{pvc}[6h], {forecast})) / {capacity}"
+            ),
+            op=">",
+            threshold=1,
+            for_="30m",
+            severity="warning",
+            summary=f"Chroma volume {chroma_pvc} full within {t.volume_fill_forecast_hours}h",
+            description=(
+                f"At the growth rate of the last 6 hours, the Chroma volume {chroma_pvc} in "
+                f"{namespace} fills within {t.volume_fill_forecast_hours} hours."
+            ),
+            group="monitoring",
+        ),
+        AlertRule(
+            name="FlowchatWorkersDown",
+            query=f"sum by (queue) ({workers})",
+            op="<",
+            threshold=1,
+            for_="2m",
+            severity="critical",
+            summary=f"No RQ worker serves {queue}",
+            description=(
+                f"No worker has listened on {queue} for 2 minutes: chat jobs are not answered."
+            ),
+            group="troubleshooting",
+        ),
+        AlertRule(
+            name="FlowchatRedisUnreachable",
+            # rq-exporter reads the queue from Redis: without Redis its series vanish.
+            query=f"absent({contracts.METRIC_RQ_JOBS}{_sel(queue=queue)})",
+            op=">",
+            threshold=0,
+            for_="2m",
+            severity="critical",
+            summary="Redis unreachable: no queue metrics",
+            description=(
+                f"No {contracts.METRIC_RQ_JOBS} series for {queue} for 2 minutes: rq-exporter "
+                "cannot read Redis (or is down). Chat requests cannot be queued."
+            ),
+            group="troubleshooting",
+            no_data_ok=True,
+        ),
+        AlertRule(
+            name="FlowchatFlowErrors",
+            query=f'sum(rate({flow}{{status=~"5.."}}[5m])) / sum(rate({flow}[5m]))',
+            op=">",
+            threshold=t.flow_error_ratio,
+            for_="5m",
+            severity="critical",
+            summary=f"Over {_num(t.flow_error_ratio * 100)}% of Flow requests fail with 5xx",
+            description=(
+                "{{ $value | humanizePercentage }} of Flow chat-completion requests returned 5xx "
+                "in the last 5 minutes: Flow outage. Open an incident with the Flow team."
+            ),
+            group="troubleshooting",
+        ),
+        AlertRule(
+            name="FlowchatEmptyAnswers",
+            query=(
+                f"sum(rate({contracts.METRIC_EMPTY_ANSWERS}[15m])) / "
+                f"sum(rate({contracts.METRIC_CHAT_ANSWERS}[15m]))"
+            ),
+            op=">",
+            threshold=t.empty_answer_ratio,
+            for_="15m",
+            severity="warning",
+            summary=f"Over {_num(t.empty_answer_ratio * 100)}% of chat answers are empty",
+            description=(
+                "{{ $value | humanizePercentage }} of answers in the last 15 minutes were empty: "
+                "retrieval returns low-signal chunks."
+            ),
+            group="troubleshooting",
+        ),
+    ]
+
+
+def group_name(group: Group) -> str:
+    """Name of the rule group (Grafana and Prometheus) holding the alerts of `group`."""
+    return f"{contracts.APP_NAME}-{group}"
+
+
+def prometheus_rules_file(
+    thresholds: Thresholds, *, namespace: str, chroma_pvc: str = CHROMA_PVC
+) -> dict[str, Any]:
+    """The alerts as a Prometheus rules file (``{"groups": [...]}``), for promtool and review."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rule in alert_rules(thresholds, namespace=namespace, chroma_pvc=chroma_pvc):
+        entry: dict[str, Any] = {"alert": rule.name, "expr": rule.expr}
+        if parse_duration(rule.for_) > 0:
+            entry["for"] = rule.for_
+        entry["labels"] = rule.all_labels
+        entry["annotations"] = rule.annotations
+        groups.setdefault(group_name(rule.group), []).append(entry)
+    return {"groups": [{"name": name, "rules": rules} for name, rules in groups.items()]}
+
+
+def stack_thresholds(stack: str, root: Path = Path(".")) -> Thresholds:
+    """`flowchat:thresholds` of a stack: Pulumi.<stack>.yaml, else Pulumi.yaml's default, else
+    the runbook defaults."""
+    raw: Any = None
+    stack_file, project_file = root / f"Pulumi.{stack}.yaml", root / "Pulumi.yaml"
+    if stack_file.exists():
+        document = yaml.safe_load(stack_file.read_text()) or {}
+        raw = (document.get("config") or {}).get(f"{contracts.APP_NAME}:thresholds")
+    if raw is None and project_file.exists():
+        declared = ((yaml.safe_load(project_file.read_text()) or {}).get("config") or {}).get(
+            "thresholds"
+        )
+        raw = declared.get("default") if isinstance(declared, dict) else None
+    if isinstance(raw, str):  # a JSON string, the way the CLI hands objects over
+        raw = json.loads(raw)
+    return Thresholds.model_validate(raw or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stacks.alerts",
+        description="Write the flowchat alerts of a stack as a Prometheus rules file "
+        "(the thresholds come from flowchat:thresholds in Pulumi.<stack>.yaml).",
+    )
+    parser.add_argument("--stack", required=True, help="stack name, e.g. staging or prod")
+    parser.add_argument("--out", default="-", help="output file (default: stdout)")
+    parser.add_argument("--namespace", help="Kubernetes namespace (default: flowchat-<stack>)")
+    parser.add_argument("--chroma-pvc", default=CHROMA_PVC, help=f"default: {CHROMA_PVC}")
+    parser.add_argument("--root", type=Path, default=Path("."), help="where Pulumi.<stack>.yaml is")
+    args = parser.parse_args(argv)
+    try:
+        thresholds = stack_thresholds(args.stack, args.root)
+    except (ValidationError, ValueError) as exc:
+        print(f"error: flowchat:thresholds of stack {args.stack}: {exc}", file=sys.stderr)
+        return 2
+    namespace = args.namespace or contracts.namespace_for(args.stack)
+    document = prometheus_rules_file(thresholds, namespace=namespace, chroma_pvc=args.chroma_pvc)
+    text = yaml.safe_dump(document, sort_keys=False, width=1000)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        count = sum(len(g["rules"]) for g in document["groups"])
+        print(f"wrote {count} alerts for stack {args.stack} to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""Every setting of the flowchat stacks, typed, in one place.
+
+`load_config()` reads the `flowchat:*` keys the way the Pulumi CLI feeds them (strings; objects as
+JSON strings) and validates them with pydantic. Any bad value raises `ConfigError`, whose message
+names each offending key, e.g. ``flowchat:api.replicas: must be >= 0 (got -1)``.
+
+Defaults here are the same as in Pulumi.yaml's ``config:`` block (a test checks that they agree).
+Runbook thresholds come from `stacks.alerts.Thresholds` (parsed here, bounded by the policy pack).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from app.contracts import APP_NAME, key_vault_name, namespace_for
+from stacks.alerts import Thresholds
+
+Cloud = Literal["azure", "aws"]
+CLOUDS: tuple[str, ...] = ("azure", "aws")
+
+_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_IMAGE_REPO = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration; the message names every offending `flowchat:` key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError("must be a Kubernetes quantity such as 500m, 256Mi or 10Gi")
+    if float(re.sub(r"[A-Za-z]+$", "", value)) <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _pinned_image(value: str) -> str:
+    """An image reference with an explicit tag that is not `latest` (e.g. redis:7.2.5)."""
+    name, _, tag = value.rpartition(":")
+    if "@sha256:" in value:
+        return value
+    if not name or "/" in tag or not _IMAGE_TAG.match(tag):
+        raise ValueError("must carry an explicit tag, e.g. redis:7.2.5")
+    if tag == "latest":
+        raise ValueError("must not use the tag 'latest'; pin a version")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_quantity)]
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+Replicas = Annotated[int, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ImageConfig(_Model):
+    """The one flowchat image (API, worker and emulator)."""
+
+    repository: str = "ghcr.io/flowchat/flowchat"
+    tag: str = "0.1.0"
+
+    @field_validator("repository")
+    @classmethod
+    def _check_repository(cls, value: str) -> str:
+        if "@" in value or not _IMAGE_REPO.match(value) or value.rsplit("/", 1)[-1].count(":"):
+            raise ValueError(
+                "must be a repository without tag or digest (put the tag in image.tag)"
+            )
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _check_tag(cls, value: str) -> str:
+        if value == "latest":
+            raise ValueError("must not be 'latest'; pin a version or a git sha")
+        if not (_IMAGE_TAG.match(value) or _DIGEST.match(value)):
+            raise ValueError(
+                "must be a Docker tag (letters, digits, '.', '_', '-') or sha256 digest"
+            )
+        return value
+
+    @property
+    def ref(self) -> str:
+        sep = "@" if self.tag.startswith("sha256:") else ":"
+        return f"{self.repository}{sep}{self.tag}"
+
+
+class Resources(_Model):
+    """Requests and limits of one container."""
+
+    cpu_request: Quantity = "100m"
+    memory_request: Quantity = "256Mi"
+    cpu_limit: Quantity = "1"
+    memory_limit: Quantity = "1Gi"
+
+    def manifest(self) -> dict[str, dict[str, str]]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+class ApiConfig(_Model):
+    replicas: Replicas = 2
+    max_queue_depth: int = Field(100, ge=1)  # MAX_QUEUE_DEPTH: 429 above this
+    resources: Resources = Resources(memory_request="512Mi", memory_limit="1536Mi")
+
+
+class WorkerConfig(_Model):
+    min_replicas: Replicas = 1
+    max_replicas: Replicas = 4
+    # KEDA target: one worker replica per this many queued jobs (rq:queue:flow_tasks length).
+    queue_length_per_replica: int = Field(5, ge=1)
+    resources: Resources = Resources(memory_request="768Mi", memory_limit="2Gi")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> WorkerConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            )
+        return self
+
+
+class RedisConfig(_Model):
+    image: PinnedImage = "redis:7.2.5"
+    volume_size: Quantity = "2Gi"
+    resources: Resources = Resources(memory_request="128Mi", memory_limit="512Mi", cpu_limit="500m")
+
+
+class ChromaConfig(_Model):
+    image: PinnedImage = "chromadb/chroma:1.5.9"
+    volume_size: Quantity = "10Gi"
+    resources: Resources = Resources(memory_request="512Mi", memory_limit="2Gi")
+
+
+class DocumentsConfig(_Model):
+    """The shared ReadWriteMany volume holding uploaded files (DOCUMENTS_PATH)."""
+
+    volume_size: Quantity = "5Gi"
+    storage_class: str | None = None  # must offer ReadWriteMany (azurefile-csi, efs-sc, ...)
+
+
+class FlowConfig(_Model):
+    base_url: str = "https://flow.ciandt.com"
+    app_to_access: str = "llm-api"
+    model: str = "gpt-4o-mini"
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class AzureConfig(_Model):
+    resource_group: str | None = None
+    location: str = "westeurope"
+    tenant_id: str | None = None
+    vault_name: str | None = None  # default: app.contracts.key_vault_name(stack)
+    create_vault: bool = True  # false: use an existing vault called vault_name
+    workload_identity_client_id: str | None = None  # for External Secrets' service account
+
+
+class AwsConfig(_Model):
+    region: str = "eu-west-1"
+    role_arn: str | None = None  # IRSA role External Secrets assumes to read the entries
+
+
+class AlertingConfig(_Model):
+    """Where alerts go: one Grafana contact point per stack.
+
+    `url` is the Slack webhook (type slack), `integration_key` the PagerDuty routing key (type
+    pagerduty); both are SecretStr and must be wrapped with `pulumi.Output.secret` by consumers.
+    `addresses` are e-mail recipients (required for type email, optional extra for the others).
+    """
+
+    contact_point: str = ""  # default: flowchat-<stack>
+    type: Literal["email", "slack", "pagerduty"] = "email"
+    addresses: list[str] = []
+    url: SecretStr | None = None
+    integration_key: SecretStr | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if not _EMAIL.match(a)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_receiver(self) -> AlertingConfig:
+        if self.type == "email" and not self.addresses:
+            raise ValueError("type email needs at least one entry in addresses")
+        if self.type == "slack" and self.url is None:
+            raise ValueError("type slack needs url (a secret: flowchat:alertingUrl)")
+        if self.type == "pagerduty" and self.integration_key is None:
+            raise ValueError("type pagerduty needs integrationKey (a secret: flowchat:alertingUrl)")
+        return self
+
+
+class StackConfig(_Model):
+    """All `flowchat:*` settings of one stack."""
+
+    stack: str
+    cloud: Cloud = "azure"
+    namespace: str = ""  # default: app.contracts.namespace_for(stack)
+    image: ImageConfig = ImageConfig()
+    api: ApiConfig = ApiConfig()
+    worker: WorkerConfig = WorkerConfig()
+    redis: RedisConfig = RedisConfig()
+    chroma: ChromaConfig = ChromaConfig()
+    documents: DocumentsConfig = DocumentsConfig()
+    storage_class: str | None = None  # ReadWriteOnce class for Redis and Chroma (None: default)
+    hostname: str
+    ingress_class: str = "nginx"
+    tls_issuer: str | None = None  # cert-manager ClusterIssuer; None: no TLS block
+    kubeconfig: SecretStr | None = None
+    azure: AzureConfig = AzureConfig()
+    aws: AwsConfig = AwsConfig()
+    flow: FlowConfig = FlowConfig()
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    alerting: AlertingConfig  # required: every stack says where its alerts go
+    # Pod-template annotation value; ops.rotate_credentials bumps it (see stacks/service.py).
+    credentials_version: str = "0"
+
+    @field_validator("hostname")
+    @classmethod
+    def _check_hostname(cls, value: str) -> str:
+        if not _DNS_NAME.match(value):
+            raise ValueError("must be a lower-case DNS name such as chat.example.com")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if value and not re.match(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", value):
+            raise ValueError("must be a Kubernetes namespace name (lower case, digits, '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_stack_defaults(self) -> StackConfig:
+        # frozen model: defaults that depend on the stack name are set once, here.
+        if not self.namespace:
+            object.__setattr__(self, "namespace", namespace_for(self.stack))
+        if not self.azure.vault_name:
+            object.__setattr__(
+                self,
+                "azure",
+                self.azure.model_copy(update={"vault_name": key_vault_name(self.stack)}),
+            )
+        if not self.alerting.contact_point:
+            contact = f"{APP_NAME}-{self.stack}"
+            object.__setattr__(
+                self, "alerting", self.alerting.model_copy(update={"contact_point": contact})
+            )
+        return self
+
+    @property
+    def vault_name(self) -> str:
+        return self.azure.vault_name or key_vault_name(self.stack)
+
+
+# Top-level keys whose value is a JSON object (the CLI hands structured config over as JSON).
+OBJECT_KEYS = frozenset(
+    {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
+    | {"thresholds", "alerting"}
+)
+# Secret keys that are not part of an object: merged into one before validation.
+ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
+
+
+def _top_level_keys() -> list[str]:
+    return [
+        field.alias or name for name, field in StackConfig.model_fields.items() if name != "stack"
+    ]
+
+
+def _describe(err: Mapping[str, Any], secret: bool) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known setting"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        text = "must be a whole number"
+    elif kind in {"float_parsing", "float_type"}:
+        text = "must be a number"
+    elif kind in {"bool_parsing", "bool_type"}:
+        text = "must be true or false"
+    elif kind == "greater_than_equal":
+        text = f"must be >= {ctx.get('ge')}"
+    elif kind == "greater_than":
+        text = f"must be > {ctx.get('gt')}"
+    elif kind == "less_than_equal":
+        text = f"must be <= {ctx.get('le')}"
+    elif kind == "less_than":
+        text = f"must be < {ctx.get('lt')}"
+    elif kind == "literal_error":
+        text = f"must be one of {ctx.get('expected')}"
+    elif kind == "string_pattern_mismatch":
+        text = f"must match {ctx.get('pattern')}"
+    elif kind == "value_error":
+        text = str(ctx.get("error", err["msg"]))
+    elif kind in {"model_type", "dict_type", "model_attributes_type"}:
+        text = "must be an object"
+    elif kind == "list_type":
+        text = "must be a list"
+    else:
+        text = str(err["msg"])
+    if secret:  # never echo a secret value, even when a nested validator quoted it
+        return re.sub(r"\s*\(got .*\)$", "", text)
+    if "input" not in err or isinstance(err["input"], dict | list) or "(got " in text:
+        return text
+    return f"{text} (got {err['input']!r})"
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def parse_config(
+    stack: str, raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset()
+) -> StackConfig:
+    """Validate raw `flowchat:*` values (key without namespace -> string as the CLI gives it).
+
+    `secret_keys` holds the (unqualified) keys that were secret config; their values are never
+    echoed in error messages.
+    """
+    problems: list[str] = []
+    data: dict[str, Any] = {"stack": stack}
+    known = set(_top_level_keys())
+    for key, value in raw.items():
+        if key == ALERTING_SECRET_KEY:
+            continue
+        if key not in known:
+            problems.append(f"flowchat:{key}: is not a known setting")
+            continue
+        if key in OBJECT_KEYS:
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                problems.append(f"flowchat:{key}: must be an object (YAML mapping / JSON object)")
+                continue
+            if not isinstance(parsed, dict):
+                problems.append(f"flowchat:{key}: must be an object (YAML mapping / JSON object)")
+                continue
+            data[key] = parsed
+        else:
+            data[key] = value
+    if ALERTING_SECRET_KEY in raw:
+        alerting = dict(data.get("alerting") or {})
+        kind = alerting.get("type", "email")
+        alerting["integrationKey" if kind == "pagerduty" else "url"] = raw[ALERTING_SECRET_KEY]
+        data["alerting"] = alerting
+    if problems:
+        raise ConfigError(problems)
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            secret = bool(loc) and (str(loc[0]) in secret_keys or loc[0] == "kubeconfig")
+            secret = secret or any(part in {"url", "integrationKey"} for part in loc)
+            problems.append(f"flowchat:{_key_path(loc) or 'config'}: {_describe(err, secret)}")
+        raise ConfigError(problems) from None
+    problems.extend(_cloud_problems(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _cloud_problems(config: StackConfig) -> list[str]:
+    problems = []
+    if config.cloud == "azure":
+        for field in ("resource_group", "tenant_id"):
+            if not getattr(config.azure, field):
+                problems.append(
+                    f"flowchat:azure.{to_camel(field)}: is required when cloud is azure"
+                )
+    return problems
+
+
+def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
+    """Secret keys a stack needs that are set by CI (`pulumi config set --secret`), not committed.
+
+    The offline preview supplies placeholders for them. Today: `alertingUrl` when the contact
+    point is Slack or PagerDuty.
+    """
+    try:
+        alerting = json.loads(raw.get("alerting", "{}"))
+    except json.JSONDecodeError:
+        return []
+    if isinstance(alerting, dict) and alerting.get("type") in {"slack", "pagerduty"}:
+        return [ALERTING_SECRET_KEY]
+    return []
+
+
+def load_config(project: str = APP_NAME) -> StackConfig:
+    """Read and validate the `flowchat:*` config of the running stack (unknown keys rejected)."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    prefix = f"{project}:"
+    present = {k for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)}
+    keys = {*(f"{prefix}{k}" for k in (*_top_level_keys(), ALERTING_SECRET_KEY)), *present}
+    raw: dict[str, str] = {}
+    secret: set[str] = set()
+    for full in sorted(keys):
+        value = pulumi.runtime.get_config(full)
+        if value is None:
+            continue
+        key = full.removeprefix(prefix)
+        raw[key] = value
+        if pulumi.runtime.is_config_secret(full):
+            secret.add(key)
+    return parse_config(pulumi.get_stack(), raw, frozenset(secret))

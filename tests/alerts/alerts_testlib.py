@@ -1,0 +1,49 @@
+"""Helpers of tests/alerts: expected labels and annotations, the promtool skip marker."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from app.contracts import namespace_for
+from stacks.alerts import CHROMA_PVC, AlertRule, Thresholds, alert_rules
+
+PROMTOOL = shutil.which("promtool")
+STACK = "staging"
+NAMESPACE = namespace_for(STACK)
+
+requires_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is not installed (apt-get install --no-install-recommends prometheus); "
+    "CI installs it",
+)
+
+
+def _rules() -> dict[str, AlertRule]:
+    found = alert_rules(Thresholds(), namespace=NAMESPACE, chroma_pvc=CHROMA_PVC)
+    return {r.name: r for r in found}
+
+
+def expected_annotations(alert: str, *, value: str = "", instance: str = "") -> dict[str, str]:
+    """The annotations of `alert` as Prometheus renders them for one firing series."""
+    rule = {
+        r.name: r for r in alert_rules(Thresholds(), namespace=NAMESPACE, chroma_pvc=CHROMA_PVC)
+    }[alert]
+    rendered = {}
+    for key, text in rule.annotations.items():
+        text = text.replace("{{ $value | humanizePercentage }}", value)
+        text = (
+            text.replace("{{ $value }}", value)
+            .replace("{{ $value | humanize }}", value)
+            .replace("{{ $labels.instance }}", instance)
+        )
+        rendered[key] = text
+    return rendered
+
+
+def expected_labels(alert: str, **series: str) -> dict[str, str]:
+    rule = {
+        r.name: r for r in alert_rules(Thresholds(), namespace=NAMESPACE, chroma_pvc=CHROMA_PVC)
+    }[alert]
+    return {**rule.all_labels, **series}

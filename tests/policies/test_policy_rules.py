@@ -1,0 +1,386 @@
+"""policies/rules.py in process: both real stacks pass; each mutation trips exactly its rule with
+a message naming the resource, the value found and the bound."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+from policies_testlib import analyze, find, mandatory, rendered
+
+from policies import rules
+from stacks.render import RenderedResource
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING_RULES = "flowchat-rules-monitoring"
+
+
+def fired(resources: list[RenderedResource], **config: dict) -> dict[str, list[str]]:
+    """policy -> messages of its mandatory violations."""
+    found: dict[str, list[str]] = {}
+    for f in mandatory(analyze(resources, config or None)):
+        found.setdefault(f.policy, []).append(f.message)
+    return found
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_real_stacks_pass_every_mandatory_policy(stack: str) -> None:
+    found = analyze(rendered(stack))
+    assert mandatory(found) == []
+
+
+def test_pack_declares_every_rule_with_runbook_defaults() -> None:
+    built = {p.name: p for p in rules.policies()}
+    assert set(built) == {r.name for r in rules.RULES} == set(rules.CONFIG)
+    assert built["container-baseline"].enforcement_level.value == "advisory"
+    assert built["queue-depth-alert"].enforcement_level.value == "mandatory"
+    queue = built["queue-depth-alert"].config_schema
+    assert queue is not None
+    assert queue.properties["maxQueueDepth"]["default"] == 20
+    assert queue.properties["maxFor"]["default"] == "5m"
+    liveness = built["api-liveness-probe"].config_schema
+    assert liveness is not None
+    assert liveness.properties["maxPeriodSeconds"]["default"] == 30
+
+
+def test_pack_main_does_not_serve_on_import() -> None:
+    # Guarded by `if __name__ == "__main__"`: running it under another name returns at once.
+    namespace = runpy.run_path(str(REPO / "policies" / "__main__.py"), run_name="not_main")
+    assert namespace["PACK_NAME"] == "flowchat-runbook"
+
+
+# --- threshold config of the stack (rendered through the program) -----------------------------
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"thresholds.queueDepth": "50"},
+            {
+                "queue-depth-alert": [
+                    "queue-depth alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: "
+                    "threshold 50 exceeds the runbook's bound 20"
+                ]
+            },
+        ),
+        (
+            {"thresholds.queueDepthFor": "10m"},
+            {
+                "queue-depth-alert": [
+                    "queue-depth alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: "
+                    "for 600s exceeds the runbook's bound 5m (300s)"
+                ]
+            },
+        ),
+        (
+            {"thresholds.latencyP95Seconds": "15"},
+            {
+                "chat-latency-alert": [
+                    "P95 chat-latency alert FlowchatChatLatencyP95High in RuleGroup "
+                    "flowchat-monitoring: threshold 15s exceeds the runbook's bound 10s"
+                ]
+            },
+        ),
+        (
+            {"thresholds.volumeUsageRatio": "0.95"},
+            {
+                "chroma-volume-alert": [
+                    "Chroma volume usage alert FlowchatVectorStoreVolumeFilling in RuleGroup "
+                    "flowchat-monitoring: threshold 0.95 exceeds the runbook's bound 0.8"
+                ]
+            },
+        ),
+        (
+            {"thresholds.volumeFillForecastHours": "6"},
+            {
+                "chroma-volume-alert": [
+                    "Chroma volume forecast alert FlowchatVectorStoreVolumeFullSoon in RuleGroup "
+                    "flowchat-monitoring: looks 6h ahead, less than the runbook's 24h"
+                ]
+            },
+        ),
+        # One knob feeds two objects (the liveness probe and the blackbox Probe / health alert),
+        # so both of their rules fire.
+        (
+            {"thresholds.healthProbeIntervalSeconds": "60"},
+            {
+                "api-liveness-probe": [
+                    "API Deployment flowchat-api: container api liveness probe periodSeconds 60 "
+                    "exceeds the runbook's bound 30"
+                ],
+                "health-probe": [
+                    "health Probe flowchat-health: interval 60s exceeds the runbook's bound 30s"
+                ],
+            },
+        ),
+        (
+            {"thresholds.healthProbeFailures": "5"},
+            {
+                "api-liveness-probe": [
+                    "API Deployment flowchat-api: container api liveness probe failureThreshold 5 "
+                    "exceeds the runbook's bound 2"
+                ],
+                "health-alert": [
+                    "health alert FlowchatHealthCheckFailing in RuleGroup flowchat-monitoring: "
+                    "fires after 5 consecutive failed probes (window 150s + for 0s at 30s per "
+                    "probe), exceeding the runbook's bound 2"
+                ],
+            },
+        ),
+    ],
+)
+def test_loosened_threshold_config_fires_its_rule(
+    override: dict[str, str], expected: dict[str, list[str]]
+) -> None:
+    assert fired(rendered("staging", **override)) == expected
+
+
+def test_tightened_thresholds_pass() -> None:
+    resources = rendered(
+        "staging", **{"thresholds.queueDepth": "10", "thresholds.latencyP95Seconds": "5"}
+    )
+    assert fired(resources) == {}
+
+
+# --- mutations of single resources --------------------------------------------------------------
+def _api_liveness(resources: list[RenderedResource]) -> dict:
+    api = find(resources, ":Deployment", "flowchat-api")
+    return api.inputs["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+
+
+def _rule(resources: list[RenderedResource], alert: str) -> dict:
+    group = find(resources, ":RuleGroup", MONITORING_RULES)
+    return next(r for r in group.inputs["rules"] if r["name"] == alert)
+
+
+def test_liveness_period_60_fires_only_the_liveness_rule() -> None:
+    resources = rendered("staging")
+    _api_liveness(resources)["periodSeconds"] = 60
+    assert fired(resources) == {
+        "api-liveness-probe": [
+            "API Deployment flowchat-api: container api liveness probe periodSeconds 60 exceeds "
+            "the runbook's bound 30"
+        ]
+    }
+
+
+def test_liveness_failure_threshold_5_and_unset_fire() -> None:
+    resources = rendered("staging")
+    _api_liveness(resources)["failureThreshold"] = 5
+    assert fired(resources)["api-liveness-probe"] == [
+        "API Deployment flowchat-api: container api liveness probe failureThreshold 5 exceeds "
+        "the runbook's bound 2"
+    ]
+    del _api_liveness(resources)["failureThreshold"]
+    assert fired(resources) == {
+        "api-liveness-probe": [
+            "API Deployment flowchat-api: container api liveness probe failureThreshold 3 "
+            "(unset: Kubernetes uses 3) exceeds the runbook's bound 2"
+        ]
+    }
+
+
+def test_liveness_on_another_path_fires() -> None:
+    resources = rendered("staging")
+    _api_liveness(resources)["httpGet"]["path"] = "/healthz"
+    assert fired(resources) == {
+        "api-liveness-probe": [
+            "API Deployment flowchat-api: no liveness probe on /api/health/ping (found: /healthz)"
+        ]
+    }
+
+
+def test_probe_interval_60s_fires_only_the_health_probe_rule() -> None:
+    resources = rendered("staging")
+    find(resources, ":Probe", "flowchat-health-probe").inputs["spec"]["interval"] = "1m"
+    # The alert window (1m) now spans a single probe: still within 2 consecutive failures.
+    assert fired(resources) == {
+        "health-probe": [
+            "health Probe flowchat-health: interval 1m exceeds the runbook's bound 30s"
+        ]
+    }
+
+
+def test_missing_probe_fires() -> None:
+    resources = [r for r in rendered("staging") if not r.type.endswith(":Probe")]
+    assert fired(resources) == {
+        "health-probe": [
+            "no Prometheus Operator Probe with jobName flowchat-health in the stack: nothing "
+            "polls /api/health/ping"
+        ]
+    }
+
+
+def test_health_alert_with_pending_period_fires_after_3_failures() -> None:
+    resources = rendered("staging")
+    _rule(resources, "FlowchatHealthCheckFailing")["for"] = "30s"
+    assert fired(resources) == {
+        "health-alert": [
+            "health alert FlowchatHealthCheckFailing in RuleGroup flowchat-monitoring: fires after "
+            "3 consecutive failed probes (window 60s + for 30s at 30s per probe), exceeding the "
+            "runbook's bound 2"
+        ]
+    }
+
+
+def _drop_rule(resources: list[RenderedResource], alert: str) -> None:
+    group = find(resources, ":RuleGroup", MONITORING_RULES)
+    group.inputs["rules"] = [r for r in group.inputs["rules"] if r["name"] != alert]
+
+
+def test_missing_queue_alert_fires() -> None:
+    resources = rendered("staging")
+    _drop_rule(resources, "FlowchatQueueBacklog")
+    assert fired(resources) == {
+        "queue-depth-alert": [
+            'no queue-depth alert on rq_jobs{queue="flow_tasks",status="queued"} in any RuleGroup'
+        ]
+    }
+
+
+def test_queue_threshold_hidden_in_the_query_is_found() -> None:
+    resources = rendered("staging")
+    data = _rule(resources, "FlowchatQueueBacklog")["datas"][0]
+    model = json.loads(data["model"])
+    model["expr"] += " > 40"
+    data["model"] = json.dumps(model)
+    assert fired(resources) == {
+        "queue-depth-alert": [
+            "queue-depth alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: threshold 40 "
+            "exceeds the runbook's bound 20"
+        ]
+    }
+
+
+def test_no_volume_alert_fires() -> None:
+    resources = rendered("staging")
+    _drop_rule(resources, "FlowchatVectorStoreVolumeFilling")
+    assert fired(resources) == {
+        "chroma-volume-alert": [
+            "no usage alert on kubelet_volume_stats_used_bytes / "
+            "kubelet_volume_stats_capacity_bytes bound to the Chroma PVC data-flowchat-chroma-0"
+        ]
+    }
+
+
+def test_volume_alert_on_another_claim_fires() -> None:
+    resources = rendered("staging")
+    for rule in find(resources, ":RuleGroup", MONITORING_RULES).inputs["rules"]:
+        for data in rule["datas"]:
+            data["model"] = data["model"].replace("data-flowchat-chroma-0", "data-flowchat-redis-0")
+    assert fired(resources) == {
+        "chroma-volume-alert": [
+            "no usage alert on kubelet_volume_stats_used_bytes / "
+            "kubelet_volume_stats_capacity_bytes bound to the Chroma PVC data-flowchat-chroma-0 "
+            "(volume alerts watch: data-flowchat-redis-0)",
+            "no fill-forecast alert (predict_linear on kubelet_volume_stats_used_bytes) bound to "
+            "the Chroma PVC data-flowchat-chroma-0",
+        ]
+    }
+
+
+def test_no_contact_point_fires_routing() -> None:
+    resources = [r for r in rendered("staging") if not r.type.endswith(":ContactPoint")]
+    assert fired(resources) == {
+        "alert-routing": [
+            "no ContactPoint in the stack: alerts of RuleGroup flowchat-monitoring, "
+            "flowchat-troubleshooting reach nobody",
+            "NotificationPolicy flowchat-notification-policy: routes service=flowchat to contact "
+            "point flowchat-staging, which is not a ContactPoint of the stack (found: none)",
+        ]
+    }
+
+
+def test_rule_without_service_label_fires_routing() -> None:
+    resources = rendered("staging")
+    del _rule(resources, "FlowchatQueueBacklog")["labels"]["service"]
+    assert fired(resources) == {
+        "alert-routing": [
+            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: label service=(unset); "
+            "the notification policy routes service=flowchat"
+        ]
+    }
+
+
+def test_literal_flow_secret_env_fires() -> None:
+    resources = rendered("staging")
+    worker = find(resources, ":Deployment", "flowchat-worker")
+    env = worker.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    entry = next(e for e in env if e["name"] == "FLOW_AGENT_SECRET")
+    entry.pop("valueFrom")
+    entry["value"] = "s3cr3t"
+    assert fired(resources) == {
+        "flow-credentials-from-secret-manager": [
+            "Deployment flowchat-worker: container worker env FLOW_AGENT_SECRET is a literal "
+            "value; it must come from the secret manager (valueFrom.secretKeyRef to the "
+            "ExternalSecret's Secret flowchat-flow-credentials)"
+        ]
+    }
+
+
+def test_flow_credentials_in_a_config_map_fire() -> None:
+    resources = rendered("staging")
+    template = find(resources, ":Deployment", "flowchat-worker")
+    resources.append(
+        RenderedResource(
+            type="kubernetes:core/v1:ConfigMap",
+            name="flowchat-settings",
+            inputs={"metadata": {"name": "flowchat-settings"}, "data": {"FLOW_TENANT": "acme"}},
+            urn=template.urn.replace("apps/v1:Deployment::flowchat-worker", "core/v1:ConfigMap::x"),
+            parent_urn=template.parent_urn,
+        )
+    )
+    assert fired(resources) == {
+        "flow-credentials-from-secret-manager": [
+            "ConfigMap flowchat-settings: data holds FLOW_TENANT literally; Flow credentials and "
+            "the admin token come only from the secret manager through the ExternalSecret"
+        ]
+    }
+
+
+def test_redis_on_empty_dir_fires() -> None:
+    resources = rendered("staging")
+    redis = find(resources, ":StatefulSet", "flowchat-redis")
+    del redis.inputs["spec"]["volumeClaimTemplates"]
+    redis.inputs["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    assert fired(resources) == {
+        "persistent-volumes": [
+            "Redis StatefulSet flowchat-redis: volume data mounted at /data is an emptyDir; data "
+            "must live on a volumeClaimTemplate",
+            "Redis StatefulSet flowchat-redis: no volumeClaimTemplates (found none, need 1)",
+        ]
+    }
+
+
+def test_container_baseline_is_advisory() -> None:
+    resources = rendered("staging")
+    redis = find(resources, ":StatefulSet", "flowchat-redis")
+    redis.inputs["spec"]["template"]["spec"]["containers"][0]["image"] = "redis:latest"
+    found = analyze(resources)
+    assert mandatory(found) == []
+    assert [(f.policy, f.level, f.message) for f in found] == [
+        (
+            "container-baseline",
+            "advisory",
+            "StatefulSet flowchat-redis: container redis image redis:latest is not pinned to a "
+            "version tag",
+        )
+    ]
+
+
+# --- policy config ------------------------------------------------------------------------------
+def test_policy_config_tightens_bounds() -> None:
+    found = fired(rendered("staging"), **{"queue-depth-alert": {"maxQueueDepth": 10}})
+    assert found == {
+        "queue-depth-alert": [
+            "queue-depth alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: threshold 20 "
+            "exceeds the runbook's bound 10"
+        ]
+    }
+
+
+def test_enforcement_level_is_configurable_per_policy() -> None:
+    resources = rendered("staging", **{"thresholds.queueDepth": "50"})
+    found = analyze(resources, {"queue-depth-alert": {"enforcementLevel": "advisory"}})
+    assert [(f.policy, f.level) for f in found] == [("queue-depth-alert", "advisory")]

@@ -1,0 +1,145 @@
+"""stacks/config.py: typed config, defaults that agree with Pulumi.yaml, errors naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.config import ConfigError, StackConfig, parse_config
+from stacks.render import stack_config
+
+ROOT = Path(__file__).resolve().parents[2]
+AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t"})
+BASE = {
+    "hostname": "chat.example.com",
+    "azure": AZURE,
+    "alerting": json.dumps({"type": "email", "addresses": ["ops@example.com"]}),
+}
+
+
+def parse(**raw: str) -> StackConfig:
+    return parse_config("staging", {**BASE, **raw})
+
+
+def error_of(**raw: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse(**raw)
+    return str(info.value)
+
+
+def test_defaults_and_stack_derived_names() -> None:
+    config = parse()
+    assert config.namespace == "flowchat-staging"
+    assert config.vault_name == "flowchat-staging-kv"
+    assert config.alerting.contact_point == "flowchat-staging"
+    assert config.thresholds.queue_depth == 20
+    assert config.image.ref == "ghcr.io/flowchat/flowchat:0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"api": '{"replicas": -1}'}, "flowchat:api.replicas: must be >= 0 (got -1)"),
+        ({"worker": '{"maxReplicas": -2}'}, "flowchat:worker.maxReplicas: must be >= 0"),
+        ({"cloud": "gcp"}, "flowchat:cloud: must be one of 'azure' or 'aws' (got 'gcp')"),
+        (
+            {"thresholds": '{"queueDepth": "lots"}'},
+            "flowchat:thresholds.queueDepth: must be a number",
+        ),
+        ({"thresholds": '{"queueDepthFor": "soon"}'}, "flowchat:thresholds.queueDepthFor"),
+        ({"image": '{"tag": "latest"}'}, "flowchat:image.tag: must not be 'latest'"),
+        ({"image": '{"repository": "ghcr.io/x/y:1.0"}'}, "flowchat:image.repository"),
+        (
+            {"redis": '{"volumeSize": "big"}'},
+            "flowchat:redis.volumeSize: must be a Kubernetes quantity",
+        ),
+        ({"redis": '{"image": "redis"}'}, "flowchat:redis.image: must carry an explicit tag"),
+        ({"chroma": '{"image": "chromadb/chroma:latest"}'}, "flowchat:chroma.image: must not use"),
+        ({"hostname": "Not A Host"}, "flowchat:hostname: must be a lower-case DNS name"),
+        ({"api": "[1, 2]"}, "flowchat:api: must be an object"),
+        ({"bogus": "1"}, "flowchat:bogus: is not a known setting"),
+        ({"azure": "{}"}, "flowchat:azure.resourceGroup: is required when cloud is azure"),
+        ({"alerting": '{"type": "slack"}'}, "flowchat:alerting: type slack needs url"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(raw: dict[str, str], message: str) -> None:
+    assert message in error_of(**raw)
+
+
+def test_aws_does_not_need_azure_settings() -> None:
+    config = parse(cloud="aws", azure="{}")
+    assert config.cloud == "aws" and config.aws.region == "eu-west-1"
+
+
+def test_secret_values_are_not_echoed() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            "staging",
+            {**BASE, "thresholds": '{"queueDepth": "hush-hush"}'},
+            frozenset({"thresholds"}),
+        )
+    assert "flowchat:thresholds.queueDepth: must be a number" in str(info.value)
+    assert "hush-hush" not in str(info.value)
+    config = parse_config(
+        "prod",
+        {**BASE, "alerting": '{"type": "pagerduty"}', "alertingUrl": "s3cr3t-key"},
+        frozenset({"alertingUrl"}),
+    )
+    assert config.alerting.integration_key is not None
+    assert config.alerting.integration_key.get_secret_value() == "s3cr3t-key"
+    assert "s3cr3t-key" not in repr(config)
+
+
+def test_project_defaults_agree_with_config_defaults() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    defaults = StackConfig.model_validate(
+        {"stack": "x", "hostname": "a.example.com", "alerting": {"addresses": ["a@example.com"]}}
+    ).model_dump(by_alias=True)
+    for key, decl in project["config"].items():
+        if "default" not in decl:
+            continue
+        if isinstance(decl["default"], dict):
+            for field, value in decl["default"].items():
+                assert defaults[key][field] == value, f"{key}.{field}"
+        else:
+            assert str(defaults[key]) == str(decl["default"]), key
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_stack_files_parse_and_commit_no_secrets(stack: str) -> None:
+    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
+    assert "secure:" not in text
+    values, secret = stack_config(stack)
+    assert secret == ["flowchat:alertingUrl"]  # set by CI, a placeholder offline
+    raw = {k.removeprefix("flowchat:"): v for k, v in values.items()}
+    config = parse_config(stack, raw, frozenset({"alertingUrl"}))
+    assert config.stack == stack
+
+
+def test_stacks_differ_where_they_should() -> None:
+    configs = {}
+    for stack in ("staging", "prod"):
+        values, _ = stack_config(stack)
+        raw = {k.removeprefix("flowchat:"): v for k, v in values.items()}
+        configs[stack] = parse_config(stack, raw, frozenset({"alertingUrl"}))
+    staging, prod = configs["staging"], configs["prod"]
+    assert (staging.cloud, prod.cloud) == ("azure", "aws")
+    assert staging.api.replicas == 1 and prod.api.replicas == 3
+    assert staging.hostname != prod.hostname
+    assert (staging.alerting.type, prod.alerting.type) == ("slack", "pagerduty")
+
+
+def test_overrides_replace_keys_or_set_paths() -> None:
+    values, _ = stack_config(
+        "staging",
+        config_overrides={"flowchat:cloud": "aws", "thresholds.queueDepth": "15"},
+    )
+    assert values["flowchat:cloud"] == "aws"
+    thresholds = json.loads(values["flowchat:thresholds"])
+    assert thresholds["queueDepth"] == 15
+    assert thresholds["queueDepthFor"] == "5m"  # the rest of the object is kept
+    values, _ = stack_config("staging", config_overrides={"thresholds": '{"queueDepth": 50}'})
+    assert json.loads(values["flowchat:thresholds"]) == {"queueDepth": 50}
