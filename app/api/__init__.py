@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): health, status, chat, documents, metrics, OpenAI-compatible chat."""

@@ -1,0 +1,98 @@
+"""Liveness (no I/O), readiness (Redis, Chroma, workers, Flow) and the maintenance status."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from fastapi import APIRouter, Request, Response
+from rq import Worker
+
+from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep
+from app.api.models import Check, Readiness, StatusUpdate
+from app.contracts import PING_PATH, READY_PATH, STATUS_PATH
+from app.maintenance import MaintenanceTracker, Status
+from app.worker import ALIVE_PREFIX
+
+router = APIRouter(tags=["health"])
+
+FLOW_CHECK_TTL = 30.0  # seconds a Flow token check result is reused (probes come every 10 s)
+
+
+@router.get(PING_PATH)
+def ping() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _check_redis(connection: redis.Redis) -> Check:
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        return Check(ok=False, detail=f"Redis unreachable: {exc.__class__.__name__}")
+    return Check(ok=True, detail="Redis answers")
+
+
+def _check_workers(connection: redis.Redis, queue) -> Check:
+    """Workers registered on the queue that beat within the last seconds: a SIGKILLed worker
+    stays registered in RQ for minutes, but its alive key expires in 15 s."""
+    try:
+        names = [w.name for w in Worker.all(queue=queue)]
+        alive = connection.exists(*[ALIVE_PREFIX + n for n in names]) if names else 0
+        count = int(alive)
+    except redis.RedisError:
+        return Check(ok=False, detail="unknown: Redis unreachable", count=0)
+    if count == 0:
+        return Check(ok=False, detail=f"no worker listens on queue {queue.name}", count=0)
+    return Check(ok=True, detail=f"{count} worker(s) on queue {queue.name}", count=count)
+
+
+def _check_chroma(request: Request) -> Check:
+    probe = request.app.state.chroma_probe
+    try:
+        detail = probe()
+    except Exception as exc:
+        return Check(ok=False, detail=f"Chroma unreachable: {exc.__class__.__name__}: {exc}"[:200])
+    return Check(ok=True, detail=detail)
+
+
+def _check_flow(request: Request) -> Check:
+    state = request.app.state
+    cached = getattr(state, "flow_check", None)
+    if cached is not None and time.monotonic() - cached[0] < FLOW_CHECK_TTL:
+        return cached[1]
+    try:
+        state.flow_client.check()
+        result = Check(ok=True, detail="Flow issued a token")
+    except Exception as exc:
+        reason = getattr(exc, "reason", exc.__class__.__name__)
+        result = Check(ok=False, detail=f"Flow token exchange failed: {reason}"[:300])
+    state.flow_check = (time.monotonic(), result)
+    return result
+
+
+@router.get(READY_PATH, response_model=Readiness)
+def ready(request: Request, response: Response, connection: RedisDep, queue: QueueDep):
+    """503 when Redis, Chroma or the workers are missing; Flow trouble only degrades."""
+    checks = {"redis": _check_redis(connection)}
+    checks["chroma"] = _check_chroma(request)
+    checks["workers"] = _check_workers(connection, queue)
+    checks["flow"] = _check_flow(request)
+    if not all(checks[name].ok for name in ("redis", "chroma", "workers")):
+        response.status_code = 503
+        return Readiness(status="not_ready", checks=checks)
+    return Readiness(status="ready" if checks["flow"].ok else "degraded", checks=checks)
+
+
+@router.get(STATUS_PATH, response_model=Status)
+def get_status(connection: RedisDep, settings: SettingsDep) -> Status:
+    try:
+        return MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES).status()
+    except redis.RedisError:
+        return Status(maintenance=True, reason="the service cannot reach its job queue (Redis)")
+
+
+@router.put(STATUS_PATH, response_model=Status, dependencies=[AdminDep])
+def set_status(body: StatusUpdate, connection: RedisDep, settings: SettingsDep) -> Status:
+    tracker = MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES)
+    tracker.set_operator(body.maintenance, body.reason)
+    return tracker.status()

@@ -1,0 +1,87 @@
+"""``POST /v1/chat/completions``: the service behind OpenAI's chat completions shape, so stock
+OpenAI clients can use it. The last user message is the question; the answer's sources are
+returned in the extra field ``sources`` of the response."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import redis
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from app.api.dependencies import ApiKeyDep, QueueDep, SettingsDep
+from app.chat_jobs import QueueFull, enqueue_chat, wait_for_chat
+from app.rag.prompt import Source
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKeyDep])
+
+
+class OpenAIMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | None = None
+
+
+class OpenAIRequest(BaseModel):
+    model: str = "flowchat"
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class OpenAIChoiceMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class OpenAIChoice(BaseModel):
+    index: int = 0
+    message: OpenAIChoiceMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class OpenAIResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[OpenAIChoice]
+    usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    sources: list[Source] = []
+
+
+@router.post("/chat/completions", response_model=OpenAIResponse)
+async def completions(
+    body: OpenAIRequest, request: Request, settings: SettingsDep, queue: QueueDep
+):
+    if body.stream:
+        raise HTTPException(400, "streaming is not supported: send 'stream': false")
+    question = next(
+        (m.content for m in reversed(body.messages) if m.role == "user" and m.content), None
+    )
+    if not question or not question.strip():
+        raise HTTPException(
+            422, "no user message with content: the last user message is the question"
+        )
+    if len(question) > settings.MAX_MESSAGE_CHARS:
+        raise HTTPException(422, f"the question exceeds {settings.MAX_MESSAGE_CHARS} characters")
+    try:
+        job = enqueue_chat(queue, settings, question.strip(), None)
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
+    except redis.RedisError:
+        raise HTTPException(503, "the job queue (Redis) is unreachable") from None
+    view = await wait_for_chat(job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis)
+    if view.status == "failed":
+        raise HTTPException(502, view.error or "the answer could not be produced")
+    if view.status != "finished":
+        raise HTTPException(
+            504, f"no answer within {settings.JOB_TIMEOUT_SECONDS} s (job {job.id})"
+        )
+    return OpenAIResponse(
+        id=f"chatcmpl-{job.id}",
+        created=int(time.time()),
+        model=body.model,
+        choices=[OpenAIChoice(message=OpenAIChoiceMessage(content=view.answer or ""))],
+        sources=view.sources,
+    )

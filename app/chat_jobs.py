@@ -1,0 +1,132 @@
+"""Enqueueing chat jobs and reading them back: shared by the chat and OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+import redis.asyncio as aioredis
+from rq import Callback, Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from app.api.models import ChatResponse
+from app.contracts import CHAT_JOB
+from app.settings import Settings
+from app.worker import ChatResult
+
+CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow errors don't retry
+DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends
+DONE_TTL_SECONDS = 300
+
+
+def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
+    """RQ success/failure callback (runs in the worker): wake the API requests waiting on it."""
+    key = DONE_KEY.format(job.id)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.rpush(key, "1")
+        pipe.expire(key, DONE_TTL_SECONDS)
+        pipe.execute()
+
+
+class QueueFull(RuntimeError):
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(f"the chat queue is full ({depth} of {limit} jobs waiting); retry later")
+        self.depth = depth
+        self.limit = limit
+
+
+def enqueue_chat(queue: Queue, settings: Settings, message: str, top_k: int | None) -> Job:
+    depth = queue.count
+    if depth >= settings.MAX_QUEUE_DEPTH:
+        raise QueueFull(depth, settings.MAX_QUEUE_DEPTH)
+    return queue.enqueue(
+        CHAT_JOB,
+        kwargs={"question": message, "top_k": top_k, "submitted_at": time.time()},
+        job_timeout=settings.JOB_TIMEOUT_SECONDS,
+        result_ttl=settings.RESULT_TTL_SECONDS,
+        failure_ttl=settings.RESULT_TTL_SECONDS,
+        retry=CHAT_RETRY,
+        on_success=Callback(notify_done),
+        on_failure=Callback(notify_done),
+        meta={"kind": "chat"},
+    )
+
+
+def fetch_chat(connection: redis.Redis, job_id: str) -> Job | None:
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except (NoSuchJobError, ValueError):
+        return None
+    return job if job.func_name == CHAT_JOB else None
+
+
+def _failure_reason(job: Job) -> str:
+    result = job.latest_result()
+    text = (result.exc_string if result is not None else None) or job.exc_info or ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "the job failed without a reason"
+    last = lines[-1]
+    # "app.worker.ChatFailed: the Flow LLM gateway did not answer: ..." -> the message part
+    name, sep, message = last.partition(": ")
+    if sep and "." in name and " " not in name:
+        return message
+    if "AbandonedJobError" in text:
+        return "the worker running this job stopped and the job had no retries left"
+    return last
+
+
+def chat_view(job: Job) -> ChatResponse:
+    status = job.get_status(refresh=True)
+    if status == JobStatus.FINISHED:
+        result = ChatResult.model_validate(job.return_value())
+        return ChatResponse(
+            id=job.id,
+            status="finished",
+            answer=result.answer,
+            sources=result.sources,
+            timings=result.timings,
+        )
+    if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+        return ChatResponse(id=job.id, status="failed", error=_failure_reason(job))
+    if status == JobStatus.STARTED:
+        return ChatResponse(id=job.id, status="started")
+    return ChatResponse(id=job.id, status="queued")
+
+
+def _done(view: ChatResponse) -> bool:
+    return view.status in ("finished", "failed")
+
+
+async def wait_for_chat(
+    job: Job, seconds: float, notifier: aioredis.Redis | None = None
+) -> ChatResponse:
+    """The job's view once it is finished or failed, or after ``seconds``.
+
+    With a ``notifier`` (an asyncio Redis client) the request sleeps in ``BLPOP`` on the job's
+    done-list until the worker's callback pushes to it, so an answer is returned within a few
+    milliseconds of being stored, without polling Redis. RQ runs the callback just before it
+    records the outcome, so a woken waiter looks again for a few milliseconds; it re-pushes the
+    signal for other requests waiting on the same job.
+    """
+    deadline = time.monotonic() + seconds
+    key = DONE_KEY.format(job.id)
+    while True:
+        view = chat_view(job)
+        remaining = deadline - time.monotonic()
+        if _done(view) or remaining <= 0:
+            return view
+        if notifier is None:
+            await asyncio.sleep(min(0.05, remaining))
+            continue
+        woke = await notifier.blpop([key], timeout=min(1.0, max(remaining, 0.01)))
+        if not woke:
+            continue
+        await notifier.rpush(key, "1")
+        for _ in range(100):
+            view = chat_view(job)
+            if _done(view):
+                return view
+            await asyncio.sleep(0.002)

@@ -1,0 +1,285 @@
+"""Start the whole service on localhost: Redis, Chroma, the Flow emulator, workers and the API.
+
+Used by ``make run`` (through :mod:`app.run_local`) and by the test fixtures, so the tests start
+the service exactly the way an engineer does. Every process is a real one: Debian's
+``redis-server``, ``chroma run`` (API and workers are separate processes and must not share an
+embedded Chroma path), ``python -m app.flow.emulator``, ``python -m app.worker`` and uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.contracts import PING_PATH
+from app.settings import REPO_ROOT
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, timeout: float, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StartupError(f"{what} exited with code {proc.returncode} while starting")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise StartupError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+def http_ok(url: str) -> bool:
+    return httpx.get(url, timeout=1.0).status_code == 200
+
+
+@dataclass
+class Ports:
+    api: int = 8000
+    redis: int = 6379
+    chroma: int = 8001
+    flow: int = 8010
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(api=free_port(), redis=free_port(), chroma=free_port(), flow=free_port())
+
+
+@dataclass
+class LocalStack:
+    """The service's processes under ``root`` (data and logs), on the given loopback ports."""
+
+    root: Path
+    ports: Ports = field(default_factory=Ports)
+    workers: int = 2
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    quiet: bool = True
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.flow_configured = bool(
+            os.environ.get("FLOW_AGENT_SECRET") or self.env_overrides.get("FLOW_AGENT_SECRET")
+        )
+        self._emulator_secret = secrets.token_urlsafe(24)
+
+    # --- environment of the children -------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def chroma_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.chroma}"
+
+    @property
+    def flow_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.flow}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "REDIS_URL": self.redis_url,
+                "CHROMA_URL": self.chroma_url,
+                "VECTOR_STORE_PATH": str(self.root / "chroma"),
+                "DOCUMENTS_PATH": str(self.root / "documents"),
+                "ADMIN_TOKEN": self.admin_token,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if not self.flow_configured:  # the emulator stands in for Flow, with local credentials
+            env.update(
+                {
+                    "FLOW_BASE_URL": self.flow_url,
+                    "FLOW_TENANT": "local",
+                    "FLOW_AGENT": "flowchat-local",
+                    "FLOW_AGENT_SECRET": self._emulator_secret,
+                }
+            )
+        env.update(self.env_overrides)
+        return env
+
+    # --- processes -------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = (self.root / "logs" / f"{name}.log").open("ab")
+        out = log if self.quiet else None
+        proc = subprocess.Popen(
+            argv,
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT if self.quiet else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StartupError(
+                "redis-server is not installed: `apt-get install redis-server` (Debian/Ubuntu)"
+            )
+        data = self.root / "redis"
+        data.mkdir(exist_ok=True)
+        proc = self._spawn(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(self.ports.redis),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
+        )
+        import redis
+
+        client = redis.Redis(port=self.ports.redis, socket_connect_timeout=0.5)
+        wait_until(lambda: bool(client.ping()), "redis-server", 20, proc)
+        client.close()
+
+    def start_chroma(self) -> None:
+        binary = Path(sys.executable).with_name("chroma")
+        if not binary.exists():
+            found = shutil.which("chroma")
+            if found is None:
+                raise StartupError("the `chroma` command is missing: pip install chromadb")
+            binary = Path(found)
+        proc = self._spawn(
+            "chroma",
+            [
+                str(binary),
+                "run",
+                "--path",
+                str(self.root / "chroma"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.chroma),
+            ],
+        )
+        wait_until(lambda: http_ok(f"{self.chroma_url}/api/v2/heartbeat"), "chroma", 60, proc)
+
+    def start_emulator(self) -> None:
+        if self.flow_configured:
+            return
+        proc = self._spawn(
+            "flow-emulator",
+            [
+                sys.executable,
+                "-m",
+                "app.flow.emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.flow),
+            ],
+        )
+        wait_until(lambda: http_ok(f"{self.flow_url}/_emulator/stats"), "Flow emulator", 30, proc)
+
+    def start_workers(self) -> None:
+        self._spawn("worker", [sys.executable, "-m", "app.worker", "--workers", str(self.workers)])
+        import redis
+        from rq import Worker
+
+        client = redis.Redis.from_url(self.redis_url)
+        proc = self.procs["worker"]
+        wait_until(lambda: len(Worker.all(connection=client)) >= self.workers, "workers", 90, proc)
+        client.close()
+
+    def stop_workers(self) -> None:
+        self._stop("worker")
+
+    def start_api(self) -> None:
+        proc = self._spawn(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.api),
+                "--no-access-log",
+            ],
+        )
+        wait_until(lambda: http_ok(f"{self.base_url}{PING_PATH}"), "API", 60, proc)
+
+    def start(self) -> None:
+        try:
+            self.start_redis()
+            self.start_chroma()
+            self.start_emulator()
+            self.start_workers()
+            self.start_api()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _stop(self, name: str, timeout: float = 10.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def stop(self) -> None:
+        for name in ("api", "worker", "flow-emulator", "chroma", "redis"):
+            self._stop(name)

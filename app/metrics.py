@@ -1,0 +1,182 @@
+"""Prometheus metrics shared by every process.
+
+Worker processes record their observations in Redis hashes (one ``HINCRBY`` pipeline per
+observation, so any number of workers aggregate naturally); the API's ``/metrics`` reads them at
+scrape time through :class:`FlowchatCollector`, together with the queue gauges that rq-exporter
+would give (``rq_jobs{queue,status}``, ``rq_workers{queue}``) and the vector store size.
+Names come from :mod:`app.contracts`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from app.contracts import (
+    METRIC_CHAT_ANSWERS,
+    METRIC_CHAT_LATENCY,
+    METRIC_EMPTY_ANSWERS,
+    METRIC_FLOW_REQUEST_SECONDS,
+    METRIC_FLOW_REQUESTS,
+    METRIC_RQ_JOBS,
+    METRIC_RQ_WORKERS,
+    METRIC_VECTOR_STORE_BYTES,
+)
+
+CHAT_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
+FLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+KEY_PREFIX = "flowchat:metrics"
+RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
+
+
+def _hist_key(name: str) -> str:
+    return f"{KEY_PREFIX}:{name}"
+
+
+class MetricsRecorder:
+    """Write side, used by workers (and by the API for what it observes itself)."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.redis = connection
+
+    def _observe(self, name: str, buckets: Sequence[float], value: float, label: str = "") -> None:
+        key = _hist_key(name)
+        index = bisect.bisect_left(buckets, value)
+        field = f"{label}|{buckets[index]}" if index < len(buckets) else f"{label}|+Inf"
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(key, field, 1)
+            pipe.hincrbyfloat(key, f"{label}|sum", value)
+            pipe.hincrby(key, f"{label}|count", 1)
+            pipe.execute()
+
+    def observe_chat_latency(self, seconds: float) -> None:
+        self._observe(METRIC_CHAT_LATENCY, CHAT_LATENCY_BUCKETS, seconds)
+
+    def flow_request(self, status: str, seconds: float) -> None:
+        self.redis.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
+        self._observe(METRIC_FLOW_REQUEST_SECONDS, FLOW_BUCKETS, seconds)
+
+    def chat_answer(self, outcome: str) -> None:
+        """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
+        self.redis.hincrby(_hist_key(METRIC_CHAT_ANSWERS), outcome, 1)
+        if outcome == "empty":
+            self.redis.incr(_hist_key(METRIC_EMPTY_ANSWERS))
+
+
+def _read_histogram(
+    connection: redis.Redis, name: str, buckets: Sequence[float], doc: str
+) -> HistogramMetricFamily:
+    raw = {k.decode(): v.decode() for k, v in connection.hgetall(_hist_key(name)).items()}
+    cumulative, counts = 0, []
+    for bound in [*buckets, math.inf]:
+        label = "+Inf" if bound == math.inf else str(bound)
+        cumulative += int(raw.get(f"|{label}", 0))
+        counts.append((label, cumulative))
+    family = HistogramMetricFamily(name, doc)
+    family.add_metric([], buckets=counts, sum_value=float(raw.get("|sum", 0.0)))
+    return family
+
+
+def directory_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+class FlowchatCollector(Collector):
+    """Read side, registered by the API: everything is computed at scrape time."""
+
+    def __init__(
+        self, connection: redis.Redis, queue_name: str, vector_store_path: Path | None
+    ) -> None:
+        self.redis = connection
+        self.queue_name = queue_name
+        self.vector_store_path = vector_store_path
+
+    def collect(self) -> Iterator[Metric]:
+        """Everything read from Redis is left out while Redis is unreachable, so that the
+        scrape still succeeds and ``absent(rq_jobs{...})`` (the Redis-unreachable alert) fires."""
+        try:
+            families = list(self._from_redis())
+        except redis.RedisError:
+            families = []
+        yield from families
+        if self.vector_store_path is not None:
+            size = GaugeMetricFamily(
+                METRIC_VECTOR_STORE_BYTES, "Bytes on disk of the Chroma persistence directory"
+            )
+            path = self.vector_store_path
+            size.add_metric([], directory_bytes(path) if path.exists() else 0)
+            yield size
+
+    def _from_redis(self) -> Iterator[Metric]:
+        from rq import Queue, Worker
+
+        queue = Queue(self.queue_name, connection=self.redis)
+        jobs = GaugeMetricFamily(
+            METRIC_RQ_JOBS, "RQ jobs by queue and status", labels=["queue", "status"]
+        )
+        counts = {
+            "queued": queue.count,
+            "started": queue.started_job_registry.count,
+            "finished": queue.finished_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+            "deferred": queue.deferred_job_registry.count,
+            "scheduled": queue.scheduled_job_registry.count,
+        }
+        for status in RQ_STATUSES:
+            jobs.add_metric([self.queue_name, status], counts[status])
+        yield jobs
+        workers = GaugeMetricFamily(
+            METRIC_RQ_WORKERS, "RQ workers listening on the queue", labels=["queue"]
+        )
+        workers.add_metric([self.queue_name], Worker.count(queue=queue))
+        yield workers
+
+        yield _read_histogram(
+            self.redis,
+            METRIC_CHAT_LATENCY,
+            CHAT_LATENCY_BUCKETS,
+            "End-to-end chat latency: submission to stored answer",
+        )
+        requests = CounterMetricFamily(
+            METRIC_FLOW_REQUESTS.removesuffix("_total"),
+            "Requests to Flow chat completions by status",
+            labels=["status"],
+        )
+        for status, value in sorted(self.redis.hgetall(_hist_key(METRIC_FLOW_REQUESTS)).items()):
+            requests.add_metric([status.decode()], float(value))
+        yield requests
+        yield _read_histogram(
+            self.redis, METRIC_FLOW_REQUEST_SECONDS, FLOW_BUCKETS, "Duration of Flow requests"
+        )
+        answers = CounterMetricFamily(
+            METRIC_CHAT_ANSWERS.removesuffix("_total"), "Chat jobs by outcome", labels=["outcome"]
+        )
+        raw_answers = self.redis.hgetall(_hist_key(METRIC_CHAT_ANSWERS))
+        for outcome in ("answered", "empty", "failed"):
+            answers.add_metric([outcome], float(raw_answers.get(outcome.encode(), 0)))
+        yield answers
+        empty = CounterMetricFamily(
+            METRIC_EMPTY_ANSWERS.removesuffix("_total"),
+            "Chat answers with no usable content or sources",
+        )
+        empty.add_metric([], float(self.redis.get(_hist_key(METRIC_EMPTY_ANSWERS)) or 0))
+        yield empty

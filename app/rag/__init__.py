@@ -1,0 +1,1 @@
+"""Retrieval: chunking, embeddings, the Chroma vector store, retrieval and prompt assembly."""

@@ -1,0 +1,76 @@
+"""Prompt assembly: the system instructions (``prompts/system.txt``) and a user message that
+lists the retrieved passages as numbered sources, then the question.
+
+The user message format is a contract with the Flow emulator (``app.flow.emulator``), which
+answers extractively from these sources:
+
+    Sources:
+    [1] runbook.md > Restart Worker (page 3)
+    <passage>
+
+    Question: <question>
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from app.rag.vectorstore import RetrievedChunk
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+
+class Source(BaseModel):
+    """A numbered source as shown to the model and returned to the client."""
+
+    n: int
+    document_id: str
+    document: str
+    title: str | None = None
+    heading: str | None = None
+    page: int | None = None
+    score: float
+    text: str
+
+    @property
+    def label(self) -> str:
+        parts = [self.document]
+        if self.heading:
+            parts.append(self.heading)
+        label = " > ".join(parts)
+        return f"{label} (page {self.page})" if self.page else label
+
+
+@cache
+def system_prompt() -> str:
+    return (PROMPTS_DIR / "system.txt").read_text(encoding="utf-8").strip()
+
+
+def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:
+    sources = []
+    for n, chunk in enumerate(chunks, start=1):
+        meta = chunk.metadata
+        page = int(meta.get("page", 0) or 0)
+        sources.append(
+            Source(
+                n=n,
+                document_id=str(meta.get("document_id", "")),
+                document=str(meta.get("document", "unknown")),
+                title=str(meta.get("title") or "") or None,
+                heading=str(meta.get("heading") or "") or None,
+                page=page or None,
+                score=round(chunk.score, 4),
+                text=chunk.text,
+            )
+        )
+    return sources
+
+
+def build_messages(question: str, sources: list[Source]) -> list[dict[str, str]]:
+    blocks = [f"[{s.n}] {s.label}\n{s.text.strip()}" for s in sources]
+    listing = "\n\n".join(blocks) if blocks else "(no sources were found)"
+    user = f"Sources:\n{listing}\n\nQuestion: {question.strip()}"
+    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": user}]

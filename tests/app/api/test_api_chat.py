@@ -1,0 +1,188 @@
+"""The chat path end to end on the real service (API -> flow_tasks -> worker -> Chroma -> Flow
+emulator), started the way `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+import redis
+from rq import Worker
+from rq.job import Job
+
+from app.contracts import (
+    METRIC_CHAT_ANSWERS,
+    METRIC_CHAT_LATENCY,
+    METRIC_EMPTY_ANSWERS,
+    METRIC_FLOW_REQUEST_SECONDS,
+    METRIC_FLOW_REQUESTS,
+    METRIC_RQ_JOBS,
+    METRIC_RQ_WORKERS,
+)
+
+
+@pytest.fixture
+def api(live_service) -> httpx.Client:
+    live_service.emulator.reset()
+    with httpx.Client(base_url=live_service.base_url, timeout=60) as client:
+        yield client
+    live_service.emulator.reset()
+
+
+def ask(api: httpx.Client, message: str, wait: float = 30) -> dict:
+    submitted = api.post("/api/chat", json={"message": message})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    assert submitted.headers["location"] == f"/api/chat/{job_id}"
+    return api.get(f"/api/chat/{job_id}", params={"wait": wait}).json()
+
+
+def test_answer_cites_the_runbook_with_sources_and_timings(api: httpx.Client) -> None:
+    answer = ask(api, "How do I restart the worker?")
+    assert answer["status"] == "finished", answer
+    assert answer["sources"], "no sources were retrieved"
+    top = answer["sources"][0]
+    assert top["document"] == "runbook.md"
+    assert "restart" in (top["heading"] or "").lower() or "restart" in top["text"].lower()
+    assert "[1]" in answer["answer"]
+    assert "restart" in answer["answer"].lower()
+    timings = answer["timings"]
+    assert 0 < timings["total_seconds"] >= timings["flow_seconds"]
+
+
+def test_flow_failing_twice_then_succeeding_still_answers(live_service, api) -> None:
+    before = live_service.emulator.stats()["chat_responses"].get("500", 0)
+    live_service.emulator.configure(fail_next=2)
+    answer = ask(api, "How do I rotate the Flow credentials?")
+    assert answer["status"] == "finished", answer
+    assert live_service.emulator.stats()["chat_responses"].get("500", 0) == before + 2
+
+
+def test_flow_failing_every_time_fails_the_job_and_turns_on_maintenance(live_service, api) -> None:
+    live_service.emulator.configure(error_rate=1.0)
+    for _ in range(2):  # MAINTENANCE_AFTER_FAILURES=2 for the test service
+        answer = ask(api, "What does the queue depth alert mean?")
+        assert answer["status"] == "failed"
+        assert "Flow" in answer["error"] and "500" in answer["error"], answer["error"]
+    status = api.get("/api/status").json()
+    assert status["maintenance"] is True
+    assert "Flow" in status["reason"]
+
+    live_service.emulator.reset()
+    assert ask(api, "How do I restart the worker?")["status"] == "finished"
+    assert api.get("/api/status").json() == {"maintenance": False, "reason": None}
+
+
+def test_expired_token_is_renewed_mid_run(live_service, api) -> None:
+    assert ask(api, "How do I rebuild the vector store?")["status"] == "finished"
+    tokens_before = live_service.emulator.stats()["token_calls"]
+    live_service.emulator.configure(expire_tokens=True)
+    assert ask(api, "How do I rebuild the vector store?")["status"] == "finished"
+    assert live_service.emulator.stats()["token_calls"] > tokens_before
+
+
+def test_a_job_whose_worker_is_killed_still_completes(live_service, api) -> None:
+    connection = redis.Redis.from_url(live_service.redis_url)
+    live_service.emulator.configure(latency_ms=3000)
+    job_id = api.post("/api/chat", json={"message": "How do I restart the worker?"}).json()["id"]
+    job = Job.fetch(job_id, connection=connection)
+    deadline = time.monotonic() + 30
+    while job.get_status(refresh=True) != "started" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.get_status() == "started"
+    job.refresh()
+    key = Worker.redis_worker_namespace_prefix + job.worker_name
+    worker = Worker.find_by_key(key, connection=connection)
+    assert worker is not None and worker.pid
+    os.kill(worker.pid, signal.SIGKILL)
+    live_service.emulator.configure(latency_ms=0)
+
+    answer = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
+    if answer["status"] != "finished":  # the sweep runs every 10 s; allow a second wait
+        answer = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
+    assert answer["status"] == "finished", answer
+    assert answer["sources"][0]["document"] == "runbook.md"
+    # the pool replaced the killed worker
+    deadline = time.monotonic() + 30
+    while Worker.count(connection=connection) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert api.get("/api/health/ready").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"message": ""}, "message"),
+        ({"message": "   "}, "empty"),
+        ({"message": "x" * 4001}, "4000"),
+        ({"message": 42}, "message"),
+        ({"text": "hello"}, "message"),
+        ({"message": "hi", "top_k": 0}, "top_k"),
+        ({"message": "hi", "extra": True}, "extra"),
+    ],
+)
+def test_bad_chat_input_gets_a_4xx_with_a_reason(
+    api: httpx.Client, body: dict, fragment: str
+) -> None:
+    response = api.post("/api/chat", json=body)
+    assert response.status_code == 422
+    assert fragment in response.json()["detail"]
+
+
+def test_malformed_json_and_unknown_job(api: httpx.Client) -> None:
+    response = api.post(
+        "/api/chat", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    missing = api.get("/api/chat/does-not-exist")
+    assert missing.status_code == 404
+    assert "does-not-exist" in missing.json()["detail"]
+
+
+def test_openai_compatible_route(api: httpx.Client) -> None:
+    response = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "flowchat",
+            "messages": [{"role": "user", "content": "How do I restart the worker?"}],
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert "restart" in body["choices"][0]["message"]["content"].lower()
+    assert body["sources"][0]["document"] == "runbook.md"
+    assert api.post("/v1/chat/completions", json={"messages": []}).status_code == 422
+
+
+def test_metrics_expose_the_contract_names(api: httpx.Client) -> None:
+    ask(api, "How do I restart the worker?")
+    text = api.get("/metrics").text
+    for name in (
+        f'{METRIC_RQ_JOBS}{{queue="flow_tasks",status="queued"}}',
+        f'{METRIC_RQ_WORKERS}{{queue="flow_tasks"}}',
+        f"{METRIC_CHAT_LATENCY}_bucket",
+        f'{METRIC_FLOW_REQUESTS}{{status="200"}}',
+        f"{METRIC_FLOW_REQUEST_SECONDS}_bucket",
+        METRIC_EMPTY_ANSWERS,
+        METRIC_CHAT_ANSWERS,
+        "flowchat_vector_store_bytes",
+    ):
+        assert name in text, name
+
+
+def test_ping_and_readiness(api: httpx.Client) -> None:
+    assert api.get("/api/health/ping").json() == {"status": "ok"}
+    ready = api.get("/api/health/ready")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert {name for name, check in checks.items() if check["ok"]} == {
+        "redis",
+        "chroma",
+        "workers",
+        "flow",
+    }
+    assert checks["workers"]["count"] == 2

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from rq import Queue
+
+from app.contracts import (
+    METRIC_CHAT_LATENCY,
+    METRIC_EMPTY_ANSWERS,
+    METRIC_FLOW_REQUESTS,
+    METRIC_RQ_JOBS,
+    METRIC_RQ_WORKERS,
+    METRIC_VECTOR_STORE_BYTES,
+    QUEUE_NAME,
+)
+from app.metrics import FlowchatCollector, MetricsRecorder
+
+
+def _scrape(connection: redis.Redis, path: Path | None) -> dict[tuple[str, tuple], float]:
+    registry = CollectorRegistry()
+    registry.register(FlowchatCollector(connection, QUEUE_NAME, path))
+    samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def test_observations_from_several_recorders_add_up(redis_url: str, tmp_path: Path) -> None:
+    first = MetricsRecorder(redis.Redis.from_url(redis_url))  # two worker processes
+    second = MetricsRecorder(redis.Redis.from_url(redis_url))
+    first.observe_chat_latency(0.4)
+    second.observe_chat_latency(12.0)
+    second.observe_chat_latency(80.0)
+    first.flow_request("200", 0.3)
+    second.flow_request("500", 0.1)
+    second.flow_request("500", 0.2)
+    first.chat_answer("empty")
+    (tmp_path / "store.bin").write_bytes(b"x" * 1234)
+
+    samples = _scrape(redis.Redis.from_url(redis_url), tmp_path)
+    bucket = f"{METRIC_CHAT_LATENCY}_bucket"
+    assert samples[(bucket, (("le", "0.5"),))] == 1
+    assert samples[(bucket, (("le", "10.0"),))] == 1
+    assert samples[(bucket, (("le", "15.0"),))] == 2
+    assert samples[(bucket, (("le", "+Inf"),))] == 3
+    assert samples[(f"{METRIC_CHAT_LATENCY}_count", ())] == 3
+    assert samples[(f"{METRIC_CHAT_LATENCY}_sum", ())] == 92.4
+    assert samples[(METRIC_FLOW_REQUESTS, (("status", "500"),))] == 2
+    assert samples[(METRIC_FLOW_REQUESTS, (("status", "200"),))] == 1
+    assert samples[(METRIC_EMPTY_ANSWERS, ())] == 1
+    assert samples[(METRIC_VECTOR_STORE_BYTES, ())] == 1234
+
+
+def test_queue_gauges_follow_the_real_queue(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    for _ in range(3):
+        queue.enqueue("builtins.print", "x")
+    samples = _scrape(connection, None)
+    assert samples[(METRIC_RQ_JOBS, (("queue", QUEUE_NAME), ("status", "queued")))] == 3
+    assert samples[(METRIC_RQ_JOBS, (("queue", QUEUE_NAME), ("status", "failed")))] == 0
+    assert samples[(METRIC_RQ_WORKERS, (("queue", QUEUE_NAME),))] == 0
+    assert not any(name == METRIC_VECTOR_STORE_BYTES for name, _ in samples)
+
+
+def test_unreachable_redis_leaves_out_queue_metrics_but_still_scrapes(tmp_path: Path) -> None:
+    from app.local_stack import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    samples = _scrape(dead, tmp_path)
+    assert not any(name == METRIC_RQ_JOBS for name, _ in samples)  # absent() alerts on this
+    assert samples[(METRIC_VECTOR_STORE_BYTES, ())] == 0

@@ -1,0 +1,115 @@
+"""`make run` (python -m app.run_local): starts everything, answers, and Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.local_stack import free_port
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def test_make_run_serves_a_cited_answer_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "runbook.md").write_text(
+        "# Runbook\n\n## Restart Worker\n\nRun `docker compose restart worker` locally, or "
+        "`python -m ops.worker restart` in Kubernetes, then watch the queue drain.\n\n"
+        "## Rotate Flow Credentials\n\nRun the rotate-flow-credentials workflow.\n"
+    )
+    data = tmp_path / "var"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.run_local",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--docs",
+            str(docs),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Press Ctrl-C to stop." in line:
+                break
+        text = "".join(output)
+        assert "flowchat is running on http://127.0.0.1:" in text, text
+        assert "1 document(s) ready" in text
+        assert _processes_mentioning(str(data)), "redis/chroma should be running under the data dir"
+
+        base = f"http://127.0.0.1:{port}"
+        job = httpx.post(
+            f"{base}/api/chat", json={"message": "How do I restart the worker?"}
+        ).json()
+        answer = httpx.get(f"{base}/api/chat/{job['id']}", params={"wait": 20}, timeout=30).json()
+        assert answer["status"] == "finished", answer
+        assert answer["sources"][0]["document"] == "runbook.md"
+        assert answer["sources"][0]["heading"].endswith("Restart Worker")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 0
+    assert "stopped" in proc.stdout.read()
+    assert _processes_mentioning(str(data)) == []
+    with socket.socket() as sock:  # the API's port is free again
+        sock.bind(("127.0.0.1", port))
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.run_local",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"port {port} is in use" in done.stderr
