@@ -1,0 +1,329 @@
+"""Document routes (admin token): upload, list, delete, rebuild the vector store, its progress.
+
+See docs/api.md, "Documents". Uploads are stored by ``app.documents.store`` and ingested by the
+``app.ingest.jobs`` jobs on the ``flow_tasks`` queue; deletes are synchronous.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep
+from app.contracts import DOCUMENTS_PATH, INGEST_PATH
+from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore, UploadRejected
+from app.ingest.jobs import (
+    INGEST_JOB,
+    INGEST_JOB_TIMEOUT,
+    REBUILD_JOB,
+    REBUILD_JOB_TIMEOUT,
+    REBUILD_LOCK_KEY,
+)
+from app.rag.vectorstore import VectorStore
+from app.settings import Settings
+
+router = APIRouter(prefix=DOCUMENTS_PATH, tags=["documents"], dependencies=[AdminDep])
+
+MAX_FILES_PER_REQUEST = 20
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers
+ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+# --- models ---------------------------------------------------------------------------------
+class DocumentOut(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    status: DocumentStatus
+    chunks: int | None
+    error: str | None
+    uploaded_at: datetime
+    ingested_at: datetime | None
+
+    @classmethod
+    def of(cls, meta: DocumentMeta) -> DocumentOut:
+        return cls.model_validate(meta.model_dump())
+
+
+class UploadedDocument(DocumentOut):
+    duplicate: bool = False  # the same content was uploaded before (same id, stored once)
+
+
+class Rejected(BaseModel):
+    filename: str
+    reason: str
+
+
+class UploadResult(BaseModel):
+    documents: list[UploadedDocument]
+    rejected: list[Rejected]
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+    chunks_removed: int
+
+
+class IngestAccepted(BaseModel):
+    job_id: str
+    status_url: str
+
+
+class FailedDocument(BaseModel):
+    id: str
+    filename: str
+    error: str
+
+
+class IngestProgress(BaseModel):
+    job_id: str
+    status: str
+    phase: str | None = None
+    done: int = 0
+    total: int = 0
+    collection: str | None = None
+    error: str | None = None
+    failed: list[FailedDocument] = []
+
+
+# --- dependencies ---------------------------------------------------------------------------
+def get_document_store(settings: SettingsDep) -> DocumentStore:
+    return DocumentStore.from_settings(settings)
+
+
+def get_vector_store(request: Request, settings: SettingsDep) -> VectorStore:
+    """One VectorStore per app (``app.state.vector_store``), opened on first use."""
+    state = request.app.state
+    store = getattr(state, "vector_store", None)
+    if store is None:
+        store = VectorStore.from_settings(settings)
+        state.vector_store = store
+    return store
+
+
+StoreDep = Annotated[DocumentStore, Depends(get_document_store)]
+VectorStoreDep = Annotated[VectorStore, Depends(get_vector_store)]
+
+
+# --- upload ---------------------------------------------------------------------------------
+def _check_request_size(request: Request, settings: Settings) -> None:
+    """Refuse an upload whose declared size cannot fit, before its body is read."""
+    limit = settings.max_upload_bytes * MAX_FILES_PER_REQUEST + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the upload is larger than {MAX_FILES_PER_REQUEST} files of "
+            f"{settings.MAX_UPLOAD_MB:g} MB (MAX_UPLOAD_MB)",
+        )
+
+
+def _refusal(rejected: list[Rejected], codes: list[int], store: DocumentStore) -> JSONResponse:
+    """The response when no file was accepted: 415, 413 or 422 by what went wrong."""
+    if all(code == 415 for code in codes):
+        code = 415
+        detail = f"no file has an allowed extension; allowed: {', '.join(store.allowed_extensions)}"
+    elif 413 in codes:
+        code = 413
+        detail = f"no file accepted: files must be at most {store.max_bytes / 2**20:g} MB"
+    else:
+        code = 422
+        detail = "no file accepted: " + "; ".join(f"{r.filename}: {r.reason}" for r in rejected)
+    body = {"detail": detail, "rejected": [r.model_dump() for r in rejected]}
+    return JSONResponse(body, status_code=code)
+
+
+def _enqueue_ingest(queue: Queue, document_id: str) -> None:
+    queue.enqueue(
+        INGEST_JOB,
+        document_id,
+        job_timeout=INGEST_JOB_TIMEOUT,
+        retry=Retry(max=2),
+        description=f"ingest document {document_id}",
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadResult,
+    openapi_extra=UPLOAD_SCHEMA,
+    responses={413: {}, 415: {}, 422: {}, 503: {}},
+)
+async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue: QueueDep):
+    _check_request_size(request, settings)
+    async with request.form(max_files=MAX_FILES_PER_REQUEST, max_fields=10) as form:
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not files:
+            raise HTTPException(422, "send one or more files in the multipart field 'files'")
+        accepted: list[UploadedDocument] = []
+        rejected: list[Rejected] = []
+        codes: list[int] = []
+        for file in files:
+            try:
+                meta, created = await run_in_threadpool(
+                    store.save, file.file, file.filename, file.content_type
+                )
+            except UploadRejected as exc:
+                rejected.append(Rejected(filename=exc.filename, reason=exc.reason))
+                codes.append(exc.status_code)
+                continue
+            accepted.append(UploadedDocument(**DocumentOut.of(meta).model_dump(),
+                                             duplicate=not created))  # fmt: skip
+    if not accepted:
+        return _refusal(rejected, codes, store)
+    try:
+        for document in accepted:
+            if document.status == DocumentStatus.queued:
+                _enqueue_ingest(queue, document.id)
+    except redis.RedisError:
+        raise HTTPException(
+            503,
+            "the files are stored but the job queue (Redis) is unreachable; "
+            "run POST /api/documents/ingest once it is back",
+        ) from None
+    return UploadResult(documents=accepted, rejected=rejected)
+
+
+# --- list and delete ------------------------------------------------------------------------
+@router.get("", response_model=DocumentList)
+def list_documents(store: StoreDep) -> DocumentList:
+    return DocumentList(documents=[DocumentOut.of(m) for m in store.list()])
+
+
+@router.delete("/{document_id}", response_model=Deleted)
+def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) -> Deleted:
+    if store.get(document_id) is None:
+        raise HTTPException(404, f"no document with id {document_id[:64]!r}")
+    try:
+        removed = vectors.delete_document(document_id)
+    except Exception as exc:  # keep the document so the delete can be retried
+        raise HTTPException(
+            503, f"the vector store is unreachable; nothing was deleted ({type(exc).__name__})"
+        ) from None
+    store.delete(document_id)
+    return Deleted(id=document_id, deleted=True, chunks_removed=removed)
+
+
+# --- rebuild --------------------------------------------------------------------------------
+def _running_rebuild(connection: redis.Redis) -> Job | None:
+    holder = connection.get(REBUILD_LOCK_KEY)
+    if holder is None:
+        return None
+    try:
+        job = Job.fetch(holder.decode(), connection=connection)
+    except NoSuchJobError:
+        job = None
+    if job is not None and job.get_status() in ACTIVE_JOB_STATES:
+        return job
+    # the holder finished, failed or vanished without releasing: free the lock (if unchanged)
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(REBUILD_LOCK_KEY)
+            if pipe.get(REBUILD_LOCK_KEY) == holder:
+                pipe.multi()
+                pipe.delete(REBUILD_LOCK_KEY)
+                pipe.execute()
+        except redis.WatchError:
+            pass
+    return None
+
+
+def _accepted(job_id: str) -> JSONResponse:
+    url = f"{INGEST_PATH}/{job_id}"
+    body = IngestAccepted(job_id=job_id, status_url=url).model_dump()
+    return JSONResponse(body, status_code=202, headers={"Location": url})
+
+
+@router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted)
+def rebuild(connection: RedisDep, queue: QueueDep):
+    """Re-ingest every document into a fresh collection (one rebuild at a time: a second
+    request while one runs returns the running job)."""
+    try:
+        running = _running_rebuild(connection)
+        if running is not None:
+            return _accepted(running.id)
+        job_id = f"rebuild-{uuid.uuid4().hex}"
+        if not connection.set(REBUILD_LOCK_KEY, job_id, nx=True, ex=REBUILD_JOB_TIMEOUT):
+            running = _running_rebuild(connection)
+            if running is not None:
+                return _accepted(running.id)
+            raise HTTPException(409, "another rebuild is starting; try again in a moment")
+        queue.enqueue(
+            REBUILD_JOB,
+            job_id=job_id,
+            job_timeout=REBUILD_JOB_TIMEOUT,
+            description="rebuild the vector store from every stored document",
+        )
+    except redis.RedisError:
+        raise HTTPException(
+            503, "the job queue (Redis) is unreachable; nothing was queued"
+        ) from None
+    return _accepted(job_id)
+
+
+def _error_of(job: Job, meta: dict[str, Any]) -> str | None:
+    if meta.get("error"):
+        return str(meta["error"])
+    if job.get_status() != JobStatus.FAILED:
+        return None
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", None) or "").strip().splitlines()
+    return text[-1] if text else "the rebuild job failed"
+
+
+@router.get("/ingest/{job_id}", response_model=IngestProgress)
+def rebuild_progress(job_id: str, connection: RedisDep) -> IngestProgress:
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        job = None
+    except redis.RedisError:
+        raise HTTPException(503, "the job queue (Redis) is unreachable") from None
+    if job is None or job.func_name != REBUILD_JOB:
+        raise HTTPException(404, f"no rebuild job with id {job_id[:64]!r} (it may have expired)")
+    meta = dict(job.get_meta(refresh=True))
+    return IngestProgress(
+        job_id=job.id,
+        status=job.get_status().value,
+        phase=meta.get("phase"),
+        done=int(meta.get("done", 0)),
+        total=int(meta.get("total", 0)),
+        collection=meta.get("collection"),
+        error=_error_of(job, meta),
+        failed=[FailedDocument(**f) for f in meta.get("failed", [])],
+    )

@@ -1,0 +1,234 @@
+"""RQ jobs (queue ``flow_tasks``) that put documents into the vector store.
+
+- ``ingest_document(document_id)``: one uploaded document into the serving collection.
+- ``rebuild_collection()``: every stored document into a fresh collection, then an atomic switch;
+  the old collection keeps serving until then and is dropped after.
+
+Enqueue by dotted path (``INGEST_JOB`` / ``REBUILD_JOB``). Workers are ``SimpleWorker`` processes,
+so the vector store (and its embedding model) is opened once per process (``_vector_store``).
+A document that cannot be read is marked ``failed`` with the reason; it never disturbs the state
+of the other documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from rq import get_current_job
+
+from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
+from app.ingest import IngestError, chunk_records, load_document
+from app.rag.vectorstore import ChunkRecord, VectorStore
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("flowchat.ingest")
+
+INGEST_JOB = "app.ingest.jobs.ingest_document"
+REBUILD_JOB = "app.ingest.jobs.rebuild_collection"
+INGEST_JOB_TIMEOUT = 1800  # OCR is ~1 s a page: a long scanned PDF takes minutes
+REBUILD_JOB_TIMEOUT = 6 * 3600
+REBUILD_LOCK_KEY = "flowchat:ingest:rebuild"  # the running rebuild's job id (set by the API)
+PROGRESS_EVERY = 1  # save job.meta after this many documents
+
+
+@cache
+def _vector_store() -> VectorStore:
+    return VectorStore.from_settings(get_settings())
+
+
+def build_records(
+    meta: DocumentMeta, store: DocumentStore, settings: Settings
+) -> list[ChunkRecord]:
+    """Load and chunk one stored document (raises IngestError with a user-facing reason)."""
+    path = store.file_path(meta)
+    if not path.exists():
+        raise IngestError("the stored file is missing; upload the document again")
+    loaded = load_document(path, meta.filename)
+    records = chunk_records(
+        meta.id,
+        meta.filename,
+        loaded,
+        chunk_size=settings.CHUNK_SIZE,
+        overlap=settings.CHUNK_OVERLAP,
+    )
+    if not records:
+        raise IngestError("the document produced no text chunks")
+    return records
+
+
+def ingest_document(document_id: str) -> dict[str, Any]:
+    """Replace one document's chunks in the serving collection; returns a short summary.
+
+    Unreadable documents end ``failed`` with the reason (the job itself succeeds: retrying
+    would not help). Vector store errors mark the document failed and re-raise, so RQ's Retry
+    can try again.
+    """
+    settings = get_settings()
+    store = DocumentStore.from_settings(settings)
+    meta = store.get(document_id)
+    if meta is None:
+        return {"id": document_id, "status": "missing"}
+    store.mark(document_id, DocumentStatus.ingesting)
+    try:
+        records = build_records(meta, store, settings)
+    except IngestError as exc:
+        log.warning("document %s (%s) failed: %s", document_id, meta.filename, exc.reason)
+        store.mark(document_id, DocumentStatus.failed, error=exc.reason)
+        return {"id": document_id, "status": "failed", "error": exc.reason}
+
+    vectors = _vector_store()
+    try:
+        target = vectors.active_collection()
+        _replace(vectors, document_id, records, target)
+        current = vectors.active_collection()
+        if current != target:  # a rebuild switched collections meanwhile: write there too
+            _replace(vectors, document_id, records, current)
+    except Exception as exc:
+        store.mark(document_id, DocumentStatus.failed, error=f"vector store error: {exc}")
+        raise
+    if store.mark(document_id, DocumentStatus.ingested, chunks=len(records)) is None:
+        vectors.delete_document(document_id)  # deleted while we worked: leave nothing behind
+        return {"id": document_id, "status": "deleted"}
+    return {"id": document_id, "status": "ingested", "chunks": len(records)}
+
+
+def _replace(
+    vectors: VectorStore, document_id: str, records: list[ChunkRecord], collection: str
+) -> None:
+    vectors.delete_document(document_id, collection=collection)
+    vectors.add(records, collection=collection)
+
+
+@dataclass
+class _Outcome:
+    chunks: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class _Progress:
+    """Rebuild progress in ``job.meta`` (read by ``GET /api/documents/ingest/{job_id}``)."""
+
+    def __init__(self, collection: str) -> None:
+        self.job = get_current_job()
+        self.meta: dict[str, Any] = {
+            "collection": collection,
+            "phase": "starting",
+            "done": 0,
+            "total": 0,
+            "failed": [],
+        }
+
+    def update(self, **changes: Any) -> None:
+        self.meta.update(changes)
+        if self.job is not None:
+            self.job.meta.update(self.meta)
+            self.job.save_meta()
+
+    def release(self) -> None:
+        """Let the next rebuild start (the API holds one rebuild at a time in Redis)."""
+        if self.job is None:
+            return
+        try:
+            holder = self.job.connection.get(REBUILD_LOCK_KEY)
+            if holder is not None and holder.decode() == self.job.id:
+                self.job.connection.delete(REBUILD_LOCK_KEY)
+        except Exception:
+            log.exception("could not release the rebuild lock")
+
+
+def rebuild_collection() -> dict[str, Any]:
+    """Re-ingest every stored document into a new collection, then switch to it atomically.
+
+    Documents that cannot be read are marked failed and listed in ``job.meta["failed"]``; they
+    do not abort the rebuild. Any other error drops the new collection and re-raises: the old
+    collection keeps serving and no document's status changes.
+    """
+    settings = get_settings()
+    store = DocumentStore.from_settings(settings)
+    vectors = _vector_store()
+    old = vectors.active_collection()
+    new = vectors.new_collection_name()
+    progress = _Progress(new)
+    try:
+        return _rebuild(store, vectors, settings, old, new, progress)
+    finally:
+        progress.release()
+
+
+def _rebuild(
+    store: DocumentStore,
+    vectors: VectorStore,
+    settings: Settings,
+    old: str,
+    new: str,
+    progress: _Progress,
+) -> dict[str, Any]:
+    outcome = _Outcome()
+    try:
+        vectors.create_collection(new)
+        progress.update(phase="ingesting", previous=old)
+        _fill(new, store, vectors, settings, outcome, progress)
+        _fill(new, store, vectors, settings, outcome, progress)  # uploads that came meanwhile
+        progress.update(phase="switching")
+        vectors.switch_active(new)
+    except BaseException as exc:
+        progress.update(phase="failed", error=f"{type(exc).__name__}: {exc}")
+        try:
+            vectors.drop_collection(new)
+        except Exception:
+            log.exception("could not drop the unfinished collection %s", new)
+        raise
+    _record_outcome(store, vectors, outcome)
+    try:
+        vectors.drop_collection(old)
+    except Exception:  # the new collection serves; a leftover old one only costs disk
+        log.exception("could not drop the previous collection %s", old)
+    summary = {
+        "collection": new,
+        "previous": old,
+        "documents": len(outcome.chunks) + len(outcome.failed),
+        "ingested": len(outcome.chunks),
+        "failed": len(outcome.failed),
+        "chunks": sum(outcome.chunks.values()),
+    }
+    progress.update(phase="finished", **{"chunks": summary["chunks"]})
+    return summary
+
+
+def _fill(
+    collection: str,
+    store: DocumentStore,
+    vectors: VectorStore,
+    settings: Settings,
+    outcome: _Outcome,
+    progress: _Progress,
+) -> None:
+    todo = [m for m in store.list() if m.id not in outcome.chunks and m.id not in outcome.failed]
+    done = int(progress.meta["done"])
+    progress.update(total=done + len(todo))
+    for meta in todo:
+        try:
+            records = build_records(meta, store, settings)
+        except IngestError as exc:
+            outcome.failed[meta.id] = exc.reason
+            progress.meta["failed"].append(
+                {"id": meta.id, "filename": meta.filename, "error": exc.reason}
+            )
+        else:
+            vectors.add(records, collection=collection)
+            outcome.chunks[meta.id] = len(records)
+        done += 1
+        if done % PROGRESS_EVERY == 0 or done == progress.meta["total"]:
+            progress.update(done=done)
+
+
+def _record_outcome(store: DocumentStore, vectors: VectorStore, outcome: _Outcome) -> None:
+    """After the switch: document statuses follow what the new collection holds."""
+    for document_id, chunks in outcome.chunks.items():
+        if store.mark(document_id, DocumentStatus.ingested, chunks=chunks) is None:
+            vectors.delete_document(document_id)  # deleted during the rebuild
+    for document_id, reason in outcome.failed.items():
+        store.mark(document_id, DocumentStatus.failed, error=reason)

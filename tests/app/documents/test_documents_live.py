@@ -1,0 +1,104 @@
+"""Documents end to end on the real service (`make run`'s stack: API, worker processes, Chroma
+server, Flow emulator): upload real PDF and DOCX files, let the workers ingest them (OCR
+included), find them through chat, delete them."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docx
+import httpx
+import pytest
+from fpdf import FPDF
+from PIL import Image, ImageDraw, ImageFont
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+INGEST_DEADLINE_SECONDS = 180  # a polling limit, not an assertion about speed
+
+
+@pytest.fixture
+def admin(live_service) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {live_service.admin_token}"}
+    with httpx.Client(base_url=live_service.base_url, headers=headers, timeout=60) as client:
+        yield client
+
+
+def scanned_pdf() -> bytes:
+    image = Image.new("L", (1654, 2339), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(FONT), 48) if FONT.exists() else ImageFont.load_default(48)
+    for row, line in enumerate(
+        ["Zephyr cluster maintenance", "The zephyr cluster is patched", "every second Tuesday."]
+    ):
+        draw.text((150, 200 + row * 90), line, fill=0, font=font)
+    out = io.BytesIO()
+    image.save(out, "PDF", resolution=200)
+    return out.getvalue()
+
+
+def text_pdf() -> bytes:
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "The quokka gateway rejects requests larger than 12 megabytes.")
+    return bytes(pdf.output())
+
+
+def word_file() -> bytes:
+    document = docx.Document()
+    document.add_heading("Lighthouse Procedure", level=1)
+    document.add_paragraph("Lighthouse backups are verified every Friday by the storage team.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def wait_ingested(client: httpx.Client, ids: set[str]) -> dict[str, dict]:
+    deadline = time.monotonic() + INGEST_DEADLINE_SECONDS
+    while True:
+        docs = {d["id"]: d for d in client.get("/api/documents").json()["documents"]}
+        mine = {i: docs[i] for i in ids if i in docs}
+        if all(d["status"] in ("ingested", "failed") for d in mine.values()):
+            return mine
+        if time.monotonic() > deadline:
+            pytest.fail(f"documents still pending: {mine}")
+        time.sleep(0.5)
+
+
+def sources_for(client: httpx.Client, question: str) -> list[str]:
+    job = client.post("/api/chat", json={"message": question}).json()
+    answer = client.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
+    assert answer["status"] == "finished", answer
+    return [s["document"] for s in answer["sources"]]
+
+
+@pytest.mark.skipif(not shutil.which("tesseract"), reason="tesseract is not installed")
+def test_uploaded_pdf_scan_and_docx_are_ingested_answered_and_deleted(
+    admin: httpx.Client,
+) -> None:
+    files = [
+        ("files", ("zephyr-scan.pdf", scanned_pdf(), "application/pdf")),
+        ("files", ("quokka.pdf", text_pdf(), "application/pdf")),
+        ("files", ("lighthouse.docx", word_file(), "application/octet-stream")),
+    ]
+    response = admin.post("/api/documents", files=files)
+    assert response.status_code == 202, response.text
+    ids = {d["id"]: d["filename"] for d in response.json()["documents"]}
+    assert sorted(ids.values()) == ["lighthouse.docx", "quokka.pdf", "zephyr-scan.pdf"]
+    try:
+        done = wait_ingested(admin, set(ids))
+        assert {ids[i]: (d["status"], d["error"]) for i, d in done.items()} == {
+            name: ("ingested", None) for name in ids.values()
+        }
+        assert "zephyr-scan.pdf" in sources_for(admin, "When is the zephyr cluster patched?")
+        assert "quokka.pdf" in sources_for(admin, "What size limit does the quokka gateway have?")
+        assert "lighthouse.docx" in sources_for(admin, "When are lighthouse backups verified?")
+    finally:
+        for document_id in ids:
+            deleted = admin.delete(f"/api/documents/{document_id}")
+            assert deleted.status_code == 200 and deleted.json()["chunks_removed"] >= 1
+    assert "zephyr-scan.pdf" not in sources_for(admin, "When is the zephyr cluster patched?")
