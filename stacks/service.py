@@ -5,12 +5,12 @@ Object names are fixed (`metadata.name` set everywhere): the API and worker Depl
 `flowchat-redis` / `flowchat-chroma` with a volumeClaimTemplate `data` (so Chroma's PVC is
 `data-flowchat-chroma-0`, watched by the volume alerts).
 
-Credential rotation: the API and worker pod templates carry the annotation
-`flowchat.io/credentials-version`, whose value is stack config `flowchat:credentialsVersion`.
-`ops.rotate_credentials` writes new secret versions, forces the ExternalSecret to sync
-(`force-sync` annotation) and then sets `pulumi config set flowchat:credentialsVersion <timestamp>`
-and patches the same annotation on both Deployments, which rolls the pods onto the new Secret
-(setting the config too keeps the next `pulumi up` from undoing the bump).
+Credential rotation: `ops.rotate_credentials` writes new secret versions, forces the
+ExternalSecret to sync (`force-sync` annotation) and restarts both Deployments the way
+`kubectl rollout restart` does (the pod-template annotation `kubectl.kubernetes.io/restartedAt`).
+The Deployments ignore changes to that annotation, so neither the next `pulumi up` nor the drift
+check undoes or reports a restart. The pod templates also carry `flowchat.io/credentials-version`
+(stack config `flowchat:credentialsVersion`): bumping it in config rolls the pods through Pulumi.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from stacks.config import Resources, StackConfig
 from stacks.kube import Component, KubeNamespace, labels, metadata, selector_labels
 
 ROTATION_ANNOTATION = "flowchat.io/credentials-version"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # set by ops.rotate_credentials / ops.worker
+IGNORE_RESTARTS = [f'spec.template.metadata.annotations["{RESTARTED_AT}"]']
 DOCUMENTS_MOUNT = "/var/lib/flowchat/documents"
 REDIS_NAME = f"{APP_NAME}-redis"
 REDIS_PORT = 6379
@@ -328,7 +330,10 @@ class Service(pulumi.ComponentResource):
                 "selector": {"matchLabels": selector_labels(config.stack, "api")},
                 "template": self._pod_template("api", container, documents, scrape),
             },
-            opts=self._opts(documents, *depends_on),
+            opts=pulumi.ResourceOptions.merge(
+                self._opts(documents, *depends_on),
+                pulumi.ResourceOptions(ignore_changes=IGNORE_RESTARTS),
+            ),
         )
         k8s.core.v1.Service(
             f"{self._name}-api-service",
@@ -412,7 +417,10 @@ class Service(pulumi.ComponentResource):
                 "selector": {"matchLabels": selector_labels(config.stack, "worker")},
                 "template": self._pod_template("worker", container, documents, {}),
             },
-            opts=self._opts(documents, *depends_on),
+            opts=pulumi.ResourceOptions.merge(
+                self._opts(documents, *depends_on),
+                pulumi.ResourceOptions(ignore_changes=IGNORE_RESTARTS),
+            ),
         )
         k8s.apiextensions.CustomResource(
             f"{self._name}-worker-scaler",
