@@ -76,6 +76,14 @@ def embedded_text(title: str, chunk: Chunk) -> str:
     return f"{context}\n\n{chunk.text}" if context else chunk.text
 
 
+def displayed_text(text: str, title: str | None, heading: str | None) -> str:
+    """A stored chunk's text without the context line :func:`embedded_text` put in front
+    (sources already show the document and heading)."""
+    context = " > ".join(part for part in (title, heading) if part)
+    prefix = f"{context}\n\n"
+    return text[len(prefix) :] if context and text.startswith(prefix) else text
+
+
 def chunk_records(
     document_id: str,
     filename: str,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from app.ingest import displayed_text
 from app.rag.vectorstore import RetrievedChunk
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -54,16 +55,18 @@ def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:
     for n, chunk in enumerate(chunks, start=1):
         meta = chunk.metadata
         page = int(meta.get("page", 0) or 0)
+        title = str(meta.get("title") or "") or None
+        heading = str(meta.get("heading") or "") or None
         sources.append(
             Source(
                 n=n,
                 document_id=str(meta.get("document_id", "")),
                 document=str(meta.get("document", "unknown")),
-                title=str(meta.get("title") or "") or None,
-                heading=str(meta.get("heading") or "") or None,
+                title=title,
+                heading=heading,
                 page=page or None,
                 score=round(chunk.score, 4),
-                text=chunk.text,
+                text=displayed_text(chunk.text, title, heading),
             )
         )
     return sources

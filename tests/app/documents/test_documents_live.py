@@ -102,3 +102,37 @@ def test_uploaded_pdf_scan_and_docx_are_ingested_answered_and_deleted(
             deleted = admin.delete(f"/api/documents/{document_id}")
             assert deleted.status_code == 200 and deleted.json()["chunks_removed"] >= 1
     assert "zephyr-scan.pdf" not in sources_for(admin, "When is the zephyr cluster patched?")
+
+
+def test_chat_keeps_answering_during_a_rebuild(live_service, admin: httpx.Client) -> None:
+    """POST /api/documents/ingest rebuilds into a fresh collection and switches at the end;
+    chat requests sent all through the rebuild must all be answered from some collection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    live_service.emulator.reset()
+    before = {d["id"] for d in admin.get("/api/documents").json()["documents"]}
+    started = admin.post("/api/documents/ingest")
+    assert started.status_code == 202, started.text
+    status_url = started.json()["status_url"]
+
+    def chat(_: int) -> dict:
+        job = admin.post("/api/chat", json={"message": "How do I restart the worker?"}).json()
+        return admin.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
+
+    answers: list[dict] = []
+    progress: dict = {}
+    deadline = time.monotonic() + INGEST_DEADLINE_SECONDS
+    with ThreadPoolExecutor(4) as pool:
+        while time.monotonic() < deadline:
+            answers.extend(pool.map(chat, range(4)))
+            progress = admin.get(status_url).json()
+            if progress["status"] in ("finished", "failed"):
+                break
+        answers.extend(pool.map(chat, range(4)))  # and right after the switch
+    assert progress["status"] == "finished", progress
+    assert len(answers) >= 8
+    failed = [a for a in answers if a["status"] != "finished"]
+    assert failed == []
+    assert all(a["sources"] and a["sources"][0]["document"] == "runbook.md" for a in answers)
+    after = {d["id"] for d in admin.get("/api/documents").json()["documents"]}
+    assert after == before  # a rebuild loses no document

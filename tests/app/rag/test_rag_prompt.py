@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from app.flow.emulator import answer_prompt, parse_prompt
+from app.ingest import embedded_text
+from app.rag.chunking import Chunk
+from app.rag.prompt import build_messages, system_prompt, to_sources
+from app.rag.vectorstore import RetrievedChunk
+
+
+def _chunk(text: str, heading: str, n: int, page: int = 0) -> RetrievedChunk:
+    stored = embedded_text("Runbook", Chunk(text, heading, page or None, n))
+    meta = {
+        "document_id": "d1",
+        "document": "runbook.md",
+        "title": "Runbook",
+        "heading": heading,
+        "page": page,
+        "chunk": n,
+    }
+    return RetrievedChunk(id=f"d1:{n}", text=stored, metadata=meta, score=0.8 - n / 10)
+
+
+def test_sources_are_numbered_and_shown_without_the_context_line() -> None:
+    sources = to_sources(
+        [
+            _chunk("Run `docker compose restart worker`.", "Restart Worker", 0),
+            _chunk("Write new secret versions.", "Rotate Flow Credentials", 1, page=3),
+        ]
+    )
+    assert [s.n for s in sources] == [1, 2]
+    assert sources[0].text == "Run `docker compose restart worker`."
+    assert sources[0].label == "runbook.md > Restart Worker"
+    assert sources[1].label == "runbook.md > Rotate Flow Credentials (page 3)"
+    assert sources[1].page == 3 and sources[0].page is None
+
+
+def test_the_emulator_reads_back_what_the_prompt_builder_writes() -> None:
+    """The prompt format is a contract between app.rag.prompt and app.flow.emulator."""
+    sources = to_sources(
+        [
+            _chunk("Rotate the Flow credentials with the rotation workflow.", "Rotate", 0),
+            _chunk("Restart the worker with docker compose restart worker.", "Restart Worker", 1),
+        ]
+    )
+    system, user = build_messages("How do I restart the worker?", sources)
+    assert system == {"role": "system", "content": system_prompt()}
+    parsed, question = parse_prompt(user["content"])
+    assert question == "How do I restart the worker?"
+    assert [p.n for p in parsed] == [1, 2]
+    assert "docker compose restart worker" in parsed[1].text
+    answer = answer_prompt(user["content"])
+    assert "[2]" in answer and "restart" in answer.lower()
+
+
+def test_no_sources_is_said_plainly() -> None:
+    _, user = build_messages("What is the capital of Mars?", [])
+    assert "(no sources were found)" in user["content"]
+    assert "could not find" in answer_prompt(user["content"]).lower()
