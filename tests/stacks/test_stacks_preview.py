@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.contracts import API_DEPLOYMENT
+from app.settings import REPO_ROOT
 from stacks import preview
 from stacks.render import render_stack
 
@@ -150,3 +151,34 @@ def test_weakened_threshold_is_a_mandatory_violation_exit_1(tmp_path: Path) -> N
     assert code == 1
     levels = {v["level"] for v in json.loads(path.read_text())["violations"]}
     assert "mandatory" in levels
+
+
+def test_a_pr_raising_the_prod_queue_threshold_to_50_fails_preview(tmp_path: Path) -> None:
+    """Issue 5's "done when": edit Pulumi.prod.yaml as a pull request would, run the command."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    project = tmp_path / "checkout"
+    project.mkdir()
+    for entry in REPO_ROOT.iterdir():
+        if entry.name not in {"Pulumi.prod.yaml", ".git", ".venv", "var"}:
+            (project / entry.name).symlink_to(entry)
+    stack_file = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    thresholds = dict(stack_file["config"].get("flowchat:thresholds") or {})
+    thresholds["queueDepth"] = 50
+    stack_file["config"]["flowchat:thresholds"] = thresholds
+    (project / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack_file))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "stacks.preview", "--stack", "prod", "--project-dir", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if "queue-depth-alert" in x)
+    assert "MANDATORY" in line and "FlowchatQueueBacklog" in line
+    assert "threshold 50" in line and "bound 20" in line

@@ -189,3 +189,18 @@ def test_ping_and_readiness(api: httpx.Client) -> None:
         "flow",
     }
     assert checks["workers"]["count"] == 2
+
+
+def test_the_stock_openai_client_talks_to_the_service(live_service) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{live_service.base_url}/v1", api_key="unused", max_retries=0)
+    completion = client.chat.completions.create(
+        model="flowchat",
+        messages=[
+            {"role": "system", "content": "You answer questions about operations."},
+            {"role": "user", "content": "How do I restart the worker?"},
+        ],
+    )
+    assert completion.choices[0].message.role == "assistant"
+    assert "restart" in (completion.choices[0].message.content or "").lower()
