@@ -108,8 +108,8 @@ async def wait_for_chat(
     With a ``notifier`` (an asyncio Redis client) the request sleeps in ``BLPOP`` on the job's
     done-list until the worker's callback pushes to it, so an answer is returned within a few
     milliseconds of being stored, without polling Redis. RQ runs the callback just before it
-    records the outcome, so a woken waiter looks again for a few milliseconds; it re-pushes the
-    signal for other requests waiting on the same job.
+    records the outcome, so a woken waiter looks again for a few milliseconds; once the job is
+    done it re-pushes the signal for other requests waiting on the same job.
     """
     deadline = time.monotonic() + seconds
     key = DONE_KEY.format(job.id)
@@ -124,9 +124,13 @@ async def wait_for_chat(
         woke = await notifier.blpop([key], timeout=min(1.0, max(remaining, 0.01)))
         if not woke:
             continue
-        await notifier.rpush(key, "1")
         for _ in range(100):
             view = chat_view(job)
             if _done(view):
+                async with notifier.pipeline(transaction=False) as pipe:
+                    pipe.rpush(key, "1")  # wake the other requests waiting on this job
+                    pipe.expire(key, DONE_TTL_SECONDS)
+                    await pipe.execute()
                 return view
             await asyncio.sleep(0.002)
+        # woken but not done: the job failed and RQ put it back in the queue (a retry)

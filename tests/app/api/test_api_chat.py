@@ -204,3 +204,17 @@ def test_the_stock_openai_client_talks_to_the_service(live_service) -> None:
     )
     assert completion.choices[0].message.role == "assistant"
     assert "restart" in (completion.choices[0].message.content or "").lower()
+
+
+def test_several_requests_waiting_on_one_job_all_get_the_answer(live_service, api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    live_service.emulator.configure(latency_ms=500)
+    job_id = api.post("/api/chat", json={"message": "How do I restart the worker?"}).json()["id"]
+
+    def wait(_: int) -> str:
+        with httpx.Client(base_url=live_service.base_url, timeout=60) as client:
+            return client.get(f"/api/chat/{job_id}", params={"wait": 20}).json()["status"]
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(wait, range(3))) == ["finished"] * 3
