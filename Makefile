@@ -39,8 +39,10 @@ format: $(STAMP)
 system-packages:
 	bash scripts/system-packages.sh
 
+# pytest exits 5 when it collected no test: say so instead of failing the build
 test: system-packages lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || { status=$$?; [ $$status -eq 5 ] || exit $$status; \
+	  echo "0 passed, 0 failed: pytest collected no tests"; }
 
 preview: $(STAMP)
 	$(BIN)/python -m stacks.preview --stack staging

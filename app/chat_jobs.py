@@ -1,4 +1,9 @@
-"""Enqueueing chat jobs and reading them back: shared by the chat and OpenAI-compatible routes."""
+"""Submitting chat jobs and reading them back: shared by the chat and OpenAI-compatible routes.
+
+Every Redis call here is synchronous (redis-py, like RQ); the async routes run them through
+``asyncio.to_thread`` so a slow Redis never stalls the event loop (and with it the liveness
+route).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,24 @@ from rq.job import Job, JobStatus
 
 from app.api.models import ChatResponse
 from app.contracts import CHAT_JOB
+from app.job_errors import failure_reason
 from app.settings import Settings
 from app.worker import ChatResult
 
 CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow errors don't retry
 DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends
 DONE_TTL_SECONDS = 300
+RETRY_AFTER_SECONDS = 5
+
+
+class ChatRejected(Exception):
+    """A question the service will not queue: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
 
 
 def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
@@ -30,28 +47,41 @@ def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
         pipe.execute()
 
 
-class QueueFull(RuntimeError):
-    def __init__(self, depth: int, limit: int) -> None:
-        super().__init__(f"the chat queue is full ({depth} of {limit} jobs waiting); retry later")
-        self.depth = depth
-        self.limit = limit
-
-
-def enqueue_chat(queue: Queue, settings: Settings, message: str, top_k: int | None) -> Job:
-    depth = queue.count
-    if depth >= settings.MAX_QUEUE_DEPTH:
-        raise QueueFull(depth, settings.MAX_QUEUE_DEPTH)
-    return queue.enqueue(
-        CHAT_JOB,
-        kwargs={"question": message, "top_k": top_k, "submitted_at": time.time()},
-        job_timeout=settings.JOB_TIMEOUT_SECONDS,
-        result_ttl=settings.RESULT_TTL_SECONDS,
-        failure_ttl=settings.RESULT_TTL_SECONDS,
-        retry=CHAT_RETRY,
-        on_success=Callback(notify_done),
-        on_failure=Callback(notify_done),
-        meta={"kind": "chat"},
-    )
+def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | None) -> Job:
+    """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused."""
+    question = message.strip()
+    if not question:
+        raise ChatRejected(422, "message is empty: send the question in 'message'")
+    if len(question) > settings.MAX_MESSAGE_CHARS:
+        raise ChatRejected(
+            422,
+            f"message is {len(question)} characters long; the limit is "
+            f"{settings.MAX_MESSAGE_CHARS} (MAX_MESSAGE_CHARS)",
+        )
+    try:
+        depth = queue.count
+        if depth >= settings.MAX_QUEUE_DEPTH:
+            raise ChatRejected(
+                429,
+                f"the chat queue is full ({depth} of {settings.MAX_QUEUE_DEPTH} jobs waiting); "
+                "retry later",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return queue.enqueue(
+            CHAT_JOB,
+            kwargs={"question": question, "top_k": top_k, "submitted_at": time.time()},
+            job_timeout=settings.JOB_TIMEOUT_SECONDS,
+            result_ttl=settings.RESULT_TTL_SECONDS,
+            failure_ttl=settings.RESULT_TTL_SECONDS,
+            retry=CHAT_RETRY,
+            on_success=Callback(notify_done),
+            on_failure=Callback(notify_done),
+            meta={"kind": "chat"},
+        )
+    except redis.RedisError:
+        raise ChatRejected(
+            503, "the job queue (Redis) is unreachable; nothing was queued"
+        ) from None
 
 
 def fetch_chat(connection: redis.Redis, job_id: str) -> Job | None:
@@ -60,22 +90,6 @@ def fetch_chat(connection: redis.Redis, job_id: str) -> Job | None:
     except (NoSuchJobError, ValueError):
         return None
     return job if job.func_name == CHAT_JOB else None
-
-
-def _failure_reason(job: Job) -> str:
-    result = job.latest_result()
-    text = (result.exc_string if result is not None else None) or job.exc_info or ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return "the job failed without a reason"
-    last = lines[-1]
-    # "app.worker.ChatFailed: the Flow LLM gateway did not answer: ..." -> the message part
-    name, sep, message = last.partition(": ")
-    if sep and "." in name and " " not in name:
-        return message
-    if "AbandonedJobError" in text:
-        return "the worker running this job stopped and the job had no retries left"
-    return last
 
 
 def chat_view(job: Job) -> ChatResponse:
@@ -90,7 +104,7 @@ def chat_view(job: Job) -> ChatResponse:
             timings=result.timings,
         )
     if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-        return ChatResponse(id=job.id, status="failed", error=_failure_reason(job))
+        return ChatResponse(id=job.id, status="failed", error=failure_reason(job))
     if status == JobStatus.STARTED:
         return ChatResponse(id=job.id, status="started")
     return ChatResponse(id=job.id, status="queued")
@@ -100,32 +114,27 @@ def _done(view: ChatResponse) -> bool:
     return view.status in ("finished", "failed")
 
 
-async def wait_for_chat(
-    job: Job, seconds: float, notifier: aioredis.Redis | None = None
-) -> ChatResponse:
+async def wait_for_chat(job: Job, seconds: float, notifier: aioredis.Redis) -> ChatResponse:
     """The job's view once it is finished or failed, or after ``seconds``.
 
-    With a ``notifier`` (an asyncio Redis client) the request sleeps in ``BLPOP`` on the job's
-    done-list until the worker's callback pushes to it, so an answer is returned within a few
-    milliseconds of being stored, without polling Redis. RQ runs the callback just before it
-    records the outcome, so a woken waiter looks again for a few milliseconds; once the job is
-    done it re-pushes the signal for other requests waiting on the same job.
+    The request sleeps in ``BLPOP`` on the job's done-list until the worker's callback pushes to
+    it, so an answer is returned within a few milliseconds of being stored, without polling
+    Redis. RQ runs the callback just before it records the outcome, so a woken waiter looks
+    again for a few milliseconds; once the job is done it re-pushes the signal for other
+    requests waiting on the same job.
     """
     deadline = time.monotonic() + seconds
     key = DONE_KEY.format(job.id)
     while True:
-        view = chat_view(job)
+        view = await asyncio.to_thread(chat_view, job)
         remaining = deadline - time.monotonic()
         if _done(view) or remaining <= 0:
             return view
-        if notifier is None:
-            await asyncio.sleep(min(0.05, remaining))
-            continue
         woke = await notifier.blpop([key], timeout=min(1.0, max(remaining, 0.01)))
         if not woke:
             continue
         for _ in range(100):
-            view = chat_view(job)
+            view = await asyncio.to_thread(chat_view, job)
             if _done(view):
                 async with notifier.pipeline(transaction=False) as pipe:
                     pipe.rpush(key, "1")  # wake the other requests waiting on this job

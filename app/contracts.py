@@ -63,6 +63,14 @@ EXTERNAL_SECRET: Final = "flowchat-flow-credentials"  # ExternalSecret and the S
 CHROMA_STATEFULSET: Final = "flowchat-chroma"
 CHROMA_PVC: Final = f"data-{CHROMA_STATEFULSET}-0"  # claim template "data", first replica
 SECRET_KEYS: Final = (*FLOW_SECRET_NAMES, ADMIN_TOKEN_SECRET)
+# the value a secret-manager entry holds until ops.rotate_credentials writes a real one; the
+# service treats it as "not set" (an admin token equal to it never opens the admin routes)
+SECRET_PLACEHOLDER: Final = "placeholder: run ops.rotate_credentials"
+EXTERNAL_SECRETS_GROUP: Final = "external-secrets.io"
+EXTERNAL_SECRETS_VERSION: Final = "v1"
+EXTERNAL_SECRETS_API: Final = f"{EXTERNAL_SECRETS_GROUP}/{EXTERNAL_SECRETS_VERSION}"
+# the pod-template annotation `kubectl rollout restart` sets; rotation and ops.worker set it too
+RESTARTED_AT_ANNOTATION: Final = "kubectl.kubernetes.io/restartedAt"
 
 
 def namespace_for(stack: str) -> str:

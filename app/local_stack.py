@@ -84,18 +84,23 @@ class LocalStack:
     root: Path
     ports: Ports = field(default_factory=Ports)
     workers: int = 2
-    env_overrides: dict[str, str] = field(default_factory=dict)
-    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     quiet: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
-        self.flow_configured = bool(
-            os.environ.get("FLOW_AGENT_SECRET") or self.env_overrides.get("FLOW_AGENT_SECRET")
-        )
+        # the same rule as the service: real Flow only when all three credentials are set
+        from app.settings import load_settings
+
+        self.flow_configured = load_settings(**self._flow_overrides()).flow_configured
         self._emulator_secret = secrets.token_urlsafe(24)
+
+    def _flow_overrides(self) -> dict[str, str]:
+        names = ("FLOW_TENANT", "FLOW_AGENT", "FLOW_AGENT_SECRET")
+        return {k: v for k, v in self.env_overrides.items() if k in names}
 
     # --- environment of the children -------------------------------------------------------
     @property
@@ -140,17 +145,16 @@ class LocalStack:
 
     # --- processes -------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = (self.root / "logs" / f"{name}.log").open("ab")
-        out = log if self.quiet else None
-        proc = subprocess.Popen(
-            argv,
-            env=self.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT if self.quiet else None,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=REPO_ROOT,
-        )
+        with (self.root / "logs" / f"{name}.log").open("ab") as log:  # the child keeps its copy
+            proc = subprocess.Popen(
+                argv,
+                env=self.env(),
+                stdout=log if self.quiet else None,
+                stderr=subprocess.STDOUT if self.quiet else None,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=REPO_ROOT,
+            )
         self.procs[name] = proc
         return proc
 

@@ -71,8 +71,6 @@ class MetricsRecorder:
     def chat_answer(self, outcome: str) -> None:
         """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
         self.redis.hincrby(_hist_key(METRIC_CHAT_ANSWERS), outcome, 1)
-        if outcome == "empty":
-            self.redis.incr(_hist_key(METRIC_EMPTY_ANSWERS))
 
 
 def _read_histogram(
@@ -178,5 +176,5 @@ class FlowchatCollector(Collector):
             METRIC_EMPTY_ANSWERS.removesuffix("_total"),
             "Chat answers with no usable content or sources",
         )
-        empty.add_metric([], float(self.redis.get(_hist_key(METRIC_EMPTY_ANSWERS)) or 0))
+        empty.add_metric([], float(raw_answers.get(b"empty", 0)))
         yield empty

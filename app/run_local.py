@@ -49,16 +49,17 @@ def ensure_redis_server() -> None:
     )
 
 
-def admin_token(data_dir: Path) -> str:
+def admin_token(data_dir: Path) -> tuple[str, str]:
+    """The admin token and where it comes from: ADMIN_TOKEN, else one generated once and kept
+    (owner-readable only) in the data directory."""
     if os.environ.get("ADMIN_TOKEN"):
-        return os.environ["ADMIN_TOKEN"]
+        return os.environ["ADMIN_TOKEN"], "the ADMIN_TOKEN environment variable"
     path = data_dir / "admin-token"
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(24)
-    path.write_text(token)
-    path.chmod(0o600)
-    return token
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    return path.read_text().strip(), f"stored in {path}"
 
 
 def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]) -> int:
@@ -120,12 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     ports = Ports(api=args.port, redis=free_port(), chroma=free_port(), flow=free_port())
-    stack = LocalStack(
-        root=args.data_dir,
-        ports=ports,
-        workers=args.workers,
-        admin_token=admin_token(args.data_dir),
-    )
+    token, token_source = admin_token(args.data_dir)
+    stack = LocalStack(root=args.data_dir, ports=ports, workers=args.workers, admin_token=token)
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{count} document(s) ready")
         print(
             f"\nflowchat is running on {stack.base_url}  (logs in {args.data_dir / 'logs'})\n"
-            f"  admin token: stored in {args.data_dir / 'admin-token'}\n"
+            f"  admin token (document routes): {token_source}\n"
             f"  try:  curl -s -X POST {stack.base_url}{CHAT_PATH} "
             "-H 'Content-Type: application/json' "
             '-d \'{"message": "How do I restart the worker?"}\'\n'

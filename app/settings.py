@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     FLOW_AGENT_SECRET: SecretStr = SecretStr("")
     FLOW_APP_TO_ACCESS: str = "llm-api"
     FLOW_MODEL: str = "gpt-4o-mini"
-    FLOW_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
-    FLOW_MAX_RETRIES: int = Field(default=4, ge=0, le=10)
+    FLOW_TIMEOUT_SECONDS: float = Field(default=20.0, gt=0)
+    FLOW_MAX_RETRIES: int = Field(default=3, ge=0, le=10)
+    FLOW_BACKOFF_MAX_SECONDS: float = Field(default=8.0, ge=0)
 
     VECTOR_STORE_PATH: Path = DEFAULT_VAR / "chroma"
     CHROMA_URL: str | None = None
@@ -107,6 +108,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CHUNK_OVERLAP ({self.CHUNK_OVERLAP}) must be smaller than CHUNK_SIZE "
                 f"({self.CHUNK_SIZE})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_flow_budget(self) -> Settings:
+        """A chat job must outlive the Flow client's worst case (every attempt timing out plus
+        the longest backoffs), or RQ kills it before it can fail with Flow's reason."""
+        worst = (self.FLOW_MAX_RETRIES + 1) * self.FLOW_TIMEOUT_SECONDS
+        worst += self.FLOW_MAX_RETRIES * self.FLOW_BACKOFF_MAX_SECONDS
+        if worst >= self.JOB_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"JOB_TIMEOUT_SECONDS ({self.JOB_TIMEOUT_SECONDS}) must exceed the Flow client's "
+                f"worst case of {worst:g} s: (FLOW_MAX_RETRIES + 1) x FLOW_TIMEOUT_SECONDS + "
+                "FLOW_MAX_RETRIES x FLOW_BACKOFF_MAX_SECONDS"
             )
         return self
 

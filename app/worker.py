@@ -45,6 +45,7 @@ ALIVE_PREFIX = "flowchat:worker-alive:"
 ALIVE_TTL_SECONDS = 15
 HEARTBEAT_SECONDS = 5
 SWEEP_SECONDS = 10
+SWEEP_LOCK = "flowchat:sweep-lock"
 
 
 class ChatFailed(RuntimeError):
@@ -177,8 +178,10 @@ class FlowchatWorker(SimpleWorker):
                 self.connection.set(ALIVE_PREFIX + self.name, "1", ex=ALIVE_TTL_SECONDS)
                 if time.monotonic() - last_sweep >= SWEEP_SECONDS:
                     last_sweep = time.monotonic()
-                    for queue in self.queues:
-                        sweep_abandoned(self.connection, queue.name)
+                    # one sweeper at a time: two could requeue the same abandoned job twice
+                    if self.connection.set(SWEEP_LOCK, self.name, nx=True, ex=SWEEP_SECONDS):
+                        for queue in self.queues:
+                            sweep_abandoned(self.connection, queue.name)
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
             self._stop_beating.wait(HEARTBEAT_SECONDS)

@@ -9,6 +9,7 @@ import redis
 from fastapi import Depends, Header, HTTPException, Request, status
 from rq import Queue
 
+from app.contracts import SECRET_PLACEHOLDER
 from app.settings import Settings
 
 
@@ -46,7 +47,7 @@ def require_admin(
             headers={"WWW-Authenticate": "Bearer"},
         )
     expected = settings.ADMIN_TOKEN.get_secret_value()
-    if not expected:
+    if not expected or expected == SECRET_PLACEHOLDER:  # the secret manager's initial value
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "admin routes are disabled: ADMIN_TOKEN is not set"
         )

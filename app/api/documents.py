@@ -30,6 +30,7 @@ from app.ingest.jobs import (
     REBUILD_JOB_TIMEOUT,
     REBUILD_LOCK_KEY,
 )
+from app.job_errors import failure_reason
 from app.rag.vectorstore import VectorStore
 from app.settings import Settings
 
@@ -301,9 +302,7 @@ def _error_of(job: Job, meta: dict[str, Any]) -> str | None:
         return str(meta["error"])
     if job.get_status() != JobStatus.FAILED:
         return None
-    result = job.latest_result()
-    text = (getattr(result, "exc_string", None) or "").strip().splitlines()
-    return text[-1] if text else "the rebuild job failed"
+    return failure_reason(job, default="the rebuild job failed")
 
 
 @router.get("/ingest/{job_id}", response_model=IngestProgress)

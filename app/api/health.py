@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import redis
@@ -17,6 +18,7 @@ from app.worker import ALIVE_PREFIX
 router = APIRouter(tags=["health"])
 
 FLOW_CHECK_TTL = 30.0  # seconds a Flow token check result is reused (probes come every 10 s)
+FLOW_CHECK_TIMEOUT = 2.0  # the readiness probe's own timeout is 5 s
 
 
 @router.get(PING_PATH)
@@ -56,17 +58,25 @@ def _check_chroma(request: Request) -> Check:
 
 
 def _check_flow(request: Request) -> Check:
+    """A token exchange (2 s timeout, no retries), cached for 30 s; while one request refreshes
+    it, the others get the last result instead of queueing behind a slow Flow."""
     state = request.app.state
-    cached = getattr(state, "flow_check", None)
+    cached: tuple[float, Check] | None = getattr(state, "flow_check", None)
     if cached is not None and time.monotonic() - cached[0] < FLOW_CHECK_TTL:
         return cached[1]
+    lock: threading.Lock = state.flow_check_lock
+    if not lock.acquire(blocking=False):
+        return cached[1] if cached else Check(ok=False, detail="Flow check in progress")
     try:
         state.flow_client.check()
         result = Check(ok=True, detail="Flow issued a token")
     except Exception as exc:
         reason = getattr(exc, "reason", exc.__class__.__name__)
         result = Check(ok=False, detail=f"Flow token exchange failed: {reason}"[:300])
-    state.flow_check = (time.monotonic(), result)
+    try:
+        state.flow_check = (time.monotonic(), result)
+    finally:
+        lock.release()
     return result
 
 

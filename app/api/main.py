@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -66,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = connection
         app.state.aioredis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
         app.state.queue = Queue(settings.RQ_QUEUE, connection=connection)
-        app.state.flow_client = FlowClient.from_settings(settings, max_retries=0)
+        app.state.flow_client = FlowClient.from_settings(
+            settings, max_retries=0, timeout=health.FLOW_CHECK_TIMEOUT
+        )
+        app.state.flow_check_lock = threading.Lock()
         app.state.chroma_probe = _chroma_probe(settings)
         registry = CollectorRegistry()
         store_path = None if settings.CHROMA_URL else settings.VECTOR_STORE_PATH

@@ -4,6 +4,7 @@ returned in the extra field ``sources`` of the response."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Literal
 
@@ -11,8 +12,9 @@ import redis
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from app.api.chat import REDIS_DOWN, rejected
 from app.api.dependencies import ApiKeyDep, QueueDep, SettingsDep
-from app.chat_jobs import QueueFull, enqueue_chat, wait_for_chat
+from app.chat_jobs import ChatRejected, submit_chat, wait_for_chat
 from app.rag.prompt import Source
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKeyDep])
@@ -56,22 +58,18 @@ async def completions(
 ):
     if body.stream:
         raise HTTPException(400, "streaming is not supported: send 'stream': false")
-    question = next(
-        (m.content for m in reversed(body.messages) if m.role == "user" and m.content), None
-    )
-    if not question or not question.strip():
-        raise HTTPException(
-            422, "no user message with content: the last user message is the question"
-        )
-    if len(question) > settings.MAX_MESSAGE_CHARS:
-        raise HTTPException(422, f"the question exceeds {settings.MAX_MESSAGE_CHARS} characters")
+    question = next((m.content or "" for m in reversed(body.messages) if m.role == "user"), None)
+    if question is None:
+        raise HTTPException(422, "no user message: the last user message is the question")
     try:
-        job = enqueue_chat(queue, settings, question.strip(), None)
-    except QueueFull as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
+        job = await asyncio.to_thread(submit_chat, queue, settings, question, None)
+        view = await wait_for_chat(
+            job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis
+        )
+    except ChatRejected as exc:
+        raise rejected(exc) from None
     except redis.RedisError:
-        raise HTTPException(503, "the job queue (Redis) is unreachable") from None
-    view = await wait_for_chat(job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis)
+        raise HTTPException(503, REDIS_DOWN) from None
     if view.status == "failed":
         raise HTTPException(502, view.error or "the answer could not be produced")
     if view.status != "finished":

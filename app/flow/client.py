@@ -157,6 +157,7 @@ class FlowClient:
             "model": settings.FLOW_MODEL,
             "timeout": settings.FLOW_TIMEOUT_SECONDS,
             "max_retries": settings.FLOW_MAX_RETRIES,
+            "backoff_max": settings.FLOW_BACKOFF_MAX_SECONDS,
         }
         params.update(kw)
         return cls(**params)
@@ -245,6 +246,17 @@ class FlowClient:
                 self._token = None
 
     def _fetch_token(self, max_retries: int) -> _Token:
+        missing = [
+            name
+            for name, value in (
+                ("FLOW_TENANT", self._tenant),
+                ("FLOW_AGENT", self._agent),
+                ("FLOW_AGENT_SECRET", self._secret.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise FlowAuthError(f"Flow credentials are not set: {', '.join(missing)} is empty")
         body = TokenRequest(
             client_id=self._agent, client_secret=self._secret, app_to_access=self._app_to_access
         ).wire()

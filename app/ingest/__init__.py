@@ -65,8 +65,8 @@ def load_document(path: Path, filename: str) -> LoadedDocument:
         return loader(path, fallback_title)
     except IngestError:
         raise
-    except (OSError, UnicodeError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise DocumentLoadError(f"cannot read {suffix} file: {exc}") from exc
+    except Exception as exc:  # parsers raise anything on damaged files (lxml: XMLSyntaxError)
+        raise DocumentLoadError(f"cannot read {suffix} file: {type(exc).__name__}: {exc}") from exc
 
 
 def embedded_text(title: str, chunk: Chunk) -> str:

@@ -167,6 +167,9 @@ def _rebuild(
     progress: _Progress,
 ) -> dict[str, Any]:
     outcome = _Outcome()
+    for leftover in vectors.collections():  # a rebuild whose worker was killed left these
+        if leftover not in (old, new):
+            vectors.drop_collection(leftover)
     try:
         vectors.create_collection(new)
         progress.update(phase="ingesting", previous=old)
@@ -181,6 +184,10 @@ def _rebuild(
         except Exception:
             log.exception("could not drop the unfinished collection %s", new)
         raise
+    try:  # an upload ingested into the old collection just before the switch
+        _fill(new, store, vectors, settings, outcome, progress)
+    except Exception:  # the new collection serves already; that document can be re-ingested
+        log.exception("could not add late uploads to %s", new)
     _record_outcome(store, vectors, outcome)
     try:
         vectors.drop_collection(old)

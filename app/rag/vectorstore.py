@@ -211,6 +211,3 @@ class VectorStore:
 
     def count(self, collection: str | None = None) -> int:
         return int(self._target(collection).count())
-
-    def heartbeat(self) -> None:
-        self.client.heartbeat()

@@ -62,3 +62,13 @@ def test_secret_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.flow_configured
     assert "s3cr3t-value" not in repr(settings)
     assert "s3cr3t-value" not in str(settings.model_dump())
+
+
+def test_job_timeout_must_outlive_the_flow_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW_TIMEOUT_SECONDS", "30")
+    monkeypatch.setenv("FLOW_MAX_RETRIES", "4")  # 5 x 30 s + 4 x 8 s = 182 s
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "120")
+    with pytest.raises(SettingsError, match=r"JOB_TIMEOUT_SECONDS .*182"):
+        load_settings()
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "200")
+    assert load_settings().JOB_TIMEOUT_SECONDS == 200

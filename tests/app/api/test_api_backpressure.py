@@ -78,3 +78,49 @@ def test_api_keys_are_enforced_when_configured(redis_url: str) -> None:
         assert post({"X-API-Key": "bad"}) == 403
         assert post({"X-API-Key": "key-two"}) == 202
         assert post({"Authorization": "Bearer key-one"}) == 202
+
+
+def test_the_secret_managers_placeholder_never_opens_admin_routes(redis_url: str) -> None:
+    from app.contracts import SECRET_PLACEHOLDER
+
+    settings = load_settings(REDIS_URL=redis_url, ADMIN_TOKEN=SECRET_PLACEHOLDER)
+    with TestClient(create_app(settings)) as client:
+        response = client.put(
+            "/api/status",
+            json={"maintenance": True},
+            headers={"Authorization": f"Bearer {SECRET_PLACEHOLDER}"},
+        )
+        assert response.status_code == 403
+        assert "ADMIN_TOKEN is not set" in response.json()["detail"]
+        assert client.get("/api/status").json()["maintenance"] is False
+
+
+def test_reading_a_chat_while_redis_is_down_is_503_not_500() -> None:
+    settings = load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/chat/some-job-id")
+        assert response.status_code == 503
+        assert "Redis" in response.json()["detail"]
+
+
+def test_a_hanging_flow_only_degrades_readiness(redis_url: str) -> None:
+    """Flow accepts connections but never answers: the readiness check gives up after its own
+    short timeout and reports Flow as failing, instead of hanging the probe."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # never accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings = load_settings(
+            REDIS_URL=redis_url,
+            FLOW_BASE_URL=url,
+            FLOW_TENANT="t",
+            FLOW_AGENT="a",
+            FLOW_AGENT_SECRET="s",
+        )
+        with TestClient(create_app(settings)) as client:
+            flow = client.get("/api/health/ready").json()["checks"]["flow"]
+    assert flow["ok"] is False
+    assert "Flow token exchange failed" in flow["detail"]
+    assert "timed out" in flow["detail"].lower() or "timeout" in flow["detail"].lower()

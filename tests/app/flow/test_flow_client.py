@@ -346,3 +346,14 @@ def test_error_excerpt_redacts_echoed_secret() -> None:
     assert "502" in info.value.reason
     assert SECRET not in info.value.reason
     assert "***" in info.value.reason
+
+
+def test_missing_credentials_are_named_not_a_validation_dump() -> None:
+    from app.flow.client import FlowClient
+    from app.flow.errors import FlowAuthError
+
+    client = FlowClient(base_url="http://127.0.0.1:9", tenant="t", agent="", agent_secret="")
+    with pytest.raises(FlowAuthError) as caught:
+        client.check()
+    assert "FLOW_AGENT, FLOW_AGENT_SECRET" in caught.value.reason
+    assert "pydantic" not in caught.value.reason

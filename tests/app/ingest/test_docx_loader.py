@@ -54,3 +54,25 @@ def test_not_a_docx_is_a_load_error(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 this is not a real zip")
     with pytest.raises(DocumentLoadError, match="docx"):
         load_docx(path, "fake")
+
+
+def test_a_docx_with_truncated_xml_is_a_load_error_not_a_crash(tmp_path: Path) -> None:
+    """lxml raises XMLSyntaxError (a SyntaxError) on a damaged part: load_document must still
+    turn it into a DocumentLoadError, so the document is marked failed with a reason."""
+    import zipfile
+
+    from app.ingest import load_document
+
+    good = tmp_path / "good.docx"
+    document = docx.Document()
+    document.add_paragraph("Backups are verified every Friday.")
+    document.save(str(good))
+    broken = tmp_path / "broken.docx"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "word/document.xml":
+                data = data[: len(data) // 2]
+            dst.writestr(item, data)
+    with pytest.raises(DocumentLoadError, match=r"cannot read \.docx file"):
+        load_document(broken, "broken.docx")

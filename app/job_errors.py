@@ -1,0 +1,23 @@
+"""The reason an RQ job failed, as one sentence for an API response."""
+
+from __future__ import annotations
+
+from rq.job import Job
+
+
+def failure_reason(job: Job, default: str = "the job failed without a reason") -> str:
+    """The message of the exception that failed ``job`` (without the exception's module path),
+    or a sentence for a job abandoned by a killed worker."""
+    result = job.latest_result()
+    text = (result.exc_string if result is not None else None) or job.exc_info or ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return default
+    if "AbandonedJobError" in text:
+        return "the worker running this job stopped and the job had no retries left"
+    last = lines[-1]
+    # "app.worker.ChatFailed: the Flow LLM gateway did not answer: ..." -> the message part
+    name, sep, message = last.partition(": ")
+    if sep and "." in name and " " not in name:
+        return message
+    return last

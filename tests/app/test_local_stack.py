@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.local_stack import LocalStack, Ports
+
+
+@pytest.fixture(autouse=True)
+def _no_flow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLOW_TENANT", "FLOW_AGENT", "FLOW_AGENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_secrets_stay_out_of_the_repr(tmp_path: Path) -> None:
+    stack = LocalStack(
+        root=tmp_path,
+        ports=Ports.free(),
+        admin_token="admin-s3cret",
+        env_overrides={"FLOW_AGENT_SECRET": "flow-s3cret"},
+    )
+    assert "admin-s3cret" not in repr(stack)
+    assert "flow-s3cret" not in repr(stack)
+
+
+def test_the_emulator_stands_in_unless_all_three_flow_credentials_are_set(tmp_path: Path) -> None:
+    only_secret = LocalStack(root=tmp_path, env_overrides={"FLOW_AGENT_SECRET": "s"})
+    assert only_secret.flow_configured is False
+    env = only_secret.env()
+    assert env["FLOW_BASE_URL"] == only_secret.flow_url  # the emulator, with its own credentials
+    assert env["FLOW_AGENT_SECRET"] == "s"  # an explicit override still wins
+
+    real = LocalStack(
+        root=tmp_path,
+        env_overrides={"FLOW_TENANT": "t", "FLOW_AGENT": "a", "FLOW_AGENT_SECRET": "s"},
+    )
+    assert real.flow_configured is True
+    assert real.env().get("FLOW_BASE_URL") != real.flow_url
