@@ -8,26 +8,33 @@
   ``wait_for_external_secret`` waits for the operator to report a newer, successful sync.
 
 Each function takes its API object as a parameter, so tests drive them against a Kubernetes
-API served over loopback.
+API served over loopback. Every failure - an HTTP error status, a lost or refused connection
+(urllib3 transport errors), an answer that is not the expected object - is raised as an
+``OpsError`` whose message names the action and the cause.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from app.contracts import (
+    EXTERNAL_SECRETS_GROUP,
+    EXTERNAL_SECRETS_VERSION,
+    RESTARTED_AT_ANNOTATION,
+)
 from ops.summary import OpsError, say
 
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 FORCE_SYNC = "force-sync"
-ES_GROUP = "external-secrets.io"
-ES_VERSION = "v1"
 ES_PLURAL = "externalsecrets"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -58,23 +65,45 @@ def _api_error(action: str, exc: ApiException) -> OpsError:
     return OpsError(f"{action} failed: HTTP {exc.status} {reason}")
 
 
+def _transport_error(action: str, exc: urllib3.exceptions.HTTPError) -> OpsError:
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    return OpsError(
+        f"{action} failed: the Kubernetes API could not be reached or dropped the connection "
+        f"({type(cause).__name__}: {cause}); check --context and the cluster's availability"
+    )
+
+
+@contextlib.contextmanager
+def _calling(action: str) -> Iterator[None]:
+    """Translate the client's HTTP and transport errors of one API call into OpsError."""
+    try:
+        yield
+    except ApiException as exc:
+        raise _api_error(action, exc) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise _transport_error(action, exc) from None
+    except json.JSONDecodeError as exc:  # a proxy's error page, a truncated body
+        raise OpsError(
+            f"{action} failed: the Kubernetes API answered with something that is not JSON "
+            f"({exc.msg} at character {exc.pos}); is --context pointing at the API server?"
+        ) from None
+
+
 def restart_deployment(
     apps: client.AppsV1Api, name: str, namespace: str, *, now: datetime | None = None
 ) -> str:
     """Roll the pods of a Deployment; return the restartedAt stamp written."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-    try:
+    body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}}}}
+    with _calling(f"restarting deployment {namespace}/{name}"):
         apps.patch_namespaced_deployment(name, namespace, body)
-    except ApiException as exc:
-        raise _api_error(f"restarting deployment {namespace}/{name}", exc) from None
     return stamp
 
 
 def rollout_state(deployment: Any) -> tuple[bool, str]:
     """(done, description) of a Deployment's rollout, judged like ``kubectl rollout status``."""
     spec_replicas = deployment.spec.replicas if deployment.spec.replicas is not None else 1
-    status = deployment.status
+    status = deployment.status or client.V1DeploymentStatus()
     generation = deployment.metadata.generation or 0
     observed = status.observed_generation or 0
     updated = status.updated_replicas or 0
@@ -110,10 +139,15 @@ def wait_for_rollout(
     started = time.monotonic()
     last = ""
     while True:
-        try:
+        action = f"reading deployment {namespace}/{name}"
+        with _calling(action):
             deployment = apps.read_namespaced_deployment(name, namespace)
-        except ApiException as exc:
-            raise _api_error(f"reading deployment {namespace}/{name}", exc) from None
+        if not (
+            isinstance(deployment, client.V1Deployment)
+            and deployment.metadata is not None
+            and deployment.spec is not None
+        ):
+            raise OpsError(f"{action} failed: the Kubernetes API did not answer with a Deployment")
         done, state = rollout_state(deployment)
         if state != last:
             progress(f"  {namespace}/{name}: {state}")
@@ -129,11 +163,15 @@ def wait_for_rollout(
 
 
 def _es_status(custom: client.CustomObjectsApi, name: str, namespace: str) -> dict[str, Any]:
-    try:
-        obj = custom.get_namespaced_custom_object(ES_GROUP, ES_VERSION, namespace, ES_PLURAL, name)
-    except ApiException as exc:
-        raise _api_error(f"reading ExternalSecret {namespace}/{name}", exc) from None
-    return dict(obj.get("status") or {})
+    action = f"reading ExternalSecret {namespace}/{name}"
+    with _calling(action):
+        obj = custom.get_namespaced_custom_object(
+            EXTERNAL_SECRETS_GROUP, EXTERNAL_SECRETS_VERSION, namespace, ES_PLURAL, name
+        )
+    status = obj.get("status") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or not isinstance(status, dict | None):
+        raise OpsError(f"{action} failed: the Kubernetes API did not answer with an ExternalSecret")
+    return dict(status or {})
 
 
 def force_sync_external_secret(
@@ -147,12 +185,16 @@ def force_sync_external_secret(
     # a new value every call (two syncs within one second must both trigger a refresh)
     stamp = f"{now if now is not None else time.time():.6f}"
     body = {"metadata": {"annotations": {FORCE_SYNC: stamp}}}
-    try:
+    with _calling(f"forcing a sync of ExternalSecret {namespace}/{name}"):
         custom.patch_namespaced_custom_object(
-            ES_GROUP, ES_VERSION, namespace, ES_PLURAL, name, body, _content_type=MERGE_PATCH
+            EXTERNAL_SECRETS_GROUP,
+            EXTERNAL_SECRETS_VERSION,
+            namespace,
+            ES_PLURAL,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
         )
-    except ApiException as exc:
-        raise _api_error(f"forcing a sync of ExternalSecret {namespace}/{name}", exc) from None
     return before
 
 

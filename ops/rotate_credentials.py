@@ -1,15 +1,20 @@
-"""Rotate the Flow credentials of a stack, validate them, and roll back when they fail.
+"""Rotate the Flow credentials and admin token of a stack, validate them, roll back on failure.
 
 The runbook's "Rotate Flow Credentials" as one command:
 
-1. take the new values from the environment (``FLOW_AGENT_SECRET`` required, ``FLOW_AGENT`` and
-   ``FLOW_TENANT`` optional) - never from arguments;
+1. take the new values from the environment (``FLOW_AGENT_SECRET`` required, ``FLOW_AGENT``,
+   ``FLOW_TENANT`` and ``ADMIN_TOKEN`` optional) - never from arguments;
 2. remember the current version of each entry in the stack's secret store (AWS Secrets Manager
    or Azure Key Vault, entry names from ``app.contracts.secret_entry_name``);
 3. write a new version of each entry;
 4. force the ExternalSecret to sync, restart the API and worker deployments, wait for rollout;
 5. run the smoke test (``ops.smoke``) against ``--smoke-url``;
-6. on any failure in 3-5: restore the previous versions, sync and restart again, exit 1.
+6. on any failure in 3-5 (a failed check, a lost connection to Kubernetes, an unexpected error,
+   Ctrl-C): restore the previous versions, sync and restart again, exit 1 saying so.
+
+After a fresh ``pulumi up`` every entry holds ``app.contracts.SECRET_PLACEHOLDER``; the service
+treats that admin token as unset, so the first rotation must set ``ADMIN_TOKEN`` or the admin
+(document) routes stay disabled.
 
 Usage: ``python -m ops.rotate_credentials --stack staging [--cloud aws|azure] [--smoke-url URL]``.
 """
@@ -27,10 +32,12 @@ from kubernetes import client
 from pydantic import BaseModel, SecretStr
 
 from app.contracts import (
+    ADMIN_TOKEN_SECRET,
     API_DEPLOYMENT,
     CHAT_LATENCY_P95_SECONDS,
     EXTERNAL_SECRET,
-    FLOW_SECRET_NAMES,
+    SECRET_KEYS,
+    SECRET_PLACEHOLDER,
     WORKER_DEPLOYMENT,
     namespace_for,
     secret_entry_name,
@@ -51,6 +58,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_ENV = "FLOW_AGENT_SECRET"
 SMOKE_URL_ENV = "FLOWCHAT_SMOKE_URL"
 DEPLOYMENTS = (API_DEPLOYMENT, WORKER_DEPLOYMENT)
+DEFAULT_TIMEOUT = 300.0  # seconds for the secret sync and for each rollout (see the workflow)
+ADMIN_TOKEN_NOTE = (
+    f"the first rotation after a fresh `pulumi up` must set {ADMIN_TOKEN_SECRET}: until then the "
+    f"entry holds the placeholder and the admin (document) routes stay disabled"
+)
 
 
 class RotationTimeouts(BaseModel):
@@ -60,13 +72,26 @@ class RotationTimeouts(BaseModel):
 
 
 def new_values_from_env(env: Mapping[str, str]) -> dict[str, SecretStr]:
-    """The new credential values (keys of FLOW_SECRET_NAMES present and non-empty)."""
+    """The new values: keys of SECRET_KEYS (Flow credentials, ADMIN_TOKEN) set and non-empty."""
     if not env.get(REQUIRED_ENV):
         raise OpsError(
             f"refusing to rotate: the environment variable {REQUIRED_ENV} is not set "
-            "(new values come from FLOW_AGENT, FLOW_TENANT and FLOW_AGENT_SECRET)"
+            f"(new values come from {', '.join(SECRET_KEYS)})"
         )
-    return {key: SecretStr(env[key]) for key in FLOW_SECRET_NAMES if env.get(key)}
+    values = {key: SecretStr(env[key]) for key in SECRET_KEYS if env.get(key)}
+    for key, value in values.items():
+        if value.get_secret_value() == SECRET_PLACEHOLDER:
+            raise OpsError(f"refusing to rotate: {key} is the stack's placeholder value")
+    return values
+
+
+def admin_token_is_placeholder(store: SecretStore, cloud: str, stack: str) -> bool:
+    """Does the stack's ADMIN_TOKEN entry still hold the placeholder? (False when unreadable.)"""
+    try:
+        current = store.read(secret_entry_name(cloud, stack, ADMIN_TOKEN_SECRET))
+    except Exception:  # only a hint: the rotation itself reports real errors
+        return False
+    return current.value.get_secret_value() == SECRET_PLACEHOLDER
 
 
 def cloud_of_stack(stack: str, pulumi_dir: Path = REPO_ROOT) -> str:
@@ -181,6 +206,10 @@ def rotate(
     previous = read_current(store, entries, progress)
     steps.append(("read current versions", ", ".join(entries.values())))
 
+    if ADMIN_TOKEN_SECRET not in values and admin_token_is_placeholder(store, cloud, stack):
+        progress(f"warning: {ADMIN_TOKEN_NOTE}")
+        steps.append(("warning", f"{ADMIN_TOKEN_SECRET} still holds the placeholder"))
+
     written: dict[str, SecretVersion] = {}
     try:
         progress("2/4 writing the new versions")
@@ -198,10 +227,12 @@ def rotate(
             if not report.ok:
                 raise OpsError(f"the smoke test failed: {report.failure}")
             steps.append(("smoke test", "passed"))
-    except OpsError as exc:
-        reason = str(exc)
+    except BaseException as exc:  # anything after a write must leave the old credentials
+        reason = _reason(exc)
         steps.append(("FAILED", reason))
         if not written:
+            if not isinstance(exc, Exception):
+                raise
             return RotationResult(
                 ok=False, message=f"rotation of {stack} failed: {reason}", steps=steps
             )
@@ -209,27 +240,42 @@ def rotate(
         try:
             roll_back(store, previous, written, progress)
             sync_and_restart(apps, custom, namespace, timeouts, progress)
-        except OpsError as again:
-            steps.append(("ROLLBACK FAILED", str(again)))
-            return RotationResult(
+        except Exception as again:
+            steps.append(("ROLLBACK FAILED", _reason(again)))
+            result = RotationResult(
                 ok=False,
                 message=f"rotation of {stack} failed ({reason}) and the rollback failed too "
-                f"({again}); restore the previous versions by hand (see docs/runbook.md)",
+                f"({_reason(again)}); restore the previous versions by hand (see docs/runbook.md)",
                 steps=steps,
             )
-        steps.append(("rolled back", ", ".join(v.name for v in written.values())))
-        return RotationResult(
-            ok=False,
-            rolled_back=True,
-            message=f"rotation of {stack} failed ({reason}); rolled back to the previous "
-            "credentials and restarted the pods",
-            steps=steps,
-        )
+        else:
+            steps.append(("rolled back", ", ".join(v.name for v in written.values())))
+            result = RotationResult(
+                ok=False,
+                rolled_back=True,
+                message=f"rotation of {stack} failed ({reason}); rolled back to the previous "
+                "credentials and restarted the pods",
+                steps=steps,
+            )
+        if not isinstance(exc, Exception):  # Ctrl-C / SystemExit: report, then stop as asked
+            progress(result.message)
+            raise
+        return result
     return RotationResult(
         ok=True,
         message=f"rotated {', '.join(entries)} for {stack} and the smoke test passed",
         steps=steps,
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """An OpsError's sentence; anything else as its type and text (never a secret value)."""
+    if isinstance(exc, OpsError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc)
+    return f"unexpected {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 def smoke_runner(
@@ -247,8 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ops.rotate_credentials",
         description="Rotate the Flow credentials of a stack (new values from the environment "
-        "variables FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET), validate with the smoke test, "
-        "roll back on failure.",
+        "variables FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET; FLOW_AGENT_SECRET is required) "
+        f"and, when {ADMIN_TOKEN_SECRET} is set, the admin token; validate with the smoke test, "
+        "roll back on any failure.",
+        epilog=f"Note: {ADMIN_TOKEN_NOTE}.",
     )
     parser.add_argument("--stack", required=True, choices=("staging", "prod"))
     parser.add_argument(
@@ -273,8 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=300.0,
-        help="seconds to wait for the secret sync and each rollout",
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for the secret sync and each rollout (default: %(default)g; "
+        "a failed rotation waits for them twice: forward and rollback)",
     )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
     parser.add_argument("--pulumi-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)

@@ -1,6 +1,9 @@
 """Restart the chat workers and watch the backlog drain: the runbook's "Restart Worker".
 
-``python -m ops.worker restart [--stack S | --namespace NS] [--context CTX] [--redis-url URL]``
+``python -m ops.worker restart (--stack S | --namespace NS) [--context CTX] [--redis-url URL]``
+
+``--stack`` or ``--namespace`` is required: there is no default stack, so a restart never lands on
+staging (or prod) by omission.
 
 1. ``kubectl rollout restart`` of the worker Deployment (``app.contracts.WORKER_DEPLOYMENT``);
 2. wait for the rollout to complete;
@@ -35,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "restart", help="rollout-restart the worker deployment, wait, then watch the queue drain"
     )
-    r.add_argument("--stack", choices=("staging", "prod"), default="staging")
+    r.add_argument(
+        "--stack", choices=("staging", "prod"), help="the stack (or give --namespace); required"
+    )
     r.add_argument("--namespace", help="Kubernetes namespace (default: flowchat-<stack>)")
     r.add_argument("--context", help="kubeconfig context (default: in-cluster or current)")
     r.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
@@ -84,7 +89,10 @@ def restart_workers(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.stack or args.namespace):
+        parser.error("restart: one of --stack or --namespace is required (no default stack)")
     namespace = args.namespace or namespace_for(args.stack)
     try:
         api = kube.load_api_client(args.context, args.kubeconfig)

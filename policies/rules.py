@@ -3,8 +3,12 @@
 Importable two ways: as `rules` when the Pulumi CLI runs the pack (`python -m pulumi.policy
 <engine> policies/`: only the pack directory is on sys.path) and as `policies.rules` from tests.
 Runbook numbers come from `app.contracts` (the pack runs in the project's virtualenv, where the
-flowchat package is installed) and are the defaults of each policy's config schema, so a stack can
-tighten them per policy (`pulumi up --policy-pack-config`), never loosen them silently.
+flowchat package is installed) and are the defaults of each policy's config schema. Policy config
+(`pulumi up --policy-pack-config`) may only tighten them: the schema bounds every value by the
+runbook's (`maximum` for a `max*` setting, `minimum` for a `min*` one), and `settings()` clamps a
+looser value back to the runbook's, so a loosened config can never let a weakened threshold pass
+(the Python analyzer does not validate config against the schema itself; the clamp holds wherever
+the pack runs, including `stacks.preview`).
 
 Every message names the resource, the value found and the bound, e.g. "queue-depth alert
 FlowchatQueueBacklog in RuleGroup flowchat-monitoring: threshold 50 exceeds the runbook's bound
@@ -57,6 +61,8 @@ WORKLOADS = {
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SECRET = "kubernetes:core/v1:Secret"
 PROBE = "kubernetes:monitoring.coreos.com/v1:Probe"
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+SERVICE = "kubernetes:core/v1:Service"
 RULE_GROUPS = {"grafana:alerting/ruleGroup:RuleGroup", "grafana:index/ruleGroup:RuleGroup"}
 CONTACT_POINTS = {
     "grafana:alerting/contactPoint:ContactPoint",
@@ -68,6 +74,7 @@ NOTIFICATION_POLICIES = {
 }
 COMPONENT_LABELS = ("app.kubernetes.io/component", "component")
 SERVICE_LABEL = ("service", contracts.APP_NAME)
+STACK_LABEL = "stack"  # every alert carries stack=<stack>; the notification policy matches it
 
 # --- durations ---------------------------------------------------------------------------------
 _DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
@@ -106,6 +113,7 @@ CONFIG: dict[str, dict[str, dict[str, Any]]] = {
     },
     "health-alert": {
         "maxConsecutiveFailures": {"type": "integer", "default": contracts.HEALTH_PROBE_FAILURES},
+        # assumed probe interval when no Probe says (a longer one would count fewer failures)
         "probeIntervalSeconds": {
             "type": "integer",
             "default": contracts.HEALTH_PROBE_INTERVAL_SECONDS,
@@ -126,13 +134,47 @@ CONFIG: dict[str, dict[str, dict[str, Any]]] = {
     "alert-routing": {},
     "flow-credentials-from-secret-manager": {},
     "container-baseline": {},
+    "metrics-scraped": {},
 }
+# Which way is stricter: "max" settings may only go down, "min" settings only up.
+TIGHTEN: dict[str, str] = {
+    "maxPeriodSeconds": "max",
+    "maxFailureThreshold": "max",
+    "maxIntervalSeconds": "max",
+    "maxConsecutiveFailures": "max",
+    "probeIntervalSeconds": "max",
+    "maxQueueDepth": "max",
+    "maxFor": "max",
+    "maxP95Seconds": "max",
+    "maxUsageRatio": "max",
+    "minForecastHours": "min",
+}
+for _props in CONFIG.values():  # the schema states the bound too (the Pulumi CLI checks it)
+    for _key, _prop in _props.items():
+        if _prop["type"] == "string":
+            _prop["pattern"] = _DURATION.pattern
+        else:
+            _prop["maximum" if TIGHTEN[_key] == "max" else "minimum"] = _prop["default"]
+
+
+def _clamp(key: str, value: Any, default: Any) -> Any:
+    """`value` if it is at least as strict as the runbook's `default`, else `default`."""
+    try:
+        found, bound = seconds(value), seconds(default)
+    except ValueError:
+        return default
+    if not math.isfinite(found) or found <= 0:
+        return default
+    stricter = found <= bound if TIGHTEN[key] == "max" else found >= bound
+    return value if stricter else default
 
 
 def settings(policy: str, args: ResourceValidationArgs | StackValidationArgs) -> dict[str, Any]:
-    """The policy's config: schema defaults overlaid with what the engine configured."""
+    """The policy's config: the runbook defaults, tightened (never loosened) by the engine's."""
     merged = {key: prop["default"] for key, prop in CONFIG[policy].items()}
-    merged.update(args.get_config() or {})
+    for key, value in (args.get_config() or {}).items():
+        if key in merged:
+            merged[key] = _clamp(key, value, merged[key])
     return merged
 
 
@@ -205,6 +247,7 @@ class Alert:
     threshold: float | None
     for_seconds: float
     labels: dict[str, str] = field(default_factory=dict)
+    group_interval_seconds: float = 60.0  # how often the RuleGroup evaluates (Grafana default 60)
 
     @property
     def where(self) -> str:
@@ -223,6 +266,10 @@ def _model(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def rule_group_alerts(resource_name: str, props: Mapping[str, Any], urn: str) -> list[Alert]:
     group = str(props.get("name") or resource_name)
+    try:
+        every = seconds(props.get("intervalSeconds") or 60)
+    except ValueError:
+        every = math.inf
     alerts = []
     for rule in props.get("rules") or []:
         if not isinstance(rule, Mapping):
@@ -248,7 +295,9 @@ def rule_group_alerts(resource_name: str, props: Mapping[str, Any], urn: str) ->
             for_seconds = math.inf
         labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
         alerts.append(
-            Alert(str(rule.get("name")), group, urn, query, op, threshold, for_seconds, labels)
+            Alert(
+                str(rule.get("name")), group, urn, query, op, threshold, for_seconds, labels, every
+            )
         )
     return alerts
 
@@ -372,6 +421,14 @@ def _env_problems(kind: str, name: str, spec: Mapping[str, Any]) -> list[str]:
                 problems.append(
                     f"{where} is read from a ConfigMap; use the ExternalSecret's Secret"
                 )
+            elif (ref := _get(env, "valueFrom", "secretKeyRef")) is not None:
+                secret = _get(ref, "name")
+                if secret != contracts.EXTERNAL_SECRET:
+                    problems.append(
+                        f"{where} is read from Secret {secret or '(unnamed)'}; it must come from "
+                        f"the ExternalSecret's Secret {contracts.EXTERNAL_SECRET} (the secret "
+                        "manager), not from a Secret made by hand"
+                    )
     return problems
 
 
@@ -491,14 +548,28 @@ def validate_health_alert(args: StackValidationArgs, report: ReportViolation) ->
         return
     bound = int(cfg["maxConsecutiveFailures"])
     for alert in alerts:
+        # probe_success is 0 or 1: only `< t` with 0 < t <= 1 fires when probes fail
+        if alert.op != "<" or alert.threshold is None or not 0 < alert.threshold <= 1:
+            found = f"{alert.op} {_num(alert.threshold)}" if alert.op else "no threshold"
+            report(
+                f"health alert {alert.where}: compares with {found}; a "
+                f"{contracts.METRIC_PROBE_SUCCESS} alert must fire below a threshold in (0, 1] "
+                "(e.g. < 1), otherwise failed probes never fire it",
+                alert.urn,
+            )
+            continue
         window = max((seconds(w) for w in _RANGE.findall(alert.query)), default=0.0)
-        # Every sample in the window failed, then `for` adds one more failed probe per interval.
-        failures = max(1, math.ceil(window / interval)) + math.ceil(alert.for_seconds / interval)
+        every = alert.group_interval_seconds
+        # Every sample in the window failed; then, until an evaluation sees it for `for`, one more
+        # probe fails per interval: `for` plus up to one evaluation interval of delay.
+        wait = alert.for_seconds + every
+        failures = max(1, math.ceil(window / interval)) + max(0, math.ceil(wait / interval) - 1)
         if failures > bound:
             report(
                 f"health alert {alert.where}: fires after {failures} consecutive failed probes "
-                f"(window {_num(window)}s + for {_num(alert.for_seconds)}s at {_num(interval)}s "
-                f"per probe), exceeding the runbook's bound {bound}",
+                f"(window {_num(window)}s + for {_num(alert.for_seconds)}s + evaluation every "
+                f"{_num(every)}s at {_num(interval)}s per probe), exceeding the runbook's bound "
+                f"{bound}",
                 alert.urn,
             )
 
@@ -618,20 +689,40 @@ def validate_chroma_volume_alert(args: StackValidationArgs, report: ReportViolat
                 )
 
 
+def _urn_stack(urn: str) -> str:
+    """The stack of a URN (``urn:pulumi:<stack>::<project>::...``)."""
+    return urn.split("::", 1)[0].rsplit(":", 1)[-1]
+
+
+def _matches(route: Mapping[str, Any], label: str, value: str) -> bool:
+    return any(
+        isinstance(m, Mapping)
+        and (m.get("label"), m.get("value")) == (label, value)
+        and m.get("match") in {"=", "=~"}
+        for m in route.get("matchers") or []
+    )
+
+
+def _service_route(policy: Any) -> Mapping[str, Any] | None:
+    """The child route of a notification policy that matches service=flowchat (None: none)."""
+    label, value = SERVICE_LABEL
+    for child in policy.props.get("policies") or []:
+        if isinstance(child, Mapping) and _matches(child, label, value):
+            return child
+    return None
+
+
 def _route_contact_point(policy: Any) -> str | None:
     """The contact point that receives service=flowchat alerts under this notification policy."""
     props = policy.props
-    for child in props.get("policies") or []:
-        matchers = child.get("matchers") or [] if isinstance(child, Mapping) else []
-        for m in matchers:
-            if (m.get("label"), m.get("value")) == SERVICE_LABEL and m.get("match") in {"=", "=~"}:
-                return str(child.get("contactPoint") or props.get("contactPoint") or "") or None
-    return str(props.get("contactPoint") or "") or None
+    route = _service_route(policy) or {}
+    return str(route.get("contactPoint") or props.get("contactPoint") or "") or None
 
 
 def validate_alert_routing(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Every rule group reaches a contact point: a NotificationPolicy routes service=flowchat to an
-    existing ContactPoint, and every rule carries that label."""
+    """Every rule group reaches a contact point: a NotificationPolicy routes service=flowchat and
+    stack=<stack> to an existing ContactPoint, and every rule carries both labels. (Grafana keeps
+    one notification policy per org: each stack needs its own org.)"""
     groups = [r for r in args.resources if r.resource_type in RULE_GROUPS]
     if not groups:
         args.not_applicable("no Grafana rule groups in the stack")
@@ -658,6 +749,15 @@ def validate_alert_routing(args: StackValidationArgs, report: ReportViolation) -
                 f"(found: {', '.join(sorted(contact_points)) or 'none'})",
                 policy.urn,
             )
+        stack = _urn_stack(policy.urn)
+        route = _service_route(policy)
+        if route is not None and not _matches(route, STACK_LABEL, stack):
+            report(
+                f"NotificationPolicy {policy.name}: the route for {label}={value} does not also "
+                f"match {STACK_LABEL}={stack}; Grafana keeps one notification policy per org, so "
+                "give each stack its own org and match its stack label",
+                policy.urn,
+            )
     for alert in stack_alerts(args.resources):
         found = alert.labels.get(label)
         if found != value:
@@ -666,6 +766,55 @@ def validate_alert_routing(args: StackValidationArgs, report: ReportViolation) -
                 f"notification policy routes {label}={value}",
                 alert.urn,
             )
+        stack = _urn_stack(alert.urn)
+        if alert.labels.get(STACK_LABEL) != stack:
+            report(
+                f"alert {alert.where}: label {STACK_LABEL}="
+                f"{alert.labels.get(STACK_LABEL) or '(unset)'}; the notification policy routes "
+                f"{STACK_LABEL}={stack}",
+                alert.urn,
+            )
+
+
+# --- metrics --------------------------------------------------------------------------------------
+def validate_metrics_scraped(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A Prometheus Operator ServiceMonitor scrapes /metrics from a port of the API Service."""
+    services = [
+        r
+        for r in args.resources
+        if r.resource_type == SERVICE and k8s_name(r.props, r.name) == contracts.API_DEPLOYMENT
+    ]
+    if not services:
+        args.not_applicable(f"no Service {contracts.API_DEPLOYMENT} in the stack")
+    service = services[0]
+    service_labels = _get(service.props, "metadata", "labels") or {}
+    port_names = {
+        str(p.get("name")) for p in _get(service.props, "spec", "ports") or [] if p.get("name")
+    }
+    monitors = [r for r in args.resources if r.resource_type == SERVICE_MONITOR]
+    for monitor in monitors:
+        wanted = _get(monitor.props, "spec", "selector", "matchLabels") or {}
+        selects = bool(wanted) and all(service_labels.get(k) == v for k, v in wanted.items())
+        namespaces = _get(monitor.props, "spec", "namespaceSelector", "matchNames")
+        service_ns = _get(service.props, "metadata", "namespace")
+        in_namespace = namespaces is None or service_ns in namespaces
+        endpoints = _get(monitor.props, "spec", "endpoints") or []
+        scraped = any(
+            e.get("port") in port_names and e.get("path", "/metrics") == contracts.METRICS_PATH
+            for e in endpoints
+            if isinstance(e, Mapping)
+        )
+        if selects and in_namespace and scraped:
+            return
+    found = ", ".join(k8s_name(m.props, m.name) for m in monitors) or "none"
+    report(
+        f"no ServiceMonitor selects Service {contracts.API_DEPLOYMENT} (labels "
+        f"{', '.join(f'{k}={v}' for k, v in sorted(service_labels.items())) or 'none'}) and "
+        f"scrapes {contracts.METRICS_PATH} on one of its ports "
+        f"({', '.join(sorted(port_names)) or 'none named'}); found: {found}. Nothing scrapes "
+        "the metrics the alerts read",
+        service.urn,
+    )
 
 
 # --- the policies -------------------------------------------------------------------------------
@@ -692,7 +841,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "health-alert",
-        "The health alert fires after <= 2 consecutive failed probes.",
+        "The health alert fires below a probe_success threshold in (0, 1] after <= 2 consecutive "
+        "failed probes (window, for and the rule group's evaluation interval counted).",
         validate_health_alert,
         stack=True,
     ),
@@ -721,14 +871,22 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "alert-routing",
-        "Every alert rule group is routed to an existing contact point.",
+        "Every alert rule group is routed (service=flowchat and stack=<stack>) to an existing "
+        "contact point.",
         validate_alert_routing,
+        stack=True,
+    ),
+    Rule(
+        "metrics-scraped",
+        "A Prometheus Operator ServiceMonitor scrapes /metrics from the API Service.",
+        validate_metrics_scraped,
         stack=True,
     ),
     Rule(
         "flow-credentials-from-secret-manager",
         "FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET and ADMIN_TOKEN come only from the secret "
-        "manager (no literal env values, no ConfigMap or literal Secret keys).",
+        "manager (secretKeyRef to the ExternalSecret's Secret; no literal env values, no ConfigMap "
+        "or literal Secret keys).",
         validate_flow_credentials,
     ),
     Rule(

@@ -35,6 +35,9 @@ EMPTY_ANSWER_RATIO = contracts.EMPTY_ANSWER_RATIO
 CHROMA_PVC = contracts.CHROMA_PVC
 
 RUNBOOK_BASE_URL = "https://github.com/flowchat/flowchat/blob/main/docs/runbook.md"
+# statuses of flowchat_flow_requests_total that count as failed (app.flow.client labels HTTP
+# statuses by code, and requests that got no answer "timeout" or "error"); 429 is throttling
+FLOW_ERROR_STATUSES = "5..|timeout|error"
 SERVICE_LABEL = "service"  # every rule carries service=flowchat; the notification policy matches it
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"  # a Prometheus duration: 30s, 5m, 1h30m
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
@@ -85,6 +88,18 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def describe_duration(value: str) -> str:
+    """A Prometheus duration in words, for messages: ``2m`` -> "2 minutes", ``1h30m`` -> "1 hour
+    30 minutes" (so a message never disagrees with the rule's ``for``)."""
+    total = int(parse_duration(value))
+    words = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, total = divmod(total, size)
+        if count:
+            words.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(words) or "0 seconds"
 
 
 def _number(value: Any) -> Any:
@@ -190,6 +205,7 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
     latency = f"{contracts.METRIC_CHAT_LATENCY}_bucket"
     flow = contracts.METRIC_FLOW_REQUESTS
     ping = contracts.PING_PATH
+    workers_for = redis_for = "2m"  # the messages below say how long, from these
     return [
         AlertRule(
             name="FlowchatHealthCheckFailing",
@@ -272,11 +288,12 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
             query=f"sum by (queue) ({workers})",
             op="<",
             threshold=1,
-            for_="2m",
+            for_=workers_for,
             severity="critical",
             summary=f"No RQ worker serves {queue}",
             description=(
-                f"No worker has listened on {queue} for 2 minutes: chat jobs are not answered."
+                f"No worker has listened on {queue} for {describe_duration(workers_for)}: chat "
+                "jobs are not answered."
             ),
             group="troubleshooting",
         ),
@@ -286,27 +303,38 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
             query=f"absent({contracts.METRIC_RQ_JOBS}{_sel(queue=queue)})",
             op=">",
             threshold=0,
-            for_="2m",
+            for_=redis_for,
             severity="critical",
             summary="Redis unreachable: no queue metrics",
             description=(
-                f"No {contracts.METRIC_RQ_JOBS} series for {queue} for 2 minutes: rq-exporter "
-                "cannot read Redis (or is down). Chat requests cannot be queued."
+                f"No {contracts.METRIC_RQ_JOBS} series for {queue} for "
+                f"{describe_duration(redis_for)}: rq-exporter cannot read Redis (or is down). "
+                "Chat requests cannot be queued."
             ),
             group="troubleshooting",
             no_data_ok=True,
         ),
         AlertRule(
             name="FlowchatFlowErrors",
-            query=f'sum(rate({flow}{{status=~"5.."}}[5m])) / sum(rate({flow}[5m]))',
+            # Failed requests (5xx, timeouts, transport errors) over all requests. `or vector(0)`
+            # keeps the ratio defined (0) while no request has failed yet, so healthy traffic
+            # evaluates to 0 rather than to an empty result (Grafana's NoData).
+            query=(
+                f'(sum(rate({flow}{{status=~"{FLOW_ERROR_STATUSES}"}}[5m])) or vector(0)) / '
+                f"sum(rate({flow}[5m]))"
+            ),
             op=">",
             threshold=t.flow_error_ratio,
             for_="5m",
             severity="critical",
-            summary=f"Over {_num(t.flow_error_ratio * 100)}% of Flow requests fail with 5xx",
+            summary=(
+                f"Over {_num(t.flow_error_ratio * 100)}% of Flow requests fail "
+                "(5xx, timeout or connection error)"
+            ),
             description=(
-                "{{ $value | humanizePercentage }} of Flow chat-completion requests returned 5xx "
-                "in the last 5 minutes: Flow outage. Open an incident with the Flow team."
+                "{{ $value | humanizePercentage }} of Flow chat-completion requests failed with "
+                "5xx, a timeout or a connection error in the last 5 minutes: Flow outage. Open an "
+                "incident with the Flow team."
             ),
             group="troubleshooting",
         ),

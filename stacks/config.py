@@ -137,7 +137,9 @@ class ApiConfig(_Model):
 
 
 class WorkerConfig(_Model):
-    min_replicas: Replicas = 1
+    # >= 1: readiness (/api/health/ready) is 503 without a worker, so with zero workers the
+    # ingress sends no chat, nothing is queued and KEDA's queue-length trigger never wakes one.
+    min_replicas: int = Field(1, ge=1)
     max_replicas: Replicas = 4
     # KEDA target: one worker replica per this many queued jobs (rq:queue:flow_tasks length).
     queue_length_per_replica: int = Field(5, ge=1)

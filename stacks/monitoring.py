@@ -2,10 +2,18 @@
 
 `Monitoring` builds, as children: a Grafana folder; a contact point (email | slack | pagerduty,
 from `flowchat:alerting`); the notification policy routing every alert labelled
-``service=flowchat`` to it; one Grafana-managed rule group per alert group of `stacks.alerts`
-(PromQL query -> reduce(last) -> threshold, `for`, labels, runbook annotations); the service
-dashboard (panel queries from the same module); and the Prometheus Operator `Probe` that polls
-``/api/health/ping`` through the blackbox exporter every `healthProbeIntervalSeconds`.
+``service=flowchat`` and ``stack=<stack>`` to it; one Grafana-managed rule group per alert group of
+`stacks.alerts` (PromQL query -> reduce(last) -> threshold, `for`, labels incl. ``stack``, runbook
+annotations); the service dashboard (panel queries from the same module, reusing the alerts'
+queries); and the Prometheus Operator `Probe` that polls ``/api/health/ping`` through the blackbox
+exporter every `healthProbeIntervalSeconds`.
+
+One Grafana org per stack: Grafana has a single notification policy tree per org, and
+`grafana.alerting.NotificationPolicy` replaces that whole tree. Two stacks pointed at the same
+org would overwrite each other's policy on every `pulumi up` (the last one wins and the other
+stack's alerts fall through to the org's default contact point). Give each stack its own org
+(the Grafana provider's `orgId`, or a token scoped to that org); the ``stack`` matcher keeps the
+route from claiming another stack's alerts should they ever share rules.
 """
 
 from __future__ import annotations
@@ -20,8 +28,7 @@ import pulumiverse_grafana as grafana
 
 from app import contracts
 from stacks.alerts import (
-    METRIC_VOLUME_CAPACITY,
-    METRIC_VOLUME_USED,
+    SERVICE_LABEL,
     AlertRule,
     Thresholds,
     alert_rules,
@@ -34,6 +41,7 @@ PROBE_MODULE = "http_2xx"
 EXPR_DATASOURCE = "__expr__"  # Grafana's server-side expressions (reduce, threshold)
 GROUP_INTERVAL_SECONDS = {"monitoring": 15, "troubleshooting": 60}
 _EVALUATOR = {">": "gt", "<": "lt"}
+STACK_LABEL = "stack"  # every rule carries stack=<stack>; the notification policy matches it
 
 
 @dataclass
@@ -117,7 +125,7 @@ def grafana_rule(rule: AlertRule, *, stack: str, datasource_uid: str) -> dict[st
         "for_": rule.for_,
         "no_data_state": "OK" if rule.no_data_ok else "NoData",
         "exec_err_state": "Error",
-        "labels": {**rule.all_labels, "stack": stack},
+        "labels": {**rule.all_labels, STACK_LABEL: stack},
         "annotations": rule.annotations,
         "datas": rule_data(rule, datasource_uid),
     }
@@ -132,7 +140,6 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
         )
     }
     queue = contracts.QUEUE_NAME
-    pvc = f'namespace="{args.namespace}",persistentvolumeclaim="{args.chroma_pvc_name}"'
     flow = contracts.METRIC_FLOW_REQUESTS
     panels: list[tuple[str, str, str, str, float | None]] = [
         # title, expr, legend, unit, alert threshold drawn on the panel
@@ -172,9 +179,9 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
             None,
         ),
         (
-            "Flow 5xx ratio",
+            "Flow failure ratio (5xx, timeouts, errors)",
             rules["FlowchatFlowErrors"].query,
-            "5xx",
+            "failed",
             "percentunit",
             args.thresholds.flow_error_ratio,
         ),
@@ -202,7 +209,7 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
         ),
         (
             "Chroma volume usage",
-            f"{METRIC_VOLUME_USED}{{{pvc}}} / {METRIC_VOLUME_CAPACITY}{{{pvc}}}",
+            rules["FlowchatVectorStoreVolumeFilling"].query,
             "{{persistentvolumeclaim}}",
             "percentunit",
             args.thresholds.volume_usage_ratio,
@@ -292,7 +299,8 @@ class Monitoring(pulumi.ComponentResource):
             policies=[
                 {
                     "matchers": [
-                        {"label": "service", "match": "=", "value": contracts.APP_NAME},
+                        {"label": SERVICE_LABEL, "match": "=", "value": contracts.APP_NAME},
+                        {"label": STACK_LABEL, "match": "=", "value": stack},
                     ],
                     "contact_point": self.contact_point.name,
                     "group_bies": ["alertname", "severity"],

@@ -3,7 +3,8 @@
     python -m stacks.preview --stack staging [--json FILE] [--set thresholds.queueDepth=15 ...]
 
 Exit status: 0 clean (advisory violations allowed), 1 schema errors or mandatory violations,
-2 bad arguments or configuration (the message names the key).
+2 bad arguments or configuration (the message names the key). In the JSON report a schema error
+is a violation `{"policy": "kubernetes-schema", "level": "mandatory", "message", "resource"}`.
 
 Built-in Kubernetes kinds are validated with kubernetes-validate (schema of Kubernetes
 KUBERNETES_VERSION, strict: unknown fields are errors). Custom resources (ScaledObject,
@@ -44,10 +45,23 @@ class PolicyPackError(RuntimeError):
     """The policy pack exists but could not be run."""
 
 
+SCHEMA_POLICY = "kubernetes-schema"  # the `policy` of a schema error in the JSON violations
+
+
 @dataclass
 class SchemaError:
     resource: str  # "<type> <name>"
     message: str
+    urn: str | None = None
+
+    def violation(self) -> Violation:
+        """The error as a mandatory violation of the JSON report (the PR check fails on it)."""
+        return Violation(
+            policy=SCHEMA_POLICY,
+            level="mandatory",
+            message=f"{self.resource}: {self.message}",
+            resource=self.urn or self.resource,
+        )
 
 
 @dataclass
@@ -74,7 +88,12 @@ class PreviewResult:
             "resources": [
                 {"type": r.type, "name": r.name, "inputs": r.inputs} for r in self.resources
             ],
-            "violations": [v.model_dump() for v in self.violations],
+            # schema errors first, as mandatory violations: consumers of the JSON (the PR check,
+            # ops.preview_diff --fail-on-mandatory) see them like any other blocking finding
+            "violations": [
+                v.model_dump()
+                for v in [*(e.violation() for e in self.schema_errors), *self.violations]
+            ],
         }
 
 
@@ -123,7 +142,7 @@ def run_preview(
         if not builtin:
             crds.add(f"{manifest.get('apiVersion')}/{manifest.get('kind')}")
         label = f"{resource.type} {resource.name}"
-        result.schema_errors += [SchemaError(label, message) for message in errors]
+        result.schema_errors += [SchemaError(label, message, resource.urn) for message in errors]
     result.crd_checked = sorted(crds)
     pack = project_dir / POLICY_PACK
     if pack.exists():

@@ -5,15 +5,17 @@ Entries (one per key of `app.contracts.SECRET_KEYS`, named by `secret_entry_name
   default) or in an existing one (`azure.createVault: false`, `azure.vaultName`).
 - `cloud: aws`: AWS Secrets Manager secrets, each with a SecretVersion.
 
-Values: the stack never sees real credentials. Each entry is created once with a placeholder value
-(marked secret) and `ignore_changes` on the value, so `ops.rotate_credentials` owns the value:
-after the first `pulumi up` run rotation to write the real credentials; later `pulumi up`s leave
-them alone. Nothing secret is in the stack files.
+Values: the stack never sees real credentials. Each entry is created once with the value
+`app.contracts.SECRET_PLACEHOLDER` (marked secret) and `ignore_changes` on the value, so
+`ops.rotate_credentials` owns the value: after the first `pulumi up` run rotation to write the
+real credentials (with `ADMIN_TOKEN` set, or the admin routes stay disabled: the service refuses
+the placeholder as an admin token); later `pulumi up`s leave them alone. Nothing secret is in the
+stack files.
 
-Delivery: a SecretStore (external-secrets.io/v1, provider azurekv or aws) authenticating through the
-`flowchat-external-secrets` service account (workload identity / IRSA when configured) and an
-ExternalSecret that maps every entry to a key of the Kubernetes Secret `EXTERNAL_SECRET`, refreshed
-hourly. Pods read those keys only through `valueFrom.secretKeyRef`.
+Delivery: a SecretStore (`app.contracts.EXTERNAL_SECRETS_API`, provider azurekv or aws)
+authenticating through the `flowchat-external-secrets` service account (workload identity / IRSA
+when configured) and an ExternalSecret that maps every entry to a key of the Kubernetes Secret
+`EXTERNAL_SECRET`, refreshed hourly. Pods read those keys only through `valueFrom.secretKeyRef`.
 """
 
 from __future__ import annotations
@@ -25,15 +27,20 @@ import pulumi_kubernetes as k8s
 from pulumi_aws import secretsmanager
 from pulumi_azure_native import keyvault
 
-from app.contracts import APP_NAME, EXTERNAL_SECRET, SECRET_KEYS, secret_entry_name
+from app.contracts import (
+    APP_NAME,
+    EXTERNAL_SECRET,
+    EXTERNAL_SECRETS_API,
+    SECRET_KEYS,
+    SECRET_PLACEHOLDER,
+    secret_entry_name,
+)
 from stacks.config import StackConfig
 from stacks.kube import KubeNamespace, metadata
 
-PLACEHOLDER_VALUE = "placeholder: run ops.rotate_credentials"
 SECRET_STORE = f"{APP_NAME}-secret-store"
 SERVICE_ACCOUNT = f"{APP_NAME}-external-secrets"
 REFRESH_INTERVAL = "1h"
-EXTERNAL_SECRETS_API = "external-secrets.io/v1"
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ class Secrets(pulumi.ComponentResource):
                     vault_name=vault_name,
                     resource_group_name=azure.resource_group,
                     properties=keyvault.SecretPropertiesArgs(
-                        value=pulumi.Output.secret(PLACEHOLDER_VALUE),
+                        value=pulumi.Output.secret(SECRET_PLACEHOLDER),
                         content_type=f"{key} (rotated by ops.rotate_credentials)",
                     ),
                     tags={"app": APP_NAME, "stack": config.stack},
@@ -171,7 +178,7 @@ class Secrets(pulumi.ComponentResource):
             version = secretsmanager.SecretVersion(
                 f"{logical}-initial",
                 secret_id=secret.id,
-                secret_string=pulumi.Output.secret(PLACEHOLDER_VALUE),
+                secret_string=pulumi.Output.secret(SECRET_PLACEHOLDER),
                 region=config.aws.region,
                 opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
             )

@@ -5,6 +5,11 @@ Object names are fixed (`metadata.name` set everywhere): the API and worker Depl
 `flowchat-redis` / `flowchat-chroma` with a volumeClaimTemplate `data` (so Chroma's PVC is
 `data-flowchat-chroma-0`, watched by the volume alerts).
 
+Metrics: a Prometheus Operator `ServiceMonitor` (`monitoring.coreos.com/v1`, named like the API)
+selects the API Service by its labels and scrapes its `http` port at `/metrics` every 30 s. A
+Prometheus whose `serviceMonitorSelector` or `serviceMonitorNamespaceSelector` is narrower (e.g.
+`release: prometheus`) must be widened to match, or nothing is scraped (see docs/runbook.md).
+
 Credential rotation: `ops.rotate_credentials` writes new secret versions, forces the
 ExternalSecret to sync (`force-sync` annotation) and restarts both Deployments the way
 `kubectl rollout restart` does (the pod-template annotation `kubectl.kubernetes.io/restartedAt`).
@@ -32,6 +37,7 @@ from app.contracts import (
     QUEUE_KEY,
     QUEUE_NAME,
     READY_PATH,
+    RESTARTED_AT_ANNOTATION,
     SECRET_KEYS,
     WORKER_DEPLOYMENT,
 )
@@ -39,8 +45,8 @@ from stacks.config import Resources, StackConfig
 from stacks.kube import Component, KubeNamespace, labels, metadata, selector_labels
 
 ROTATION_ANNOTATION = "flowchat.io/credentials-version"
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # set by ops.rotate_credentials / ops.worker
-IGNORE_RESTARTS = [f'spec.template.metadata.annotations["{RESTARTED_AT}"]']
+# set by ops.rotate_credentials / ops.worker (and `kubectl rollout restart`)
+IGNORE_RESTARTS = [f'spec.template.metadata.annotations["{RESTARTED_AT_ANNOTATION}"]']
 DOCUMENTS_MOUNT = "/var/lib/flowchat/documents"
 REDIS_NAME = f"{APP_NAME}-redis"
 REDIS_PORT = 6379
@@ -52,6 +58,8 @@ APP_UID = 10001  # the user of the flowchat image (Dockerfile)
 REDIS_UID = 999  # the redis image's user
 CHROMA_UID = 1000
 KEDA_NAMESPACE = "keda"  # the KEDA operator reads the queue length from Redis itself
+API_PORT_NAME = "http"  # the API Service's port; the ServiceMonitor scrapes it by this name
+METRICS_SCRAPE_INTERVAL = "30s"
 
 
 @dataclass(frozen=True)
@@ -335,16 +343,17 @@ class Service(pulumi.ComponentResource):
                 pulumi.ResourceOptions(ignore_changes=IGNORE_RESTARTS),
             ),
         )
-        k8s.core.v1.Service(
+        api_service = k8s.core.v1.Service(
             f"{self._name}-api-service",
             metadata=self._meta(API_DEPLOYMENT, "api"),
             spec={
                 "type": "ClusterIP",
                 "selector": selector_labels(config.stack, "api"),
-                "ports": [{"name": "http", "port": DEFAULT_PORT, "targetPort": "http"}],
+                "ports": [{"name": API_PORT_NAME, "port": DEFAULT_PORT, "targetPort": "http"}],
             },
             opts=self._opts(),
         )
+        self._service_monitor(api_service)
         self._ingress()
         k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-api-pdb",
@@ -354,6 +363,30 @@ class Service(pulumi.ComponentResource):
                 "selector": {"matchLabels": selector_labels(config.stack, "api")},
             },
             opts=self._opts(),
+        )
+
+    def _service_monitor(self, api_service: k8s.core.v1.Service) -> None:
+        """Prometheus Operator scrapes /metrics of the API Service (the pod annotations above
+        serve annotation-based Prometheus setups; the Operator ignores them)."""
+        config = self._config
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-api-metrics",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=self._meta(API_DEPLOYMENT, "api"),
+            spec={
+                "selector": {"matchLabels": selector_labels(config.stack, "api")},
+                "namespaceSelector": {"matchNames": [config.namespace]},
+                "endpoints": [
+                    {
+                        "port": API_PORT_NAME,
+                        "path": METRICS_PATH,
+                        "interval": METRICS_SCRAPE_INTERVAL,
+                        "scheme": "http",
+                    }
+                ],
+            },
+            opts=self._opts(api_service),
         )
 
     def _ingress(self) -> None:

@@ -20,16 +20,15 @@ requires_promtool = pytest.mark.skipif(
 )
 
 
-def _rules() -> dict[str, AlertRule]:
+def rules() -> dict[str, AlertRule]:
+    """The staging alerts with runbook defaults, by name (what `rules_file` renders)."""
     found = alert_rules(Thresholds(), namespace=NAMESPACE, chroma_pvc=CHROMA_PVC)
     return {r.name: r for r in found}
 
 
 def expected_annotations(alert: str, *, value: str = "", instance: str = "") -> dict[str, str]:
     """The annotations of `alert` as Prometheus renders them for one firing series."""
-    rule = {
-        r.name: r for r in alert_rules(Thresholds(), namespace=NAMESPACE, chroma_pvc=CHROMA_PVC)
-    }[alert]
+    rule = rules()[alert]
     rendered = {}
     for key, text in rule.annotations.items():
         text = text.replace("{{ $value | humanizePercentage }}", value)
@@ -43,7 +42,5 @@ def expected_annotations(alert: str, *, value: str = "", instance: str = "") -> 
 
 
 def expected_labels(alert: str, **series: str) -> dict[str, str]:
-    rule = {
-        r.name: r for r in alert_rules(Thresholds(), namespace=NAMESPACE, chroma_pvc=CHROMA_PVC)
-    }[alert]
+    rule = rules()[alert]
     return {**rule.all_labels, **series}

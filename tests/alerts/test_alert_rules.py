@@ -20,6 +20,7 @@ from stacks.alerts import (
     RUNBOOK_ANCHORS,
     Thresholds,
     alert_rules,
+    describe_duration,
     parse_duration,
     prometheus_rules_file,
 )
@@ -103,6 +104,7 @@ def test_alerts_use_only_contract_metric_names() -> None:
     allowed |= {METRIC_VOLUME_CAPACITY}
     functions = {"max_over_time", "histogram_quantile", "rate", "sum", "max", "predict_linear"}
     functions |= {"absent", "by", "le", "queue", "namespace", "persistentvolumeclaim"}
+    functions |= {"or", "vector"}
     for rule in rules().values():
         text = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^]]*\]', "", rule.expr)
         names = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", text)) - functions
@@ -197,3 +199,27 @@ def test_cli_reports_invalid_stack_thresholds(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "flowchat:thresholds of stack bad" in result.stderr
     assert "queueDepth" in result.stderr
+
+
+def test_describe_duration_words() -> None:
+    assert describe_duration("2m") == "2 minutes"
+    assert describe_duration("1h30m") == "1 hour 30 minutes"
+    assert describe_duration("1m1s") == "1 minute 1 second"
+
+
+def test_message_durations_agree_with_each_rules_for() -> None:
+    """A description that says "for N minutes" says the rule's own `for`, never a copy."""
+    checked = 0
+    for rule in rules().values():
+        for spelled in re.findall(
+            r"for ((?:\d+ (?:day|hour|minute|second)s? ?)+)", rule.description
+        ):
+            assert spelled.strip() == describe_duration(rule.for_), rule.name
+            checked += 1
+    assert checked >= 2  # workers down, Redis unreachable
+
+
+def test_flow_error_alert_counts_timeouts_and_errors_and_is_defined_without_failures() -> None:
+    query = rules()["FlowchatFlowErrors"].query
+    assert 'status=~"5..|timeout|error"' in query
+    assert "or vector(0)" in query

@@ -1,12 +1,13 @@
 """promtool unit tests of the `flowchat-troubleshooting` alerts (stacks/alerts.py): workers down,
-Redis unreachable, Flow 5xx ratio and empty answers, each on both sides of its line."""
+Redis unreachable, Flow failure ratio (5xx, timeouts, connection errors) and empty answers, each
+on both sides of its line."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from alerts_testlib import expected_annotations, expected_labels, requires_promtool
+from alerts_testlib import expected_annotations, expected_labels, requires_promtool, rules
 
 pytestmark = requires_promtool
 
@@ -124,3 +125,31 @@ def test_40_percent_empty_answers_fires(promtool_test: Run) -> None:
 
 def test_20_percent_empty_answers_does_not_fire(promtool_test: Run) -> None:
     promtool_test([case("1m", answers(20, 100), quiet("FlowchatEmptyAnswers", "30m", "45m"))])
+
+
+def flow_by_status(**per_minute: int) -> dict[str, str]:
+    metric = "flowchat_flow_requests_total"
+    return {f'{metric}{{status="{s}"}}': f"0+{n}x30" for s, n in per_minute.items()}
+
+
+def test_flow_timeouts_alone_fire(promtool_test: Run) -> None:
+    # Flow stops answering: requests time out or fail to connect, no 5xx is ever returned.
+    alert = "FlowchatFlowErrors"
+    series = {**flow_by_status(**{"200": 30, "timeout": 60}), **flow_by_status(error=10)}
+    promtool_test([case("1m", series, [*quiet(alert, "3m"), firing(alert, "10m", value="70%")])])
+
+
+def test_healthy_flow_traffic_evaluates_to_zero_not_to_nothing(promtool_test: Run) -> None:
+    # No failure was ever counted (no 5xx/timeout/error series exist): quiet, and the ratio is 0
+    # rather than an empty result (which Grafana would report as NoData).
+    alert = "FlowchatFlowErrors"
+    series = flow_by_status(**{"200": 100})
+    test = case("1m", series, quiet(alert, "10m", "20m"))
+    test["promql_expr_test"] = [
+        {
+            "expr": rules()[alert].query,
+            "eval_time": "10m",
+            "exp_samples": [{"labels": "{}", "value": 0}],
+        }
+    ]
+    promtool_test([test])

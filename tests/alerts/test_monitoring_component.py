@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from app import contracts
-from stacks.alerts import RUNBOOK_ANCHORS, Thresholds
+from stacks.alerts import RUNBOOK_ANCHORS, Thresholds, alert_rules
 from stacks.monitoring import Monitoring, MonitoringArgs
 from stacks.render import RenderedResource, render_program
 
@@ -91,8 +91,33 @@ def test_notification_policy_routes_service_label_to_the_contact_point() -> None
     assert contact.inputs["emails"] == [{"addresses": ["oncall@example.com"], "singleEmail": True}]
     assert policy.inputs["contactPoint"] == "flowchat-test"
     (route,) = policy.inputs["policies"]
-    assert route["matchers"] == [{"label": "service", "match": "=", "value": "flowchat"}]
+    # the service AND the stack: one org per stack, and never another stack's alerts
+    assert route["matchers"] == [
+        {"label": "service", "match": "=", "value": "flowchat"},
+        {"label": "stack", "match": "=", "value": "test"},
+    ]
     assert route["contactPoint"] == "flowchat-test"
+    # every rule carries both labels, so the route catches every alert of this stack
+    for group in by_type(resources, ":RuleGroup"):
+        for rule in group.inputs["rules"]:
+            for matcher in route["matchers"]:
+                assert rule["labels"][matcher["label"]] == matcher["value"], rule["name"]
+
+
+def test_dashboard_panels_reuse_the_alert_queries() -> None:
+    (dashboard,) = by_type(render(TIGHT), ":Dashboard")
+    panels = {p["title"]: p for p in json.loads(dashboard.inputs["configJson"])["panels"]}
+    rules = {r.name: r for r in alert_rules(TIGHT, namespace=NAMESPACE, chroma_pvc=PVC)}
+    for title, alert in (
+        ("Chroma volume usage", "FlowchatVectorStoreVolumeFilling"),
+        ("P95 chat latency", "FlowchatChatLatencyP95High"),
+        ("Flow failure ratio (5xx, timeouts, errors)", "FlowchatFlowErrors"),
+        ("Empty answers ratio", "FlowchatEmptyAnswers"),
+    ):
+        (target,) = panels[title]["targets"]
+        assert target["expr"] == rules[alert].query, title
+    volume = panels["Chroma volume usage"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert volume[-1]["value"] == 0.7
 
 
 @pytest.mark.parametrize(
@@ -120,6 +145,7 @@ def test_dashboard_queries_use_only_contract_metric_names() -> None:
     allowed = metrics | {f"{h}_bucket" for h in histograms}
     allowed |= {"kubelet_volume_stats_used_bytes", "kubelet_volume_stats_capacity_bytes"}
     words = {"sum", "by", "rate", "histogram_quantile", "le", "status", "max", "queue"}
+    words |= {"or", "vector", "namespace", "persistentvolumeclaim"}
     seen = set()
     for panel in model["panels"]:
         for target in panel["targets"]:

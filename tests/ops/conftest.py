@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -144,6 +145,9 @@ class FakeKube:
     rollout_stuck: bool = False
     sync_fails: bool = False
     on_sync: Callable[[], None] | None = None  # called when a force-sync happens
+    # (method, path) -> None (serve normally), "close" (drop the connection without an answer)
+    # or "garbage" (200 with a body that is not JSON): transport failures the client must survive
+    fault: Callable[[str, str], str | None] | None = None
     _pending: dict[tuple[str, str], int] = field(default_factory=dict)
     _clock: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -255,6 +259,24 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
                 return "es", (parts[4], parts[6])
             return None
 
+        def _faulted(self, method: str) -> bool:
+            kube: FakeKube = self.owner.state
+            what = kube.fault(method, self.path) if kube.fault else None
+            if what == "close":
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return True
+            if what == "garbage":
+                data = b"<html><body>502 Bad Gateway</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return True
+            return False
+
         def _not_found(self) -> None:
             self.send_json(
                 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
@@ -265,6 +287,9 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
             route = self._route()
             with kube.lock:
                 kube.requests.append(("GET", self.path, "", None))
+            if self._faulted("GET"):
+                return
+            with kube.lock:
                 if route and route[0] == "deployment" and route[1] in kube.deployments:
                     return self.send_json(200, kube.read_deployment(route[1]))
                 if route and route[0] == "es" and route[1] in kube.external_secrets:
@@ -278,6 +303,9 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
             body = self.read_json()
             with kube.lock:
                 kube.requests.append(("PATCH", self.path, ctype, body))
+            if self._faulted("PATCH"):
+                return
+            with kube.lock:
                 if route and route[0] == "deployment" and route[1] in kube.deployments:
                     if ctype not in (
                         "application/strategic-merge-patch+json",

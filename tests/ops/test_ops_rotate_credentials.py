@@ -12,9 +12,11 @@ from moto import mock_aws
 from pydantic import SecretStr
 
 from app.contracts import (
+    ADMIN_TOKEN_SECRET,
     API_DEPLOYMENT,
     EXTERNAL_SECRET,
     FLOW_SECRET_NAMES,
+    SECRET_PLACEHOLDER,
     WORKER_DEPLOYMENT,
     namespace_for,
     secret_entry_name,
@@ -231,3 +233,178 @@ def test_cloud_comes_from_stack_config(tmp_path: Path) -> None:
 def test_only_given_values_are_rotated() -> None:
     values = rc.new_values_from_env({"FLOW_AGENT_SECRET": "s", "FLOW_TENANT": ""})
     assert list(values) == ["FLOW_AGENT_SECRET"]
+
+
+# --- failures after the write: any exception rolls back ----------------------------------------
+def fail_once(method: str, needle: str, what: str) -> Any:
+    """A FakeKube fault: the first matching request gets `what`, later ones are served."""
+    left = [1]
+
+    def fault(m: str, path: str) -> str | None:
+        if m == method and needle in path and left[0]:
+            left[0] -= 1
+            return what
+        return None
+
+    return fault
+
+
+@pytest.mark.parametrize(
+    ("method", "needle", "what", "sentence"),
+    [
+        (
+            "PATCH",
+            f"/deployments/{API_DEPLOYMENT}",
+            "close",
+            f"restarting deployment {NS}/{API_DEPLOYMENT} failed: the Kubernetes API could not "
+            "be reached or dropped the connection",
+        ),
+        (
+            "GET",
+            f"/deployments/{WORKER_DEPLOYMENT}",
+            "garbage",
+            f"reading deployment {NS}/{WORKER_DEPLOYMENT} failed: the Kubernetes API answered "
+            "with something that is not JSON",
+        ),
+        (
+            "GET",
+            "/externalsecrets/",
+            "garbage",
+            f"reading ExternalSecret {NS}/{EXTERNAL_SECRET} failed: the Kubernetes API answered "
+            "with something that is not JSON",
+        ),
+    ],
+)
+def test_kubernetes_transport_failure_after_writing_rolls_back(
+    aws: Any,
+    cluster: Any,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+    needle: str,
+    what: str,
+    sentence: str,
+) -> None:
+    # the ExternalSecret GET before the first write must succeed: fail the second one instead
+    if needle == "/externalsecrets/":
+        seen = [0]
+
+        def fault(m: str, path: str) -> str | None:
+            if m == "GET" and needle in path:
+                seen[0] += 1
+                return what if seen[0] == 2 else None
+            return None
+
+        cluster.fault = fault
+    else:
+        cluster.fault = fail_once(method, needle, what)
+    argv = [
+        "--stack", "staging", "--cloud", "aws", "--skip-smoke",
+        "--kubeconfig", str(cluster.kubeconfig), "--context", "fake",
+        "--interval", "0.01", "--timeout", "30",
+    ]  # fmt: skip
+    code = rc.main(argv, env=dict(GOOD))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert sentence in err
+    assert "rolled back to the previous credentials" in err
+    for key in FLOW_SECRET_NAMES:
+        assert aws_current(aws, key) == OLD[key]
+    assert len(cluster.calls("PATCH", "/externalsecrets/")) == 2  # forward and rollback syncs
+
+
+def rotate_staging(aws: Any, kube_apis: Any, smoke: Any) -> rc.RotationResult:
+    apps, custom = kube_apis
+    return rc.rotate(
+        stack="staging",
+        cloud="aws",
+        namespace=NS,
+        values={k: SecretStr(v) for k, v in GOOD.items()},
+        store=AwsSecretStore(aws),
+        apps=apps,
+        custom=custom,
+        smoke=smoke,
+        timeouts=rc.RotationTimeouts(interval=0.0),
+        progress=lambda _: None,
+    )
+
+
+def test_unexpected_exception_after_writing_rolls_back(
+    aws: Any, cluster: Any, kube_apis: Any
+) -> None:
+    def smoke() -> Any:
+        raise RuntimeError("the smoke client crashed")
+
+    result = rotate_staging(aws, kube_apis, smoke)
+    assert not result.ok and result.rolled_back
+    assert "unexpected RuntimeError: the smoke client crashed" in result.message
+    assert "rolled back" in result.message
+    for key in FLOW_SECRET_NAMES:
+        assert aws_current(aws, key) == OLD[key]
+
+
+def test_interrupt_after_writing_rolls_back_then_stops(
+    aws: Any, cluster: Any, kube_apis: Any
+) -> None:
+    def smoke() -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rotate_staging(aws, kube_apis, smoke)
+    for key in FLOW_SECRET_NAMES:
+        assert aws_current(aws, key) == OLD[key]
+    assert len(cluster.calls("PATCH", "/externalsecrets/")) == 2
+
+
+# --- the admin token ------------------------------------------------------------------------------
+ADMIN_ENTRY = secret_entry_name("aws", "staging", ADMIN_TOKEN_SECRET)
+
+
+# (one rotation per test: moto 5.2 keeps a stale AWSCURRENT label when a version is written after
+# update_secret_version_stage, which real Secrets Manager does not)
+@pytest.mark.parametrize("healthy", [True, False])
+def test_admin_token_is_rotated_and_rolled_back_like_the_flow_entries(
+    aws: Any, cluster: Any, fake_service: Any, prompts_file: Path, healthy: bool
+) -> None:
+    aws.create_secret(Name=ADMIN_ENTRY, SecretString=SECRET_PLACEHOLDER)
+    wire_service_to_aws(cluster, fake_service, aws)
+    env = {**(GOOD if healthy else BAD), ADMIN_TOKEN_SECRET: "admin-2"}
+    assert rc.main(cli_args(cluster, fake_service, prompts_file), env=env) == (0 if healthy else 1)
+    assert aws_current(aws, ADMIN_TOKEN_SECRET) == ("admin-2" if healthy else SECRET_PLACEHOLDER)
+    assert aws_current(aws, "FLOW_AGENT_SECRET") == (GOOD if healthy else OLD)["FLOW_AGENT_SECRET"]
+
+
+def test_rotation_without_admin_token_warns_while_it_is_the_placeholder(
+    aws: Any,
+    cluster: Any,
+    fake_service: Any,
+    prompts_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    aws.create_secret(Name=ADMIN_ENTRY, SecretString=SECRET_PLACEHOLDER)
+    wire_service_to_aws(cluster, fake_service, aws)
+    summary = tmp_path / "summary.md"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GITHUB_STEP_SUMMARY", str(summary))
+        code = rc.main(cli_args(cluster, fake_service, prompts_file), env=dict(GOOD))
+    assert code == 0
+    assert "admin (document) routes stay disabled" in capsys.readouterr().out
+    assert f"{ADMIN_TOKEN_SECRET} still holds the placeholder" in summary.read_text()
+    assert aws_current(aws, ADMIN_TOKEN_SECRET) == SECRET_PLACEHOLDER  # not touched
+
+
+def test_admin_token_comes_from_the_environment_and_never_as_the_placeholder() -> None:
+    values = rc.new_values_from_env({"FLOW_AGENT_SECRET": "s", ADMIN_TOKEN_SECRET: "a"})
+    assert sorted(values) == sorted(["FLOW_AGENT_SECRET", ADMIN_TOKEN_SECRET])
+    with pytest.raises(OpsError, match="placeholder"):
+        rc.new_values_from_env({"FLOW_AGENT_SECRET": "s", ADMIN_TOKEN_SECRET: SECRET_PLACEHOLDER})
+
+
+def test_help_says_the_first_rotation_must_set_the_admin_token(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        rc.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ADMIN_TOKEN" in out
+    assert "first rotation after a fresh `pulumi up` must set ADMIN_TOKEN" in out

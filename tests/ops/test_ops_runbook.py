@@ -49,3 +49,23 @@ def test_restart_worker_is_answerable_from_one_section() -> None:
     section = RUNBOOK.split("### How to restart the worker", 1)[1].split("\n### ", 1)[0]
     assert "python -m ops.worker restart" in section
     assert "docker compose restart worker" in section
+
+
+def section(heading: str) -> str:
+    """The text under a heading line (e.g. "### Rotate Flow credentials") up to the next one."""
+    return re.split(r"\n#{1,6} ", RUNBOOK.split(f"{heading}\n", 1)[1], maxsplit=1)[0]
+
+
+def test_rotation_says_the_first_rotation_must_set_the_admin_token() -> None:
+    text = " ".join(section("### Rotate Flow credentials").split())
+    assert "First rotation after a fresh `pulumi up`" in text
+    assert "must therefore set `ADMIN_TOKEN`" in text
+
+
+def test_monitoring_says_one_grafana_org_per_stack() -> None:
+    import stacks.monitoring
+
+    text = " ".join(section("## Monitoring").split())
+    assert "one notification policy per org" in text and "use one Grafana org per stack" in text
+    assert "`stack=STACK`" in text
+    assert "One Grafana org per stack" in (stacks.monitoring.__doc__ or "")

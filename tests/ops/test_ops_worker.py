@@ -102,3 +102,24 @@ def test_progress_deadline_exceeded_is_a_failure() -> None:
     )
     with pytest.raises(OpsError, match="exceeded its progress deadline"):
         kube.rollout_state(dep)
+
+
+def test_restart_requires_a_stack_or_namespace(
+    fake_kube: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_kube.add_deployment(namespace_for("staging"), WORKER_DEPLOYMENT)
+    argv = ["restart", "--kubeconfig", str(fake_kube.kubeconfig), "--context", "fake"]
+    with pytest.raises(SystemExit) as info:
+        worker.main(argv)
+    assert info.value.code == 2
+    assert "one of --stack or --namespace is required" in capsys.readouterr().err
+    assert fake_kube.calls("PATCH") == []  # nothing was restarted by default
+
+
+def test_restart_by_namespace_alone(fake_kube: Any) -> None:
+    fake_kube.add_deployment("custom-ns", WORKER_DEPLOYMENT)
+    argv = ["restart", "--namespace", "custom-ns", "--kubeconfig", str(fake_kube.kubeconfig),
+            "--context", "fake", "--interval", "0.01"]  # fmt: skip
+    assert worker.main(argv) == 0
+    (patch,) = fake_kube.calls("PATCH", f"/deployments/{WORKER_DEPLOYMENT}")
+    assert "/namespaces/custom-ns/" in patch[1]

@@ -123,8 +123,8 @@ def test_pack_main_does_not_serve_on_import() -> None:
                 ],
                 "health-alert": [
                     "health alert FlowchatHealthCheckFailing in RuleGroup flowchat-monitoring: "
-                    "fires after 5 consecutive failed probes (window 150s + for 0s at 30s per "
-                    "probe), exceeding the runbook's bound 2"
+                    "fires after 5 consecutive failed probes (window 150s + for 0s + evaluation "
+                    "every 15s at 30s per probe), exceeding the runbook's bound 2"
                 ],
             },
         ),
@@ -218,8 +218,8 @@ def test_health_alert_with_pending_period_fires_after_3_failures() -> None:
     assert fired(resources) == {
         "health-alert": [
             "health alert FlowchatHealthCheckFailing in RuleGroup flowchat-monitoring: fires after "
-            "3 consecutive failed probes (window 60s + for 30s at 30s per probe), exceeding the "
-            "runbook's bound 2"
+            "3 consecutive failed probes (window 60s + for 30s + evaluation every 15s at 30s per "
+            "probe), exceeding the runbook's bound 2"
         ]
     }
 
@@ -384,3 +384,137 @@ def test_enforcement_level_is_configurable_per_policy() -> None:
     resources = rendered("staging", **{"thresholds.queueDepth": "50"})
     found = analyze(resources, {"queue-depth-alert": {"enforcementLevel": "advisory"}})
     assert [(f.policy, f.level) for f in found] == [("queue-depth-alert", "advisory")]
+
+
+def test_loosened_policy_config_cannot_let_a_weakened_threshold_pass() -> None:
+    """Policy config may only tighten: a config looser than the runbook is clamped to it."""
+    weakened = rendered("staging", **{"thresholds.queueDepth": "50"})
+    found = fired(weakened, **{"queue-depth-alert": {"maxQueueDepth": 100, "maxFor": "1h"}})
+    assert found == {
+        "queue-depth-alert": [
+            "queue-depth alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: threshold 50 "
+            "exceeds the runbook's bound 20"
+        ]
+    }
+    short = rendered("staging", **{"thresholds.volumeFillForecastHours": "6"})
+    found = fired(short, **{"chroma-volume-alert": {"minForecastHours": 1, "maxUsageRatio": 0.99}})
+    assert found == {
+        "chroma-volume-alert": [
+            "Chroma volume forecast alert FlowchatVectorStoreVolumeFullSoon in RuleGroup "
+            "flowchat-monitoring: looks 6h ahead, less than the runbook's 24h"
+        ]
+    }
+
+
+def test_config_schema_bounds_each_setting_by_the_runbook() -> None:
+    """The schema the CLI validates `--policy-pack-config` against refuses a looser value."""
+    import jsonschema
+
+    built = {p.name: p for p in rules.policies()}
+    queue = built["queue-depth-alert"].config_schema
+    assert queue is not None
+    schema = {"type": "object", "properties": queue.properties}
+    jsonschema.validate({"maxQueueDepth": 10}, schema)
+    with pytest.raises(jsonschema.ValidationError, match="maximum of 20"):
+        jsonschema.validate({"maxQueueDepth": 100}, schema)
+    volume = built["chroma-volume-alert"].config_schema
+    assert volume is not None
+    assert volume.properties["minForecastHours"]["minimum"] == 24
+    assert volume.properties["maxUsageRatio"]["maximum"] == 0.8
+
+
+def _set_evaluator(resources: list[RenderedResource], alert: str, kind: str, value: float) -> None:
+    for data in _rule(resources, alert)["datas"]:
+        model = json.loads(data["model"])
+        if model.get("type") == "threshold":
+            model["conditions"][0]["evaluator"] = {"type": kind, "params": [value]}
+            data["model"] = json.dumps(model)
+
+
+@pytest.mark.parametrize(("kind", "value", "shown"), [("gt", 5, "> 5"), ("lt", 0, "< 0")])
+def test_health_alert_that_can_never_fire_fires(kind: str, value: float, shown: str) -> None:
+    resources = rendered("staging")
+    _set_evaluator(resources, "FlowchatHealthCheckFailing", kind, value)
+    assert fired(resources) == {
+        "health-alert": [
+            "health alert FlowchatHealthCheckFailing in RuleGroup flowchat-monitoring: compares "
+            f"with {shown}; a probe_success alert must fire below a threshold in (0, 1] "
+            "(e.g. < 1), otherwise failed probes never fire it"
+        ]
+    }
+
+
+def test_health_alert_evaluated_every_minute_fires_after_3_failures() -> None:
+    resources = rendered("staging")
+    find(resources, ":RuleGroup", MONITORING_RULES).inputs["intervalSeconds"] = 60
+    assert fired(resources) == {
+        "health-alert": [
+            "health alert FlowchatHealthCheckFailing in RuleGroup flowchat-monitoring: fires after "
+            "3 consecutive failed probes (window 60s + for 0s + evaluation every 60s at 30s per "
+            "probe), exceeding the runbook's bound 2"
+        ]
+    }
+
+
+def test_flow_secret_from_a_hand_made_secret_fires() -> None:
+    resources = rendered("staging")
+    api = find(resources, ":Deployment", "flowchat-api")
+    env = api.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    entry = next(e for e in env if e["name"] == "ADMIN_TOKEN")
+    entry["valueFrom"]["secretKeyRef"]["name"] = "my-secret"
+    assert fired(resources) == {
+        "flow-credentials-from-secret-manager": [
+            "Deployment flowchat-api: container api env ADMIN_TOKEN is read from Secret my-secret; "
+            "it must come from the ExternalSecret's Secret flowchat-flow-credentials (the secret "
+            "manager), not from a Secret made by hand"
+        ]
+    }
+
+
+def test_route_without_the_stack_matcher_fires_routing() -> None:
+    resources = rendered("staging")
+    policy = find(resources, ":NotificationPolicy", "flowchat-notification-policy")
+    (route,) = policy.inputs["policies"]
+    route["matchers"] = [m for m in route["matchers"] if m["label"] != "stack"]
+    assert fired(resources) == {
+        "alert-routing": [
+            "NotificationPolicy flowchat-notification-policy: the route for service=flowchat does "
+            "not also match stack=staging; Grafana keeps one notification policy per org, so give "
+            "each stack its own org and match its stack label"
+        ]
+    }
+
+
+def test_rule_with_another_stack_label_fires_routing() -> None:
+    resources = rendered("staging")
+    _rule(resources, "FlowchatQueueBacklog")["labels"]["stack"] = "prod"
+    assert fired(resources) == {
+        "alert-routing": [
+            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: label stack=prod; the "
+            "notification policy routes stack=staging"
+        ]
+    }
+
+
+def test_missing_or_misdirected_service_monitor_fires() -> None:
+    expected = (
+        "no ServiceMonitor selects Service flowchat-api (labels app.kubernetes.io/component=api, "
+        "app.kubernetes.io/instance=staging, app.kubernetes.io/name=flowchat, "
+        "app.kubernetes.io/part-of=flowchat) and scrapes /metrics on one of its ports (http); "
+    )
+    resources = [r for r in rendered("staging") if not r.type.endswith(":ServiceMonitor")]
+    assert fired(resources) == {
+        "metrics-scraped": [expected + "found: none. Nothing scrapes the metrics the alerts read"]
+    }
+    for mutate in ("port", "selector"):
+        resources = rendered("staging")
+        monitor = find(resources, ":ServiceMonitor", "flowchat-api-metrics")
+        if mutate == "port":
+            monitor.inputs["spec"]["endpoints"][0]["port"] = "metrics"
+        else:
+            monitor.inputs["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "x"
+        assert fired(resources) == {
+            "metrics-scraped": [
+                expected + "found: flowchat-api. Nothing scrapes the metrics the alerts read"
+            ]
+        }, mutate

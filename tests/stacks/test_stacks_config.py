@@ -44,6 +44,8 @@ def test_defaults_and_stack_derived_names() -> None:
     [
         ({"api": '{"replicas": -1}'}, "flowchat:api.replicas: must be >= 0 (got -1)"),
         ({"worker": '{"maxReplicas": -2}'}, "flowchat:worker.maxReplicas: must be >= 0"),
+        # no scale to zero: readiness is 503 without workers, so nothing could wake KEDA
+        ({"worker": '{"minReplicas": 0}'}, "flowchat:worker.minReplicas: must be >= 1 (got 0)"),
         ({"cloud": "gcp"}, "flowchat:cloud: must be one of 'azure' or 'aws' (got 'gcp')"),
         (
             {"thresholds": '{"queueDepth": "lots"}'},

@@ -132,7 +132,20 @@ def test_schema_errors_exit_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         return errors, builtin
 
     monkeypatch.setattr(preview, "validate_manifest", failing)
-    assert preview.main(["--stack", "staging"]) == 1
+    path = tmp_path / "schema.json"
+    assert preview.main(["--stack", "staging", "--json", str(path)]) == 1
+    # the JSON report carries the error as a mandatory violation (the PR check fails on these)
+    report = json.loads(path.read_text())
+    (violation,) = [v for v in report["violations"] if v["policy"] == "kubernetes-schema"]
+    ingress = next(r for r in report["resources"] if r["type"].endswith("Ingress"))
+    assert violation["level"] == "mandatory"
+    assert violation["message"] == f"{ingress['type']} {ingress['name']}: spec: injected"
+    assert violation["resource"].startswith("urn:pulumi:staging::flowchat::")
+    assert violation["resource"].endswith(f"::{ingress['name']}")
+    # and ops.preview_diff, the PR check's gate, fails on it
+    from ops import preview_diff
+
+    assert preview_diff.main([str(path), str(path), "--fail-on-mandatory"]) == 1
 
 
 def test_help_describes_the_command(capsys: pytest.CaptureFixture[str]) -> None:

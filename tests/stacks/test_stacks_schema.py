@@ -9,7 +9,7 @@ from stacks_testlib import COMBOS
 
 from stacks.preview import validate_manifest
 
-CUSTOM_KINDS = {"ScaledObject", "SecretStore", "ExternalSecret"}
+CUSTOM_KINDS = {"ScaledObject", "SecretStore", "ExternalSecret", "ServiceMonitor"}
 
 
 @pytest.mark.parametrize(("stack", "cloud"), COMBOS)

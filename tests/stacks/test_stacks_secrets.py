@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from stacks_testlib import COMBOS, Rendered
+from stacks_testlib import CLOUD_OVERRIDES, COMBOS, Rendered, render_components
 
-from app.contracts import EXTERNAL_SECRET, SECRET_KEYS, key_vault_name, secret_entry_name
+from app.contracts import (
+    EXTERNAL_SECRET,
+    EXTERNAL_SECRETS_API,
+    EXTERNAL_SECRETS_GROUP,
+    RESTARTED_AT_ANNOTATION,
+    SECRET_KEYS,
+    SECRET_PLACEHOLDER,
+    key_vault_name,
+    secret_entry_name,
+)
+from stacks import render
 
 
 @pytest.fixture(params=COMBOS, ids=[f"{s}-{c}" for s, c in COMBOS])
@@ -79,3 +90,46 @@ def test_children_are_parented_to_their_components(stack: Rendered) -> None:
     for r in stack.resources:
         if not r.type.startswith("flowchat:"):
             assert r.parent_urn in components, (r.type, r.name, r.parent_urn)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "azure"])
+def test_entries_start_with_the_contract_placeholder(
+    cloud: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The initial value is app.contracts.SECRET_PLACEHOLDER, the one the service refuses as an
+    admin token (rendered with secret values revealed)."""
+    real = render.plain
+
+    def revealing(value: object) -> object:
+        if isinstance(value, dict) and value.get(render._SIG) == render._SECRET_SIG:
+            return {"secret": real(value.get("value"))}
+        return real(value)
+
+    monkeypatch.setattr(render, "plain", revealing)
+    resources = render_components("staging", CLOUD_OVERRIDES[cloud])
+    if cloud == "aws":
+        values = [r.inputs["secretString"] for r in resources if r.type.endswith(":SecretVersion")]
+    else:
+        values = [
+            r.inputs["properties"]["value"] for r in resources if r.type.endswith("keyvault:Secret")
+        ]
+    assert len(values) == len(SECRET_KEYS)
+    assert values == [{"secret": SECRET_PLACEHOLDER}] * len(SECRET_KEYS)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [SECRET_PLACEHOLDER, EXTERNAL_SECRETS_API, EXTERNAL_SECRETS_GROUP, RESTARTED_AT_ANNOTATION],
+)
+def test_shared_names_are_spelled_only_in_contracts(value: str) -> None:
+    """stacks/, ops/ and policies/ import these from app.contracts; a second spelling drifts."""
+    spelled = [
+        str(path.relative_to(REPO))
+        for folder in ("stacks", "ops", "policies")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if f'"{value}"' in path.read_text() or f"'{value}'" in path.read_text()
+    ]
+    assert spelled == []

@@ -8,6 +8,7 @@ from stacks_testlib import COMBOS, Rendered, render_components
 from app.contracts import (
     API_DEPLOYMENT,
     EXTERNAL_SECRET,
+    METRICS_PATH,
     PING_PATH,
     QUEUE_KEY,
     READY_PATH,
@@ -152,10 +153,10 @@ def test_worker_scales_on_the_rq_queue(stack: Rendered) -> None:
 
 def test_queue_length_and_worker_bounds_come_from_config() -> None:
     resources = render_components(
-        "staging", {"worker": '{"minReplicas": 0, "maxReplicas": 7, "queueLengthPerReplica": 9}'}
+        "staging", {"worker": '{"minReplicas": 3, "maxReplicas": 7, "queueLengthPerReplica": 9}'}
     )
     scaler = Rendered("staging", "azure", resources).manifest("ScaledObject", WORKER_DEPLOYMENT)
-    assert scaler["spec"]["minReplicaCount"] == 0
+    assert scaler["spec"]["minReplicaCount"] == 3
     assert scaler["spec"]["maxReplicaCount"] == 7
     assert scaler["spec"]["triggers"][0]["metadata"]["listLength"] == "9"
 
@@ -216,3 +217,30 @@ def test_kubeconfig_makes_an_explicit_secret_provider() -> None:
     resources = render_components("staging", {"kubeconfig": "apiVersion: v1\nkind: Config\n"})
     (provider,) = [r for r in resources if r.type == "pulumi:providers:kubernetes"]
     assert provider.inputs["kubeconfig"] == "[secret]"
+
+
+def test_service_monitor_scrapes_the_api_service_metrics(stack: Rendered) -> None:
+    monitor = stack.manifest("ServiceMonitor", API_DEPLOYMENT)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == namespace_for(stack.stack)
+    service = stack.manifest("Service", API_DEPLOYMENT)
+    spec = monitor["spec"]
+    # the selector picks exactly the API Service (by its labels), in the stack's namespace
+    wanted = spec["selector"]["matchLabels"]
+    assert wanted and wanted.items() <= service["metadata"]["labels"].items()
+    others = [
+        m
+        for m in stack.manifests()
+        if m["kind"] == "Service" and m["metadata"]["name"] != API_DEPLOYMENT
+    ]
+    assert others and not any(wanted.items() <= m["metadata"]["labels"].items() for m in others)
+    assert spec["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
+    (endpoint,) = spec["endpoints"]
+    port_names = [p["name"] for p in service["spec"]["ports"]]
+    assert endpoint["port"] in port_names
+    # the named port reaches the API container's port
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    (api,) = pod_spec(stack, "Deployment", API_DEPLOYMENT)["containers"]
+    assert port["targetPort"] in [p["name"] for p in api["ports"]]
+    assert endpoint["path"] == METRICS_PATH
+    assert endpoint["interval"] == "30s"

@@ -144,6 +144,40 @@ def test_smoke_reports_one_issue_and_fails() -> None:
     assert "issues.createComment" in script  # updates the open issue rather than adding another
 
 
+def test_rotation_job_timeout_covers_forward_and_rollback() -> None:
+    from ops import rotate_credentials, smoke
+
+    defaults = rotate_credentials.build_parser().parse_args(["--stack", "staging"])
+    waits = 3 * defaults.timeout  # the secret sync and two rollouts, each bounded by --timeout
+    chats = 1 + len(smoke.load_prompts(defaults.prompts))  # round trip + regression prompts
+    http = 10.0  # ops.smoke's per-request timeout on top of the latency budget
+    smoke_worst = chats * (defaults.budget + http) + 2 * http  # + ping and readiness
+    setup = 10 * 60  # checkout, Python, pip install, cloud login, cluster credentials
+    worst = 2 * waits + smoke_worst + setup  # forward, then rollback
+    for name, job in load("rotate-flow-credentials")["jobs"].items():
+        assert job["timeout-minutes"] * 60 >= worst, (name, worst / 60)
+
+
+def test_head_preview_step_keeps_the_exit_status(tmp_path: Path) -> None:
+    """Run the head step's script with a stand-in `python` that fails for prod."""
+    (head,) = [s for s in load("preview")["jobs"]["offline"]["steps"] if s.get("id") == "head"]
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\ncase "$*" in *"--stack prod"*) exit 1;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    out = tmp_path / "output"
+    work = tmp_path / "head"
+    work.mkdir()
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "GITHUB_OUTPUT": str(out)}
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", head["run"]],
+        cwd=work, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr  # the step itself goes on to the comment
+    assert "status=1" in out.read_text().splitlines()
+    assert "failed=prod=1" in out.read_text().splitlines()
+
+
 def test_rotation_runs_staging_then_prod_with_secrets_from_the_environment() -> None:
     jobs = load("rotate-flow-credentials")["jobs"]
     assert jobs["rotate-prod"]["needs"] == "rotate-staging"
@@ -152,6 +186,20 @@ def test_rotation_runs_staging_then_prod_with_secrets_from_the_environment() -> 
         (step,) = [s for s in jobs[name]["steps"] if "ops.rotate_credentials" in s.get("run", "")]
         assert f"--stack {stack}" in step["run"]
         assert step["env"]["FLOW_AGENT_SECRET"] == "${{ secrets.FLOW_AGENT_SECRET }}"
+        assert step["env"]["ADMIN_TOKEN"] == "${{ secrets.ADMIN_TOKEN }}"
+
+
+def test_drift_prod_runs_read_only_without_the_reviewer_gate() -> None:
+    job = load("drift")["jobs"]["drift"]
+    environment = job["environment"]
+    assert "'production-readonly'" in environment
+    assert "'production'" not in environment  # the gated deploy environment is never used
+    # the header documents what the read-only environment needs
+    header = (WORKFLOWS / "drift.yml").read_text().split("\nname:", 1)[0]
+    for needed in ("production-readonly", "Reader", "AWS_ROLE_ARN", "AZURE_CLIENT_ID", "OIDC"):
+        assert needed in header, needed
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    assert "production-readonly" in runbook
 
 
 def test_drift_refreshes_and_expects_no_changes() -> None:
@@ -178,6 +226,14 @@ def test_preview_is_fork_safe_and_fails_on_mandatory_violations() -> None:
     assert "--fail-on-mandatory" in runs
     (comment,) = [s for s in offline["steps"] if "github-script" in s.get("uses", "")]
     assert comment["continue-on-error"] is True
+    # the head preview's exit status is kept and fails the job last, after the comment
+    (head,) = [s for s in offline["steps"] if '--json "../out/head-' in s.get("run", "")]
+    assert "continue-on-error" not in head
+    assert "GITHUB_OUTPUT" in head["run"]
+    last = offline["steps"][-1]
+    assert f"steps.{head['id']}.outputs.status" in last["if"] and "!cancelled()" in last["if"]
+    assert last["run"].rstrip().endswith("exit 1")
+    assert offline["steps"].index(comment) < offline["steps"].index(last)
     assert "${{ secrets" not in yaml.safe_dump(offline)  # runs without any secret
     pulumi = wf["jobs"]["pulumi"]
     assert "vars.PULUMI_PREVIEW_ENABLED == 'true'" in pulumi["if"]
