@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,10 @@ import redis
 from rq import Queue, Worker
 
 from app.contracts import QUEUE_KEY, QUEUE_NAME
+from app.local_stack import free_port
 from ops import queue as q
 
 RQ = Path(sys.executable).with_name("rq")
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def enqueue(url: str, n: int) -> redis.Redis:
@@ -102,7 +96,7 @@ def test_status_counts_workers_and_failed_jobs(
 def test_status_says_clearly_when_redis_is_unreachable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = f"redis://:hunter2@127.0.0.1:{unused_port()}/0"
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     code = q.main(["status", "--redis-url", url])
     err = capsys.readouterr().err
     assert code == 1

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from app.local_stack import free_port
 from ops import smoke
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def runbook_prompts(tmp_path: Path) -> Path:
-    path = tmp_path / "regression_prompts.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "prompt": "How do I restart the worker?",
-                    "expect_source": "runbook.md",
-                    "expect_any": ["restart"],
-                }
-            ]
-        )
-    )
-    return path
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -45,13 +21,13 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_dead_url_fails_with_connection_sentence(
-    runbook_prompts: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    prompts_file: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     summary = tmp_path / "summary.md"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GITHUB_STEP_SUMMARY", str(summary))
-        code, out, err = run(["--base-url", url, "--prompts", str(runbook_prompts)], capsys)
+        code, out, err = run(["--base-url", url, "--prompts", str(prompts_file)], capsys)
     assert code == 1
     assert f"cannot connect to {url}" in err
     assert "FAIL  health ping" in out
@@ -93,10 +69,10 @@ def test_stand_in_failing_chat_reports_the_job_error(fake_service: Any, prompts_
 
 
 def test_healthy_service_passes(
-    live_service: Any, runbook_prompts: Path, capsys: pytest.CaptureFixture[str]
+    live_service: Any, prompts_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(
-        ["--base-url", live_service.base_url, "--prompts", str(runbook_prompts), "--budget", "60"],
+        ["--base-url", live_service.base_url, "--prompts", str(prompts_file), "--budget", "60"],
         capsys,
     )
     assert code == 0, err
@@ -105,12 +81,12 @@ def test_healthy_service_passes(
 
 
 def test_flow_failing_every_time_fails_with_the_job_error(
-    live_service: Any, runbook_prompts: Path, capsys: pytest.CaptureFixture[str]
+    live_service: Any, prompts_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     live_service.emulator.configure(error_rate=1.0)
     try:
         code, out, err = run(
-            ["--base-url", live_service.base_url, "--prompts", str(runbook_prompts),
+            ["--base-url", live_service.base_url, "--prompts", str(prompts_file),
              "--budget", "60"],
             capsys,
         )  # fmt: skip
@@ -122,12 +98,12 @@ def test_flow_failing_every_time_fails_with_the_job_error(
 
 
 def test_stopped_workers_fail_readiness(
-    live_service: Any, runbook_prompts: Path, capsys: pytest.CaptureFixture[str]
+    live_service: Any, prompts_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     live_service.stop_workers()
     try:
         code, out, err = run(
-            ["--base-url", live_service.base_url, "--prompts", str(runbook_prompts)], capsys
+            ["--base-url", live_service.base_url, "--prompts", str(prompts_file)], capsys
         )
     finally:
         live_service.start_workers()
