@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -44,3 +46,19 @@ def expected_annotations(alert: str, *, value: str = "", instance: str = "") -> 
 def expected_labels(alert: str, **series: str) -> dict[str, str]:
     rule = rules()[alert]
     return {**rule.all_labels, **series}
+
+
+# the `promtool_test` fixture (conftest.py): runs test cases, fails with promtool's output
+Run = Callable[[list[dict[str, Any]]], None]
+
+
+def case(interval: str, series: dict[str, str], checks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "interval": interval,
+        "input_series": [{"series": s, "values": v} for s, v in series.items()],
+        "alert_rule_test": checks,
+    }
+
+
+def quiet(alert: str, *times: str) -> list[dict[str, Any]]:
+    return [{"eval_time": t, "alertname": alert, "exp_alerts": []} for t in times]

@@ -3,30 +3,22 @@ runbook line: health probe, queue depth, P95 latency, Chroma volume usage and fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from alerts_testlib import NAMESPACE, expected_annotations, expected_labels, requires_promtool
+from alerts_testlib import (
+    NAMESPACE,
+    Run,
+    case,
+    expected_annotations,
+    expected_labels,
+    quiet,
+    requires_promtool,
+)
 
 from stacks.alerts import CHROMA_PVC
 
 pytestmark = requires_promtool
 
-Run = Callable[[list[dict[str, Any]]], None]
 TARGET = f"http://flowchat-api.{NAMESPACE}.svc:8000/api/health/ping"
 PROBE = f'probe_success{{job="flowchat-health",instance="{TARGET}"}}'
-
-
-def case(interval: str, series: dict[str, str], checks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "interval": interval,
-        "input_series": [{"series": s, "values": v} for s, v in series.items()],
-        "alert_rule_test": checks,
-    }
-
-
-def quiet(alert: str, *times: str) -> list[dict[str, Any]]:
-    return [{"eval_time": t, "alertname": alert, "exp_alerts": []} for t in times]
 
 
 def firing(alert: str, at: str, *, value: str = "", target: str = "", **labels: str) -> dict:

@@ -4,26 +4,19 @@ on both sides of its line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from alerts_testlib import expected_annotations, expected_labels, requires_promtool, rules
+from alerts_testlib import (
+    Run,
+    case,
+    expected_annotations,
+    expected_labels,
+    quiet,
+    requires_promtool,
+    rules,
+)
 
 pytestmark = requires_promtool
-
-Run = Callable[[list[dict[str, Any]]], None]
-
-
-def case(interval: str, series: dict[str, str], checks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "interval": interval,
-        "input_series": [{"series": s, "values": v} for s, v in series.items()],
-        "alert_rule_test": checks,
-    }
-
-
-def quiet(alert: str, *times: str) -> list[dict[str, Any]]:
-    return [{"eval_time": t, "alertname": alert, "exp_alerts": []} for t in times]
 
 
 def firing(alert: str, at: str, *, value: str = "", **labels: str) -> dict[str, Any]:
