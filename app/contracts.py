@@ -13,6 +13,9 @@ from typing import Final
 QUEUE_NAME: Final = "flow_tasks"
 QUEUE_KEY: Final = f"rq:queue:{QUEUE_NAME}"  # the Redis list whose length is the queue depth
 CHAT_JOB: Final = "app.worker.answer_chat"
+# ingestion (uploads and rebuilds) never shares the chat queue or its workers
+INGEST_QUEUE_NAME: Final = "flow_ingest"
+INGEST_QUEUE_KEY: Final = f"rq:queue:{INGEST_QUEUE_NAME}"
 
 # --- HTTP -------------------------------------------------------------------------------------
 PING_PATH: Final = "/api/health/ping"
@@ -37,6 +40,11 @@ METRIC_PROBE_SUCCESS: Final = "probe_success"  # from the blackbox exporter
 METRIC_KUBELET_VOLUME_USED_BYTES: Final = "kubelet_volume_stats_used_bytes"  # from the kubelet
 METRIC_KUBELET_VOLUME_CAPACITY_BYTES: Final = "kubelet_volume_stats_capacity_bytes"
 HEALTH_PROBE_JOB: Final = "flowchat-health"
+METRIC_CHAT_FIRST_TOKEN: Final = "flowchat_chat_first_token_seconds"  # histogram
+METRIC_FEEDBACK: Final = "flowchat_feedback_total"  # counter, label: vote (up|down)
+METRIC_RATE_LIMITED: Final = "flowchat_rate_limited_total"  # counter, label: reason
+METRIC_REDIS_MEMORY_USED_BYTES: Final = "flowchat_redis_memory_used_bytes"  # gauge (INFO memory)
+METRIC_REDIS_MEMORY_MAX_BYTES: Final = "flowchat_redis_memory_max_bytes"  # gauge (maxmemory)
 
 # --- runbook thresholds (defaults; stacks may only tighten them, the policy pack enforces) -----
 HEALTH_PROBE_INTERVAL_SECONDS: Final = 30  # poll /api/health/ping every 30 s
@@ -54,11 +62,16 @@ EMPTY_ANSWER_RATIO: Final = 0.3  # "empty LLM responses": alert above 30 % empty
 # --- Flow credentials (secret manager entry names) --------------------------------------------
 FLOW_SECRET_NAMES: Final = ("FLOW_AGENT", "FLOW_TENANT", "FLOW_AGENT_SECRET")
 ADMIN_TOKEN_SECRET: Final = "ADMIN_TOKEN"
+API_KEYS_SECRET: Final = "API_KEYS"  # chat API keys, one per line, delivered as a mounted file
+REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
+# where the API reads its keys in a pod (re-read at request time: revocation needs no restart)
+API_KEYS_FILE_IN_POD: Final = "/var/run/secrets/flowchat/api-keys"
 
 # --- deployed names (Kubernetes objects and secret-manager entries) ---------------------------
 APP_NAME: Final = "flowchat"
 API_DEPLOYMENT: Final = "flowchat-api"
 WORKER_DEPLOYMENT: Final = "flowchat-worker"
+INGEST_WORKER_DEPLOYMENT: Final = "flowchat-ingest-worker"
 EXTERNAL_SECRET: Final = "flowchat-flow-credentials"  # ExternalSecret and the Secret it makes
 CHROMA_STATEFULSET: Final = "flowchat-chroma"
 CHROMA_PVC: Final = f"data-{CHROMA_STATEFULSET}-0"  # claim template "data", first replica
