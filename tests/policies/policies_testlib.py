@@ -17,7 +17,7 @@ from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from policies.rules import PACK_NAME, policies
+from policies.runbook.rules import PACK_NAME, policies
 from stacks.render import RenderedResource, render_stack
 
 LEVELS = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory"}

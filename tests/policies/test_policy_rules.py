@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from policies_testlib import analyze, find, mandatory, rendered
 
-from policies import rules
+from policies.runbook import rules
 from stacks.render import RenderedResource
 
 REPO = Path(__file__).resolve().parents[2]
