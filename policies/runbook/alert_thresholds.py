@@ -141,3 +141,94 @@ def validate_chroma_volume_alert(args: StackValidationArgs, report: ReportViolat
                     f"less than the runbook's {_num(float(cfg['minForecastHours']))}h",
                     alert.urn,
                 )
+
+
+def _queued_alerts(args: StackValidationArgs, queue: str) -> list[Alert]:
+    return [
+        a
+        for a in stack_alerts(args.resources)
+        if thresholds.METRIC_RQ_JOBS in a.query and _selects(a.query, queue=queue, status="queued")
+    ]
+
+
+def validate_ingest_backlog_alert(args: StackValidationArgs, report: ReportViolation) -> None:
+    """An alert on the flow_ingest queue depth ("uploads are waiting") fires above <= 50 jobs
+    held for <= 15m; no queued-jobs alert mixes the ingestion and chat queues."""
+    cfg = settings("ingest-backlog-alert", args)
+    queue = thresholds.INGEST_QUEUE_NAME
+    alerts = _queued_alerts(args, queue)
+    if not alerts:
+        report(
+            f'no ingestion-backlog alert on {thresholds.METRIC_RQ_JOBS}{{queue="{queue}",'
+            'status="queued"} in any RuleGroup: waiting uploads would go unnoticed',
+            None,
+        )
+    for alert in alerts:
+        _check_threshold(alert, "ingestion-backlog", float(cfg["maxQueueDepth"]), report)
+        if alert.for_seconds > seconds(cfg["maxFor"]):
+            found = "unparseable" if math.isinf(alert.for_seconds) else _num(alert.for_seconds)
+            report(
+                f"ingestion-backlog alert {alert.where}: for {found}s exceeds the runbook's bound "
+                f"{cfg['maxFor']} ({_num(seconds(cfg['maxFor']))}s)",
+                alert.urn,
+            )
+    queues = (thresholds.QUEUE_NAME, thresholds.INGEST_QUEUE_NAME)
+    for alert in stack_alerts(args.resources):
+        compact = alert.query.replace(" ", "")
+        if thresholds.METRIC_RQ_JOBS not in compact or 'status="queued"' not in compact:
+            continue
+        if sum(_selects(alert.query, queue=q) for q in queues) != 1:
+            report(
+                f"queued-jobs alert {alert.where}: selects no single queue (one of "
+                f'{", ".join(queues)} with queue="..."): chat and upload backlogs are different '
+                "incidents with different runbook sections",
+                alert.urn,
+            )
+
+
+def validate_redis_memory_alert(args: StackValidationArgs, report: ReportViolation) -> None:
+    """An alert on Redis used / max memory fires above <= 0.8."""
+    cfg = settings("redis-memory-alert", args)
+    used, limit = (
+        thresholds.METRIC_REDIS_MEMORY_USED_BYTES,
+        thresholds.METRIC_REDIS_MEMORY_MAX_BYTES,
+    )
+    alerts = [a for a in stack_alerts(args.resources) if used in a.query and limit in a.query]
+    if not alerts:
+        report(f"no Redis memory alert on {used} / {limit} in any RuleGroup", None)
+    for alert in alerts:
+        _check_threshold(alert, "Redis memory", float(cfg["maxUsageRatio"]), report)
+
+
+_MIN_VOTES = re.compile(r">=?\s*([0-9]+(?:\.[0-9]+)?)\s*\)\s*\)?\s*$")
+
+
+def validate_downvote_alert(args: StackValidationArgs, report: ReportViolation) -> None:
+    """An alert on the down-vote share fires above <= 0.3, and only with a minimum vote count
+    (2 <= minimum <= 20), so one vote cannot page."""
+    cfg = settings("downvote-alert", args)
+    metric = thresholds.METRIC_FEEDBACK
+    alerts = [
+        a
+        for a in stack_alerts(args.resources)
+        if metric in a.query and _selects(a.query, vote="down")
+    ]
+    if not alerts:
+        report(f'no down-vote alert on {metric}{{vote="down"}} in any RuleGroup', None)
+    bound = float(cfg["maxMinVotes"])
+    for alert in alerts:
+        _check_threshold(alert, "down-vote", float(cfg["maxDownvoteRatio"]), report)
+        minimum = _MIN_VOTES.search(alert.query)
+        votes = float(minimum.group(1)) if minimum else None
+        if votes is None or votes < 2:
+            report(
+                f"down-vote alert {alert.where}: no minimum vote count of at least 2 (`... and "
+                f"on() (sum(increase({metric}[...])) >= N)`): a single down-vote would page",
+                alert.urn,
+            )
+        elif votes > bound:
+            report(
+                f"down-vote alert {alert.where}: minimum of {_num(votes)} votes exceeds the "
+                f"runbook's bound {_num(bound)}",
+                alert.urn,
+            )

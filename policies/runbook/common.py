@@ -40,6 +40,7 @@ SECRET = "kubernetes:core/v1:Secret"
 PROBE = "kubernetes:monitoring.coreos.com/v1:Probe"
 SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
 SERVICE = "kubernetes:core/v1:Service"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 RULE_GROUPS = {"grafana:alerting/ruleGroup:RuleGroup", "grafana:index/ruleGroup:RuleGroup"}
 CONTACT_POINTS = {
     "grafana:alerting/contactPoint:ContactPoint",
@@ -115,6 +116,18 @@ CONFIG: dict[str, dict[str, dict[str, Any]]] = {
     "flow-credentials-from-secret-manager": {},
     "container-baseline": {},
     "metrics-scraped": {},
+    "ingest-backlog-alert": {
+        "maxQueueDepth": {"type": "integer", "default": thresholds.INGEST_QUEUE_DEPTH_THRESHOLD},
+        "maxFor": {"type": "string", "default": thresholds.INGEST_QUEUE_DEPTH_FOR},
+    },
+    "redis-memory-alert": {
+        "maxUsageRatio": {"type": "number", "default": thresholds.REDIS_MEMORY_RATIO},
+    },
+    "downvote-alert": {
+        "maxDownvoteRatio": {"type": "number", "default": thresholds.DOWNVOTE_RATIO},
+        "maxMinVotes": {"type": "integer", "default": thresholds.DOWNVOTE_MIN_VOTES},
+    },
+    "api-key-source": {},
 }
 # Which way is stricter: "max" settings may only go down, "min" settings only up.
 TIGHTEN: dict[str, str] = {
@@ -128,6 +141,8 @@ TIGHTEN: dict[str, str] = {
     "maxP95Seconds": "max",
     "maxUsageRatio": "max",
     "minForecastHours": "min",
+    "maxDownvoteRatio": "max",
+    "maxMinVotes": "max",
 }
 for _props in CONFIG.values():  # the schema states the bound too (the Pulumi CLI checks it)
     for _key, _prop in _props.items():
@@ -228,6 +243,8 @@ class Alert:
     for_seconds: float
     labels: dict[str, str] = field(default_factory=dict)
     group_interval_seconds: float = 60.0  # how often the RuleGroup evaluates (Grafana default 60)
+    # the rule's own routing (notificationSettings.contactPoint); None: not routed per rule
+    contact_point: str | None = None
 
     @property
     def where(self) -> str:
@@ -274,9 +291,19 @@ def rule_group_alerts(resource_name: str, props: Mapping[str, Any], urn: str) ->
         except ValueError:
             for_seconds = math.inf
         labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
+        routed = _get(rule, "notificationSettings", "contactPoint")
         alerts.append(
             Alert(
-                str(rule.get("name")), group, urn, query, op, threshold, for_seconds, labels, every
+                str(rule.get("name")),
+                group,
+                urn,
+                query,
+                op,
+                threshold,
+                for_seconds,
+                labels,
+                every,
+                str(routed) if routed else None,
             )
         )
     return alerts

@@ -76,10 +76,40 @@ RULES: tuple[Rule, ...] = (
         workloads.validate_persistent_volumes,
     ),
     Rule(
+        "ingest-backlog-alert",
+        f"An ingestion-backlog alert on {t.INGEST_QUEUE_NAME} (uploads waiting) fires above "
+        f"<= {t.INGEST_QUEUE_DEPTH_THRESHOLD} queued jobs held for <= {t.INGEST_QUEUE_DEPTH_FOR}; "
+        "no queued-jobs alert mixes the chat and ingestion queues.",
+        alert_thresholds.validate_ingest_backlog_alert,
+        stack=True,
+    ),
+    Rule(
+        "redis-memory-alert",
+        f"A Redis memory alert fires above <= {_num(t.REDIS_MEMORY_RATIO * 100)} % of maxmemory.",
+        alert_thresholds.validate_redis_memory_alert,
+        stack=True,
+    ),
+    Rule(
+        "downvote-alert",
+        f"A down-vote alert fires above <= {_num(t.DOWNVOTE_RATIO * 100)} % down-votes, only with "
+        f"a minimum of 2 to {t.DOWNVOTE_MIN_VOTES} votes (one vote never pages).",
+        alert_thresholds.validate_downvote_alert,
+        stack=True,
+    ),
+    Rule(
         "alert-routing",
-        "Every alert rule group is routed (service=flowchat and stack=<stack>) to an existing "
-        "contact point.",
+        "Every alert rule routes itself (notificationSettings.contactPoint) to a contact point "
+        "of the stack and carries service=flowchat and stack=<stack>; no org-wide "
+        "NotificationPolicy.",
         routing.validate_alert_routing,
+        stack=True,
+    ),
+    Rule(
+        "api-key-source",
+        f"When an Ingress exposes {t.API_DEPLOYMENT}, the API gets its keys from a Secret "
+        f"({t.API_KEYS_FILE_ENV} in a mounted Secret volume or {t.API_KEYS_ENV} from a "
+        f"secretKeyRef) and never sets {t.ALLOW_ANONYMOUS_CHAT_ENV}=true.",
+        workloads.validate_api_key_source,
         stack=True,
     ),
     Rule(

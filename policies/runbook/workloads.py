@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 
+from . import thresholds
 from .common import (
+    DEPLOYMENT,
+    INGRESS,
     STATEFUL_SET,
     WORKLOADS,
     _get,
@@ -94,3 +98,81 @@ def validate_container_baseline(args: ResourceValidationArgs, report: ReportViol
         image = str(container.get("image") or "")
         if not _pinned(image):
             report(f"{where} image {image or '(none)'} is not pinned to a version tag", None)
+
+
+def _ingress_backends(props: Mapping[str, Any]) -> set[str]:
+    """Service names an Ingress routes to (default backend and every path)."""
+    names = {_get(props, "spec", "defaultBackend", "service", "name")}
+    for rule in _get(props, "spec", "rules") or []:
+        for path in _get(rule, "http", "paths") or []:
+            names.add(_get(path, "backend", "service", "name"))
+    return {str(n) for n in names if n}
+
+
+def _key_source(spec: Mapping[str, Any]) -> str | None:
+    """How the API container gets its keys: "API_KEYS_FILE" (a path inside a mounted Secret
+    volume), "API_KEYS" (secretKeyRef), or None."""
+    secret_volumes = {
+        str(v.get("name"))
+        for v in spec.get("volumes") or []
+        if isinstance(v, Mapping) and ("secret" in v or "projected" in v or "csi" in v)
+    }
+    for container in containers(spec):
+        env = {e.get("name"): e for e in container.get("env") or [] if isinstance(e, Mapping)}
+        path = _get(env.get(thresholds.API_KEYS_FILE_ENV), "value")
+        if path:
+            for mount in container.get("volumeMounts") or []:
+                root = str(_get(mount, "mountPath") or "").rstrip("/")
+                inside = path == root or str(path).startswith(root + "/")
+                if _get(mount, "name") in secret_volumes and root and inside:
+                    return thresholds.API_KEYS_FILE_ENV
+        if _get(env.get(thresholds.API_KEYS_ENV), "valueFrom", "secretKeyRef") is not None:
+            return thresholds.API_KEYS_ENV
+    return None
+
+
+def _anonymous(spec: Mapping[str, Any]) -> bool:
+    return any(
+        str(_get(e, "value") or "").strip().lower() in {"true", "1", "yes", "on"}
+        for c in containers(spec)
+        for e in c.get("env") or []
+        if isinstance(e, Mapping) and e.get("name") == thresholds.ALLOW_ANONYMOUS_CHAT_ENV
+    )
+
+
+def validate_api_key_source(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A stack whose Ingress exposes the API gives the API Deployment a key source (API_KEYS_FILE
+    in a mounted Secret, or API_KEYS from a secretKeyRef) and never ALLOW_ANONYMOUS_CHAT=true."""
+    api = thresholds.API_DEPLOYMENT
+    exposing = [
+        r
+        for r in args.resources
+        if r.resource_type == INGRESS and api in _ingress_backends(r.props)
+    ]
+    if not exposing:
+        args.not_applicable(f"no Ingress routes to the Service {api}")
+    ingress = k8s_name(exposing[0].props, exposing[0].name)
+    deployments = [
+        r
+        for r in args.resources
+        if r.resource_type == DEPLOYMENT and k8s_name(r.props, r.name) == api
+    ]
+    if not deployments:
+        report(f"Ingress {ingress} exposes {api}, but the stack has no Deployment {api}", None)
+    for deployment in deployments:
+        spec = pod_spec(deployment.resource_type, deployment.props)
+        if _key_source(spec) is None:
+            report(
+                f"Deployment {api} is exposed by Ingress {ingress} but has no API key source: "
+                f"set {thresholds.API_KEYS_FILE_ENV} to a file in a mounted Secret volume (e.g. "
+                f"{thresholds.API_KEYS_FILE_IN_POD}) or {thresholds.API_KEYS_ENV} from a "
+                "secretKeyRef",
+                deployment.urn,
+            )
+        if _anonymous(spec):
+            report(
+                f"Deployment {api} is exposed by Ingress {ingress} and sets "
+                f"{thresholds.ALLOW_ANONYMOUS_CHAT_ENV}=true: anyone on the internet could chat "
+                "on the stack's Flow credentials",
+                deployment.urn,
+            )
