@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ops import secrets as ops_secrets
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 EXPECTED = {"ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift"}
@@ -406,11 +408,16 @@ def test_schedule_checks_the_credentials_age_and_never_writes() -> None:
         assert age["environment"] == environment
         runs = [s.get("run", "") for s in age["steps"]]
         assert f"python -m ops.secrets age --stack {stack}" in runs
+        (command,) = [r for r in runs if "ops.secrets" in r]
+        parsed = ops_secrets.build_parser().parse_args(command.split()[3:])
+        assert (parsed.command, parsed.stack) == ("age", stack)
         assert not any("rotate_credentials" in r for r in runs)
         assert "secrets." not in yaml.safe_dump(age)  # no value reaches the scheduled check
         rotate = jobs[f"rotate-{stack}"]
         assert rotate["if"] == "github.event_name == 'workflow_dispatch'"
     assert "report" in jobs and "schedule" in jobs["report"]["if"]
+    header = (WORKFLOWS / "rotate-flow-credentials.yml").read_text().split("\nname:", 1)[0]
+    assert "ops.secrets.ROTATION_PERIOD_DAYS" in header  # the period is named, not retyped
 
 
 def test_rotation_runs_staging_then_prod_with_secrets_from_the_environment() -> None:
