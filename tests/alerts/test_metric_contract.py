@@ -19,6 +19,7 @@ from app.contracts import (
     METRIC_PROBE_SUCCESS,
     QUEUE_KEY,
     QUEUE_NAME,
+    WORKER_DEPLOYMENT,
 )
 from stacks.alerts import CHROMA_PVC, Thresholds, alert_rules
 from stacks.render import render_stack
@@ -148,7 +149,12 @@ def test_every_metric_read_by_alerts_and_dashboards_is_exposed(live_service) -> 
 
 def test_keda_trigger_reads_the_list_the_api_fills(live_service) -> None:
     resources = render_stack("prod")
-    scaled = next(r for r in resources if r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject")
+    scaled = next(
+        r
+        for r in resources
+        if r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject"
+        and r.inputs["spec"]["scaleTargetRef"]["name"] == WORKER_DEPLOYMENT  # the chat workers
+    )
     trigger = scaled.inputs["spec"]["triggers"][0]
     assert trigger["type"] == "redis"
     assert trigger["metadata"]["listName"] == QUEUE_KEY
