@@ -92,13 +92,16 @@ def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]
                     say(f"could not ingest {doc['filename']}: {doc['error']}")
                 return len(kept) - len(failed)
             time.sleep(0.5)
-    raise StartupError("ingesting docs/ took longer than 5 minutes; see var/logs/worker.log")
+    raise StartupError("ingesting docs/ took longer than 5 minutes; see var/logs/ingest-worker.log")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
+    parser.add_argument(
+        "--ingest-workers", type=int, default=int(os.environ.get("INGEST_WORKERS", 1))
+    )
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "var")
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
     args = parser.parse_args(argv)
@@ -122,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     ports = Ports(api=args.port, redis=free_port(), chroma=free_port(), flow=free_port())
     token, token_source = admin_token(args.data_dir)
-    stack = LocalStack(root=args.data_dir, ports=ports, workers=args.workers, admin_token=token)
+    stack = LocalStack(
+        root=args.data_dir,
+        ports=ports,
+        workers=args.workers,
+        ingest_workers=args.ingest_workers,
+        admin_token=token,
+    )
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -140,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 "the Flow emulator" if not stack.flow_configured else "(Flow: real gateway)",
                 stack.start_emulator,
             ),
-            (f"{args.workers} workers", stack.start_workers),
+            (f"{args.workers} chat workers", stack.start_workers),
+            (f"{args.ingest_workers} ingestion worker(s)", stack.start_ingest_workers),
             ("the API", stack.start_api),
         ):
             say(f"starting {step} ...")

@@ -1,7 +1,8 @@
 """Document routes (admin token): upload, list, delete, rebuild the vector store, its progress.
 
 See docs/api.md, "Documents". Uploads are stored by ``app.documents.store`` and ingested by the
-``app.ingest.jobs`` jobs on the ``flow_tasks`` queue; deletes are synchronous.
+``app.ingest.jobs`` jobs on the ingestion queue (``flow_ingest``, never the chat queue), which
+has its own depth limit (``MAX_INGEST_QUEUE_DEPTH``); deletes are synchronous.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep
+from app.api.dependencies import AdminDep, RedisDep, SettingsDep
 from app.contracts import DOCUMENTS_PATH, INGEST_PATH
-from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore, UploadRejected
-from app.ingest.jobs import (
-    INGEST_JOB,
-    INGEST_JOB_TIMEOUT,
-    REBUILD_JOB,
-    REBUILD_JOB_TIMEOUT,
-    REBUILD_LOCK_KEY,
+from app.documents.store import (
+    DocumentMeta,
+    DocumentStatus,
+    DocumentStore,
+    StorageFull,
+    UploadRejected,
 )
+from app.ingest.jobs import REBUILD_JOB, REBUILD_JOB_TIMEOUT, REBUILD_LOCK_KEY
+from app.ingest.queueing import ACTIVE_JOB_STATES, enqueue_ingest, ingest_depth, ingest_queue
 from app.job_errors import failure_reason
 from app.rag.vectorstore import VectorStore
 from app.settings import Settings
@@ -37,8 +39,8 @@ from app.settings import Settings
 router = APIRouter(prefix=DOCUMENTS_PATH, tags=["documents"], dependencies=[AdminDep])
 
 MAX_FILES_PER_REQUEST = 20
+INGEST_RETRY_AFTER_SECONDS = 60
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers
-ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
@@ -136,7 +138,13 @@ def get_vector_store(request: Request, settings: SettingsDep) -> VectorStore:
     return store
 
 
+def get_ingest_queue(request: Request) -> Queue:
+    """The ingestion queue (``flow_ingest``) on the app's Redis connection."""
+    return ingest_queue(request.app.state.redis)
+
+
 StoreDep = Annotated[DocumentStore, Depends(get_document_store)]
+IngestQueueDep = Annotated[Queue, Depends(get_ingest_queue)]
 VectorStoreDep = Annotated[VectorStore, Depends(get_vector_store)]
 
 
@@ -168,13 +176,32 @@ def _refusal(rejected: list[Rejected], codes: list[int], store: DocumentStore) -
     return JSONResponse(body, status_code=code)
 
 
-def _enqueue_ingest(queue: Queue, document_id: str) -> None:
-    queue.enqueue(
-        INGEST_JOB,
-        document_id,
-        job_timeout=INGEST_JOB_TIMEOUT,
-        retry=Retry(max=2),
-        description=f"ingest document {document_id}",
+def _check_ingest_depth(queue: Queue, settings: Settings) -> None:
+    """Refuse an upload while the ingestion queue is over its own limit (chats unaffected)."""
+    try:
+        depth = ingest_depth(queue)
+    except redis.RedisError:
+        raise HTTPException(
+            503, "the job queue (Redis) is unreachable; nothing was stored"
+        ) from None
+    if depth >= settings.MAX_INGEST_QUEUE_DEPTH:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"the ingestion queue is full ({depth} of {settings.MAX_INGEST_QUEUE_DEPTH} "
+            "documents waiting, MAX_INGEST_QUEUE_DEPTH); upload again once they are ingested",
+            headers={"Retry-After": str(INGEST_RETRY_AFTER_SECONDS)},
+        )
+
+
+def _storage_full(store: DocumentStore, created: list[str]) -> HTTPException:
+    """507 after a full disk: the files this request stored are removed again, so no document
+    stays ``queued`` without a job and no half-written file is left."""
+    for document_id in created:
+        store.delete(document_id)
+    return HTTPException(
+        status.HTTP_507_INSUFFICIENT_STORAGE,
+        "the documents volume is full (no space left on device); nothing from this upload "
+        "was stored. Free space or grow the volume, then upload again",
     )
 
 
@@ -183,10 +210,11 @@ def _enqueue_ingest(queue: Queue, document_id: str) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadResult,
     openapi_extra=UPLOAD_SCHEMA,
-    responses={413: {}, 415: {}, 422: {}, 503: {}},
+    responses={413: {}, 415: {}, 422: {}, 429: {}, 503: {}, 507: {}},
 )
-async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue: QueueDep):
+async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue: IngestQueueDep):
     _check_request_size(request, settings)
+    _check_ingest_depth(queue, settings)
     async with request.form(max_files=MAX_FILES_PER_REQUEST, max_fields=10) as form:
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not files:
@@ -194,6 +222,7 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue
         accepted: list[UploadedDocument] = []
         rejected: list[Rejected] = []
         codes: list[int] = []
+        created_here: list[str] = []
         for file in files:
             try:
                 meta, created = await run_in_threadpool(
@@ -203,6 +232,10 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue
                 rejected.append(Rejected(filename=exc.filename, reason=exc.reason))
                 codes.append(exc.status_code)
                 continue
+            except StorageFull:
+                raise _storage_full(store, created_here) from None
+            if created:
+                created_here.append(meta.id)
             accepted.append(UploadedDocument(**DocumentOut.of(meta).model_dump(),
                                              duplicate=not created))  # fmt: skip
     if not accepted:
@@ -210,7 +243,7 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue
     try:
         for document in accepted:
             if document.status == DocumentStatus.queued:
-                _enqueue_ingest(queue, document.id)
+                await run_in_threadpool(enqueue_ingest, queue, settings, document.id)
     except redis.RedisError:
         raise HTTPException(
             503,
@@ -271,7 +304,7 @@ def _accepted(job_id: str) -> JSONResponse:
 
 
 @router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted)
-def rebuild(connection: RedisDep, queue: QueueDep):
+def rebuild(connection: RedisDep, queue: IngestQueueDep):
     """Re-ingest every document into a fresh collection (one rebuild at a time: a second
     request while one runs returns the running job)."""
     try:

@@ -1,4 +1,5 @@
-"""RQ jobs (queue ``flow_tasks``) that put documents into the vector store.
+"""RQ jobs (queue ``flow_ingest``, run by ``app.ingest.worker``) that put documents into the
+vector store.
 
 - ``ingest_document(document_id)``: one uploaded document into the serving collection.
 - ``rebuild_collection()``: every stored document into a fresh collection, then an atomic switch;
@@ -18,17 +19,20 @@ from functools import cache
 from typing import Any
 
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
-from app.ingest import IngestError, chunk_records, load_document
+from app.ingest import IngestError, chunk_records
+from app.ingest.queueing import INGEST_JOB, INGEST_JOB_TIMEOUT  # noqa: F401 (re-exported)
+from app.ingest.sandbox import load_in_sandbox
 from app.rag.vectorstore import ChunkRecord, VectorStore
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("flowchat.ingest")
 
-INGEST_JOB = "app.ingest.jobs.ingest_document"
 REBUILD_JOB = "app.ingest.jobs.rebuild_collection"
-INGEST_JOB_TIMEOUT = 1800  # OCR is ~1 s a page: a long scanned PDF takes minutes
 REBUILD_JOB_TIMEOUT = 6 * 3600
 REBUILD_LOCK_KEY = "flowchat:ingest:rebuild"  # the running rebuild's job id (set by the API)
 PROGRESS_EVERY = 1  # save job.meta after this many documents
@@ -46,7 +50,7 @@ def build_records(
     path = store.file_path(meta)
     if not path.exists():
         raise IngestError("the stored file is missing; upload the document again")
-    loaded = load_document(path, meta.filename)
+    loaded = load_in_sandbox(path, meta.filename)  # untrusted bytes: a limited child process
     records = chunk_records(
         meta.id,
         meta.filename,
@@ -86,13 +90,42 @@ def ingest_document(document_id: str) -> dict[str, Any]:
         current = vectors.active_collection()
         if current != target:  # a rebuild switched collections meanwhile: write there too
             _replace(vectors, document_id, records, current)
-    except Exception as exc:
-        store.mark(document_id, DocumentStatus.failed, error=f"vector store error: {exc}")
+    except Exception as exc:  # RQ retries after an interval; the last failure is recorded
+        # by ingest_failed, so until then the document stays queued, with what went wrong
+        note = f"vector store error ({type(exc).__name__}); retrying"
+        store.mark(document_id, DocumentStatus.queued, error=note)
         raise
     if store.mark(document_id, DocumentStatus.ingested, chunks=len(records)) is None:
         vectors.delete_document(document_id)  # deleted while we worked: leave nothing behind
         return {"id": document_id, "status": "deleted"}
     return {"id": document_id, "status": "ingested", "chunks": len(records)}
+
+
+def ingest_failed(
+    job: Job, connection: object, exc_type: type, exc: BaseException, tb: object
+) -> None:
+    """RQ failure callback of ``ingest_document`` (also called by the abandoned-job cleanup
+    when a worker died): on the last attempt the document ends ``failed`` with the reason;
+    before that it goes back to ``queued`` for the retry."""
+    document_id = str(job.args[0]) if job.args else ""
+    store = DocumentStore.from_settings(get_settings())
+    retries_left = job.retries_left or 0
+    if isinstance(exc, AbandonedJobError) or exc_type is AbandonedJobError:
+        cause = "the worker processing it stopped (killed, out of memory or restarted)"
+    elif isinstance(exc, JobTimeoutException):
+        cause = f"it took longer than {job.timeout} s"
+    else:
+        cause = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+    try:
+        if retries_left > 0:
+            store.mark(document_id, DocumentStatus.queued, error=f"{cause}; retrying")
+            return
+        attempts = len(job.retry_intervals or []) + 1 if job.retry_intervals is not None else 1
+        reason = f"ingestion failed after {attempts} attempt(s): {cause}"
+        store.mark(document_id, DocumentStatus.failed, error=reason)
+        log.warning("document %s failed: %s", document_id, reason)
+    except KeyError:
+        pass  # not a document id (deleted, or a malformed job): nothing to update
 
 
 def _replace(

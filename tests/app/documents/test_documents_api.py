@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from rq import Queue, SimpleWorker
 
 from app.api.main import create_app
+from app.contracts import INGEST_QUEUE_NAME, QUEUE_NAME
 from app.ingest import jobs
 from app.ingest.jobs import REBUILD_LOCK_KEY
+from app.ingest.queueing import ingest_queue
 from app.settings import get_settings
 
 TOKEN = "test-admin-token"
@@ -37,7 +39,7 @@ def api(
     app = create_app(get_settings())
     with TestClient(app) as client:
         app.state.vector_store = jobs._vector_store()  # the API and the worker share a process
-        yield client, app.state.queue
+        yield client, ingest_queue(app.state.redis)  # uploads and rebuilds go to flow_ingest
     get_settings.cache_clear()
     jobs._vector_store.cache_clear()
 
@@ -70,7 +72,8 @@ def test_upload_queues_ingestion_and_reports_rejections(api: tuple[TestClient, Q
     reasons = {r["filename"]: r["reason"] for r in body["rejected"]}
     assert "unsupported file type" in reasons["tool.exe"] and ".pdf" in reasons["tool.exe"]
     assert reasons["empty.txt"] == "empty file"
-    assert queue.count == 2
+    assert queue.name == INGEST_QUEUE_NAME and queue.count == 2
+    assert Queue(QUEUE_NAME, connection=queue.connection).count == 0  # chats never wait on it
 
     run_worker(queue)
     listed = client.get("/api/documents", headers=AUTH).json()["documents"]
