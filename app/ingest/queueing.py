@@ -114,7 +114,7 @@ def reconcile(
             if status == JobStatus.FINISHED:
                 reason = "its ingestion job ended without recording a result; upload it again"
             else:
-                default = f"the ingestion job is {status}"
+                default = f"the ingestion job is {getattr(status, 'value', status)}"
                 reason = f"ingestion failed: {failure_reason(job, default=default)}"
         if store.mark(meta.id, DocumentStatus.failed, error=reason) is not None:
             log.warning("document %s was stuck %s: %s", meta.id, meta.status, reason)
