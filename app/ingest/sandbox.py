@@ -11,6 +11,7 @@ another worker's sweep while a frozen copy still runs). :func:`load_in_sandbox` 
 - ``RLIMIT_FSIZE``: the largest file it may write (``INGEST_MAX_OUTPUT_MB``), which bounds its
   JSON output and the OCR renderings of its children (pdftoppm and tesseract inherit every
   limit);
+- ``PR_SET_PDEATHSIG``: it is killed when the worker dies (a SIGKILLed worker leaves no parse);
 
 and the parent kills the child's whole process group after ``INGEST_MAX_WALL_SECONDS``. The
 child is a fresh interpreter (not a fork: the worker has threads and the ONNX runtime loaded),
@@ -21,6 +22,7 @@ costing ~0.6 s per document. Whatever ends the child, the parent turns it into a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -48,7 +50,13 @@ def load_in_sandbox(
     limits = limits or active_limits()
     with tempfile.TemporaryDirectory(prefix="flowchat-parse-") as tmp:
         out = Path(tmp) / "out.json"
-        request = {"path": str(path), "filename": filename, "out": str(out), **asdict(limits)}
+        request = {
+            "path": str(path),
+            "filename": filename,
+            "out": str(out),
+            "parent": os.getpid(),
+            **asdict(limits),
+        }
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TMPDIR": tmp}
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.ingest.sandbox", json.dumps(request)],
@@ -112,6 +120,17 @@ def _outcome(code: int, stderr: bytes, out: Path, limits: IngestLimits) -> Loade
 
 
 # --- the child ---------------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """A SIGKILLed worker takes its parse with it (Linux; elsewhere the limits still apply)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        raise SystemExit(1)
+
+
 def _apply_limits(request: dict) -> None:
     memory = int(request["memory_mb"]) * MB
     cpu = int(request["cpu_seconds"])
@@ -125,6 +144,7 @@ def _apply_limits(request: dict) -> None:
 
 def _child(argv: list[str]) -> int:
     request = json.loads(argv[0])
+    _die_with_parent(int(request["parent"]))
     _apply_limits(request)
     use_limits(IngestLimits(**{k: request[k] for k in IngestLimits.__dataclass_fields__}))
     out = Path(request["out"])

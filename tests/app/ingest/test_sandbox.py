@@ -3,6 +3,8 @@ the caller, with a reason naming the limit; the hostile corpus ends as it must."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +15,7 @@ from hostile_corpus import CORPUS, Hostile, write
 from app.ingest.limits import IngestLimits, LimitExceeded, check_archive
 from app.ingest.models import DocumentLoadError, IngestError
 from app.ingest.sandbox import load_in_sandbox
-from app.settings import load_settings
+from app.settings import REPO_ROOT, load_settings
 
 DEFAULTS = IngestLimits.from_settings(load_settings())
 
@@ -80,3 +82,37 @@ def test_the_hostile_corpus_ends_as_it_must(tmp_path: Path, item: Hostile) -> No
     assert isinstance(caught.value, LimitExceeded | DocumentLoadError)
     for word in item.reason_words:
         assert word in caught.value.reason, caught.value.reason
+
+
+def _sandboxes_reading(path: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"-m\x00app.ingest.sandbox\x00" in cmdline and str(path).encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_killed_worker_takes_its_parse_with_it(tmp_path: Path) -> None:
+    slow = tmp_path / "slow.html"
+    slow.write_text("<html><body>" + "<p>relay voltage log</p>\n" * 400_000 + "</body></html>")
+    code = (
+        "from pathlib import Path; from app.ingest.sandbox import load_in_sandbox; "
+        f"load_in_sandbox(Path({str(slow)!r}), 'slow.html')"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not _sandboxes_reading(slow) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sandboxes_reading(slow), "the sandbox never started"
+    finally:
+        worker.kill()
+        worker.wait()
+    deadline = time.monotonic() + 1.5  # the parse itself would run for several seconds more
+    while _sandboxes_reading(slow) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sandboxes_reading(slow) == []
