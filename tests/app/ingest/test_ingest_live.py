@@ -180,3 +180,24 @@ def test_a_chroma_restart_mid_ingest_is_retried_after_an_interval(
     finally:
         delete_all(admin, {document_id})
     jobs._vector_store.cache_clear()
+
+
+def test_sigterm_drains_the_ingest_pool_the_running_job_finishes(
+    live_service, admin: httpx.Client, connection: redis.Redis
+) -> None:
+    """What Kubernetes does on a rollout or a scale-in: SIGTERM to the pool (PID 1)."""
+    stack = live_service.stack
+    pool = stack.procs["ingest-worker"]
+    upload = [("files", ("relay-drain.txt", LONG_DOC.replace(b"quartz", b"granite")))]
+    document_id = admin.post("/api/documents", files=upload).json()["documents"][0]["id"]
+    try:
+        wait_for(lambda: documents(admin)[document_id]["status"] == "ingesting", "the job start")
+        pool.send_signal(signal.SIGTERM)
+        pool.wait(DEADLINE_SECONDS)
+        assert pool.returncode == 0
+        document = documents(admin)[document_id]
+        assert (document["status"], document["error"]) == ("ingested", None), document
+    finally:
+        stack.procs.pop("ingest-worker", None)
+        stack.start_ingest_workers()
+        delete_all(admin, {document_id})
