@@ -30,8 +30,9 @@ from app.documents.store import (
     StorageFull,
     UploadRejected,
 )
-from app.ingest.jobs import REBUILD_JOB, REBUILD_JOB_TIMEOUT, REBUILD_LOCK_KEY
-from app.ingest.queueing import ACTIVE_JOB_STATES, enqueue_ingest, ingest_depth, ingest_queue
+from app.ingest.jobs import REBUILD_JOB
+from app.ingest.queueing import enqueue_ingest, ingest_depth, ingest_queue, ingest_retry
+from app.ingest.rebuild_lock import REBUILD_JOB_TIMEOUT, RebuildLock, rebuild_space_problem
 from app.job_errors import failure_reason
 from app.rag.vectorstore import VectorStore
 from app.settings import Settings
@@ -274,53 +275,42 @@ def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) 
 
 
 # --- rebuild --------------------------------------------------------------------------------
-def _running_rebuild(connection: redis.Redis) -> Job | None:
-    holder = connection.get(REBUILD_LOCK_KEY)
-    if holder is None:
-        return None
-    try:
-        job = Job.fetch(holder.decode(), connection=connection)
-    except NoSuchJobError:
-        job = None
-    if job is not None and job.get_status() in ACTIVE_JOB_STATES:
-        return job
-    # the holder finished, failed or vanished without releasing: free the lock (if unchanged)
-    with connection.pipeline() as pipe:
-        try:
-            pipe.watch(REBUILD_LOCK_KEY)
-            if pipe.get(REBUILD_LOCK_KEY) == holder:
-                pipe.multi()
-                pipe.delete(REBUILD_LOCK_KEY)
-                pipe.execute()
-        except redis.WatchError:
-            pass
-    return None
-
-
 def _accepted(job_id: str) -> JSONResponse:
     url = f"{INGEST_PATH}/{job_id}"
     body = IngestAccepted(job_id=job_id, status_url=url).model_dump()
     return JSONResponse(body, status_code=202, headers={"Location": url})
 
 
-@router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted)
-def rebuild(connection: RedisDep, queue: IngestQueueDep):
+@router.post(
+    "/ingest",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestAccepted,
+    responses={409: {}, 503: {}, 507: {}},
+)
+def rebuild(connection: RedisDep, queue: IngestQueueDep, settings: SettingsDep):
     """Re-ingest every document into a fresh collection (one rebuild at a time: a second
-    request while one runs returns the running job)."""
+    request while one runs returns the running job; refused with 507 when the new collection
+    would not fit next to the current one)."""
+    lock = RebuildLock(connection)
     try:
-        running = _running_rebuild(connection)
+        running = lock.running()
         if running is not None:
             return _accepted(running.id)
+        problem = rebuild_space_problem(settings.VECTOR_STORE_PATH)
+        if problem is not None:
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, problem)
         job_id = f"rebuild-{uuid.uuid4().hex}"
-        if not connection.set(REBUILD_LOCK_KEY, job_id, nx=True, ex=REBUILD_JOB_TIMEOUT):
-            running = _running_rebuild(connection)
+        if not lock.acquire(job_id):
+            running = lock.running()
             if running is not None:
                 return _accepted(running.id)
             raise HTTPException(409, "another rebuild is starting; try again in a moment")
+        retry = ingest_retry(settings)  # a restarted worker's rebuild resumes from its phase
         queue.enqueue(
             REBUILD_JOB,
             job_id=job_id,
             job_timeout=REBUILD_JOB_TIMEOUT,
+            retry=retry if retry.max else None,
             description="rebuild the vector store from every stored document",
         )
     except redis.RedisError:
