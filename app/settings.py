@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     MAX_INGEST_QUEUE_DEPTH: int = Field(default=200, ge=1)
     INGEST_MAX_MEMORY_MB: int = Field(default=1024, ge=128)
     INGEST_MAX_CPU_SECONDS: int = Field(default=600, ge=1)
-    INGEST_MAX_WALL_SECONDS: int = Field(default=1200, ge=1)
+    # below the ingest job's 1,800 s timeout (app.ingest.queueing), with time left to embed
+    INGEST_MAX_WALL_SECONDS: int = Field(default=1200, ge=1, le=1500)
     INGEST_MAX_OUTPUT_MB: int = Field(default=64, ge=1)
     INGEST_MAX_EXPANDED_MB: int = Field(default=200, ge=1)
     INGEST_MAX_COMPRESSION_RATIO: int = Field(default=100, ge=2)
