@@ -108,3 +108,18 @@ def test_the_reconciler_fails_a_document_whose_job_failed_without_updating_it(en
     assert store.get(meta.id).error == (
         "ingestion failed: ValueError: invalid literal for int() with base 10: 'not a number'"
     )
+
+
+def test_the_collector_reports_the_ingest_queue_next_to_the_chat_queue(env) -> None:
+    from app.contracts import METRIC_RQ_JOBS, QUEUE_NAME
+    from app.metrics import FlowchatCollector
+
+    store, queue, settings = env
+    enqueue_ingest(queue, settings, upload(store).id)
+    families = {f.name: f for f in FlowchatCollector(queue.connection, QUEUE_NAME, None).collect()}
+    queued = {
+        s.labels["queue"]: s.value
+        for s in families[METRIC_RQ_JOBS].samples
+        if s.labels["status"] == "queued"
+    }
+    assert queued == {QUEUE_NAME: 0, INGEST_QUEUE_NAME: 1}  # MAX_QUEUE_DEPTH's queue is empty
