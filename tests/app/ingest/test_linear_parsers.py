@@ -45,7 +45,7 @@ def test_atx_headings_parse_like_the_old_regex(line: str) -> None:
     assert atx_heading(line) == expected
 
 
-def _best_time(parse: Callable[[], object], repeat: int, runs: int = 5) -> float:
+def _best_time(parse: Callable[[], object], repeat: int, runs: int = 3) -> float:
     """Best CPU time of ``repeat`` parses over a few runs, without the garbage collector
     (other processes' load and a collection landing in one run are the noise)."""
     best = float("inf")
