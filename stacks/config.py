@@ -190,14 +190,63 @@ class AzureConfig(_Model):
     resource_group: str | None = None
     location: str = "westeurope"
     tenant_id: str | None = None
+    # None: the azure-native provider reads ARM_SUBSCRIPTION_ID (the deploy job's env)
+    subscription_id: str | None = None
     vault_name: str | None = None  # default: app.contracts.key_vault_name(stack)
     create_vault: bool = True  # false: use an existing vault called vault_name
-    workload_identity_client_id: str | None = None  # for External Secrets' service account
+    # Existing identity for External Secrets (teams that manage IAM elsewhere): its client id.
+    # None: the program creates a user-assigned identity + federated credential + role assignment.
+    workload_identity_client_id: str | None = None
+    # The AKS cluster's OIDC issuer URL (az aks show --query oidcIssuerProfile.issuerUrl); needed
+    # for the federated credential the program creates.
+    oidc_issuer_url: str | None = None
+    # Principal (object id) of the rotation identity (ops.rotate_credentials in CI): gets
+    # "Key Vault Secrets Officer" on the vault. None: no writer grant (rotation cannot write).
+    rotation_principal_id: str | None = None
 
 
 class AwsConfig(_Model):
     region: str = "eu-west-1"
-    role_arn: str | None = None  # IRSA role External Secrets assumes to read the entries
+    # Existing IRSA role External Secrets assumes (teams that manage IAM elsewhere). None: the
+    # program creates the role from the EKS OIDC provider below.
+    role_arn: str | None = None
+    # The EKS cluster's IAM OIDC provider (ARN) and its issuer without https://
+    # (aws eks describe-cluster --query cluster.identity.oidc.issuer).
+    oidc_provider_arn: str | None = None
+    oidc_issuer: str | None = None
+
+
+class GrafanaConfig(_Model):
+    """The Grafana instance alerts and the dashboard go to (explicit provider config).
+
+    `auth` (a service-account token, or user:password) is secret config `flowchat:grafanaAuth`,
+    delivered by the stack's ESC environment; never committed.
+    """
+
+    url: str | None = None
+    org_id: int | None = Field(None, ge=1)
+    auth: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class AddonsConfig(_Model):
+    """Cluster add-ons the stack relies on; defaults match kube-prometheus-stack and KEDA's chart.
+
+    AKS's KEDA add-on runs in kube-system; a managed Grafana generates its own datasource uid.
+    """
+
+    keda_namespace: str = "keda"
+    ingress_namespace: str = "ingress-nginx"  # where the ingress controller's pods run
+    prober_url: str = "blackbox-exporter.monitoring.svc:9115"
+    prometheus_datasource_uid: str = "prometheus"
+    # labels kube-prometheus-stack's Prometheus selects ServiceMonitors / Probes by
+    monitor_labels: dict[str, str] = {"release": "kube-prometheus-stack"}
 
 
 class AlertingConfig(_Model):
@@ -249,7 +298,11 @@ class StackConfig(_Model):
     hostname: str
     ingress_class: str = "nginx"
     tls_issuer: str | None = None  # cert-manager ClusterIssuer; None: no TLS block
+    # None (normal): the Kubernetes provider reads KUBECONFIG, which the deploy job's cluster
+    # credentials step sets before `pulumi up`. A secret kubeconfig here overrides that.
     kubeconfig: SecretStr | None = None
+    grafana: GrafanaConfig = GrafanaConfig()
+    addons: AddonsConfig = AddonsConfig()
     azure: AzureConfig = AzureConfig()
     aws: AwsConfig = AwsConfig()
     flow: FlowConfig = FlowConfig()
@@ -298,10 +351,13 @@ class StackConfig(_Model):
 # Top-level keys whose value is a JSON object (the CLI hands structured config over as JSON).
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
-    | {"thresholds", "alerting"}
+    | {"thresholds", "alerting", "grafana", "addons"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
+GRAFANA_AUTH_KEY = "grafanaAuth"  # Grafana service-account token, always secret config
+# Keys that are secret config, delivered by the stack's ESC environment (never committed).
+SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, "kubeconfig")
 
 
 def _top_level_keys() -> list[str]:
@@ -369,7 +425,7 @@ def parse_config(
     data: dict[str, Any] = {"stack": stack}
     known = set(_top_level_keys())
     for key, value in raw.items():
-        if key == ALERTING_SECRET_KEY:
+        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY):
             continue
         if key not in known:
             problems.append(f"flowchat:{key}: is not a known setting")
@@ -391,6 +447,8 @@ def parse_config(
         kind = alerting.get("type", "email")
         alerting["integrationKey" if kind == "pagerduty" else "url"] = raw[ALERTING_SECRET_KEY]
         data["alerting"] = alerting
+    if GRAFANA_AUTH_KEY in raw:
+        data["grafana"] = {**(data.get("grafana") or {}), "auth": raw[GRAFANA_AUTH_KEY]}
     if problems:
         raise ConfigError(problems)
     try:
@@ -399,7 +457,7 @@ def parse_config(
         for err in exc.errors():
             loc = tuple(err["loc"])
             secret = bool(loc) and (str(loc[0]) in secret_keys or loc[0] == "kubeconfig")
-            secret = secret or any(part in {"url", "integrationKey"} for part in loc)
+            secret = secret or any(part in {"url", "integrationKey", "auth"} for part in loc)
             problems.append(f"flowchat:{_key_path(loc) or 'config'}: {_describe(err, secret)}")
         raise ConfigError(problems) from None
     problems.extend(_cloud_problems(config))
@@ -420,35 +478,36 @@ def _cloud_problems(config: StackConfig) -> list[str]:
 
 
 def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
-    """Secret keys a stack needs that are set by CI (`pulumi config set --secret`), not committed.
+    """Secret keys a stack needs that its ESC environment delivers (never committed).
 
-    The offline preview supplies placeholders for them. Today: `alertingUrl` when the contact
-    point is Slack or PagerDuty.
+    Only the offline preview (stacks.render) supplies placeholders for them; the first-run test
+    reads the ESC definition instead. Today: `grafanaAuth` always, `alertingUrl` when the
+    contact point is Slack or PagerDuty.
     """
+    keys = [GRAFANA_AUTH_KEY]
     try:
         alerting = json.loads(raw.get("alerting", "{}"))
     except json.JSONDecodeError:
-        return []
+        return keys
     if isinstance(alerting, dict) and alerting.get("type") in {"slack", "pagerduty"}:
-        return [ALERTING_SECRET_KEY]
-    return []
+        keys.insert(0, ALERTING_SECRET_KEY)
+    return keys
 
 
 def load_config(project: str = APP_NAME) -> StackConfig:
-    """Read and validate the `flowchat:*` config of the running stack (unknown keys rejected)."""
-    from pulumi.runtime.config import CONFIG, get_config_env
+    """Read and validate the `flowchat:*` config of the running stack through `pulumi.Config`.
 
-    prefix = f"{project}:"
-    present = {k for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)}
-    keys = {*(f"{prefix}{k}" for k in (*_top_level_keys(), ALERTING_SECRET_KEY)), *present}
+    Every known key (and the secret keys of SECRET_CONFIG_KEYS) is read with the public API;
+    keys the CLI marks secret are never echoed in error messages.
+    """
+    cfg = pulumi.Config(project)
     raw: dict[str, str] = {}
     secret: set[str] = set()
-    for full in sorted(keys):
-        value = pulumi.runtime.get_config(full)
+    for key in dict.fromkeys((*_top_level_keys(), *SECRET_CONFIG_KEYS)):
+        value = cfg.get(key)
         if value is None:
             continue
-        key = full.removeprefix(prefix)
         raw[key] = value
-        if pulumi.runtime.is_config_secret(full):
+        if key in SECRET_CONFIG_KEYS or pulumi.runtime.is_config_secret(f"{project}:{key}"):
             secret.add(key)
     return parse_config(pulumi.get_stack(), raw, frozenset(secret))

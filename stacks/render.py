@@ -172,15 +172,42 @@ def stack_config(
     return values, sorted(secret)
 
 
+# What the real providers compute for the outputs the program reads (mock values).
+MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
+
+
+def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs a provider computes that the program reads (ids, ARNs, principal ids)."""
+    outputs = dict(inputs)
+    if typ.startswith("aws:"):
+        outputs.setdefault("arn", f"arn:aws:mock:::{name}")
+    if typ == "azure-native:managedidentity:UserAssignedIdentity":
+        outputs.setdefault("name", inputs.get("resourceName", name))
+        outputs.setdefault("principalId", f"principal-of-{name}")
+        outputs.setdefault("clientId", f"client-of-{name}")
+    if typ == "azure-native:keyvault:Vault":
+        outputs.setdefault(
+            "id",
+            f"/subscriptions/{MOCK_SUBSCRIPTION}/resourceGroups/"
+            f"{inputs.get('resourceGroupName')}/providers/Microsoft.KeyVault/vaults/"
+            f"{inputs.get('vaultName')}",
+        )
+    return outputs
+
+
+def mock_call(token: str) -> dict[str, Any]:
+    if token == "azure-native:authorization:getClientConfig":
+        return {"subscriptionId": MOCK_SUBSCRIPTION, "tenantId": "", "objectId": "", "clientId": ""}
+    return {}
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-        outputs = dict(args.inputs)
-        if args.typ.startswith("aws:"):
-            outputs.setdefault("arn", f"arn:aws:mock:::{args.name}")
-        return f"{args.name}-id", outputs
+        outputs = mock_outputs(args.typ, args.name, args.inputs)
+        return outputs.pop("id", f"{args.name}-id"), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
-        return {}, None
+        return mock_call(args.token), []
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):

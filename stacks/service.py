@@ -57,7 +57,6 @@ DOCUMENTS_PVC = f"{APP_NAME}-documents"
 APP_UID = 10001  # the user of the flowchat image (Dockerfile)
 REDIS_UID = 999  # the redis image's user
 CHROMA_UID = 1000
-KEDA_NAMESPACE = "keda"  # the KEDA operator reads the queue length from Redis itself
 API_PORT_NAME = "http"  # the API Service's port; the ServiceMonitor scrapes it by this name
 METRICS_SCRAPE_INTERVAL = "30s"
 
@@ -373,7 +372,13 @@ class Service(pulumi.ComponentResource):
             f"{self._name}-api-metrics",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
-            metadata=self._meta(API_DEPLOYMENT, "api"),
+            metadata={
+                **self._meta(API_DEPLOYMENT, "api"),
+                "labels": {
+                    **labels(config.stack, "api"),
+                    **config.addons.monitor_labels,  # what the cluster's Prometheus selects
+                },
+            },
             spec={
                 "selector": {"matchLabels": selector_labels(config.stack, "api")},
                 "namespaceSelector": {"matchNames": [config.namespace]},
@@ -498,7 +503,9 @@ class Service(pulumi.ComponentResource):
             }
         }
         keda = {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": KEDA_NAMESPACE}}
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": self._config.addons.keda_namespace}
+            }
         }
         rules: list[tuple[str, Component, int, list[dict[str, object]]]] = [
             (REDIS_NAME, "redis", REDIS_PORT, [clients, keda]),
