@@ -44,6 +44,9 @@ class RenderedResource(BaseModel):
     inputs: dict[str, Any]
     urn: str
     parent_urn: str | None = None
+    custom: bool = True  # False: a component
+    provider: str | None = None  # explicit provider reference ("<urn>::<id>"), None: default
+    dependencies: list[str] = []  # URNs this resource waits for (depends_on, expanded)
 
 
 class Violation(BaseModel):
@@ -126,13 +129,27 @@ def _set_path(values: dict[str, str], key: str, raw: str) -> None:
     values[full] = json.dumps(obj)
 
 
+def load_stack_file(stack: str, project_dir: Path = REPO_ROOT) -> dict[str, Any]:
+    """The parsed `Pulumi.<stack>.yaml` (StackNotFoundError when there is none)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise StackNotFoundError(f"no stack file {path.name} in {project_dir}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def stack_config(
     stack: str,
     *,
     config_overrides: Mapping[str, str] | None = None,
     project_dir: Path = REPO_ROOT,
+    offline_secrets: bool = True,
+    stack_doc: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """The config map the CLI would hand the program, and the keys that are (placeholder) secrets.
+
+    `offline_secrets=False` adds no placeholder for the secret keys the ESC environment delivers
+    (the first-run test supplies them from the ESC definition instead). `stack_doc` replaces the
+    parsed stack file.
 
     Overrides: `"flowchat:thresholds"` (or `"thresholds"`) replaces a whole key with the given
     string (objects as JSON); `"thresholds.queueDepth"` sets one field inside an object, like
@@ -147,10 +164,9 @@ def stack_config(
             values[_qualify(key, project)] = _config_string(decl.get("default", decl.get("value")))
         elif not isinstance(decl, dict):
             values[_qualify(key, project)] = _config_string(decl)
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise StackNotFoundError(f"no stack file {path.name} in {project_dir}")
-    for key, value in ((yaml.safe_load(path.read_text()) or {}).get("config") or {}).items():
+    if stack_doc is None:
+        stack_doc = load_stack_file(stack, project_dir)
+    for key, value in (stack_doc.get("config") or {}).items():
         value, is_secret = _strip_secure(value)
         full = _qualify(key, project)
         values[full] = _config_string(value)
@@ -164,7 +180,7 @@ def stack_config(
             values[full] = value
     prefix = f"{project}:"
     unqualified = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
-    for key in offline_secret_keys(unqualified):
+    for key in offline_secret_keys(unqualified) if offline_secrets else ():
         full = f"{prefix}{key}"
         if full not in values:
             values[full] = SECRET_PLACEHOLDER
@@ -216,6 +232,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.rendered: list[RenderedResource] = []
+        self.invokes: list[tuple[str, str]] = []  # (token, provider reference)
+
+    def Invoke(self, request: Any) -> Any:
+        self.invokes.append((request.tok, request.provider))
+        return super().Invoke(request)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -228,6 +249,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     inputs=plain(raw),
                     urn=response.urn,
                     parent_urn=request.parent or None,
+                    custom=request.custom,
+                    provider=request.provider or None,
+                    dependencies=list(request.dependencies),
                 )
             )
         return response
@@ -240,20 +264,32 @@ def render_program(
     config: Mapping[str, str],
     secret_keys: list[str] | None = None,
     project: str = PROJECT,
+    mocks: pulumi.runtime.Mocks | None = None,
+    preview: bool = False,
+    invokes: list[tuple[str, str]] | None = None,
 ) -> list[RenderedResource]:
-    """Run `program` under mocks with `config` (the CLI's string map); resources sorted."""
+    """Run `program` under `mocks` (default: offline mocks) with `config` (the CLI's string map).
+
+    `preview=True` runs with the engine's preview semantics (outputs a provider computes may be
+    unknown). `invokes` (when given) receives every (token, provider) the program invoked.
+    Resources come back sorted by (type, name).
+    """
     with _LOCK:
         for var in ("PULUMI_PROJECT", "PULUMI_STACK", "PULUMI_DRY_RUN", "PULUMI_CONFIG"):
             os.environ.pop(var, None)
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
-        monitor = _RecordingMonitor(_Mocks())
+        monitor = _RecordingMonitor(mocks or _Mocks())
         pulumi.runtime.set_mocks(
-            monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor
+            monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor
         )
-        pulumi.runtime.test(program)()
+        try:
+            pulumi.runtime.test(program)()
+        finally:
+            pulumi_settings.ROOT.set(None)
         resources = list(monitor.rendered)
-        pulumi_settings.ROOT.set(None)
+        if invokes is not None:
+            invokes.extend(monitor.invokes)
     return sorted(resources, key=lambda r: (r.type, r.name))
 
 

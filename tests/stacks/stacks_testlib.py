@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:
 
 from stacks.config import load_config  # noqa: E402
 from stacks.kube import KubeNamespace  # noqa: E402
+from stacks.providers import make_providers  # noqa: E402
 from stacks.render import RenderedResource, render_program, stack_config  # noqa: E402
 from stacks.secrets import Secrets, SecretsArgs  # noqa: E402
 from stacks.service import Service, ServiceArgs  # noqa: E402
@@ -32,9 +33,10 @@ COMBOS = [(stack, cloud) for stack in STACKS for cloud in CLOUDS]
 
 def components_program() -> None:
     config = load_config()
-    kube = KubeNamespace("flowchat", config)
-    secrets = Secrets("flowchat", SecretsArgs(config, kube))
-    Service("flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets,)))
+    providers = make_providers("flowchat", config)
+    kube = KubeNamespace("flowchat", config, providers.kubernetes)
+    secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
+    Service("flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets.external_secret,)))
 
 
 def render_components(
