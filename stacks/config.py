@@ -469,10 +469,21 @@ def parse_config(
 def _cloud_problems(config: StackConfig) -> list[str]:
     problems = []
     if config.cloud == "azure":
-        for field in ("resource_group", "tenant_id"):
+        required = ["resource_group", "tenant_id"]
+        if not config.azure.workload_identity_client_id:
+            required.append("oidc_issuer_url")  # for the federated credential the stack creates
+        for field in required:
             if not getattr(config.azure, field):
                 problems.append(
                     f"flowchat:azure.{to_camel(field)}: is required when cloud is azure"
+                    + ("" if field != "oidc_issuer_url" else " (or azure.workloadIdentityClientId)")
+                )
+    if config.cloud == "aws" and not config.aws.role_arn:
+        for field in ("oidc_provider_arn", "oidc_issuer"):
+            if not getattr(config.aws, field):
+                problems.append(
+                    f"flowchat:aws.{to_camel(field)}: is required when cloud is aws "
+                    "(or aws.roleArn, an existing IRSA role)"
                 )
     return problems
 

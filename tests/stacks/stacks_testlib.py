@@ -23,10 +23,20 @@ from stacks.service import Service, ServiceArgs  # noqa: E402
 
 STACKS = ("staging", "prod")
 CLOUDS = ("azure", "aws")
-AZURE = {"resourceGroup": "rg-flowchat-test", "tenantId": "11111111-2222-3333-4444-555555555555"}
+AZURE = {
+    "resourceGroup": "rg-flowchat-test",
+    "tenantId": "11111111-2222-3333-4444-555555555555",
+    "oidcIssuerUrl": "https://westeurope.oic.prod-aks.azure.com/tenant/cluster/",
+    "rotationPrincipalId": "99999999-2222-3333-4444-555555555555",
+}
+AWS = {
+    "region": "eu-central-1",
+    "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.example/id/T",
+    "oidcIssuer": "oidc.eks.example/id/T",
+}
 CLOUD_OVERRIDES = {
     "azure": {"cloud": "azure", "azure": json.dumps(AZURE)},
-    "aws": {"cloud": "aws", "aws": json.dumps({"region": "eu-central-1"})},
+    "aws": {"cloud": "aws", "aws": json.dumps(AWS)},
 }
 COMBOS = [(stack, cloud) for stack in STACKS for cloud in CLOUDS]
 

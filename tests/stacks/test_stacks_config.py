@@ -12,7 +12,7 @@ from stacks.config import ConfigError, StackConfig, parse_config
 from stacks.render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
-AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t"})
+AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://i/"})
 BASE = {
     "hostname": "chat.example.com",
     "azure": AZURE,
@@ -72,8 +72,42 @@ def test_bad_values_are_rejected_naming_the_key(raw: dict[str, str], message: st
 
 
 def test_aws_does_not_need_azure_settings() -> None:
-    config = parse(cloud="aws", azure="{}")
+    config = parse(cloud="aws", azure="{}", aws=json.dumps({"roleArn": "arn:aws:iam::1:role/r"}))
     assert config.cloud == "aws" and config.aws.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcProviderArn: is required"),
+        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcIssuer: is required"),
+        (
+            {"azure": json.dumps({"resourceGroup": "rg", "tenantId": "t"})},
+            "flowchat:azure.oidcIssuerUrl: is required",
+        ),
+        ({"grafana": json.dumps({"url": "grafana.example.com"})}, "flowchat:grafana.url"),
+    ],
+)
+def test_identity_inputs_are_required_unless_an_existing_identity_is_given(
+    raw: dict[str, str], message: str
+) -> None:
+    """The stack creates External Secrets' identity from the cluster's OIDC issuer: without it
+    (and without an existing identity) the first run would fail at the cloud, so config fails."""
+    assert message in error_of(**raw)
+    if "azure" in raw and "cloud" not in raw:
+        existing = json.dumps(
+            {"resourceGroup": "rg", "tenantId": "t", "workloadIdentityClientId": "c"}
+        )
+        assert parse(azure=existing).azure.workload_identity_client_id == "c"
+
+
+def test_grafana_auth_is_secret_config_merged_and_never_echoed() -> None:
+    config = parse_config(
+        "staging", {**BASE, "grafanaAuth": "glsa_token"}, frozenset({"grafanaAuth"})
+    )
+    assert config.grafana.auth is not None
+    assert config.grafana.auth.get_secret_value() == "glsa_token"
+    assert "glsa_token" not in repr(config)
 
 
 def test_secret_values_are_not_echoed() -> None:
@@ -115,8 +149,9 @@ def test_stack_files_parse_and_commit_no_secrets(stack: str) -> None:
     text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
     assert "secure:" not in text
     values, secret = stack_config(stack)
-    assert secret == ["flowchat:alertingUrl"]  # set by CI, a placeholder offline
-    raw = {k.removeprefix("flowchat:"): v for k, v in values.items()}
+    # delivered by the stack's ESC environment, a placeholder offline
+    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth"]
+    raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
     config = parse_config(stack, raw, frozenset({"alertingUrl"}))
     assert config.stack == stack
 
@@ -125,13 +160,18 @@ def test_stacks_differ_where_they_should() -> None:
     configs = {}
     for stack in ("staging", "prod"):
         values, _ = stack_config(stack)
-        raw = {k.removeprefix("flowchat:"): v for k, v in values.items()}
+        raw = {
+            k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")
+        }
         configs[stack] = parse_config(stack, raw, frozenset({"alertingUrl"}))
     staging, prod = configs["staging"], configs["prod"]
     assert (staging.cloud, prod.cloud) == ("azure", "aws")
     assert staging.api.replicas == 1 and prod.api.replicas == 3
     assert staging.hostname != prod.hostname
     assert (staging.alerting.type, prod.alerting.type) == ("slack", "pagerduty")
+    # AKS's KEDA add-on runs in kube-system; the KEDA chart on EKS in keda
+    assert (staging.addons.keda_namespace, prod.addons.keda_namespace) == ("kube-system", "keda")
+    assert staging.grafana.url != prod.grafana.url
 
 
 def test_overrides_replace_keys_or_set_paths() -> None:

@@ -63,7 +63,9 @@ def test_overrides_switch_cloud_and_tighten_thresholds() -> None:
         "prod",
         config_overrides={
             "flowchat:cloud": "azure",
-            "flowchat:azure": json.dumps({"resourceGroup": "rg", "tenantId": "t"}),
+            "flowchat:azure": json.dumps(
+                {"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://issuer/"}
+            ),
             "thresholds.healthProbeIntervalSeconds": "20",
         },
     )
@@ -84,7 +86,11 @@ def test_overrides_switch_cloud_and_tighten_thresholds() -> None:
 def test_cli_set_overrides_reach_the_report(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     code = preview.main(
-        ["--stack", "staging", "--set", "api.replicas=2", "--set", "cloud=aws", "--json", str(path)]
+        [
+            *("--stack", "staging", "--set", "api.replicas=2", "--set", "cloud=aws"),
+            *("--set", "aws.roleArn=arn:aws:iam::123456789012:role/existing"),
+            *("--json", str(path)),
+        ]
     )
     assert code == 0
     report = json.loads(path.read_text())
