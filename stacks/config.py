@@ -154,6 +154,27 @@ class WorkerConfig(_Model):
         return self
 
 
+class IngestWorkerConfig(_Model):
+    """Ingestion workers (`python -m app.ingest.worker --workers N` on the ingest queue)."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    workers_per_pod: int = Field(1, ge=1)  # --workers
+    # one replica per this many ingest jobs, waiting or running
+    jobs_per_replica: int = Field(2, ge=1)
+    # long enough for an OCR job to finish after SIGTERM (the worker drains, then exits)
+    termination_grace_seconds: int = Field(1800, ge=30)
+    resources: Resources = Resources(memory_request="1Gi", memory_limit="3Gi")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> IngestWorkerConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            )
+        return self
+
+
 class RedisConfig(_Model):
     image: PinnedImage = "redis:7.2.5"
     volume_size: Quantity = "2Gi"
@@ -243,6 +264,8 @@ class AddonsConfig(_Model):
 
     keda_namespace: str = "keda"
     ingress_namespace: str = "ingress-nginx"  # where the ingress controller's pods run
+    # where Prometheus and the blackbox exporter run (they scrape / probe the API Service)
+    monitoring_namespace: str = "monitoring"
     prober_url: str = "blackbox-exporter.monitoring.svc:9115"
     prometheus_datasource_uid: str = "prometheus"
     # labels kube-prometheus-stack's Prometheus selects ServiceMonitors / Probes by
@@ -282,6 +305,51 @@ class AlertingConfig(_Model):
         return self
 
 
+# Settings the stack derives itself (service URLs, secrets, the queue): never in `env`.
+STACK_OWNED_ENV = frozenset(
+    {
+        "REDIS_URL",
+        "CHROMA_URL",
+        "RQ_QUEUE",
+        "FLOW_BASE_URL",
+        "FLOW_APP_TO_ACCESS",
+        "FLOW_MODEL",
+        "DOCUMENTS_PATH",
+        "MAX_QUEUE_DEPTH",
+        "API_KEYS",
+        "API_KEYS_FILE",
+    }
+)
+FORBIDDEN_ENV = {
+    "ALLOW_ANONYMOUS_CHAT": "never set in a stack: a deployed API refuses chat without a key",
+}
+
+
+def validate_app_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` entries are app.settings.Settings fields with values Settings accepts."""
+    from app.settings import Settings  # the service's own settings model
+
+    problems = []
+    for name in env:
+        if name in FORBIDDEN_ENV:
+            problems.append(f"{name} is {FORBIDDEN_ENV[name]}")
+        elif name in STACK_OWNED_ENV:
+            problems.append(f"{name} is set by the stack itself")
+        elif name not in Settings.model_fields:
+            problems.append(f"{name} is not an app setting (app.settings.Settings)")
+        elif "SecretStr" in str(Settings.model_fields[name].annotation):
+            problems.append(f"{name} is a secret: it comes from the secret manager")
+    if problems:
+        raise ValueError("; ".join(problems))
+    try:
+        Settings.model_validate(dict(env))
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+    return dict(env)
+
+
 class StackConfig(_Model):
     """All `flowchat:*` settings of one stack."""
 
@@ -291,6 +359,7 @@ class StackConfig(_Model):
     image: ImageConfig = ImageConfig()
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
+    ingest_worker: IngestWorkerConfig = IngestWorkerConfig()
     redis: RedisConfig = RedisConfig()
     chroma: ChromaConfig = ChromaConfig()
     documents: DocumentsConfig = DocumentsConfig()
@@ -310,7 +379,23 @@ class StackConfig(_Model):
     alerting: AlertingConfig  # required: every stack says where its alerts go
     # Pod-template annotation value; ops.rotate_credentials bumps it (see stacks/service.py).
     credentials_version: str = "0"
+    # Extra app settings for the API and worker containers (app.settings.Settings names, e.g.
+    # CHUNK_SIZE), validated against Settings; names the stack sets itself are refused.
+    env: dict[str, str] = {}
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _stringify_env(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {
+                str(k): (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in value.items()
+            }
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return validate_app_env(value)
     @field_validator("hostname")
     @classmethod
     def _check_hostname(cls, value: str) -> str:
@@ -351,7 +436,7 @@ class StackConfig(_Model):
 # Top-level keys whose value is a JSON object (the CLI hands structured config over as JSON).
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
-    | {"thresholds", "alerting", "grafana", "addons"}
+    | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
