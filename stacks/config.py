@@ -267,6 +267,8 @@ class AddonsConfig(_Model):
     # where Prometheus and the blackbox exporter run (they scrape / probe the API Service)
     monitoring_namespace: str = "monitoring"
     prober_url: str = "blackbox-exporter.monitoring.svc:9115"
+    # Prometheus KEDA asks for the ingest queue's waiting + running jobs (kube-prometheus-stack)
+    prometheus_url: str = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
     prometheus_datasource_uid: str = "prometheus"
     # labels kube-prometheus-stack's Prometheus selects ServiceMonitors / Probes by
     monitor_labels: dict[str, str] = {"release": "kube-prometheus-stack"}
@@ -396,6 +398,7 @@ class StackConfig(_Model):
     @classmethod
     def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
         return validate_app_env(value)
+
     @field_validator("hostname")
     @classmethod
     def _check_hostname(cls, value: str) -> str:

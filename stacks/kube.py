@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from app.contracts import APP_NAME
 from stacks.config import StackConfig
 
-Component = Literal["api", "worker", "redis", "chroma", "secrets"]
+Component = Literal["api", "worker", "ingest-worker", "redis", "chroma", "secrets"]
 
 
 def selector_labels(stack: str, component: Component) -> dict[str, str]:
