@@ -62,8 +62,8 @@ CHROMA_PORT = 8000
 CHROMA_DATA_DIR = "/data"  # chromadb/chroma 1.x persist path
 DOCUMENTS_PVC = f"{APP_NAME}-documents"
 APP_UID = 10001  # the user of the flowchat image (Dockerfile)
-REDIS_UID = 999  # the redis image's user
-CHROMA_UID = 1000
+REDIS_UID = 10999  # > 10000 (no clash with host users); the redis image runs as any uid
+CHROMA_UID = 11000  # > 10000; chroma writes only /data (fsGroup) and /tmp
 API_PORT_NAME = "http"  # the API Service's port; the ServiceMonitor scrapes it by this name
 METRICS_SCRAPE_INTERVAL = "30s"
 # what the Ingress routes: the API, the OpenAI-compatible API, the page and its assets
