@@ -28,16 +28,6 @@ import yaml
 
 from app.contracts import EXTERNAL_SECRET
 from stacks.config import ConfigError, load_config
-from stacks.render import (
-    PROJECT,
-    REPO_ROOT,
-    RenderedResource,
-    load_stack_file,
-    mock_call,
-    mock_outputs,
-    render_program,
-    stack_config,
-)
 from stacks.secrets import (
     AWS_TOKEN_AUDIENCE,
     AZURE_TOKEN_AUDIENCE,
@@ -48,6 +38,16 @@ from stacks.secrets import (
     WAIT_FOR_ANNOTATION,
     WAIT_FOR_READY,
     service_account_subject,
+)
+from stacktools.render import (
+    PROJECT,
+    REPO_ROOT,
+    RenderedResource,
+    load_stack_file,
+    mock_call,
+    mock_outputs,
+    render_program,
+    stack_config,
 )
 from stacktools.workflow_model import KUBELOGIN, PULUMI_LOGIN, PulumiStep
 

@@ -185,3 +185,42 @@ def test_overrides_replace_keys_or_set_paths() -> None:
     assert thresholds["queueDepthFor"] == "5m"  # the rest of the object is kept
     values, _ = stack_config("staging", config_overrides={"thresholds": '{"queueDepth": 50}'})
     assert json.loads(values["flowchat:thresholds"]) == {"queueDepth": 50}
+
+
+def test_requirements_txt_covers_the_program_with_pyproject_bounds() -> None:
+    """`pulumi install` on a fresh clone installs requirements.txt: every third-party module the
+    program imports is there, with the bounds pyproject.toml gives it."""
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+    import tomllib
+
+    reqs = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name = re.split(r"[<>=!\[]", line, maxsplit=1)[0]
+            reqs[name.lower().replace("_", "-")] = line
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = [*project["dependencies"], *project["optional-dependencies"]["infra"]]
+    pinned = {
+        re.split(r"[<>=!\[]", s, maxsplit=1)[0].lower(): s.split("#")[0].strip() for s in specs
+    }
+    for name, line in reqs.items():
+        assert pinned.get(name) == line, name
+    files = [ROOT / "__main__.py", ROOT / "app" / "contracts.py", ROOT / "app" / "settings.py"]
+    files += sorted((ROOT / "stacks").glob("*.py"))
+    modules = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"app", "stacks", "stacktools"}
+    third_party -= {"__future__"}
+    dists = importlib.metadata.packages_distributions()
+    for module in sorted(third_party):
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [])}
+        assert names & set(reqs), f"{module} ({names}) is not in requirements.txt"
