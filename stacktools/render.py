@@ -218,7 +218,16 @@ def mock_call(token: str) -> dict[str, Any]:
 
 
 class _Mocks(pulumi.runtime.Mocks):
+    """Offline mocks. With `unknowns`, a new resource's outputs are only its inputs, as in a
+    real preview of a resource that does not exist yet: ids, ARNs and principal ids stay
+    unknown, so the program must not depend on their values to plan."""
+
+    def __init__(self, unknowns: bool = False) -> None:
+        self.unknowns = unknowns
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        if self.unknowns:
+            return None, dict(args.inputs)
         outputs = mock_outputs(args.typ, args.name, args.inputs)
         return outputs.pop("id", f"{args.name}-id"), outputs
 
@@ -298,8 +307,14 @@ def render_stack(
     *,
     config_overrides: dict[str, str] | None = None,
     project_dir: Path = REPO_ROOT,
+    preview: bool = True,
 ) -> list[RenderedResource]:
-    """Render `Pulumi.<stack>.yaml` through the project's `__main__.py` under mocks."""
+    """Render `Pulumi.<stack>.yaml` through the project's `__main__.py` under mocks.
+
+    `preview=True` (the default, what `stacks.preview` shows): the engine's preview semantics,
+    every output a provider computes is unknown ("[unknown]" in the inputs that use it).
+    `preview=False`: the values of an `up`, with mock ids, ARNs and principal ids.
+    """
     values, secret = stack_config(stack, config_overrides=config_overrides, project_dir=project_dir)
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
@@ -308,4 +323,11 @@ def render_stack(
     def program() -> None:
         runpy.run_path(str(main), run_name="__main__")
 
-    return render_program(program, stack=stack, config=values, secret_keys=secret)
+    return render_program(
+        program,
+        stack=stack,
+        config=values,
+        secret_keys=secret,
+        mocks=_Mocks(unknowns=preview),
+        preview=preview,
+    )
