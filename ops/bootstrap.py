@@ -5,13 +5,14 @@
 
 `plan` prints, in order, every command a platform engineer runs once per stack before the first
 deploy (docs/first-deployment.md): Pulumi Cloud trusts GitHub's OIDC tokens, the stack and its
-ESC environment exist (the environment definition is the committed deploy/esc file), and the
-cloud identity the deploy job logs in as exists with its federated credential. It prints
-commands, it runs none: they need an admin of the Pulumi org and of the cloud account.
+ESC environment exist (the environment definition is the committed deploy/esc file), the cloud
+identity the deploy job logs in as exists with its federated credential, a targeted `pulumi up`
+creates only the secret store and its grants, and `secrets` fills it. It prints commands, it
+runs none: they need an admin of the Pulumi org and of the cloud account.
 
 `secrets` writes the first value of every entry the stack delivers through External Secrets
-(app.contracts.STACK_SECRET_KEYS) that has no value yet, after the first `pulumi up` created the
-vault (Azure) or the entries (AWS). Values come from the environment, never from arguments:
+(app.contracts.STACK_SECRET_KEYS) that has no value yet, after the targeted `pulumi up` created
+the vault (Azure) or the entries (AWS). Values come from the environment, never from arguments:
 FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET, ADMIN_TOKEN and API_KEYS (one key per line) are
 required; REDIS_PASSWORD is generated when unset. An entry that already has a value is left alone
 (change it with ops.rotate_credentials). Every value is checked before anything is written.
@@ -111,11 +112,30 @@ def plan(stack: str, org: str, repo: str) -> list[str]:
             f"gh variable set AWS_REGION --env {env} --body "
             f"{(config.get('flowchat:aws') or {}).get('region', 'eu-west-1')}",
         ]
+    targets = " ".join(f"--target '{urn}'" for urn in secret_store_urns(stack))
     lines += [
-        "# 4. first deploy (merge to main, or run the deploy workflow), then the first secrets:",
+        "# 4. only the secret store and its grants (vault or entries, identity, roles), so the",
+        "#    first values can be written before anything waits for them",
+        f"pulumi up --stack {org}/{APP_NAME}/{stack} --yes {targets}",
+        "# 5. the first value of every entry (values from the environment, see --help)",
         f"python -m ops.bootstrap secrets --stack {stack}",
+        "# 6. merge to main: the deploy workflow runs the full `pulumi up`, the ExternalSecret",
+        "#    syncs, the rollout waits for it, and the smoke test runs",
     ]
     return lines
+
+
+def secret_store_urns(stack: str) -> list[str]:
+    """URNs of the Secrets component's cloud resources (rendered offline under mocks)."""
+    from stacktools.render import render_stack
+
+    return sorted(
+        r.urn
+        for r in render_stack(stack)
+        if r.custom
+        and "flowchat:stacks:Secrets$" in r.urn
+        and r.type.startswith(("azure-native:", "aws:"))
+    )
 
 
 def first_values(env: Mapping[str, str]) -> dict[str, SecretStr]:

@@ -78,12 +78,18 @@ def test_plan_lists_the_one_time_commands_in_order(stack: str, cloud_line: str) 
         f"esc env init acme/flowchat/{stack}",
         f"esc env edit acme/flowchat/{stack} --file deploy/esc/flowchat-{stack}.yaml",
         cloud_line,
+        f"pulumi up --stack acme/flowchat/{stack} --yes --target",
         f"python -m ops.bootstrap secrets --stack {stack}",
     ]
     positions = [text.index(part) for part in order]
     assert positions == sorted(positions)
     env = "staging" if stack == "staging" else "production"
     assert f"repo:acme/flowchat:environment:{env}" in text
+    (up,) = [line for line in lines if line.startswith("pulumi up")]
+    targets = up.split("--target ")[1:]
+    vault_or_entries = "keyvault:Vault" if stack == "staging" else "secretsmanager/secret:Secret"
+    assert any(vault_or_entries in t for t in targets)
+    assert not any("kubernetes:" in t or "grafana:" in t for t in targets)
 
 
 def test_unknown_stack_is_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
