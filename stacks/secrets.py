@@ -5,14 +5,16 @@ Flow credentials, ADMIN_TOKEN, API_KEYS and REDIS_PASSWORD.
 
 Values never flow through Pulumi. The program creates no value at all, so no later change
 (tags, content type, a replacement) can write a placeholder over a real value:
-- `cloud: azure`: the program creates the vault (RBAC) and the grants; `ops.rotate_credentials`
-  creates each entry with its first real value (data plane) and owns every later version.
+- `cloud: azure`: the program creates the vault (RBAC) and the grants; `ops.bootstrap secrets`
+  creates each entry with its first real value (data plane), `ops.rotate_credentials` writes
+  every later version.
 - `cloud: aws`: the program creates each Secrets Manager secret as metadata only (name, tags,
-  description; no SecretVersion), so the IAM policy can name exactly these ARNs; rotation writes
-  the versions.
-Until rotation has written the values the ExternalSecret is not Ready and, because the
-Deployments wait for it (below), `pulumi up` fails with that reason instead of rolling pods
-that cannot start. docs/first-deployment.md runs rotation before the first deploy.
+  description; no SecretVersion), so the IAM policy can name exactly these ARNs;
+  `ops.bootstrap secrets` writes the first version, rotation the later ones.
+Until the values are written the ExternalSecret is not Ready and, because the Deployments wait
+for it (below), `pulumi up` fails with that reason instead of rolling pods that cannot start.
+docs/first-deployment.md writes them (after a targeted `pulumi up` of this component's cloud
+resources) before the first full deploy.
 
 Identity (item 4 of issue 9). Azure: a user-assigned identity, a federated credential for the
 `flowchat-external-secrets` service account (the AKS OIDC issuer), the "Key Vault Secrets User"
