@@ -218,8 +218,9 @@ def test_requirements_txt_covers_the_program_with_pyproject_bounds() -> None:
                 modules |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 modules.add(node.module.split(".")[0])
-    third_party = modules - set(sys.stdlib_module_names) - {"app", "stacks", "stacktools"}
-    third_party -= {"__future__"}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    local = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    third_party = modules - set(sys.stdlib_module_names) - local - {"__future__"}
     dists = importlib.metadata.packages_distributions()
     for module in sorted(third_party):
         names = {d.lower().replace("_", "-") for d in dists.get(module, [])}
