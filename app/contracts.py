@@ -11,6 +11,7 @@ runbook threshold is written exactly once. See ../shared/DESIGN.md, "Contracts".
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from policies.runbook.thresholds import (  # noqa: F401  (re-exported: the shared names)
@@ -77,6 +78,8 @@ WORKER_DEPLOYMENT: Final = "flowchat-worker"
 INGEST_WORKER_DEPLOYMENT: Final = "flowchat-ingest-worker"
 CHROMA_STATEFULSET: Final = "flowchat-chroma"
 CHROMA_PVC: Final = f"data-{CHROMA_STATEFULSET}-0"  # claim template "data", first replica
+# every secret-manager entry a stack delivers through External Secrets (SECRET_KEYS + issue 10's)
+STACK_SECRET_KEYS: Final = (*SECRET_KEYS, API_KEYS_SECRET, REDIS_PASSWORD_SECRET)
 # the value a secret-manager entry holds until ops.rotate_credentials writes a real one; the
 # service treats it as "not set" (an admin token equal to it never opens the admin routes)
 SECRET_PLACEHOLDER: Final = "placeholder: run ops.rotate_credentials"
@@ -98,8 +101,10 @@ def secret_entry_name(cloud: str, stack: str, key: str) -> str:
     AWS Secrets Manager takes ``flowchat/<stack>/FLOW_AGENT_SECRET``; Azure Key Vault names allow
     only letters, digits and dashes, so there it is ``flow-agent-secret`` in the stack's vault.
     """
-    if key not in SECRET_KEYS:
-        raise ValueError(f"unknown secret key {key!r}; expected one of {', '.join(SECRET_KEYS)}")
+    if key not in STACK_SECRET_KEYS:
+        raise ValueError(
+            f"unknown secret key {key!r}; expected one of {', '.join(STACK_SECRET_KEYS)}"
+        )
     if cloud == "aws":
         return f"{APP_NAME}/{stack}/{key}"
     if cloud == "azure":
@@ -108,5 +113,9 @@ def secret_entry_name(cloud: str, stack: str, key: str) -> str:
 
 
 def key_vault_name(stack: str) -> str:
-    """Azure Key Vault of a stack (3-24 characters, letters, digits and dashes)."""
-    return f"{APP_NAME}-{stack}-kv"[:24]
+    """Azure Key Vault of a stack (3-24 characters, letters, digits and dashes, ending in one).
+
+    Long stack names are cut before the `-kv` suffix, never leaving a `-` at the end or `--`.
+    """
+    stem = re.sub(r"-+", "-", f"{APP_NAME}-{stack}")[:21].rstrip("-")
+    return f"{stem}-kv"
