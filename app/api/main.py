@@ -21,6 +21,7 @@ from app.api import chat, documents, health, metrics_route, openai_compat
 from app.flow.client import FlowClient
 from app.metrics import FlowchatCollector
 from app.settings import Settings, get_settings
+from app.web import install as install_web
 
 log = logging.getLogger("flowchat.api")
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for module in (health, chat, documents, metrics_route, openai_compat):
         app.include_router(module.router)
+    install_web(app)  # the chat page at / and its assets under /static
     return app
 
 
