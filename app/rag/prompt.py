@@ -33,6 +33,7 @@ class Source(BaseModel):
     title: str | None = None
     heading: str | None = None
     page: int | None = None
+    chunk: int | None = None  # the passage's number in its document (GET .../passages/{n})
     score: float
     text: str
 
@@ -65,6 +66,7 @@ def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:
                 title=title,
                 heading=heading,
                 page=page or None,
+                chunk=int(meta["chunk"]) if "chunk" in meta else None,
                 score=round(chunk.score, 4),
                 text=displayed_text(chunk.text, title, heading),
             )

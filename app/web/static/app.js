@@ -197,8 +197,8 @@ function renderVotes(turn, jobId) {
     button.setAttribute("aria-pressed", "true");
     status.textContent = "Thanks for the feedback.";
   };
-  const up = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Good answer", text: "👍" });
-  const down = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Bad answer", text: "👎" });
+  const up = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Good answer", text: "Helpful" });
+  const down = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Bad answer", text: "Not helpful" });
   up.addEventListener("click", () => vote("up", up));
   down.addEventListener("click", () => vote("down", down));
   turn.querySelector(".votes").replaceChildren(up, down, status);
