@@ -37,7 +37,7 @@ from app.metrics import MetricsRecorder
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
 from app.rag.prompt import build_messages
-from app.rag.retrieval import retrieve
+from app.rag.retrieval import retrieve, retrieve_any
 from app.rag.vectorstore import VectorStore
 from app.settings import Settings, get_settings
 
@@ -108,7 +108,10 @@ def answer_chat(
         turns = conversations.load(res.redis, spec.conversation_id)
     standalone = conversations.standalone_question(spec.question, turns)
     k = spec.top_k or res.settings.TOP_K
-    sources = retrieve(res.store, standalone, k)
+    if standalone == spec.question:
+        sources = retrieve(res.store, spec.question, k)
+    else:  # a follow-up: the best chunks for it alone or made standalone
+        sources = retrieve_any(res.store, [spec.question, standalone], k)
     retrieved = time.time()
     if stream is not None:
         stream.sources([s.model_dump(mode="json") for s in sources])

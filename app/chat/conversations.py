@@ -2,8 +2,11 @@
 the bounded history a prompt carries, and the question made standalone for retrieval.
 
 Condensing rule (deterministic, no extra Flow call): a follow-up such as "and how do I undo
-that?" retrieves poorly on its own, so retrieval searches the previous user question followed by
-the new one. See docs/performance.md for how it compares with the follow-up alone.
+that?" retrieves poorly on its own, so the worker searches both the follow-up alone and the
+previous user question followed by it, keeping each chunk's best score
+(:func:`app.rag.retrieval.retrieve_any`). On the follow-up evaluation set
+(``tests/data/eval/follow_ups.yaml``) this beats both the follow-up alone and the concatenation
+alone; see docs/performance.md.
 """
 
 from __future__ import annotations
