@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,8 @@ from app.metrics import MetricsRecorder
 router = APIRouter(prefix=CHAT_PATH, tags=["chat"], dependencies=[ApiKeyDep])
 
 REDIS_DOWN = "the job queue (Redis) is unreachable"
-STREAM_PING_SECONDS = 15  # SSE comment lines keep proxies from closing a quiet stream
+STREAM_PING_SECONDS = 15
+VOTE_SETTLE_POLLS = 40  # x 50 ms  # SSE comment lines keep proxies from closing a quiet stream
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "an API key is required"},
@@ -158,7 +160,13 @@ def vote(job_id: str, body: FeedbackRequest, connection: RedisDep) -> FeedbackAc
         job = fetch_chat(connection, job_id)
         if job is None:
             raise not_found(job_id)
-        if job.get_status(refresh=True) != "finished":
+        # the stream's `done` event is written just before RQ stores the result: a vote sent
+        # right after it waits a moment for the job to be recorded as finished
+        for _ in range(VOTE_SETTLE_POLLS):
+            if job.get_status(refresh=True) == "finished":
+                break
+            time.sleep(0.05)
+        else:
             raise HTTPException(409, "the answer is not finished yet: vote once it is")
         result = ChatResult.model_validate(job.return_value())
         entry = feedback.FeedbackRecord(

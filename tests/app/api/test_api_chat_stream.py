@@ -54,7 +54,7 @@ def test_tokens_arrive_before_the_answer_is_complete(live_service, api) -> None:
     assert len(deltas) > 3, kinds
     # the first piece arrived while the rest was still being written (60 ms between tokens)
     assert deltas[0].at < received[-1].at - 0.1
-    stored = api.get(f"/api/chat/{accepted['id']}").json()
+    stored = api.get(f"/api/chat/{accepted['id']}", params={"wait": 10}).json()
     assert stored["status"] == "finished"
     assert text_of(received).strip() == stored["answer"]  # the stored result is the same text
     assert received[-1].json()["answer"] == stored["answer"]
@@ -132,7 +132,7 @@ def test_worker_killed_mid_stream_the_client_sees_one_coherent_answer(live_servi
         # the stream went on after the kill: the sweep requeued the job and its retry streamed
     kinds = [e.event for e in received]
     assert kinds[-1] == "done", kinds
-    stored = api.get(f"/api/chat/{accepted['id']}").json()
+    stored = api.get(f"/api/chat/{accepted['id']}", params={"wait": 10}).json()
     assert stored["status"] == "finished"
     assert text_of(received).strip() == stored["answer"]
     assert "reset" not in kinds  # the retry said the same thing; nothing was sent twice
