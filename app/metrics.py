@@ -27,8 +27,10 @@ from prometheus_client.registry import Collector
 from app.contracts import (
     INGEST_QUEUE_NAME,
     METRIC_CHAT_ANSWERS,
+    METRIC_CHAT_FIRST_TOKEN,
     METRIC_CHAT_LATENCY,
     METRIC_EMPTY_ANSWERS,
+    METRIC_FEEDBACK,
     METRIC_FLOW_REQUEST_SECONDS,
     METRIC_FLOW_REQUESTS,
     METRIC_RQ_JOBS,
@@ -37,6 +39,8 @@ from app.contracts import (
 )
 
 CHAT_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
+FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+FEEDBACK_VOTES = ("up", "down")
 FLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 KEY_PREFIX = "flowchat:metrics"
 RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
@@ -64,6 +68,14 @@ class MetricsRecorder:
 
     def observe_chat_latency(self, seconds: float) -> None:
         self._observe(METRIC_CHAT_LATENCY, CHAT_LATENCY_BUCKETS, seconds)
+
+    def observe_first_token(self, seconds: float) -> None:
+        """Submission to the first streamed token of the answer."""
+        self._observe(METRIC_CHAT_FIRST_TOKEN, FIRST_TOKEN_BUCKETS, seconds)
+
+    def feedback(self, vote: str) -> None:
+        """vote: ``up`` or ``down``."""
+        self.redis.hincrby(_hist_key(METRIC_FEEDBACK), vote, 1)
 
     def flow_request(self, status: str, seconds: float) -> None:
         self.redis.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
@@ -186,3 +198,16 @@ class FlowchatCollector(Collector):
         )
         empty.add_metric([], float(raw_answers.get(b"empty", 0)))
         yield empty
+        yield _read_histogram(
+            self.redis,
+            METRIC_CHAT_FIRST_TOKEN,
+            FIRST_TOKEN_BUCKETS,
+            "Time to first token: submission to the first streamed piece of the answer",
+        )
+        feedback = CounterMetricFamily(
+            METRIC_FEEDBACK.removesuffix("_total"), "Votes on answers", labels=["vote"]
+        )
+        raw_votes = self.redis.hgetall(_hist_key(METRIC_FEEDBACK))
+        for vote in FEEDBACK_VOTES:
+            feedback.add_metric([vote], float(raw_votes.get(vote.encode(), 0)))
+        yield feedback

@@ -113,7 +113,15 @@ class EmulatorControl:
         return httpx.get(f"{self.url}/_emulator/stats", timeout=5).json()
 
     def reset(self) -> None:
-        self.configure(error_rate=0.0, rate_limit_rate=0.0, latency_ms=0, fail_next=0)
+        self.configure(
+            error_rate=0.0,
+            rate_limit_rate=0.0,
+            latency_ms=0,
+            fail_next=0,
+            token_latency_ms=0,
+            stream_fail_after=0,
+            streaming=True,
+        )
 
 
 @dataclass
