@@ -18,7 +18,8 @@ from rq.job import Job, JobStatus
 
 from app.api.models import ChatResponse
 from app.contracts import CHAT_JOB
-from app.job_errors import failure_reason
+from app.job_errors import chat_failure_reason
+from app.redis_clients import JOB_SERIALIZER
 from app.settings import Settings
 from app.worker import ChatResult
 
@@ -26,6 +27,10 @@ CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow 
 DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends
 DONE_TTL_SECONDS = 300
 RETRY_AFTER_SECONDS = 5
+REDIS_FULL = (
+    "the job queue (Redis) is full (maxmemory reached); nothing was queued: retry once older "
+    "answers expire"
+)
 
 
 class ChatRejected(Exception):
@@ -47,8 +52,18 @@ def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
         pipe.execute()
 
 
-def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | None) -> Job:
-    """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused."""
+def submit_chat(
+    queue: Queue,
+    settings: Settings,
+    message: str,
+    top_k: int | None,
+    *,
+    key_id: str | None = None,
+) -> Job:
+    """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused.
+
+    ``key_id`` (the caller's short key hash) travels with the job: the worker charges the
+    answer's Flow tokens to it."""
     question = message.strip()
     if not question:
         raise ChatRejected(422, "message is empty: send the question in 'message'")
@@ -69,7 +84,13 @@ def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | Non
             )
         return queue.enqueue(
             CHAT_JOB,
-            kwargs={"question": question, "top_k": top_k, "submitted_at": time.time()},
+            kwargs={
+                "question": question,
+                "top_k": top_k,
+                "submitted_at": time.time(),
+                "key_id": key_id,
+            },
+            description="chat",  # RQ shows the description; the question stays out of it
             job_timeout=settings.JOB_TIMEOUT_SECONDS,
             result_ttl=settings.RESULT_TTL_SECONDS,
             failure_ttl=settings.RESULT_TTL_SECONDS,
@@ -78,6 +99,12 @@ def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | Non
             on_failure=Callback(notify_done),
             meta={"kind": "chat"},
         )
+    except redis.exceptions.OutOfMemoryError:
+        raise ChatRejected(
+            503,
+            REDIS_FULL,
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
     except redis.RedisError:
         raise ChatRejected(
             503, "the job queue (Redis) is unreachable; nothing was queued"
@@ -86,8 +113,8 @@ def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | Non
 
 def fetch_chat(connection: redis.Redis, job_id: str) -> Job | None:
     try:
-        job = Job.fetch(job_id, connection=connection)
-    except (NoSuchJobError, ValueError):
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+    except (NoSuchJobError, ValueError, UnicodeError):
         return None
     return job if job.func_name == CHAT_JOB else None
 
@@ -104,7 +131,7 @@ def chat_view(job: Job) -> ChatResponse:
             timings=result.timings,
         )
     if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-        return ChatResponse(id=job.id, status="failed", error=failure_reason(job))
+        return ChatResponse(id=job.id, status="failed", error=chat_failure_reason(job))
     if status == JobStatus.STARTED:
         return ChatResponse(id=job.id, status="started")
     return ChatResponse(id=job.id, status="queued")

@@ -25,6 +25,8 @@ import httpx
 from app.contracts import PING_PATH
 from app.settings import REPO_ROOT
 
+REDIS_MAXMEMORY = "256mb"
+
 
 class StartupError(RuntimeError):
     pass
@@ -86,6 +88,9 @@ class LocalStack:
     workers: int = 2
     env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    # redis-server gets a password generated per start: only the service's processes know it
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    redis_maxmemory: str = REDIS_MAXMEMORY
     quiet: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -109,7 +114,19 @@ class LocalStack:
 
     @property
     def redis_url(self) -> str:
+        """An authenticated URL for in-process clients (tests, tools). The children get the
+        plain URL and ``REDIS_PASSWORD``, as in a pod."""
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def plain_redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def anonymous_chat(self) -> bool:
+        """`make run` without keys stays open on loopback (the API would refuse to start)."""
+        keys = {**os.environ, **self.env_overrides}
+        return not (keys.get("API_KEYS") or keys.get("API_KEYS_FILE"))
 
     @property
     def chroma_url(self) -> str:
@@ -123,7 +140,8 @@ class LocalStack:
         env = dict(os.environ)
         env.update(
             {
-                "REDIS_URL": self.redis_url,
+                "REDIS_URL": self.plain_redis_url,
+                "REDIS_PASSWORD": self.redis_password,
                 "CHROMA_URL": self.chroma_url,
                 "VECTOR_STORE_PATH": str(self.root / "chroma"),
                 "DOCUMENTS_PATH": str(self.root / "documents"),
@@ -131,6 +149,8 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.anonymous_chat:
+            env["ALLOW_ANONYMOUS_CHAT"] = "true"
         if not self.flow_configured:  # the emulator stands in for Flow, with local credentials
             env.update(
                 {
@@ -166,10 +186,17 @@ class LocalStack:
             )
         data = self.root / "redis"
         data.mkdir(exist_ok=True)
+        # the password goes in an owner-only config file, not on the command line (ps shows it)
+        config = data / "auth.conf"
+        config.unlink(missing_ok=True)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.redis_password}\n")
         proc = self._spawn(
             "redis",
             [
                 binary,
+                str(config),
                 "--port",
                 str(self.ports.redis),
                 "--bind",
@@ -178,15 +205,27 @@ class LocalStack:
                 str(data),
                 "--appendonly",
                 "yes",
+                # fsync the AOF once a second: a crash loses at most the last second of writes
+                # (a 202 is sent after the enqueue reached Redis, so a kill -9 can lose a chat
+                # queued in that second); `always` would fsync every write, ~10x slower writes
+                "--appendfsync",
+                "everysec",
                 "--save",
                 "",
                 "--protected-mode",
                 "yes",
+                "--maxmemory",
+                self.redis_maxmemory,
+                # never evict: queued jobs must not vanish; a full Redis refuses writes (503)
+                "--maxmemory-policy",
+                "noeviction",
             ],
         )
         import redis
 
-        client = redis.Redis(port=self.ports.redis, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            port=self.ports.redis, password=self.redis_password, socket_connect_timeout=0.5
+        )
         wait_until(lambda: bool(client.ping()), "redis-server", 20, proc)
         client.close()
 

@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ports = Ports(api=args.port, redis=free_port(), chroma=free_port(), flow=free_port())
     token, token_source = admin_token(args.data_dir)
     stack = LocalStack(root=args.data_dir, ports=ports, workers=args.workers, admin_token=token)
+    if stack.anonymous_chat:
+        say(
+            "chat is open without an API key (ALLOW_ANONYMOUS_CHAT=true, loopback only); "
+            "set API_KEYS to require keys"
+        )
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

@@ -32,6 +32,7 @@ from app.ingest.jobs import (
 )
 from app.job_errors import failure_reason
 from app.rag.vectorstore import VectorStore
+from app.redis_clients import JOB_SERIALIZER
 from app.settings import Settings
 
 router = APIRouter(prefix=DOCUMENTS_PATH, tags=["documents"], dependencies=[AdminDep])
@@ -246,7 +247,7 @@ def _running_rebuild(connection: redis.Redis) -> Job | None:
     if holder is None:
         return None
     try:
-        job = Job.fetch(holder.decode(), connection=connection)
+        job = Job.fetch(holder.decode(), connection=connection, serializer=JOB_SERIALIZER)
     except NoSuchJobError:
         job = None
     if job is not None and job.get_status() in ACTIVE_JOB_STATES:
@@ -308,8 +309,8 @@ def _error_of(job: Job, meta: dict[str, Any]) -> str | None:
 @router.get("/ingest/{job_id}", response_model=IngestProgress)
 def rebuild_progress(job_id: str, connection: RedisDep) -> IngestProgress:
     try:
-        job = Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+    except (NoSuchJobError, UnicodeError, ValueError):  # a non-ASCII id is no job of ours
         job = None
     except redis.RedisError:
         raise HTTPException(503, "the job queue (Redis) is unreachable") from None

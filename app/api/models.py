@@ -36,7 +36,7 @@ class ChatResponse(BaseModel):
 
 class Check(BaseModel):
     ok: bool
-    detail: str
+    detail: str | None = None  # only for the admin token: internal URLs and error text
     count: int | None = None
 
 

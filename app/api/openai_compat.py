@@ -8,26 +8,30 @@ import asyncio
 import time
 from typing import Literal
 
-import redis
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from app.api.chat import REDIS_DOWN, rejected
-from app.api.dependencies import ApiKeyDep, QueueDep, SettingsDep
+from app.api.chat import rejected
+from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
 from app.chat_jobs import ChatRejected, submit_chat, wait_for_chat
 from app.rag.prompt import Source
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKeyDep])
 
 
+MAX_MESSAGES = 50  # per request
+MAX_MESSAGE_CONTENT_CHARS = 32_000  # per message; the question itself is bounded by
+# MAX_MESSAGE_CHARS, and MAX_MESSAGES x this bounds the whole list
+
+
 class OpenAIMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | None = None
+    content: str | None = Field(default=None, max_length=MAX_MESSAGE_CONTENT_CHARS)
 
 
 class OpenAIRequest(BaseModel):
-    model: str = "flowchat"
-    messages: list[OpenAIMessage] = Field(min_length=1)
+    model: str = Field(default="flowchat", max_length=200)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
 
 
@@ -54,7 +58,11 @@ class OpenAIResponse(BaseModel):
 
 @router.post("/chat/completions", response_model=OpenAIResponse)
 async def completions(
-    body: OpenAIRequest, request: Request, settings: SettingsDep, queue: QueueDep
+    body: OpenAIRequest,
+    request: Request,
+    settings: SettingsDep,
+    queue: QueueDep,
+    key_id: ChatKeyDep,
 ):
     if body.stream:
         raise HTTPException(400, "streaming is not supported: send 'stream': false")
@@ -62,14 +70,10 @@ async def completions(
     if question is None:
         raise HTTPException(422, "no user message: the last user message is the question")
     try:
-        job = await asyncio.to_thread(submit_chat, queue, settings, question, None)
-        view = await wait_for_chat(
-            job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis
-        )
+        job = await asyncio.to_thread(submit_chat, queue, settings, question, None, key_id=key_id)
     except ChatRejected as exc:
-        raise rejected(exc) from None
-    except redis.RedisError:
-        raise HTTPException(503, REDIS_DOWN) from None
+        raise rejected(exc, request) from None
+    view = await wait_for_chat(job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis)
     if view.status == "failed":
         raise HTTPException(502, view.error or "the answer could not be produced")
     if view.status != "finished":
