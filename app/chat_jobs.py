@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from app.api.models import ChatResponse
 from app.contracts import CHAT_JOB
 from app.job_errors import chat_failure_reason
-from app.redis_clients import JOB_SERIALIZER
+from app.redis_clients import JOB_SERIALIZER, is_out_of_memory
 from app.settings import Settings
 from app.worker import ChatResult
 
@@ -99,13 +99,9 @@ def submit_chat(
             on_failure=Callback(notify_done),
             meta={"kind": "chat"},
         )
-    except redis.exceptions.OutOfMemoryError:
-        raise ChatRejected(
-            503,
-            REDIS_FULL,
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
-    except redis.RedisError:
+    except redis.RedisError as exc:
+        if is_out_of_memory(exc):
+            raise ChatRejected(503, REDIS_FULL, {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         raise ChatRejected(
             503, "the job queue (Redis) is unreachable; nothing was queued"
         ) from None

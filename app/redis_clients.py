@@ -52,6 +52,12 @@ def async_redis_client(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis at ``maxmemory`` with ``noeviction`` refuses writes with ``OOM``; inside a
+    MULTI (RQ's enqueue) it surfaces as ``EXECABORT`` naming the OOM."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM" in str(exc)
+
+
 def job_queue(name: str, connection: redis.Redis) -> Queue:
     """An RQ queue that writes and reads jobs as JSON."""
     return Queue(name, connection=connection, serializer=JOB_SERIALIZER)

@@ -158,7 +158,13 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
         root=root,
         ports=Ports.free(),
         workers=2,
-        env_overrides={"FLOW_MAX_RETRIES": "2", "MAINTENANCE_AFTER_FAILURES": "2"},
+        # the suite's chats all come from one (anonymous) caller: lift its per-key limits
+        env_overrides={
+            "FLOW_MAX_RETRIES": "2",
+            "MAINTENANCE_AFTER_FAILURES": "2",
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "FLOW_TOKENS_PER_DAY": "100000000",
+        },
     )
     stack.start()
     try:

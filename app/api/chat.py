@@ -50,5 +50,5 @@ async def read(
 ):
     job = await asyncio.to_thread(fetch_chat, connection, job_id)
     if job is None:
-        raise HTTPException(404, "no chat job with this id (it may have expired)")
+        raise HTTPException(404, f"no chat job with id {job_id[:64]!r} (it may have expired)")
     return await wait_for_chat(job, wait, request.app.state.aioredis)

@@ -20,7 +20,7 @@ from app.flow.client import FlowClient
 from app.keys import KeyRing, require_key_source
 from app.metrics import FlowchatCollector
 from app.quotas import Quotas
-from app.redis_clients import async_redis_client, job_queue, redis_client
+from app.redis_clients import async_redis_client, is_out_of_memory, job_queue, redis_client
 from app.settings import Settings, get_settings
 
 REDIS_UNREACHABLE = "the job queue (Redis) is unreachable; retry in a moment"
@@ -62,7 +62,7 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
 def _redis_error(_request: Request, exc: redis.RedisError) -> JSONResponse:
     """Every route: Redis trouble is a 503 with a reason, never a 500 (one handler for all)."""
     detail = REDIS_UNREACHABLE
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+    if is_out_of_memory(exc):
         detail = "the job queue (Redis) is full (maxmemory reached); retry once old answers expire"
     log.warning("Redis error answered with 503: %s", exc.__class__.__name__)
     return JSONResponse(
