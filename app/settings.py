@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     ALLOWED_EXTENSIONS: Annotated[list[str], NoDecode] = [".txt", ".md", ".html", ".pdf", ".docx"]
     MAX_UPLOAD_MB: float = Field(default=20.0, gt=0)
     MAX_MESSAGE_CHARS: int = Field(default=4000, ge=1)
+    # every request body except uploads (which get MAX_UPLOAD_MB per file), counted as it is read
+    MAX_REQUEST_BYTES: int = Field(default=1_048_576, ge=1024)
     MAX_QUEUE_DEPTH: int = Field(default=100, ge=1)
     JOB_TIMEOUT_SECONDS: int = Field(default=120, ge=1)
     RESULT_TTL_SECONDS: int = Field(default=86400, ge=60)

@@ -65,7 +65,7 @@ class SmokeReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return self.failure is None and all(c.status == "PASS" for c in self.checks)
+        return self.failure is None and all(c.status != "FAIL" for c in self.checks)
 
     def markdown(self) -> str:
         verdict = "passed" if self.ok else "FAILED"

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from app.api import chat, documents, health, metrics_route, openai_compat
+from app.api.body_limit import BodyLimitMiddleware, limits_from_settings
 from app.flow.client import FlowClient
 from app.keys import KeyRing, require_key_source
 from app.metrics import FlowchatCollector
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(redis.RedisError, _redis_error)  # type: ignore[arg-type]
     for module in (health, chat, documents, metrics_route, openai_compat):
         app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, limit_for=limits_from_settings(settings))
     return app
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from app.api.chat import rejected
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
@@ -20,8 +20,8 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKeyDep])
 
 
 MAX_MESSAGES = 50  # per request
-MAX_MESSAGE_CONTENT_CHARS = 32_000  # per message; the question itself is bounded by
-# MAX_MESSAGE_CHARS, and MAX_MESSAGES x this bounds the whole list
+MAX_MESSAGE_CONTENT_CHARS = 32_000  # per message (the question itself: MAX_MESSAGE_CHARS)
+MAX_TOTAL_CONTENT_CHARS = 100_000  # all messages together (and MAX_REQUEST_BYTES for the body)
 
 
 class OpenAIMessage(BaseModel):
@@ -33,6 +33,16 @@ class OpenAIRequest(BaseModel):
     model: str = Field(default="flowchat", max_length=200)
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
+
+    @field_validator("messages")
+    @classmethod
+    def _bounded_total(cls, messages: list[OpenAIMessage]) -> list[OpenAIMessage]:
+        total = sum(len(m.content or "") for m in messages)
+        if total > MAX_TOTAL_CONTENT_CHARS:
+            raise ValueError(
+                f"the messages hold {total} characters; the limit is {MAX_TOTAL_CONTENT_CHARS}"
+            )
+        return messages
 
 
 class OpenAIChoiceMessage(BaseModel):
