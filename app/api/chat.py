@@ -9,12 +9,18 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, RedisDep, SettingsDep
 from app.api.models import ChatAccepted, ChatRequest, ChatResponse
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat_jobs import ChatRejected, fetch_chat, submit_chat, wait_for_chat
 from app.contracts import CHAT_PATH
 from app.metrics import MetricsRecorder
 from app.quotas import REASON_QUEUE
 
-router = APIRouter(prefix=CHAT_PATH, tags=["chat"], dependencies=[ApiKeyDep])
+router = APIRouter(
+    prefix=CHAT_PATH,
+    tags=["chat"],
+    dependencies=[ApiKeyDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 
 
 def rejected(exc: ChatRejected, request: Request | None = None) -> HTTPException:
@@ -23,7 +29,9 @@ def rejected(exc: ChatRejected, request: Request | None = None) -> HTTPException
     return HTTPException(exc.status, exc.reason, headers=exc.headers)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ChatAccepted)
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=ChatAccepted, responses={429: {}}
+)
 def submit(
     body: ChatRequest,
     request: Request,
@@ -41,7 +49,7 @@ def submit(
     return ChatAccepted(id=job.id, status_url=url)
 
 
-@router.get("/{job_id}", response_model=ChatResponse)
+@router.get("/{job_id}", response_model=ChatResponse, responses={404: {}})
 async def read(
     job_id: str,
     request: Request,

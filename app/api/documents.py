@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.contracts import DOCUMENTS_PATH, INGEST_PATH
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore, UploadRejected
 from app.ingest.jobs import (
@@ -35,7 +36,12 @@ from app.rag.vectorstore import VectorStore
 from app.redis_clients import JOB_SERIALIZER
 from app.settings import Settings
 
-router = APIRouter(prefix=DOCUMENTS_PATH, tags=["documents"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix=DOCUMENTS_PATH,
+    tags=["documents"],
+    dependencies=[AdminDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 
 MAX_FILES_PER_REQUEST = 20
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers
@@ -49,7 +55,11 @@ UPLOAD_SCHEMA = {
                     "type": "object",
                     "required": ["files"],
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "files": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "format": "binary"},
+                        }
                     },
                 }
             }
@@ -227,7 +237,7 @@ def list_documents(store: StoreDep) -> DocumentList:
     return DocumentList(documents=[DocumentOut.of(m) for m in store.list()])
 
 
-@router.delete("/{document_id}", response_model=Deleted)
+@router.delete("/{document_id}", response_model=Deleted, responses={404: {}})
 def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) -> Deleted:
     if store.get(document_id) is None:
         raise HTTPException(404, f"no document with id {document_id[:64]!r}")
@@ -271,7 +281,12 @@ def _accepted(job_id: str) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers={"Location": url})
 
 
-@router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted)
+@router.post(
+    "/ingest",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestAccepted,
+    responses={409: {}},
+)
 def rebuild(connection: RedisDep, queue: QueueDep):
     """Re-ingest every document into a fresh collection (one rebuild at a time: a second
     request while one runs returns the running job)."""
@@ -306,7 +321,7 @@ def _error_of(job: Job, meta: dict[str, Any]) -> str | None:
     return failure_reason(job, default="the rebuild job failed")
 
 
-@router.get("/ingest/{job_id}", response_model=IngestProgress)
+@router.get("/ingest/{job_id}", response_model=IngestProgress, responses={404: {}})
 def rebuild_progress(job_id: str, connection: RedisDep) -> IngestProgress:
     try:
         job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)

@@ -12,6 +12,7 @@ from rq import Worker
 
 from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep, is_admin
 from app.api.models import Check, Readiness, StatusUpdate
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.contracts import PING_PATH, READY_PATH, STATUS_PATH
 from app.maintenance import MaintenanceTracker, Status
 from app.worker import ALIVE_PREFIX
@@ -129,7 +130,11 @@ def get_status(
 
 
 @router.put(
-    STATUS_PATH, response_model=Status, response_model_exclude_unset=True, dependencies=[AdminDep]
+    STATUS_PATH,
+    response_model=Status,
+    response_model_exclude_unset=True,
+    dependencies=[AdminDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
 )
 def set_status(body: StatusUpdate, connection: RedisDep, settings: SettingsDep) -> Status:
     tracker = MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES)

@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 import httpx
 import redis
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from app.api import chat, documents, health, metrics_route, openai_compat
+from app.api import chat, documents, health, metrics_route, openai_compat, openapi
 from app.api.body_limit import BodyLimitMiddleware, limits_from_settings
 from app.flow.client import FlowClient
 from app.keys import KeyRing, require_key_source
@@ -55,9 +56,12 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
         problems.append(f"{where}: {err['msg']}")
-    return JSONResponse(
-        status_code=422, content={"detail": "; ".join(problems), "errors": exc.errors()}
-    )
+    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _describe_bytes})
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": errors})
+
+
+def _describe_bytes(value: bytes) -> str:
+    return f"<{len(value)} bytes that are not JSON>"
 
 
 def _redis_error(_request: Request, exc: redis.RedisError) -> JSONResponse:
@@ -114,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, chat, documents, metrics_route, openai_compat):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit_for=limits_from_settings(settings))
+    openapi.install(app)
     return app
 
 

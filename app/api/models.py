@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.rag.prompt import Source
 from app.worker import Timings
@@ -15,8 +15,17 @@ JobState = Literal["queued", "started", "finished", "failed"]
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, description="the question")
+    # at least one non-blank character: a blank question is refused (422)
+    message: str = Field(min_length=1, pattern=r"\S", description="the question")
     top_k: int | None = Field(default=None, ge=1, le=50)
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        # JSON Schema's integer includes 3.0, but not "3" or true: never coerce those
+        if isinstance(value, str | bool):
+            raise ValueError("must be a JSON integer")
+        return value
 
 
 class ChatAccepted(BaseModel):
@@ -46,7 +55,7 @@ class Readiness(BaseModel):
 
 
 class StatusUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     maintenance: bool
     reason: str | None = Field(default=None, max_length=500)

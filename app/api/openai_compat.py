@@ -9,40 +9,58 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.chat import rejected
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat_jobs import ChatRejected, submit_chat, wait_for_chat
 from app.rag.prompt import Source
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKeyDep])
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai"],
+    dependencies=[ApiKeyDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 
 
 MAX_MESSAGES = 50  # per request
-MAX_MESSAGE_CONTENT_CHARS = 32_000  # per message (the question itself: MAX_MESSAGE_CHARS)
-MAX_TOTAL_CONTENT_CHARS = 100_000  # all messages together (and MAX_REQUEST_BYTES for the body)
+MAX_MESSAGE_CONTENT_CHARS = 4000  # per message (the question itself: MAX_MESSAGE_CHARS)
+# so all messages together hold at most MAX_MESSAGES x MAX_MESSAGE_CONTENT_CHARS characters
+MAX_TOTAL_CONTENT_CHARS = MAX_MESSAGES * MAX_MESSAGE_CONTENT_CHARS
+# the schema says what the route needs: at least one user message with text (the question)
+HAS_QUESTION = {
+    "contains": {
+        "type": "object",
+        "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}},
+        "required": ["role", "content"],
+    }
+}
 
 
 class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | None = Field(default=None, max_length=MAX_MESSAGE_CONTENT_CHARS)
 
 
 class OpenAIRequest(BaseModel):
-    model: str = Field(default="flowchat", max_length=200)
-    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
-    stream: bool = False
+    model_config = ConfigDict(strict=True)
 
-    @field_validator("messages")
+    model: str = Field(default="flowchat", max_length=200)
+    messages: list[OpenAIMessage] = Field(
+        min_length=1, max_length=MAX_MESSAGES, json_schema_extra=HAS_QUESTION
+    )
+    stream: Literal[False] = Field(default=False, description="streaming is not supported yet")
+
+    @field_validator("stream", mode="before")
     @classmethod
-    def _bounded_total(cls, messages: list[OpenAIMessage]) -> list[OpenAIMessage]:
-        total = sum(len(m.content or "") for m in messages)
-        if total > MAX_TOTAL_CONTENT_CHARS:
-            raise ValueError(
-                f"the messages hold {total} characters; the limit is {MAX_TOTAL_CONTENT_CHARS}"
-            )
-        return messages
+    def _a_boolean(cls, value: object) -> object:
+        if not isinstance(value, bool):  # 0 == False in Python; in JSON 0 is no boolean
+            raise ValueError("must be a JSON boolean")
+        return value
 
 
 class OpenAIChoiceMessage(BaseModel):
@@ -66,7 +84,9 @@ class OpenAIResponse(BaseModel):
     sources: list[Source] = []
 
 
-@router.post("/chat/completions", response_model=OpenAIResponse)
+@router.post(
+    "/chat/completions", response_model=OpenAIResponse, responses={429: {}, 502: {}, 504: {}}
+)
 async def completions(
     body: OpenAIRequest,
     request: Request,
@@ -74,9 +94,8 @@ async def completions(
     queue: QueueDep,
     key_id: ChatKeyDep,
 ):
-    if body.stream:
-        raise HTTPException(400, "streaming is not supported: send 'stream': false")
-    question = next((m.content or "" for m in reversed(body.messages) if m.role == "user"), None)
+    asked = (m.content for m in reversed(body.messages) if m.role == "user")
+    question = next((text for text in asked if text and text.strip()), None)
     if question is None:
         raise HTTPException(422, "no user message: the last user message is the question")
     try:
