@@ -26,6 +26,10 @@ from app.contracts import PING_PATH
 from app.settings import REPO_ROOT
 
 REDIS_MAXMEMORY = "256mb"
+# a crashed child is restarted after 1, 2, 4 ... 30 s, like a compose restart policy; the delay
+# resets once the child has stayed up for RESTART_RESET_SECONDS
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+RESTART_RESET_SECONDS = 60.0
 
 
 class StartupError(RuntimeError):
@@ -93,6 +97,8 @@ class LocalStack:
     redis_maxmemory: str = REDIS_MAXMEMORY
     quiet: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # name -> (restarts in a row, monotonic time of the next attempt, time it last started)
+    _restarts: dict[str, tuple[int, float, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -322,6 +328,40 @@ class LocalStack:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+    def _starter(self, name: str) -> Callable[[], None]:
+        return {
+            "redis": self.start_redis,
+            "chroma": self.start_chroma,
+            "flow-emulator": self.start_emulator,
+            "worker": self.start_workers,
+            "api": self.start_api,
+        }[name]
+
+    def supervise(self, say: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Restart every child that exited, with backoff (call it every second or so).
+        Returns the names restarted now; a failed restart is tried again after a longer wait."""
+        restarted = []
+        now = time.monotonic()
+        for name, proc in list(self.procs.items()):
+            count, next_at, started = self._restarts.get(name, (0, 0.0, now))
+            if proc.poll() is None:
+                if count and now - started > RESTART_RESET_SECONDS:
+                    self._restarts[name] = (0, 0.0, started)  # it stayed up: reset the backoff
+                continue
+            if now < next_at:
+                continue
+            delay = RESTART_BACKOFF_SECONDS[min(count, len(RESTART_BACKOFF_SECONDS) - 1)]
+            say(f"{name} exited (code {proc.returncode}); restarting it (attempt {count + 1})")
+            self._restarts[name] = (count + 1, now + delay, now)
+            try:
+                self._starter(name)()
+            except StartupError as exc:
+                say(f"{name} did not come back: {exc}; next attempt in {delay:g} s")
+                continue
+            self._restarts[name] = (count + 1, now + delay, time.monotonic())
+            restarted.append(name)
+        return restarted
 
     def stop(self) -> None:
         for name in ("api", "worker", "flow-emulator", "chroma", "redis"):

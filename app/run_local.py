@@ -168,13 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        while True:
-            for name, proc in list(stack.procs.items()):
-                if proc.poll() is not None:
-                    log = args.data_dir / "logs" / f"{name}.log"
-                    raise StartupError(
-                        f"{name} stopped unexpectedly (exit {proc.returncode}); see {log}"
-                    )
+        while True:  # a crashed child is restarted with backoff; the others keep serving
+            stack.supervise(say)
             time.sleep(1)
     except KeyboardInterrupt:
         say("stopping ...")

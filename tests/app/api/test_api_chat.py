@@ -228,3 +228,17 @@ def test_several_requests_waiting_on_one_job_all_get_the_answer(live_service, ap
 
     with ThreadPoolExecutor(3) as pool:
         assert list(pool.map(wait, range(3))) == ["finished"] * 3
+
+
+def test_the_worker_charges_flows_tokens_to_the_callers_key(live_service, api) -> None:
+    """The emulator reports usage.total_tokens; the worker adds it to the key's daily budget
+    (the test service is open on loopback, so the caller is the anonymous key)."""
+    from app.keys import ANONYMOUS
+    from app.quotas import Quotas
+    from app.settings import load_settings
+
+    connection = redis.Redis.from_url(live_service.redis_url)
+    quotas = Quotas(connection, load_settings(FLOW_TOKENS_PER_DAY=100_000_000))
+    before = quotas.tokens_used(ANONYMOUS)
+    assert ask(api, "How do I restart the worker?")["status"] == "finished"
+    assert quotas.tokens_used(ANONYMOUS) > before
