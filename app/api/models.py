@@ -16,8 +16,17 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # at least one non-blank character: a blank question is refused (422)
-    message: str = Field(min_length=1, pattern=r"\S", description="the question")
+    message: str = Field(
+        min_length=1, json_schema_extra={"pattern": r"\S"}, description="the question"
+    )
     top_k: int | None = Field(default=None, ge=1, le=50)
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message is empty: send the question in 'message'")
+        return value
 
     @field_validator("top_k", mode="before")
     @classmethod
