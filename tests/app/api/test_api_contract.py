@@ -17,6 +17,8 @@ import httpx
 import redis
 
 from app.ingest.jobs import REBUILD_LOCK_KEY
+from app.run_local import seed_documents
+from app.settings import REPO_ROOT, load_settings
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 10
@@ -35,6 +37,14 @@ def _restore(live_service, before: set[str]) -> None:
         for doc in client.get("/api/documents").json()["documents"]:
             if doc["id"] not in before:
                 client.delete(f"/api/documents/{doc['id']}")
+    # the stateful phase follows links (GET /api/documents -> DELETE /api/documents/{id}), so it
+    # may delete the corpus: upload docs/ again (unchanged files are not ingested twice)
+    seed_documents(
+        live_service.base_url,
+        live_service.admin_token,
+        REPO_ROOT / "docs",
+        load_settings().ALLOWED_EXTENSIONS,
+    )
 
 
 def test_schemathesis_finds_no_failures(live_service, tmp_path: Path) -> None:
