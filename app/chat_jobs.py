@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from app.api.models import ChatResponse
 from app.contracts import CHAT_JOB
 from app.job_errors import chat_failure_reason
-from app.redis_clients import JOB_SERIALIZER, is_out_of_memory
+from app.redis_clients import JOB_SERIALIZER, REDIS_FULL, is_out_of_memory
 from app.settings import Settings
 from app.worker import ChatResult
 
@@ -27,10 +27,6 @@ CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow 
 DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends
 DONE_TTL_SECONDS = 300
 RETRY_AFTER_SECONDS = 5
-REDIS_FULL = (
-    "the job queue (Redis) is full (maxmemory reached); nothing was queued: retry once older "
-    "answers expire"
-)
 
 
 class ChatRejected(Exception):

@@ -52,6 +52,12 @@ def async_redis_client(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+REDIS_FULL = (
+    "the job queue (Redis) is full (maxmemory reached); nothing was queued: retry once older "
+    "answers expire"
+)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Redis at ``maxmemory`` with ``noeviction`` refuses writes with ``OOM``; inside a
     MULTI (RQ's enqueue) it surfaces as ``EXECABORT`` naming the OOM."""

@@ -22,7 +22,13 @@ from app.flow.client import FlowClient
 from app.keys import KeyRing, require_key_source
 from app.metrics import FlowchatCollector
 from app.quotas import Quotas
-from app.redis_clients import async_redis_client, is_out_of_memory, job_queue, redis_client
+from app.redis_clients import (
+    REDIS_FULL,
+    async_redis_client,
+    is_out_of_memory,
+    job_queue,
+    redis_client,
+)
 from app.settings import Settings, get_settings
 
 REDIS_UNREACHABLE = "the job queue (Redis) is unreachable; retry in a moment"
@@ -68,7 +74,7 @@ def _redis_error(_request: Request, exc: redis.RedisError) -> JSONResponse:
     """Every route: Redis trouble is a 503 with a reason, never a 500 (one handler for all)."""
     detail = REDIS_UNREACHABLE
     if is_out_of_memory(exc):
-        detail = "the job queue (Redis) is full (maxmemory reached); retry once old answers expire"
+        detail = REDIS_FULL
     log.warning("Redis error answered with 503: %s", exc.__class__.__name__)
     return JSONResponse(
         status_code=503,
