@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute
@@ -31,6 +32,28 @@ KEY_PREFIX = "flowchat:limits"
 REASON_RATE = "rate"  # the `reason` label of METRIC_RATE_LIMITED
 REASON_TOKENS = "tokens"
 REASON_QUEUE = "queue_full"
+
+
+class _CounterPerKey:
+    """``limits`` puts the limit's amount in the Redis key; ours leave it out, so the API and
+    the workers share one counter per key and window even if their configured limits differ
+    (during a rollout), and changing a limit does not reset what was used."""
+
+    namespace: str
+    multiples: int
+    GRANULARITY: Any
+
+    def key_for(self, *identifiers: str) -> str:
+        parts = [self.namespace, *identifiers, str(self.multiples), self.GRANULARITY.name]
+        return "/".join(parts)
+
+
+class _PerMinute(_CounterPerKey, RateLimitItemPerMinute):
+    pass
+
+
+class _PerDay(_CounterPerKey, RateLimitItemPerDay):
+    pass
 
 
 @dataclass(frozen=True)
@@ -46,8 +69,8 @@ class Quotas:
             "redis://", connection_pool=connection.connection_pool, key_prefix=KEY_PREFIX
         )
         self._limiter = FixedWindowRateLimiter(storage)
-        self.requests = RateLimitItemPerMinute(settings.RATE_LIMIT_PER_MINUTE, namespace="rpm")
-        self.tokens = RateLimitItemPerDay(settings.FLOW_TOKENS_PER_DAY, namespace="tpd")
+        self.requests = _PerMinute(settings.RATE_LIMIT_PER_MINUTE, namespace="rpm")
+        self.tokens = _PerDay(settings.FLOW_TOKENS_PER_DAY, namespace="tpd")
 
     def _retry_after(self, item, key_id: str) -> int:
         reset = self._limiter.get_window_stats(item, key_id).reset_time

@@ -33,3 +33,12 @@ def test_tokens_are_charged_and_refuse_the_next_chat(redis_url: str) -> None:
     assert 23 * 3600 < refusal.retry_after <= 24 * 3600
     quotas.charge_tokens("b", 0)  # zero usage is a no-op
     assert quotas.admit("b") is None
+
+
+def test_api_and_workers_share_a_counter_even_with_different_limits(redis_url: str) -> None:
+    """The worker charges with its own settings: the counter must not depend on the limit."""
+    worker = _quotas(redis_url, FLOW_TOKENS_PER_DAY=10**9)
+    api = _quotas(redis_url, FLOW_TOKENS_PER_DAY=500)
+    worker.charge_tokens("a", 600)
+    refusal = api.admit("a")
+    assert refusal is not None and refusal.reason == REASON_TOKENS
