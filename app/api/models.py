@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -11,20 +12,31 @@ from app.worker import Timings
 
 JobState = Literal["queued", "started", "finished", "failed"]
 
+# "has a character that is not white space", written so that Python, ECMA-262 and Rust regex
+# engines agree (their \s differ: Python counts \x1c-\x1f as space, the others do not), so
+# the schema's pattern and the service's own check accept exactly the same text
+NOT_BLANK = (
+    r"[^\x09-\x0d\x20\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+
+
+def has_text(value: str | None) -> bool:
+    return bool(value) and re.search(NOT_BLANK, value or "") is not None
+
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # at least one non-blank character: a blank question is refused (422)
     message: str = Field(
-        min_length=1, json_schema_extra={"pattern": r"\S"}, description="the question"
+        min_length=1, json_schema_extra={"pattern": NOT_BLANK}, description="the question"
     )
     top_k: int | None = Field(default=None, ge=1, le=50)
 
     @field_validator("message")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if not has_text(value):
             raise ValueError("message is empty: send the question in 'message'")
         return value
 

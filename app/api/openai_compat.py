@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.chat import rejected
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
+from app.api.models import NOT_BLANK, has_text
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat_jobs import ChatRejected, submit_chat, wait_for_chat
 from app.rag.prompt import Source
@@ -33,7 +34,10 @@ MAX_TOTAL_CONTENT_CHARS = MAX_MESSAGES * MAX_MESSAGE_CONTENT_CHARS
 HAS_QUESTION = {
     "contains": {
         "type": "object",
-        "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}},
+        "properties": {
+            "role": {"const": "user"},
+            "content": {"type": "string", "pattern": NOT_BLANK},
+        },
         "required": ["role", "content"],
     }
 }
@@ -95,7 +99,7 @@ async def completions(
     key_id: ChatKeyDep,
 ):
     asked = (m.content for m in reversed(body.messages) if m.role == "user")
-    question = next((text for text in asked if text and text.strip()), None)
+    question = next((text for text in asked if has_text(text)), None)
     if question is None:
         raise HTTPException(422, "no user message: the last user message is the question")
     try:
