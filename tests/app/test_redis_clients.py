@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis
 
@@ -37,7 +35,8 @@ def test_password_is_applied_to_sync_and_async_clients(redis_url: str) -> None:
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["password"] == "s3cret" and kwargs["socket_timeout"] == 5.0
     assert client.connection_pool.max_connections == settings.REDIS_MAX_CONNECTIONS
-    asyncio.run(client.aclose())
+    # never connected, so nothing to close (asyncio.run here would unset the main thread's
+    # event loop for later tests that rely on asyncio.get_event_loop)
 
 
 def test_the_chroma_http_client_gets_a_timeout(chroma_server: str) -> None:
