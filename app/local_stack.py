@@ -26,6 +26,12 @@ import httpx
 from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME
 from app.settings import REPO_ROOT
 
+REDIS_MAXMEMORY = "256mb"
+# a crashed child is restarted after 1, 2, 4 ... 30 s, like a compose restart policy; the delay
+# resets once the child has stayed up for RESTART_RESET_SECONDS
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+RESTART_RESET_SECONDS = 60.0
+
 
 class StartupError(RuntimeError):
     pass
@@ -88,8 +94,13 @@ class LocalStack:
     ingest_workers: int = 1
     env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    # redis-server gets a password generated per start: only the service's processes know it
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    redis_maxmemory: str = REDIS_MAXMEMORY
     quiet: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # name -> (restarts in a row, monotonic time of the next attempt, time it last started)
+    _restarts: dict[str, tuple[int, float, float]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -111,7 +122,19 @@ class LocalStack:
 
     @property
     def redis_url(self) -> str:
+        """An authenticated URL for in-process clients (tests, tools). The children get the
+        plain URL and ``REDIS_PASSWORD``, as in a pod."""
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def plain_redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    @property
+    def anonymous_chat(self) -> bool:
+        """`make run` without keys stays open on loopback (the API would refuse to start)."""
+        keys = {**os.environ, **self.env_overrides}
+        return not (keys.get("API_KEYS") or keys.get("API_KEYS_FILE"))
 
     @property
     def chroma_url(self) -> str:
@@ -125,7 +148,8 @@ class LocalStack:
         env = dict(os.environ)
         env.update(
             {
-                "REDIS_URL": self.redis_url,
+                "REDIS_URL": self.plain_redis_url,
+                "REDIS_PASSWORD": self.redis_password,
                 "CHROMA_URL": self.chroma_url,
                 "VECTOR_STORE_PATH": str(self.root / "chroma"),
                 "DOCUMENTS_PATH": str(self.root / "documents"),
@@ -133,6 +157,8 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.anonymous_chat:
+            env["ALLOW_ANONYMOUS_CHAT"] = "true"
         if not self.flow_configured:  # the emulator stands in for Flow, with local credentials
             env.update(
                 {
@@ -168,10 +194,17 @@ class LocalStack:
             )
         data = self.root / "redis"
         data.mkdir(exist_ok=True)
+        # the password goes in an owner-only config file, not on the command line (ps shows it)
+        config = data / "auth.conf"
+        config.unlink(missing_ok=True)
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.redis_password}\n")
         proc = self._spawn(
             "redis",
             [
                 binary,
+                str(config),
                 "--port",
                 str(self.ports.redis),
                 "--bind",
@@ -180,15 +213,27 @@ class LocalStack:
                 str(data),
                 "--appendonly",
                 "yes",
+                # fsync the AOF once a second: a crash loses at most the last second of writes
+                # (a 202 is sent after the enqueue reached Redis, so a kill -9 can lose a chat
+                # queued in that second); `always` would fsync every write, ~10x slower writes
+                "--appendfsync",
+                "everysec",
                 "--save",
                 "",
                 "--protected-mode",
                 "yes",
+                "--maxmemory",
+                self.redis_maxmemory,
+                # never evict: queued jobs must not vanish; a full Redis refuses writes (503)
+                "--maxmemory-policy",
+                "noeviction",
             ],
         )
         import redis
 
-        client = redis.Redis(port=self.ports.redis, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            port=self.ports.redis, password=self.redis_password, socket_connect_timeout=0.5
+        )
         wait_until(lambda: bool(client.ping()), "redis-server", 20, proc)
         client.close()
 
@@ -302,6 +347,41 @@ class LocalStack:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+    def _starter(self, name: str) -> Callable[[], None]:
+        return {
+            "redis": self.start_redis,
+            "chroma": self.start_chroma,
+            "flow-emulator": self.start_emulator,
+            "worker": self.start_workers,
+            "ingest-worker": self.start_ingest_workers,
+            "api": self.start_api,
+        }[name]
+
+    def supervise(self, say: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Restart every child that exited, with backoff (call it every second or so).
+        Returns the names restarted now; a failed restart is tried again after a longer wait."""
+        restarted = []
+        now = time.monotonic()
+        for name, proc in list(self.procs.items()):
+            count, next_at, started = self._restarts.get(name, (0, 0.0, now))
+            if proc.poll() is None:
+                if count and now - started > RESTART_RESET_SECONDS:
+                    self._restarts[name] = (0, 0.0, started)  # it stayed up: reset the backoff
+                continue
+            if now < next_at:
+                continue
+            delay = RESTART_BACKOFF_SECONDS[min(count, len(RESTART_BACKOFF_SECONDS) - 1)]
+            say(f"{name} exited (code {proc.returncode}); restarting it (attempt {count + 1})")
+            self._restarts[name] = (count + 1, now + delay, now)
+            try:
+                self._starter(name)()
+            except StartupError as exc:
+                say(f"{name} did not come back: {exc}; next attempt in {delay:g} s")
+                continue
+            self._restarts[name] = (count + 1, now + delay, time.monotonic())
+            restarted.append(name)
+        return restarted
 
     def stop(self) -> None:
         for name in ("api", "worker", "ingest-worker", "flow-emulator", "chroma", "redis"):

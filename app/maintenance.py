@@ -20,7 +20,8 @@ OPERATOR_KEY = "flowchat:maintenance:operator"
 
 class Status(BaseModel):
     maintenance: bool
-    reason: str | None = None
+    reason: str | None = None  # a fixed sentence (or the operator's own words): safe to show
+    detail: str | None = None  # Flow's last error: only for the admin token (GET /api/status)
 
 
 class MaintenanceTracker:
@@ -46,11 +47,11 @@ class MaintenanceTracker:
     def status(self) -> Status:
         operator, failures, last_error = self.redis.mget(OPERATOR_KEY, FAILURES_KEY, LAST_ERROR_KEY)
         if operator:
-            return Status(maintenance=True, reason=json.loads(operator)["reason"])
+            return Status(maintenance=True, reason=json.loads(operator)["reason"])  # no detail
         if failures and int(failures) >= self.threshold:
-            detail = last_error.decode() if last_error else "unknown error"
             return Status(
                 maintenance=True,
-                reason=f"the Flow LLM gateway failed {int(failures)} times in a row ({detail})",
+                reason=f"the Flow LLM gateway failed {int(failures)} times in a row",
+                detail=last_error.decode() if last_error else None,
             )
-        return Status(maintenance=False)
+        return Status(maintenance=False, reason=None)

@@ -33,6 +33,9 @@ from app.contracts import (
     METRIC_FEEDBACK,
     METRIC_FLOW_REQUEST_SECONDS,
     METRIC_FLOW_REQUESTS,
+    METRIC_RATE_LIMITED,
+    METRIC_REDIS_MEMORY_MAX_BYTES,
+    METRIC_REDIS_MEMORY_USED_BYTES,
     METRIC_RQ_JOBS,
     METRIC_RQ_WORKERS,
     METRIC_VECTOR_STORE_BYTES,
@@ -44,6 +47,8 @@ FEEDBACK_VOTES = ("up", "down")
 FLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 KEY_PREFIX = "flowchat:metrics"
 RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
+# the `reason` label values of METRIC_RATE_LIMITED (app.quotas refuses with these)
+RATE_LIMIT_REASONS = ("rate", "tokens", "queue_full")
 
 
 def _hist_key(name: str) -> str:
@@ -80,6 +85,10 @@ class MetricsRecorder:
     def flow_request(self, status: str, seconds: float) -> None:
         self.redis.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
         self._observe(METRIC_FLOW_REQUEST_SECONDS, FLOW_BUCKETS, seconds)
+
+    def rate_limited(self, reason: str) -> None:
+        """A chat refused with 429; ``reason`` is one of :data:`RATE_LIMIT_REASONS`."""
+        self.redis.hincrby(_hist_key(METRIC_RATE_LIMITED), reason, 1)
 
     def chat_answer(self, outcome: str) -> None:
         """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
@@ -211,3 +220,26 @@ class FlowchatCollector(Collector):
         for vote in FEEDBACK_VOTES:
             feedback.add_metric([vote], float(raw_votes.get(vote.encode(), 0)))
         yield feedback
+        limited = CounterMetricFamily(
+            METRIC_RATE_LIMITED.removesuffix("_total"),
+            "Chat requests refused with 429, by reason",
+            labels=["reason"],
+        )
+        raw_limited = self.redis.hgetall(_hist_key(METRIC_RATE_LIMITED))
+        for reason in RATE_LIMIT_REASONS:
+            limited.add_metric([reason], float(raw_limited.get(reason.encode(), 0)))
+        yield limited
+        yield from redis_memory_families(self.redis)
+
+
+def redis_memory_families(connection: redis.Redis) -> Iterator[Metric]:
+    """Redis memory in use (INFO memory) and its ``maxmemory`` (0: no limit)."""
+    info = connection.info("memory")
+    used = GaugeMetricFamily(METRIC_REDIS_MEMORY_USED_BYTES, "Memory Redis uses (used_memory)")
+    used.add_metric([], float(info.get("used_memory", 0)))
+    yield used
+    maximum = GaugeMetricFamily(
+        METRIC_REDIS_MEMORY_MAX_BYTES, "Redis maxmemory (0: no limit configured)"
+    )
+    maximum.add_metric([], float(info.get("maxmemory", 0)))
+    yield maximum

@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         ingest_workers=args.ingest_workers,
         admin_token=token,
     )
+    if stack.anonymous_chat:
+        say(
+            "chat is open without an API key (ALLOW_ANONYMOUS_CHAT=true, loopback only); "
+            "set API_KEYS to require keys"
+        )
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -213,13 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        while True:
-            for name, proc in list(stack.procs.items()):
-                if proc.poll() is not None:
-                    log = args.data_dir / "logs" / f"{name}.log"
-                    raise StartupError(
-                        f"{name} stopped unexpectedly (exit {proc.returncode}); see {log}"
-                    )
+        while True:  # a crashed child is restarted with backoff; the others keep serving
+            stack.supervise(say)
             time.sleep(1)
     except KeyboardInterrupt:
         say("stopping ...")

@@ -57,12 +57,28 @@ class Settings(BaseSettings):
     ALLOWED_EXTENSIONS: Annotated[list[str], NoDecode] = [".txt", ".md", ".html", ".pdf", ".docx"]
     MAX_UPLOAD_MB: float = Field(default=20.0, gt=0)
     MAX_MESSAGE_CHARS: int = Field(default=4000, ge=1)
+    # every request body except uploads (which get MAX_UPLOAD_MB per file), counted as it is read
+    MAX_REQUEST_BYTES: int = Field(default=1_048_576, ge=1024)
     MAX_QUEUE_DEPTH: int = Field(default=100, ge=1)
     JOB_TIMEOUT_SECONDS: int = Field(default=120, ge=1)
     RESULT_TTL_SECONDS: int = Field(default=86400, ge=60)
 
     ADMIN_TOKEN: SecretStr = SecretStr("")
     API_KEYS: Annotated[list[SecretStr], NoDecode] = []
+    # one key per line (blank lines and '#' comments ignored); re-read at request time
+    API_KEYS_FILE: Path | None = None
+    API_KEYS_CACHE_SECONDS: float = Field(default=3.0, ge=0, le=30)
+    # without keys the API refuses to start unless this is set explicitly (`make run` sets it)
+    ALLOW_ANONYMOUS_CHAT: bool = False
+    # per-key limits, counted in Redis (app.quotas)
+    RATE_LIMIT_PER_MINUTE: int = Field(default=60, ge=1)
+    FLOW_TOKENS_PER_DAY: int = Field(default=200_000, ge=1)
+
+    # every Redis client (API, workers, ops commands) authenticates with it when set
+    REDIS_PASSWORD: SecretStr = SecretStr("")
+    REDIS_SOCKET_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    REDIS_MAX_CONNECTIONS: int = Field(default=50, ge=2)
+    CHROMA_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
 
     MAINTENANCE_AFTER_FAILURES: int = Field(default=3, ge=1)
 
@@ -97,6 +113,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("API_KEYS_FILE", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("REDIS_URL")
     @classmethod

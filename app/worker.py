@@ -30,15 +30,20 @@ from rq.worker_pool import WorkerPool
 from app.chat import conversations
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
+from app.contracts import CHAT_JOB
 from app.flow.client import FlowClient
 from app.flow.errors import FlowError
+from app.ingest.jobs import REBUILD_JOB
+from app.ingest.queueing import INGEST_FAILED_CALLBACK, INGEST_JOB
 from app.maintenance import MaintenanceTracker
 from app.metrics import MetricsRecorder
+from app.quotas import Quotas
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
 from app.rag.prompt import build_messages
 from app.rag.retrieval import retrieve, retrieve_any
 from app.rag.vectorstore import VectorStore
+from app.redis_clients import JOB_SERIALIZER, job_queue, redis_client
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("flowchat.worker")
@@ -48,6 +53,36 @@ ALIVE_TTL_SECONDS = 15
 HEARTBEAT_SECONDS = 5
 SWEEP_SECONDS = 10
 SWEEP_LOCK = "flowchat:sweep-lock"
+
+# The only functions a worker runs, and the only callbacks it calls: a job naming anything else
+# (``os.system``, say) is failed before anything is imported. Write access to Redis is then not
+# code execution. A new job function or callback must be added here.
+ALLOWED_JOB_FUNCTIONS = frozenset(
+    {
+        CHAT_JOB,
+        INGEST_JOB,
+        REBUILD_JOB,
+    }
+)
+ALLOWED_CALLBACKS = frozenset({"app.chat.jobs.notify_done", INGEST_FAILED_CALLBACK})
+
+
+class JobRefused(RuntimeError):
+    """A job that names a function or callback outside the allowlists."""
+
+
+def job_refusal(job: Job) -> str | None:
+    """Why ``job`` must not run, or None when it only names allowed functions."""
+    if job.func_name not in ALLOWED_JOB_FUNCTIONS:
+        return f"job function {str(job.func_name)[:100]!r} is not one of the service's jobs"
+    for name in (
+        job._success_callback_name,
+        job._failure_callback_name,
+        job._stopped_callback_name,
+    ):
+        if name is not None and name not in ALLOWED_CALLBACKS:
+            return f"job callback {name[:100]!r} is not one of the service's callbacks"
+    return None
 
 
 class ChatFailed(RuntimeError):
@@ -62,12 +97,13 @@ class _Resources:
     flow: FlowClient
     metrics: MetricsRecorder
     maintenance: MaintenanceTracker
+    quotas: Quotas
 
 
 @cache
 def _resources() -> _Resources:
     settings = get_settings()
-    connection = redis.Redis.from_url(settings.REDIS_URL)
+    connection = redis_client(settings)
     metrics = MetricsRecorder(connection)
     return _Resources(
         settings=settings,
@@ -76,6 +112,7 @@ def _resources() -> _Resources:
         flow=FlowClient.from_settings(settings, on_request=metrics.flow_request),
         metrics=metrics,
         maintenance=MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES),
+        quotas=Quotas(connection, settings),
     )
 
 
@@ -85,10 +122,13 @@ def answer_chat(
     submitted_at: float | None = None,
     conversation_id: str | None = None,
     history: list[dict] | None = None,
+    key_id: str | None = None,
 ) -> dict:
     """Retrieve sources for ``question`` (made standalone from the conversation), ask Flow with
     streaming, publish the answer to the job's stream as it arrives, return answer + sources +
-    usage + timings (the job's stored result)."""
+    usage + timings (the job's stored result).
+
+    The Flow tokens the answer used are charged to ``key_id``'s daily budget."""
     res = _resources()
     spec = ChatJob(
         question=question,
@@ -96,6 +136,7 @@ def answer_chat(
         submitted_at=submitted_at,
         conversation_id=conversation_id,
         history=history or [],
+        key_id=key_id,
     )
     started = time.time()
     submitted = spec.submitted_at or started
@@ -132,13 +173,17 @@ def answer_chat(
     except FlowError as exc:
         res.maintenance.flow_failed(exc.reason)
         res.metrics.chat_answer("failed")
-        reason = f"the Flow LLM gateway did not answer: {exc.reason}"
+        reason = "the Flow LLM gateway did not answer; try again later"
         if stream is not None:
             stream.error(reason)
         if job is not None:  # the Flow client already retried with backoff: do not retry again
             job.retries_left = 0
+        # the reason stays in the worker's log; the client gets a fixed sentence
+        log.warning("chat job failed: Flow did not answer: %s", exc.reason)
         raise ChatFailed(reason) from None
     res.maintenance.flow_succeeded()
+    if spec.key_id and completion.usage is not None:
+        res.quotas.charge_tokens(spec.key_id, completion.usage.total_tokens)
     answered = time.time()
     answer = completion.content.strip()
     empty = not answer or not sources
@@ -178,7 +223,7 @@ def sweep_abandoned(
         member = entry.decode()
         job_id = member.split(":", 1)[0]
         try:
-            job = Job.fetch(job_id, connection=connection)
+            job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
         except Exception:
             continue
         if job.get_status(refresh=False) != JobStatus.STARTED or not job.worker_name:
@@ -197,7 +242,29 @@ def sweep_abandoned(
 
 
 class FlowchatWorker(SimpleWorker):
-    """A SimpleWorker that loads the model up front, beats, and sweeps abandoned jobs."""
+    """A SimpleWorker that loads the model up front, beats, sweeps abandoned jobs, runs only
+    the allowlisted job functions, and never logs a job's description (it holds the question)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["log_job_description"] = False
+        kwargs["serializer"] = JOB_SERIALIZER
+        super().__init__(*args, **kwargs)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        reason = job_refusal(job)
+        if reason is None:
+            return super().perform_job(job, queue, execution)
+        log.error("refused job %s: %s", job.id, reason)
+        # nothing the job names is imported: not its function, not its callbacks
+        job._success_callback_name = None
+        job._failure_callback_name = None
+        job._stopped_callback_name = None
+        job._success_callback = job._failure_callback = job._stopped_callback = None
+        job.retries_left = 0
+        self.prepare_job_execution(job, len(self.queues) == 1)
+        error = JobRefused(reason)
+        self._finalize_failure(job, queue, execution, (JobRefused, error, None))
+        return False
 
     def warm_up(self) -> None:
         """Load what every job needs once, before the first job."""
@@ -243,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
     settings = get_settings()
-    connection = redis.Redis.from_url(settings.REDIS_URL)
+    connection = redis_client(settings)
     try:
         connection.ping()
     except redis.RedisError as exc:
@@ -252,9 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (MODEL_DIR / "model.onnx").exists():  # fail fast, before the pool starts
         print("the embedding model is missing: run `python -m app.rag.model_setup`")
         return 1
-    queue = Queue(settings.RQ_QUEUE, connection=connection)
+    queue = job_queue(settings.RQ_QUEUE, connection)
     pool = WorkerPool(
-        [queue], connection=connection, num_workers=args.workers, worker_class=FlowchatWorker
+        [queue],
+        connection=connection,
+        num_workers=args.workers,
+        worker_class=FlowchatWorker,
+        serializer=JOB_SERIALIZER,
     )
     pool.start(burst=args.burst)
     return 0

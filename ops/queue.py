@@ -61,9 +61,13 @@ def redact_url(url: str) -> str:
 
 
 def connect(url: str, timeout: float = 5.0) -> redis.Redis:
-    """Open a Redis connection and PING it; raise OpsError with a clear sentence on failure."""
+    """Open a Redis connection and PING it; raise OpsError with a clear sentence on failure.
+    The password comes from the URL or from ``REDIS_PASSWORD`` (as for the service)."""
+    password = os.environ.get("REDIS_PASSWORD") or None
     try:
-        conn = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        conn = redis.Redis.from_url(
+            url, password=password, socket_connect_timeout=timeout, socket_timeout=timeout
+        )
         conn.ping()
     except (redis.exceptions.RedisError, ValueError, OSError) as exc:
         raise OpsError(f"Redis at {redact_url(url)} is unreachable: {exc}") from None

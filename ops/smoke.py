@@ -65,7 +65,7 @@ class SmokeReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return self.failure is None and all(c.status == "PASS" for c in self.checks)
+        return self.failure is None and all(c.status != "FAIL" for c in self.checks)
 
     def markdown(self) -> str:
         verdict = "passed" if self.ok else "FAILED"
@@ -80,6 +80,10 @@ class SmokeReport(BaseModel):
 
 class CheckFailed(Exception):
     """A check failed; the message is the sentence shown to the operator."""
+
+
+class CheckSkipped(Exception):
+    """A check that does not apply (the message says why)."""
 
 
 _PROMPTS = TypeAdapter(list[RegressionPrompt])
@@ -236,10 +240,28 @@ def check_prompt(
     return f"cites {item.expect_source}"
 
 
+def check_keyless_refused(client: httpx.Client, allow_open: bool) -> str:
+    """A chat request without any key must be refused (401/403) before anything is queued.
+    The probe carries no question (``{}``): an open service answers 422 and queues nothing."""
+    request = client.build_request("POST", CHAT_PATH, json={})
+    for name in ("X-API-Key", "Authorization"):
+        request.headers.pop(name, None)
+    response = client.send(request)
+    if response.status_code in (401, 403):
+        return f"refused without a key (HTTP {response.status_code})"
+    if allow_open:
+        raise CheckSkipped(f"the service is open (HTTP {response.status_code}); --allow-open")
+    raise CheckFailed(
+        f"POST {CHAT_PATH} without an API key answered HTTP {response.status_code}, expected 401: "
+        "the chat API is open to anyone (set API_KEYS or API_KEYS_FILE on the API)"
+    )
+
+
 def run_smoke(
     base_url: str,
     *,
     api_key: str | None = None,
+    allow_open: bool = False,
     prompts: list[RegressionPrompt] | None = None,
     budget: float = CHAT_LATENCY_P95_SECONDS,
     timeout: float = 10.0,
@@ -256,6 +278,8 @@ def run_smoke(
         started = time.monotonic()
         try:
             detail = check()
+        except CheckSkipped as exc:
+            result = CheckResult(name=name, status="SKIP", detail=str(exc))
         except CheckFailed as exc:
             result = CheckResult(name=name, status="FAIL", detail=str(exc))
         except httpx.HTTPError as exc:
@@ -269,7 +293,7 @@ def run_smoke(
         progress(f"{result.status}  {name:<40} {result.seconds:6.2f} s  {result.detail}")
         if result.status == "FAIL" and report.failure is None:
             report.failure = f"{name}: {result.detail}"
-        return result.status == "PASS"
+        return result.status != "FAIL"
 
     def skip(names: list[str], why: str) -> None:
         for name in names:
@@ -283,8 +307,9 @@ def run_smoke(
             skip(["readiness", "chat round trip", *prompt_names], "service not reachable")
             return report
         if not run("readiness", lambda: check_ready(client)):
-            skip(["chat round trip", *prompt_names], "service not ready")
+            skip(["keyless chat refused", "chat round trip", *prompt_names], "service not ready")
             return report
+        run("keyless chat refused", lambda: check_keyless_refused(client, allow_open))
         if not run("chat round trip", lambda: check_chat(client, budget, progress)):
             skip(prompt_names, "chat round trip failed")
             return report
@@ -318,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds each chat may take from submission to answer (default: %(default)s)",
     )
     parser.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="a service that answers chat without an API key passes (only for `make run`)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=10.0,
@@ -335,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_smoke(
         args.base_url,
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        allow_open=args.allow_open,
         prompts=prompts,
         budget=args.budget,
         timeout=args.timeout,

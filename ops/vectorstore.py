@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="regression prompts")
     r.add_argument("--budget", type=float, default=CHAT_LATENCY_P95_SECONDS)
+    r.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="the smoke passes a service that answers chat without an API key (`make run`)",
+    )
     r.add_argument("--timeout", type=float, default=1800.0, help="seconds for the re-ingestion")
     r.add_argument("--interval", type=float, default=2.0, help="seconds between progress polls")
     return parser
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_smoke(
         args.base_url,
         api_key=os.environ.get(API_KEY_ENV) or None,
+        allow_open=args.allow_open,
         prompts=prompts,
         budget=args.budget,
     )

@@ -170,6 +170,8 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             "FLOW_MAX_RETRIES": "2",
             "MAINTENANCE_AFTER_FAILURES": "2",
             "INGEST_RETRY_INTERVALS": "1,1",  # 3 attempts, 1 s apart (tests kill and restart)
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "FLOW_TOKENS_PER_DAY": "100000000",
         },
     )
     stack.start()
@@ -181,5 +183,31 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             load_settings().ALLOWED_EXTENSIONS,
         )
         yield LiveService(stack=stack, emulator=EmulatorControl(stack.flow_url))
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A service of its own (one worker, docs/ ingested) for the API fuzzer, which deletes
+    documents, starts rebuilds and flips the maintenance flag: it must not share live_service."""
+    from app.run_local import seed_documents
+    from app.settings import load_settings
+
+    stack = LocalStack(
+        root=tmp_path_factory.mktemp("fuzzed"),
+        ports=Ports.free(),
+        workers=1,
+        env_overrides={"RATE_LIMIT_PER_MINUTE": "100000", "FLOW_TOKENS_PER_DAY": "100000000"},
+    )
+    stack.start()
+    try:
+        seed_documents(
+            stack.base_url,
+            stack.admin_token,
+            REPO_ROOT / "docs",
+            load_settings().ALLOWED_EXTENSIONS,
+        )
+        yield stack
     finally:
         stack.stop()

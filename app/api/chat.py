@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from rq.job import Job
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.dependencies import ApiKeyDep, QueueDep, RedisDep, SettingsDep
+from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, RedisDep, SettingsDep
 from app.api.models import ChatAccepted, ChatRequest, ChatResponse
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat import feedback
 from app.chat.conversations import new_conversation_id
 from app.chat.jobs import ChatRejected, fetch_chat, job_outcome, submit_chat, wait_for_chat
@@ -23,22 +24,23 @@ from app.chat.results import ChatResult
 from app.chat.stream import StreamEvent, follow
 from app.contracts import CHAT_PATH
 from app.metrics import MetricsRecorder
+from app.quotas import REASON_QUEUE
 
-router = APIRouter(prefix=CHAT_PATH, tags=["chat"], dependencies=[ApiKeyDep])
+router = APIRouter(
+    prefix=CHAT_PATH,
+    tags=["chat"],
+    dependencies=[ApiKeyDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 
 REDIS_DOWN = "the job queue (Redis) is unreachable"
-STREAM_PING_SECONDS = 15
-VOTE_SETTLE_POLLS = 40  # x 50 ms  # SSE comment lines keep proxies from closing a quiet stream
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "an API key is required"},
-    403: {"description": "the API key is not valid"},
-    404: {"description": "no chat job with this id (it may have expired)"},
-    503: {"description": REDIS_DOWN},
-}
+STREAM_PING_SECONDS = 15  # SSE comment lines keep proxies from closing a quiet stream
+VOTE_SETTLE_POLLS = 40  # x 50 ms
 
 
-def rejected(exc: ChatRejected) -> HTTPException:
+def rejected(exc: ChatRejected, request: Request | None = None) -> HTTPException:
+    if exc.status == 429 and request is not None:  # the chat queue is full
+        MetricsRecorder(request.app.state.redis).rate_limited(REASON_QUEUE)
     return HTTPException(exc.status, exc.reason, headers=exc.headers)
 
 
@@ -47,24 +49,28 @@ def not_found(job_id: str) -> HTTPException:
 
 
 @router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=ChatAccepted,
-    responses={
-        401: ERRORS[401],
-        403: ERRORS[403],
-        429: {"description": "the chat queue is full; retry after Retry-After seconds"},
-        503: ERRORS[503],
-    },
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=ChatAccepted, responses={429: {}}
 )
-def submit(body: ChatRequest, response: Response, settings: SettingsDep, queue: QueueDep):
+def submit(
+    body: ChatRequest,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    queue: QueueDep,
+    key_id: ChatKeyDep,
+):
     conversation_id = body.conversation_id or new_conversation_id()
     try:
         job = submit_chat(
-            queue, settings, body.message, body.top_k, conversation_id=conversation_id
+            queue,
+            settings,
+            body.message,
+            body.top_k,
+            conversation_id=conversation_id,
+            key_id=key_id,
         )
     except ChatRejected as exc:
-        raise rejected(exc) from None
+        raise rejected(exc, request) from None
     url = f"{CHAT_PATH}/{job.id}"
     response.headers["Location"] = url
     return ChatAccepted(
@@ -72,20 +78,17 @@ def submit(body: ChatRequest, response: Response, settings: SettingsDep, queue: 
     )
 
 
-@router.get("/{job_id}", response_model=ChatResponse, responses=ERRORS)
+@router.get("/{job_id}", response_model=ChatResponse, responses={404: {}})
 async def read(
     job_id: str,
     request: Request,
     connection: RedisDep,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the answer")] = 0,
 ):
-    try:
-        job = await asyncio.to_thread(fetch_chat, connection, job_id)
-        if job is None:
-            raise not_found(job_id)
-        return await wait_for_chat(job, wait, request.app.state.aioredis)
-    except redis.RedisError:
-        raise HTTPException(503, REDIS_DOWN) from None
+    job = await asyncio.to_thread(fetch_chat, connection, job_id)
+    if job is None:
+        raise not_found(job_id)
+    return await wait_for_chat(job, wait, request.app.state.aioredis)
 
 
 async def job_events(request: Request, job: Job, deadline: float) -> AsyncIterator[StreamEvent]:
@@ -106,7 +109,7 @@ def _sse(event: StreamEvent) -> ServerSentEvent:
 @router.get(
     "/{job_id}/stream",
     responses={
-        **ERRORS,
+        404: {},
         200: {
             "description": "Server-Sent Events from the start of the answer: `sources` (list), "
             "`delta` and `reset` ({text}), then `done` (the stored result) or `error` "
@@ -116,10 +119,7 @@ def _sse(event: StreamEvent) -> ServerSentEvent:
     },
 )
 async def stream(job_id: str, request: Request, connection: RedisDep, settings: SettingsDep):
-    try:
-        job = await asyncio.to_thread(fetch_chat, connection, job_id)
-    except redis.RedisError:
-        raise HTTPException(503, REDIS_DOWN) from None
+    job = await asyncio.to_thread(fetch_chat, connection, job_id)
     if job is None:
         raise not_found(job_id)
 
@@ -150,35 +150,29 @@ class FeedbackAccepted(BaseModel):
 @router.post(
     "/{job_id}/feedback",
     response_model=FeedbackAccepted,
-    responses={
-        **ERRORS,
-        409: {"description": "the answer is not finished yet: vote once it is"},
-    },
+    responses={404: {}, 409: {}},
 )
 def vote(job_id: str, body: FeedbackRequest, connection: RedisDep) -> FeedbackAccepted:
-    try:
-        job = fetch_chat(connection, job_id)
-        if job is None:
-            raise not_found(job_id)
-        # the stream's `done` event is written just before RQ stores the result: a vote sent
-        # right after it waits a moment for the job to be recorded as finished
-        for _ in range(VOTE_SETTLE_POLLS):
-            if job.get_status(refresh=True) == "finished":
-                break
-            time.sleep(0.05)
-        else:
-            raise HTTPException(409, "the answer is not finished yet: vote once it is")
-        result = ChatResult.model_validate(job.return_value())
-        entry = feedback.FeedbackRecord(
-            job_id=job.id,
-            vote=body.vote,
-            comment=body.comment,
-            question=str(job.kwargs.get("question", "")),
-            answer=result.answer,
-            documents=[s.document for s in result.sources],
-        )
-        if feedback.record(connection, entry):
-            MetricsRecorder(connection).feedback(body.vote)
-    except redis.RedisError:
-        raise HTTPException(503, REDIS_DOWN) from None
+    job = fetch_chat(connection, job_id)
+    if job is None:
+        raise not_found(job_id)
+    # the stream's `done` event is written just before RQ stores the result: a vote sent
+    # right after it waits a moment for the job to be recorded as finished
+    for _ in range(VOTE_SETTLE_POLLS):
+        if job.get_status(refresh=True) == "finished":
+            break
+        time.sleep(0.05)
+    else:
+        raise HTTPException(409, "the answer is not finished yet: vote once it is")
+    result = ChatResult.model_validate(job.return_value())
+    entry = feedback.FeedbackRecord(
+        job_id=job.id,
+        vote=body.vote,
+        comment=body.comment,
+        question=str(job.kwargs.get("question", "")),
+        answer=result.answer,
+        documents=[s.document for s in result.sources],
+    )
+    if feedback.record(connection, entry):
+        MetricsRecorder(connection).feedback(body.vote)
     return FeedbackAccepted(id=job.id, vote=body.vote)

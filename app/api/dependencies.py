@@ -10,6 +10,9 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from rq import Queue
 
 from app.contracts import SECRET_PLACEHOLDER
+from app.keys import ANONYMOUS, KeyCheck, KeyRing
+from app.metrics import MetricsRecorder
+from app.quotas import Quotas
 from app.settings import Settings
 
 
@@ -36,6 +39,15 @@ def _bearer(authorization: str | None) -> str | None:
     return None
 
 
+def is_admin(settings: Settings, authorization: str | None) -> bool:
+    """True when ``authorization`` carries the admin token (for routes that show more to it)."""
+    token = _bearer(authorization)
+    expected = settings.ADMIN_TOKEN.get_secret_value()
+    if token is None or not expected or expected == SECRET_PLACEHOLDER:
+        return False
+    return secrets.compare_digest(token.encode(), expected.encode())
+
+
 def require_admin(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
@@ -56,21 +68,48 @@ def require_admin(
 
 
 def require_api_key(
+    request: Request,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    keys = [k.get_secret_value() for k in settings.API_KEYS]
-    if not keys:
-        return
+) -> str:
+    """The calling key's ``key_id`` (``anonymous`` when ALLOW_ANONYMOUS_CHAT lets a keyless
+    request in); 401 without a key, 403 with a key that is not (or no longer) valid."""
+    ring: KeyRing = request.app.state.keyring
     given = x_api_key or _bearer(authorization)
-    if not given:
+    outcome, key_id = ring.check(given)
+    if outcome == KeyCheck.VALID and key_id is not None:
+        return key_id
+    if settings.ALLOW_ANONYMOUS_CHAT and (outcome == KeyCheck.MISSING or not ring.keys()):
+        return ANONYMOUS
+    if outcome == KeyCheck.MISSING:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "an API key is required: send 'X-API-Key: <key>'"
+            status.HTTP_401_UNAUTHORIZED,
+            "an API key is required: send 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
         )
-    if not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "the API key is not valid")
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "the API key is not valid")
 
 
+KeyIdDep = Annotated[str, Depends(require_api_key)]
+
+
+def require_chat_quota(request: Request, key_id: KeyIdDep) -> str:
+    """Authenticate, then count one chat request against the key's limits (requests per minute,
+    Flow tokens per day): 429 with ``Retry-After`` and the reason when a limit is reached.
+    Every route that queues a chat depends on this; it returns the key_id to put on the job."""
+    quotas: Quotas = request.app.state.quotas
+    refusal = quotas.admit(key_id)
+    if refusal is not None:
+        MetricsRecorder(request.app.state.redis).rate_limited(refusal.reason)
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            refusal.detail,
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
+    return key_id
+
+
+ChatKeyDep = Annotated[str, Depends(require_chat_quota)]
 AdminDep = Depends(require_admin)
 ApiKeyDep = Depends(require_api_key)

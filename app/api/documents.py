@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.api.dependencies import AdminDep, RedisDep, SettingsDep
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.contracts import DOCUMENTS_PATH, INGEST_PATH
 from app.documents.store import (
     DocumentMeta,
@@ -35,9 +36,15 @@ from app.ingest.queueing import enqueue_ingest, ingest_depth, ingest_queue, inge
 from app.ingest.rebuild_lock import REBUILD_JOB_TIMEOUT, RebuildLock, rebuild_space_problem
 from app.job_errors import failure_reason
 from app.rag.vectorstore import VectorStore
+from app.redis_clients import JOB_SERIALIZER
 from app.settings import Settings
 
-router = APIRouter(prefix=DOCUMENTS_PATH, tags=["documents"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix=DOCUMENTS_PATH,
+    tags=["documents"],
+    dependencies=[AdminDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 
 MAX_FILES_PER_REQUEST = 20
 INGEST_RETRY_AFTER_SECONDS = 60
@@ -51,7 +58,11 @@ UPLOAD_SCHEMA = {
                     "type": "object",
                     "required": ["files"],
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "files": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "format": "binary"},
+                        }
                     },
                 }
             }
@@ -260,7 +271,7 @@ def list_documents(store: StoreDep) -> DocumentList:
     return DocumentList(documents=[DocumentOut.of(m) for m in store.list()])
 
 
-@router.delete("/{document_id}", response_model=Deleted)
+@router.delete("/{document_id}", response_model=Deleted, responses={404: {}})
 def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) -> Deleted:
     if store.get(document_id) is None:
         raise HTTPException(404, f"no document with id {document_id[:64]!r}")
@@ -328,11 +339,11 @@ def _error_of(job: Job, meta: dict[str, Any]) -> str | None:
     return failure_reason(job, default="the rebuild job failed")
 
 
-@router.get("/ingest/{job_id}", response_model=IngestProgress)
+@router.get("/ingest/{job_id}", response_model=IngestProgress, responses={404: {}})
 def rebuild_progress(job_id: str, connection: RedisDep) -> IngestProgress:
     try:
-        job = Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+    except (NoSuchJobError, UnicodeError, ValueError):  # a non-ASCII id is no job of ours
         job = None
     except redis.RedisError:
         raise HTTPException(503, "the job queue (Redis) is unreachable") from None

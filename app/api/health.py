@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Annotated
 
 import redis
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from rq import Worker
 
-from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep
+from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep, is_admin
 from app.api.models import Check, Readiness, StatusUpdate
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.contracts import PING_PATH, READY_PATH, STATUS_PATH
 from app.maintenance import MaintenanceTracker, Status
 from app.worker import ALIVE_PREFIX
@@ -22,7 +24,9 @@ FLOW_CHECK_TIMEOUT = 2.0  # the readiness probe's own timeout is 5 s
 
 
 @router.get(PING_PATH)
-def ping() -> dict[str, str]:
+async def ping() -> dict[str, str]:
+    """Liveness: runs on the event loop itself, not in the thread pool that blocking routes
+    (Redis, Chroma) share, so a hung dependency cannot starve it."""
     return {"status": "ok"}
 
 
@@ -80,28 +84,58 @@ def _check_flow(request: Request) -> Check:
     return result
 
 
-@router.get(READY_PATH, response_model=Readiness)
-def ready(request: Request, response: Response, connection: RedisDep, queue: QueueDep):
-    """503 when Redis, Chroma or the workers are missing; Flow trouble only degrades."""
+Authorization = Annotated[str | None, Header()]
+
+
+@router.get(
+    READY_PATH,
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses={503: {"model": Readiness, "description": "Redis, Chroma or the workers missing"}},
+)
+def ready(
+    request: Request,
+    response: Response,
+    connection: RedisDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+    authorization: Authorization = None,
+):
+    """503 when Redis, Chroma or the workers are missing; Flow trouble only degrades.
+    Each check's detail (internal URLs, error text) is shown to the admin token only."""
     checks = {"redis": _check_redis(connection)}
     checks["chroma"] = _check_chroma(request)
     checks["workers"] = _check_workers(connection, queue)
     checks["flow"] = _check_flow(request)
+    if not is_admin(settings, authorization):
+        checks = {name: Check(ok=check.ok) for name, check in checks.items()}
     if not all(checks[name].ok for name in ("redis", "chroma", "workers")):
         response.status_code = 503
         return Readiness(status="not_ready", checks=checks)
     return Readiness(status="ready" if checks["flow"].ok else "degraded", checks=checks)
 
 
-@router.get(STATUS_PATH, response_model=Status)
-def get_status(connection: RedisDep, settings: SettingsDep) -> Status:
+@router.get(STATUS_PATH, response_model=Status, response_model_exclude_unset=True)
+def get_status(
+    connection: RedisDep, settings: SettingsDep, authorization: Authorization = None
+) -> Status:
+    """Maintenance on or off and a fixed reason; Flow's last error only for the admin token."""
     try:
-        return MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES).status()
+        status = MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES).status()
     except redis.RedisError:
         return Status(maintenance=True, reason="the service cannot reach its job queue (Redis)")
+    if status.detail is not None and is_admin(settings, authorization):
+        return status
+    return Status(maintenance=status.maintenance, reason=status.reason)  # no `detail` key
 
 
-@router.put(STATUS_PATH, response_model=Status, dependencies=[AdminDep])
+@router.put(
+    STATUS_PATH,
+    response_model=Status,
+    response_model_exclude_unset=True,
+    dependencies=[AdminDep],
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 def set_status(body: StatusUpdate, connection: RedisDep, settings: SettingsDep) -> Status:
     tracker = MaintenanceTracker(connection, settings.MAINTENANCE_AFTER_FAILURES)
     tracker.set_operator(body.maintenance, body.reason)

@@ -10,18 +10,31 @@ from contextlib import asynccontextmanager
 
 import httpx
 import redis
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
-from rq import Queue
 
-from app.api import chat, documents, health, metrics_route, openai_compat, passages
+from app.api import chat, documents, health, metrics_route, openai_compat, openapi, passages
+from app.api.body_limit import BodyLimitMiddleware, limits_from_settings
+from app.api.openai_errors import is_v1, openai_error
 from app.flow.client import FlowClient
+from app.keys import KeyRing, require_key_source
 from app.metrics import FlowchatCollector
+from app.quotas import Quotas
+from app.redis_clients import (
+    REDIS_FULL,
+    async_redis_client,
+    is_out_of_memory,
+    job_queue,
+    redis_client,
+)
 from app.settings import Settings, get_settings
 from app.web import install as install_web
+
+REDIS_UNREACHABLE = "the job queue (Redis) is unreachable; retry in a moment"
+REDIS_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger("flowchat.api")
 
@@ -31,7 +44,7 @@ def _chroma_probe(settings: Settings) -> Callable[[], str]:
         url = f"{settings.CHROMA_URL}/api/v2/heartbeat"
 
         def probe_server() -> str:
-            httpx.get(url, timeout=2.0).raise_for_status()
+            httpx.get(url, timeout=2.0).raise_for_status()  # bounded: the probe's own budget
             return f"Chroma server at {settings.CHROMA_URL} answers"
 
         return probe_server
@@ -51,9 +64,25 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
         problems.append(f"{where}: {err['msg']}")
-    return JSONResponse(
-        status_code=422, content={"detail": "; ".join(problems), "errors": exc.errors()}
-    )
+    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _describe_bytes})
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": errors})
+
+
+def _describe_bytes(value: bytes) -> str:
+    return f"<{len(value)} bytes that are not JSON>"
+
+
+def _redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
+    """Every route: Redis trouble is a 503 with a reason, never a 500 (one handler for all;
+    /v1 answers it in OpenAI's error shape)."""
+    detail = REDIS_UNREACHABLE
+    if is_out_of_memory(exc):
+        detail = REDIS_FULL
+    log.warning("Redis error answered with 503: %s", exc.__class__.__name__)
+    headers = {"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)}
+    if is_v1(request.url.path):
+        return openai_error(503, detail, headers)
+    return JSONResponse(status_code=503, content={"detail": detail}, headers=headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,13 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        connection = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5
-        )
+        connection = redis_client(settings)
         app.state.settings = settings
         app.state.redis = connection
-        app.state.aioredis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-        app.state.queue = Queue(settings.RQ_QUEUE, connection=connection)
+        app.state.aioredis = async_redis_client(settings)
+        app.state.queue = job_queue(settings.RQ_QUEUE, connection)
+        app.state.keyring = KeyRing.from_settings(settings)
+        app.state.quotas = Quotas(connection, settings)
         app.state.flow_client = FlowClient.from_settings(
             settings, max_retries=0, timeout=health.FLOW_CHECK_TIMEOUT
         )
@@ -93,17 +122,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.RedisError, _redis_error)  # type: ignore[arg-type]
     for module in (health, chat, documents, metrics_route, openai_compat):
         app.include_router(module.router)
     app.include_router(passages.router)  # cited passages (API key) and original files (admin)
     install_web(app)  # the chat page at / and its assets under /static
+    app.add_middleware(BodyLimitMiddleware, limit_for=limits_from_settings(settings))
+    openapi.install(app)
     return app
 
 
 def __getattr__(name: str) -> FastAPI:
     """``app.api.main:app`` builds the application on first access (after settings load)."""
     if name == "app":
-        application = create_app()
+        settings = get_settings()
+        require_key_source(settings)  # no keys and no ALLOW_ANONYMOUS_CHAT: refuse to start
+        if settings.ALLOW_ANONYMOUS_CHAT:
+            log.warning("ALLOW_ANONYMOUS_CHAT is on: chat without an API key is accepted")
+        application = create_app(settings)
         globals()["app"] = application
         return application
     raise AttributeError(name)

@@ -20,38 +20,25 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import redis
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.chat import REDIS_DOWN, STREAM_PING_SECONDS, job_events, rejected
-from app.api.dependencies import ApiKeyDep, QueueDep, SettingsDep
+from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
+from app.api.models import NOT_BLANK, has_text
+from app.api.openai_errors import openai_error
+from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat.jobs import ChatRejected, submit_chat, wait_for_chat
 from app.chat.results import Turn, Usage
 from app.rag.prompt import Source
 
 MODEL_ID = "flowchat"
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def openai_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class OpenAIRoute(APIRoute):
@@ -78,40 +65,64 @@ class OpenAIRoute(APIRoute):
         return handle
 
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ApiKeyDep], route_class=OpenAIRoute)
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai"],
+    dependencies=[ApiKeyDep],
+    route_class=OpenAIRoute,
+    # app.api.openapi documents /v1's errors in OpenAI's shape (app.api.openai_errors)
+    responses={**AUTH_RESPONSES, **REDIS_RESPONSES},
+)
 
-ERROR_SCHEMA = {
-    "content": {
-        "application/json": {
-            "example": {"error": {"message": "...", "type": "invalid_request_error", "code": 422}}
-        }
+MAX_MESSAGES = 50  # per request
+MAX_MESSAGE_CONTENT_CHARS = 4000  # per message or content part (the question: MAX_MESSAGE_CHARS)
+MAX_CONTENT_PARTS = 20  # per message; the whole body is bounded by the body limit as well
+# the schema says what the route needs: at least one user message with text (the question),
+# as a string or as a text part
+HAS_TEXT_PART = {
+    "type": "object",
+    "properties": {"type": {"const": "text"}, "text": {"type": "string", "pattern": NOT_BLANK}},
+    "required": ["type", "text"],
+}
+HAS_QUESTION = {
+    "contains": {
+        "type": "object",
+        "properties": {
+            "role": {"const": "user"},
+            "content": {
+                "anyOf": [
+                    {"type": "string", "pattern": NOT_BLANK},
+                    {"type": "array", "contains": HAS_TEXT_PART},
+                ]
+            },
+        },
+        "required": ["role", "content"],
     }
 }
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": description, **ERROR_SCHEMA}
-    for status, description in {
-        401: "an API key is required, or the one sent is not valid",
-        422: "the request is not a valid chat completion request",
-        429: "the chat queue is full; retry after Retry-After seconds",
-        502: "the answer could not be produced (Flow failed)",
-        503: REDIS_DOWN,
-        504: "no answer within the job timeout",
-    }.items()
-}
+
+
+def _a_boolean(value: object) -> object:
+    if not isinstance(value, bool):  # 0 == False in Python; in JSON 0 is no boolean
+        raise ValueError("must be a JSON boolean")
+    return value
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    type: str
-    text: str | None = None
+    type: str = Field(max_length=100)
+    text: str | None = Field(default=None, max_length=MAX_MESSAGE_CONTENT_CHARS)
 
 
 class OpenAIMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[TextPart] | None = None
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CONTENT_CHARS)]
+        | Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
+        | None
+    ) = None
 
     @property
     def text(self) -> str:
@@ -121,18 +132,24 @@ class OpenAIMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
+    _boolean = field_validator("include_usage", mode="before")(_a_boolean)
+
 
 class OpenAIRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: str = MODEL_ID
-    messages: list[OpenAIMessage] = Field(min_length=1)
+    model: str = Field(default=MODEL_ID, max_length=200)
+    messages: list[OpenAIMessage] = Field(
+        min_length=1, max_length=MAX_MESSAGES, json_schema_extra=HAS_QUESTION
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    _boolean = field_validator("stream", mode="before")(_a_boolean)
 
 
 class OpenAIChoiceMessage(BaseModel):
@@ -169,8 +186,16 @@ class ModelList(BaseModel):
 
 
 def split_messages(messages: list[OpenAIMessage]) -> tuple[str, list[Turn]]:
-    """The question (the last user message) and the user/assistant messages before it."""
-    last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
+    """The question (the last user message with text) and the user/assistant messages before
+    it."""
+    last = next(
+        (
+            i
+            for i in range(len(messages) - 1, -1, -1)
+            if messages[i].role == "user" and has_text(messages[i].text)
+        ),
+        None,
+    )
     if last is None:
         raise HTTPException(422, "no user message: the last user message is the question")
     history = [
@@ -181,7 +206,7 @@ def split_messages(messages: list[OpenAIMessage]) -> tuple[str, list[Turn]]:
     return messages[last].text, history
 
 
-@router.get("/models", response_model=ModelList, responses={401: ERRORS[401]})
+@router.get("/models", response_model=ModelList)
 def models() -> ModelList:
     return ModelList(data=[ModelCard(id=MODEL_ID)])
 
@@ -190,7 +215,9 @@ def models() -> ModelList:
     "/chat/completions",
     response_model=OpenAIResponse,
     responses={
-        **ERRORS,
+        429: {},
+        502: {},
+        504: {},
         200: {
             "description": "the completion, or with `stream: true` its chunks as Server-Sent "
             "Events ending with `data: [DONE]`",
@@ -199,24 +226,25 @@ def models() -> ModelList:
     },
 )
 async def completions(
-    body: OpenAIRequest, request: Request, settings: SettingsDep, queue: QueueDep
+    body: OpenAIRequest,
+    request: Request,
+    settings: SettingsDep,
+    queue: QueueDep,
+    key_id: ChatKeyDep,
 ):
     question, history = split_messages(body.messages)
     try:
-        job = await asyncio.to_thread(submit_chat, queue, settings, question, None, history=history)
+        job = await asyncio.to_thread(
+            submit_chat, queue, settings, question, None, history=history, key_id=key_id
+        )
     except ChatRejected as exc:
-        raise rejected(exc) from None
+        raise rejected(exc, request) from None
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _chunks(request, job, body.model, created, include_usage, settings)
         return EventSourceResponse(chunks, ping=STREAM_PING_SECONDS)
-    try:
-        view = await wait_for_chat(
-            job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis
-        )
-    except redis.RedisError:
-        raise HTTPException(503, REDIS_DOWN) from None
+    view = await wait_for_chat(job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis)
     if view.status == "failed":
         raise HTTPException(502, view.error or "the answer could not be produced")
     if view.status != "finished":

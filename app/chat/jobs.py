@@ -19,7 +19,8 @@ from rq.job import Job, JobStatus
 
 from app.chat.results import ChatJob, ChatResponse, ChatResult, Turn
 from app.contracts import CHAT_JOB
-from app.job_errors import failure_reason
+from app.job_errors import chat_failure_reason
+from app.redis_clients import JOB_SERIALIZER, REDIS_FULL, is_out_of_memory
 from app.settings import Settings
 
 CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow errors don't retry
@@ -55,11 +56,14 @@ def submit_chat(
     *,
     conversation_id: str | None = None,
     history: list[Turn] | None = None,
+    key_id: str | None = None,
 ) -> Job:
     """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused.
 
     ``conversation_id``: the worker reads the conversation's turns and appends this one;
-    ``history``: the earlier messages given by the caller (``/v1`` multi-turn ``messages``).
+    ``history``: the earlier messages given by the caller (``/v1`` multi-turn ``messages``);
+    ``key_id`` (the caller's short key hash) travels with the job: the worker charges the
+    answer's Flow tokens to it.
     """
     question = message.strip()
     if not question:
@@ -87,7 +91,9 @@ def submit_chat(
                 submitted_at=time.time(),
                 conversation_id=conversation_id,
                 history=history or [],
+                key_id=key_id,
             ).model_dump(mode="json"),
+            description="chat",  # RQ shows the description; the question stays out of it
             job_timeout=settings.JOB_TIMEOUT_SECONDS,
             result_ttl=settings.RESULT_TTL_SECONDS,
             failure_ttl=settings.RESULT_TTL_SECONDS,
@@ -96,7 +102,9 @@ def submit_chat(
             on_failure=Callback(notify_done),
             meta={"kind": "chat"},
         )
-    except redis.RedisError:
+    except redis.RedisError as exc:
+        if is_out_of_memory(exc):
+            raise ChatRejected(503, REDIS_FULL, {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         raise ChatRejected(
             503, "the job queue (Redis) is unreachable; nothing was queued"
         ) from None
@@ -104,8 +112,8 @@ def submit_chat(
 
 def fetch_chat(connection: redis.Redis, job_id: str) -> Job | None:
     try:
-        job = Job.fetch(job_id, connection=connection)
-    except (NoSuchJobError, ValueError):
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+    except (NoSuchJobError, ValueError, UnicodeError):
         return None
     return job if job.func_name == CHAT_JOB else None
 
@@ -124,7 +132,7 @@ def chat_view(job: Job) -> ChatResponse:
             conversation_id=result.conversation_id,
         )
     if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-        return ChatResponse(id=job.id, status="failed", error=failure_reason(job))
+        return ChatResponse(id=job.id, status="failed", error=chat_failure_reason(job))
     if status == JobStatus.STARTED:
         return ChatResponse(id=job.id, status="started")
     return ChatResponse(id=job.id, status="queued")

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +67,7 @@ OnDelta = Callable[[str], None]
 
 @dataclass(frozen=True)
 class _Token:
-    value: str
+    value: str = field(repr=False)  # the bearer token never shows in a repr
     lifetime: float
     expires_at: float  # on the client's clock
 

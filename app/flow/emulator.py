@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import hmac
+import html
 import json
 import os
 import random
@@ -275,9 +276,22 @@ def _terms(text: str) -> set[str]:
     return terms
 
 
+_SOURCE_BLOCK = re.compile(r'<source n="(\d+)" label="([^"]*)">\n(.*?)\n</source>', re.S)
+_QUESTION_BLOCK = re.compile(r"<question>\n(.*?)\n</question>", re.S)
+
+
 def parse_prompt(text: str) -> tuple[list[Source], str | None]:
-    """Split a prompt into its numbered sources and the question (None when it has no
-    ``Question:``)."""
+    """Split a prompt into its numbered sources and the question (None when it has none).
+    Reads the delimited format of ``app.rag.prompt`` (escaped text inside ``<source>`` and
+    ``<question>`` blocks), or the plain ``[n] label`` / ``Question:`` form of older prompts."""
+    asked = _QUESTION_BLOCK.search(text)
+    if asked is not None:
+        blocks = _SOURCE_BLOCK.findall(text[: asked.start()])
+        sources = [
+            Source(int(n), html.unescape(label), html.unescape(body).strip())
+            for n, label, body in blocks
+        ]
+        return sources, html.unescape(asked.group(1)).strip()
     body, marker, question = text.rpartition("Question:")
     if not marker:
         body, question_or_none = text, None

@@ -23,6 +23,7 @@ from rq.job import Job, JobStatus
 from app.contracts import INGEST_QUEUE_NAME
 from app.documents.store import DocumentStatus, DocumentStore
 from app.job_errors import failure_reason
+from app.redis_clients import JOB_SERIALIZER, job_queue
 from app.settings import Settings
 
 log = logging.getLogger("flowchat.ingest")
@@ -36,7 +37,7 @@ PENDING = (DocumentStatus.queued, DocumentStatus.ingesting)
 
 
 def ingest_queue(connection: redis.Redis) -> Queue:
-    return Queue(INGEST_QUEUE_NAME, connection=connection)
+    return job_queue(INGEST_QUEUE_NAME, connection)
 
 
 def ingest_job_id(document_id: str) -> str:
@@ -51,7 +52,7 @@ def ingest_retry(settings: Settings) -> Retry:
 
 def _fetch(connection: redis.Redis, job_id: str) -> Job | None:
     try:
-        return Job.fetch(job_id, connection=connection)
+        return Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
     except NoSuchJobError:
         return None
 

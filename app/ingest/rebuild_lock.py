@@ -21,6 +21,7 @@ from rq.job import Job
 from app.ingest.limits import MB
 from app.ingest.queueing import ACTIVE_JOB_STATES
 from app.metrics import directory_bytes
+from app.redis_clients import JOB_SERIALIZER
 
 REBUILD_LOCK_KEY = "flowchat:ingest:rebuild"  # the running rebuild's job id
 REBUILD_JOB_TIMEOUT = 6 * 3600
@@ -42,7 +43,7 @@ class RebuildLock:
         if holder is None:
             return None
         try:
-            job = Job.fetch(holder, connection=self.redis)
+            job = Job.fetch(holder, connection=self.redis, serializer=JOB_SERIALIZER)
         except NoSuchJobError:
             job = None
         if job is not None and job.get_status() in ACTIVE_JOB_STATES:

@@ -29,6 +29,7 @@ from app.ingest import jobs
 from app.ingest.queueing import ingest_queue, reconcile
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
+from app.redis_clients import JOB_SERIALIZER, redis_client
 from app.settings import get_settings
 from app.worker import FlowchatWorker
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
     settings = get_settings()
-    connection = redis.Redis.from_url(settings.REDIS_URL)
+    connection = redis_client(settings)
     try:
         connection.ping()
     except redis.RedisError as exc:
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         connection=connection,
         num_workers=args.workers,
         worker_class=IngestWorker,
+        serializer=JOB_SERIALIZER,
     )
     pool.start(burst=args.burst)
     return 0

@@ -1,18 +1,27 @@
 """Prompt assembly: the system instructions (``prompts/system.txt``) and a user message that
 lists the retrieved passages as numbered sources, then the question.
 
-The user message format is a contract with the Flow emulator (``app.flow.emulator``), which
+Document text is untrusted (anyone who can upload can write it), so every source sits in a
+delimited block it cannot close or imitate: ``<``, ``>`` and ``&`` in document text, labels and
+the question are escaped (``&lt;`` ...), so no text can contain a delimiter, a fake
+``<source>`` or a fake ``<question>``. The system prompt says source text is data, never
+instructions. The format is a contract with the Flow emulator (``app.flow.emulator``), which
 answers extractively from these sources:
 
-    Sources:
-    [1] runbook.md > Restart Worker (page 3)
-    <passage>
+    <sources>
+    <source n="1" label="runbook.md &gt; Restart Worker (page 3)">
+    passage
+    </source>
+    </sources>
 
-    Question: <question>
+    <question>
+    the question
+    </question>
 """
 
 from __future__ import annotations
 
+import html
 from functools import cache
 from pathlib import Path
 
@@ -74,14 +83,29 @@ def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:
     return sources
 
 
+def escape(text: str) -> str:
+    """Untrusted text as block content: it can no longer open or close a delimiter."""
+    return html.escape(text, quote=True)
+
+
+def source_block(source: Source) -> str:
+    return (
+        f'<source n="{source.n}" label="{escape(source.label)}">\n'
+        f"{escape(source.text.strip())}\n</source>"
+    )
+
+
 def build_messages(
-    question: str, sources: list[Source], history: list[dict[str, str]] | None = None
+    question: str,
+    sources: list[Source],
+    history: list[dict[str, str]] | None = None,
+    **_extensions: object,
 ) -> list[dict[str, str]]:
     """System prompt, the conversation's earlier messages (``history``, already bounded by the
-    caller: user and assistant turns), then the sources and the question."""
-    blocks = [f"[{s.n}] {s.label}\n{s.text.strip()}" for s in sources]
-    listing = "\n\n".join(blocks) if blocks else "(no sources were found)"
-    user = f"Sources:\n{listing}\n\nQuestion: {question.strip()}"
+    caller: user and assistant turns), then the sources and the question in escaped, delimited
+    blocks (other keyword arguments are reserved for additions)."""
+    blocks = "\n".join(source_block(s) for s in sources) or "(no sources were found)"
+    user = f"<sources>\n{blocks}\n</sources>\n\n<question>\n{escape(question.strip())}\n</question>"
     earlier = [
         {"role": t["role"], "content": t["content"]}
         for t in history or []

@@ -43,6 +43,17 @@ class VectorStoreError(RuntimeError):
     pass
 
 
+def set_http_timeout(client: Any, seconds: float) -> None:
+    """Chroma's HTTP client builds its httpx session with ``timeout=None`` and offers no
+    setting for it: a hung Chroma would block a worker (or an API thread) forever. Bound it."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if not isinstance(session, httpx.Client):
+        raise VectorStoreError("cannot set the Chroma client's timeout: unknown client layout")
+    session.timeout = httpx.Timeout(seconds, connect=min(seconds, 2.0))
+
+
 def make_client(settings: Settings) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -50,12 +61,14 @@ def make_client(settings: Settings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.CHROMA_URL:
         url = urlparse(settings.CHROMA_URL)
-        return chromadb.HttpClient(
+        client = chromadb.HttpClient(
             host=url.hostname or "127.0.0.1",
             port=url.port or (443 if url.scheme == "https" else 8000),
             ssl=url.scheme == "https",
             settings=chroma_settings,
         )
+        set_http_timeout(client, settings.CHROMA_TIMEOUT_SECONDS)
+        return client
     settings.VECTOR_STORE_PATH.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.VECTOR_STORE_PATH), settings=chroma_settings)
 

@@ -37,3 +37,57 @@ def test_the_emulator_stands_in_unless_all_three_flow_credentials_are_set(tmp_pa
     )
     assert real.flow_configured is True
     assert real.env().get("FLOW_BASE_URL") != real.flow_url
+
+
+def test_a_killed_redis_is_restarted_and_every_accepted_chat_is_answered(live_service) -> None:
+    """`kill -9` of redis-server under `make run`: the API answers 503 with a reason meanwhile,
+    the supervisor restarts Redis (AOF on, so acknowledged jobs survive) and every chat that got
+    its 202 before the kill is answered after it."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    stack = live_service.stack
+    live_service.emulator.configure(latency_ms=400)  # keep some chats queued at the kill
+    try:
+        with httpx.Client(base_url=live_service.base_url, timeout=60) as api:
+            ids = []
+            for i in range(6):
+                accepted = api.post("/api/chat", json={"message": f"How do I restart {i}?"})
+                assert accepted.status_code == 202
+                ids.append(accepted.json()["id"])
+            redis_proc = stack.procs["redis"]
+            os.kill(redis_proc.pid, signal.SIGKILL)
+            redis_proc.wait(10)
+            down = api.post("/api/chat", json={"message": "while Redis is down"})
+            assert down.status_code == 503
+            assert "Redis" in down.json()["detail"]
+            assert api.get("/api/health/ping").status_code == 200
+
+            deadline = time.monotonic() + 60  # polling limits, not timing assertions
+            while stack.procs["redis"].poll() is not None and time.monotonic() < deadline:
+                stack.supervise()
+                time.sleep(0.2)
+            assert stack.procs["redis"].poll() is None
+            live_service.emulator.configure(latency_ms=0)
+            answers = {}
+            deadline = time.monotonic() + 120
+            while len(answers) < len(ids) and time.monotonic() < deadline:
+                stack.supervise()  # workers that lost Redis come back too
+                for job_id in ids:
+                    if job_id in answers:
+                        continue
+                    view = api.get(f"/api/chat/{job_id}", params={"wait": 2})
+                    if view.status_code == 200 and view.json()["status"] == "finished":
+                        answers[job_id] = view.json()
+            assert set(answers) == set(ids)  # nothing acknowledged was lost
+    finally:
+        live_service.emulator.configure(latency_ms=0)
+        deadline = time.monotonic() + 60
+        while any(p.poll() is not None for p in stack.procs.values()):
+            stack.supervise()
+            time.sleep(0.5)
+            if time.monotonic() > deadline:
+                break

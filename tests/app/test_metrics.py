@@ -74,3 +74,25 @@ def test_unreachable_redis_leaves_out_queue_metrics_but_still_scrapes(tmp_path: 
     samples = _scrape(dead, tmp_path)
     assert not any(name == METRIC_RQ_JOBS for name, _ in samples)  # absent() alerts on this
     assert samples[(METRIC_VECTOR_STORE_BYTES, ())] == 0
+
+
+def test_redis_memory_gauges_and_refusals_by_reason(redis_url: str) -> None:
+    from app.contracts import (
+        METRIC_RATE_LIMITED,
+        METRIC_REDIS_MEMORY_MAX_BYTES,
+        METRIC_REDIS_MEMORY_USED_BYTES,
+    )
+
+    connection = redis.Redis.from_url(redis_url)
+    recorder = MetricsRecorder(connection)
+    recorder.rate_limited("rate")
+    recorder.rate_limited("rate")
+    recorder.rate_limited("tokens")
+    samples = _scrape(connection, None)
+    info = connection.info("memory")
+    assert samples[(METRIC_REDIS_MEMORY_USED_BYTES, ())] > 0
+    assert samples[(METRIC_REDIS_MEMORY_MAX_BYTES, ())] == info["maxmemory"]
+    rate_limited = METRIC_RATE_LIMITED
+    assert samples[(rate_limited, (("reason", "rate"),))] == 2
+    assert samples[(rate_limited, (("reason", "tokens"),))] == 1
+    assert samples[(rate_limited, (("reason", "queue_full"),))] == 0

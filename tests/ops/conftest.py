@@ -411,8 +411,12 @@ def _service_handler() -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             svc: FakeService = self.owner.state
-            self.read_json()
+            body = self.read_json()
             if urlsplit(self.path).path == "/api/chat":
+                # closed like the real service: ops.smoke's keyless probe (no key, no message)
+                # is refused; keyless chats with a message are still answered for older tests
+                if not self.headers.get("X-API-Key") and "message" not in (body or {}):
+                    return self.send_json(401, {"detail": "an API key is required"})
                 svc.chats += 1
                 job_id = uuid.uuid4().hex
                 return self.send_json(

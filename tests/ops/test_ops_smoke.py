@@ -62,7 +62,8 @@ def test_stand_in_failing_chat_reports_the_job_error(fake_service: Any, prompts_
     assert report.failure == (
         "chat round trip: the chat job failed: Flow refused the credentials (HTTP 401)"
     )
-    assert [c.status for c in report.checks] == ["PASS", "PASS", "FAIL", "SKIP"]
+    # ping, readiness, keyless chat refused (the stand-in is closed), chat, one prompt
+    assert [c.status for c in report.checks] == ["PASS", "PASS", "PASS", "FAIL", "SKIP"]
 
 
 # --- against the real service -------------------------------------------------------------------
@@ -72,10 +73,12 @@ def test_healthy_service_passes(
     live_service: Any, prompts_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(
-        ["--base-url", live_service.base_url, "--prompts", str(prompts_file), "--budget", "60"],
+        ["--base-url", live_service.base_url, "--prompts", str(prompts_file), "--budget", "60",
+         "--allow-open"],
         capsys,
-    )
+    )  # fmt: skip
     assert code == 0, err
+    assert "SKIP  keyless chat refused" in out  # `make run` is open on loopback
     assert "PASS  chat round trip" in out
     assert "PASS  prompt 1" in out
 
@@ -87,7 +90,7 @@ def test_flow_failing_every_time_fails_with_the_job_error(
     try:
         code, out, err = run(
             ["--base-url", live_service.base_url, "--prompts", str(prompts_file),
-             "--budget", "60"],
+             "--budget", "60", "--allow-open"],
             capsys,
         )  # fmt: skip
     finally:
@@ -95,6 +98,19 @@ def test_flow_failing_every_time_fails_with_the_job_error(
     assert code == 1
     assert "FAIL  chat round trip" in out
     assert "the chat job failed:" in err
+
+
+def test_an_open_service_fails_the_keyless_check(
+    live_service: Any, prompts_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --allow-open, a chat API that accepts a request without a key fails the smoke."""
+    code, out, err = run(
+        ["--base-url", live_service.base_url, "--prompts", str(prompts_file), "--budget", "60"],
+        capsys,
+    )
+    assert code == 1
+    assert "FAIL  keyless chat refused" in out
+    assert "the chat API is open to anyone" in err
 
 
 def test_stopped_workers_fail_readiness(
@@ -116,6 +132,8 @@ def test_default_regression_prompts_pass_against_the_runbook(
     live_service: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert smoke.DEFAULT_PROMPTS.is_file()
-    code, out, err = run(["--base-url", live_service.base_url, "--budget", "60"], capsys)
+    code, out, err = run(
+        ["--base-url", live_service.base_url, "--budget", "60", "--allow-open"], capsys
+    )
     assert code == 0, err
     assert out.count("PASS  prompt") == len(smoke.load_prompts(smoke.DEFAULT_PROMPTS))

@@ -30,7 +30,7 @@ def test_rebuild_follows_progress_then_runs_the_regression_prompts(
     code = vectorstore.main(
         ["rebuild", "--base-url", live_service.base_url, "--admin-token-env",
          "OPS_TEST_ADMIN_TOKEN", "--prompts", str(prompts), "--interval", "0.2",
-         "--budget", "60"]
+         "--budget", "60", "--allow-open"]
     )  # fmt: skip
     out = capsys.readouterr()
     assert code == 0, out.err

@@ -16,7 +16,12 @@ from app.settings import load_settings
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[TestClient]:
-    settings = load_settings(REDIS_URL=redis_url, MAX_QUEUE_DEPTH=2, ADMIN_TOKEN="admin-secret")
+    settings = load_settings(
+        REDIS_URL=redis_url,
+        MAX_QUEUE_DEPTH=2,
+        ADMIN_TOKEN="admin-secret",
+        ALLOW_ANONYMOUS_CHAT=True,
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -36,7 +41,7 @@ def test_full_queue_gets_429_with_retry_after_and_keeps_what_was_queued(
 
 
 def test_readiness_without_workers_is_503_and_names_the_check(client: TestClient) -> None:
-    response = client.get("/api/health/ready")
+    response = client.get("/api/health/ready", headers={"Authorization": "Bearer admin-secret"})
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not_ready"
@@ -56,7 +61,9 @@ def test_operator_can_set_maintenance_with_the_admin_token(client: TestClient) -
 
 
 def test_unreachable_redis_gets_503_and_ping_still_answers() -> None:
-    settings = load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    settings = load_settings(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", ALLOW_ANONYMOUS_CHAT=True
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/health/ping").json() == {"status": "ok"}
         response = client.post("/api/chat", json={"message": "hello"})
@@ -96,7 +103,9 @@ def test_the_secret_managers_placeholder_never_opens_admin_routes(redis_url: str
 
 
 def test_reading_a_chat_while_redis_is_down_is_503_not_500() -> None:
-    settings = load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    settings = load_settings(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", ALLOW_ANONYMOUS_CHAT=True
+    )
     with TestClient(create_app(settings)) as client:
         response = client.get("/api/chat/some-job-id")
         assert response.status_code == 503
@@ -118,9 +127,11 @@ def test_a_hanging_flow_only_degrades_readiness(redis_url: str) -> None:
             FLOW_TENANT="t",
             FLOW_AGENT="a",
             FLOW_AGENT_SECRET="s",
+            ADMIN_TOKEN="admin-secret",
         )
         with TestClient(create_app(settings)) as client:
-            flow = client.get("/api/health/ready").json()["checks"]["flow"]
+            admin = {"Authorization": "Bearer admin-secret"}
+            flow = client.get("/api/health/ready", headers=admin).json()["checks"]["flow"]
     assert flow["ok"] is False
     assert "Flow token exchange failed" in flow["detail"]
     assert "timed out" in flow["detail"].lower() or "timeout" in flow["detail"].lower()

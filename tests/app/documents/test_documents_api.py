@@ -47,8 +47,8 @@ def api(
 
 
 def run_worker(queue: Queue) -> None:
-    """A real RQ worker that processes what is queued, then returns."""
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    """A real RQ worker that processes what is queued, then returns (jobs are JSON)."""
+    SimpleWorker([queue], connection=queue.connection, serializer=queue.serializer).work(burst=True)
 
 
 def test_admin_token_is_required(api: tuple[TestClient, Queue]) -> None:

@@ -357,3 +357,12 @@ def test_missing_credentials_are_named_not_a_validation_dump() -> None:
         client.check()
     assert "FLOW_AGENT, FLOW_AGENT_SECRET" in caught.value.reason
     assert "pydantic" not in caught.value.reason
+
+
+def test_the_cached_token_never_shows_in_a_repr(emulator: EmulatorHandle) -> None:
+    with make_client(emulator) as client:
+        client.chat([{"role": "user", "content": "hi"}])
+        token = client._token
+        assert token is not None and token.value
+        assert token.value not in repr(token)
+        assert token.value not in repr(client)
