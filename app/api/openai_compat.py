@@ -26,7 +26,7 @@ import redis
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.chat import REDIS_DOWN, STREAM_PING_SECONDS, job_events, rejected
@@ -76,7 +76,9 @@ router = APIRouter(
 
 MAX_MESSAGES = 50  # per request
 MAX_MESSAGE_CONTENT_CHARS = 4000  # per message or content part (the question: MAX_MESSAGE_CHARS)
-MAX_CONTENT_PARTS = 20  # per message; the whole body is bounded by the body limit as well
+MAX_CONTENT_PARTS = 20  # per message, together at most MAX_MESSAGE_CONTENT_CHARS
+# so all messages together hold at most MAX_MESSAGES x MAX_MESSAGE_CONTENT_CHARS characters
+MAX_TOTAL_CONTENT_CHARS = MAX_MESSAGES * MAX_MESSAGE_CONTENT_CHARS
 # the schema says what the route needs: at least one user message with text (the question),
 # as a string or as a text part
 HAS_TEXT_PART = {
@@ -123,6 +125,17 @@ class OpenAIMessage(BaseModel):
         | Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
         | None
     ) = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> OpenAIMessage:
+        if isinstance(self.content, list):
+            size = sum(len(p.text or "") for p in self.content)
+            if size > MAX_MESSAGE_CONTENT_CHARS:
+                raise ValueError(
+                    f"a message's text parts hold {size} characters; the limit is "
+                    f"{MAX_MESSAGE_CONTENT_CHARS}"
+                )
+        return self
 
     @property
     def text(self) -> str:

@@ -10,9 +10,15 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from app.api.main import create_app
-from app.api.openai_compat import MAX_MESSAGES, MAX_TOTAL_CONTENT_CHARS
+from app.api.openai_compat import (
+    MAX_MESSAGE_CONTENT_CHARS,
+    MAX_MESSAGES,
+    MAX_TOTAL_CONTENT_CHARS,
+    OpenAIRequest,
+)
 from app.contracts import QUEUE_KEY
 from app.settings import load_settings
 
@@ -96,14 +102,24 @@ def test_v1_messages_are_bounded_in_count(client: TestClient) -> None:
     many = [{"role": "user", "content": "hi"}] * (MAX_MESSAGES + 1)
     response = client.post("/v1/chat/completions", json={"messages": many})
     assert response.status_code == 422
-    assert f"at most {MAX_MESSAGES} items" in response.json()["detail"]
+    assert f"at most {MAX_MESSAGES} items" in response.json()["error"]["message"]  # OpenAI shape
 
 
 def test_v1_message_size_is_bounded_so_the_total_is(client: TestClient) -> None:
     big = [{"role": "user", "content": "a" * 4001}]
     response = client.post("/v1/chat/completions", json={"messages": big})
     assert response.status_code in (413, 422)  # the body limit (4096 here) or the model
-    assert MAX_TOTAL_CONTENT_CHARS == MAX_MESSAGES * 4000
+    assert MAX_TOTAL_CONTENT_CHARS == MAX_MESSAGES * MAX_MESSAGE_CONTENT_CHARS
+
+
+def test_v1_text_parts_are_bounded_together() -> None:
+    """A message sent as text parts (as the OpenAI SDK can) is bounded like a string one."""
+    half = MAX_MESSAGE_CONTENT_CHARS // 2 + 1
+    parts = [{"type": "text", "text": "a" * half}, {"type": "text", "text": "b" * half}]
+    with pytest.raises(ValidationError, match="text parts hold"):
+        OpenAIRequest.model_validate({"messages": [{"role": "user", "content": parts}]})
+    fits = [{"type": "text", "text": "a" * (half - 1)}]
+    OpenAIRequest.model_validate({"messages": [{"role": "user", "content": fits}]})
 
 
 def test_a_chunked_body_over_real_http_is_refused(live_service) -> None:
@@ -116,3 +132,13 @@ def test_a_chunked_body_over_real_http_is_refused(live_service) -> None:
     )
     assert response.status_code == 413
     assert "MAX_REQUEST_BYTES" in response.json()["detail"]
+
+
+def test_a_v1_body_over_the_limit_gets_openai_s_error_shape(client: TestClient) -> None:
+    """The body limit answers /v1 like the /v1 routes do, so the SDK raises its typed error."""
+    big = {"messages": [{"role": "user", "content": "a" * 5000}]}
+    response = client.post("/v1/chat/completions", json=big)
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert "MAX_REQUEST_BYTES" in error["message"]
+    assert error["code"] == 413
