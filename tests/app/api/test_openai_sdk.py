@@ -94,7 +94,14 @@ def test_async_client_plain_and_streaming(live_service) -> None:
                     text += chunk.choices[0].delta.content
             return plain.choices[0].message.content or "", text
 
-    plain, streamed = asyncio.run(run())
+    # a loop of its own, never the thread's current one: asyncio.run() would leave the main
+    # thread without an event loop, which later Pulumi mock tests need
+    loop = asyncio.new_event_loop()
+    try:
+        plain, streamed = loop.run_until_complete(run())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
     assert "restart" in plain.lower()
     assert streamed.strip() == plain
 

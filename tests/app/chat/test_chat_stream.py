@@ -23,7 +23,15 @@ def collect(redis_url: str, job_id: str, outcome=None, deadline: float = 5.0) ->
         finally:
             await connection.aclose()
 
-    return asyncio.run(run())
+    # a loop of its own, never the thread's current one: asyncio.run() would leave the main
+    # thread without an event loop, which later Pulumi mock tests need
+    loop = asyncio.new_event_loop()
+    try:
+        events = loop.run_until_complete(run())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    return events
 
 
 def test_a_late_reader_gets_every_event_from_the_start(redis_url: str) -> None:
