@@ -14,6 +14,7 @@ from rq import Worker
 from rq.job import Job
 
 from app.chat.stream import stream_key
+from app.redis_clients import JOB_SERIALIZER
 from tests.app.api.sse import events, read_stream
 
 QUESTION = "How do I restart the worker?"
@@ -115,7 +116,7 @@ def test_worker_killed_mid_stream_the_client_sees_one_coherent_answer(live_servi
     connection = redis.Redis.from_url(live_service.redis_url)
     live_service.emulator.configure(token_latency_ms=300)
     accepted = submit(api)
-    job = Job.fetch(accepted["id"], connection=connection)
+    job = Job.fetch(accepted["id"], connection=connection, serializer=JOB_SERIALIZER)
     with api.stream("GET", accepted["stream_url"], timeout=90) as response:
         received, killed = [], False
         for event in events(response):
@@ -139,7 +140,9 @@ def test_worker_killed_mid_stream_the_client_sees_one_coherent_answer(live_servi
     # the pool replaced the killed worker (a polling limit, not a timing)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        ready = api.get("/api/health/ready")
+        # readiness details are for the admin token only (issue 10)
+        admin = {"Authorization": f"Bearer {live_service.admin_token}"}
+        ready = api.get("/api/health/ready", headers=admin)
         if ready.status_code == 200 and ready.json()["checks"]["workers"]["count"] == 2:
             break
         time.sleep(0.2)

@@ -18,6 +18,7 @@ from rq import Queue, Worker
 from app.contracts import INGEST_QUEUE_NAME
 from app.ingest import jobs
 from app.ingest.queueing import ingest_job_id
+from app.redis_clients import JOB_SERIALIZER
 from app.settings import get_settings
 from app.worker import ALIVE_PREFIX, sweep_abandoned
 
@@ -45,7 +46,7 @@ def connection(live_service) -> Iterator[redis.Redis]:
 
 
 def ingest_pids(connection: redis.Redis) -> set[int]:
-    queue = Queue(INGEST_QUEUE_NAME, connection=connection)
+    queue = Queue(INGEST_QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
     return {w.pid for w in Worker.all(queue=queue) if w.pid}
 
 
@@ -115,7 +116,7 @@ def test_hostile_files_fail_with_the_limit_named_and_chats_are_answered_meanwhil
 
 
 def _kill_the_worker_running(connection: redis.Redis, job_id: str) -> None:
-    queue = Queue(INGEST_QUEUE_NAME, connection=connection)
+    queue = Queue(INGEST_QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
 
     def running() -> Worker | None:
         # a live worker (a killed one stays registered, with its alive key deleted below)

@@ -17,6 +17,7 @@ from app.contracts import INGEST_QUEUE_NAME
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
 from app.ingest import jobs
 from app.ingest.queueing import enqueue_ingest, ingest_job_id, ingest_queue, reconcile
+from app.redis_clients import JOB_SERIALIZER
 from app.settings import Settings, get_settings
 
 DOC = b"# Redis\n\n## Persistence\nEnable AOF with appendfsync everysec.\n"
@@ -46,7 +47,7 @@ def upload(store: DocumentStore, data: bytes = DOC) -> DocumentMeta:
 
 
 def work(queue: Queue) -> None:
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SimpleWorker([queue], connection=queue.connection, serializer=JOB_SERIALIZER).work(burst=True)
 
 
 def test_one_job_per_document_on_the_ingest_queue(env) -> None:
@@ -76,7 +77,7 @@ def test_the_last_failed_attempt_marks_the_document_failed(env, monkeypatch) -> 
     assert failed.error == (
         "ingestion failed after 2 attempt(s): ConnectionError: chroma is restarting"
     )
-    job = Job.fetch(ingest_job_id(meta.id), connection=queue.connection)
+    job = Job.fetch(ingest_job_id(meta.id), connection=queue.connection, serializer=JOB_SERIALIZER)
     assert job.get_status() == "failed"
 
 
@@ -102,7 +103,9 @@ def test_the_reconciler_fails_a_document_whose_job_failed_without_updating_it(en
     # a job under the document's job id that fails without the failure callback
     queue.enqueue("builtins.int", "not a number", job_id=ingest_job_id(meta.id))
     work(queue)
-    assert Job.fetch(ingest_job_id(meta.id), connection=queue.connection).is_failed
+    assert Job.fetch(
+        ingest_job_id(meta.id), connection=queue.connection, serializer=JOB_SERIALIZER
+    ).is_failed
     assert store.get(meta.id).status == DocumentStatus.queued  # stuck, until:
     assert reconcile(queue.connection, store, grace=0) == [meta.id]
     assert store.get(meta.id).error == (

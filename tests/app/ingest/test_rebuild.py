@@ -17,6 +17,7 @@ from app.documents.store import DocumentStatus, DocumentStore
 from app.ingest import jobs, rebuild_lock
 from app.ingest.queueing import ingest_queue
 from app.ingest.rebuild_lock import RebuildLock, rebuild_space_problem
+from app.redis_clients import JOB_SERIALIZER
 from app.settings import get_settings
 
 DOCS = {
@@ -59,8 +60,8 @@ def test_a_stale_holder_is_cleared(redis_url: str) -> None:
     queue = ingest_queue(connection)
     lock = RebuildLock(connection)
     done = queue.enqueue("builtins.len", "x", job_id="rebuild-done")
-    SimpleWorker([queue], connection=connection).work(burst=True)
-    assert Job.fetch(done.id, connection=connection).is_finished
+    SimpleWorker([queue], connection=connection, serializer=JOB_SERIALIZER).work(burst=True)
+    assert Job.fetch(done.id, connection=connection, serializer=JOB_SERIALIZER).is_finished
     assert lock.acquire(done.id)
     assert lock.running() is None and lock.holder() is None  # finished: no longer holds it
     assert lock.acquire("gone-job") and lock.running() is None  # vanished job: the same
@@ -103,9 +104,9 @@ def test_a_retried_rebuild_resumes_from_its_phase(env, monkeypatch) -> None:
     )
     queue.enqueue(jobs.REBUILD_JOB, job_id="rebuild-resume", meta=meta, retry=Retry(max=1))
     assert RebuildLock(queue.connection).acquire("rebuild-resume")
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    SimpleWorker([queue], connection=queue.connection, serializer=JOB_SERIALIZER).work(burst=True)
 
-    job = Job.fetch("rebuild-resume", connection=queue.connection)
+    job = Job.fetch("rebuild-resume", connection=queue.connection, serializer=JOB_SERIALIZER)
     assert job.is_finished, job.latest_result()
     assert sorted(built) == ["chroma.md", "flow.txt"]  # the completed one was not redone
     assert vectors.active_collection() == half and old not in vectors.collections()
