@@ -32,7 +32,7 @@ from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
 from app.contracts import CHAT_JOB
 from app.flow.client import FlowClient
-from app.flow.errors import FlowError
+from app.flow.errors import FlowError, FlowStreamError
 from app.ingest.jobs import REBUILD_JOB
 from app.ingest.queueing import INGEST_FAILED_CALLBACK, INGEST_JOB
 from app.maintenance import MaintenanceTracker
@@ -173,7 +173,11 @@ def answer_chat(
     except FlowError as exc:
         res.maintenance.flow_failed(exc.reason)
         res.metrics.chat_answer("failed")
-        reason = "the Flow LLM gateway did not answer; try again later"
+        reason = (  # a fixed sentence per kind: Flow's own words stay in the worker's log
+            "the Flow LLM gateway broke off the answer mid-stream; try again later"
+            if isinstance(exc, FlowStreamError)
+            else "the Flow LLM gateway did not answer; try again later"
+        )
         if stream is not None:
             stream.error(reason)
         if job is not None:  # the Flow client already retried with backoff: do not retry again

@@ -61,7 +61,10 @@ def render(prompts: list[RegressionPrompt]) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    connection = redis.Redis.from_url(args.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    password = os.environ.get("REDIS_PASSWORD") or None  # as every ops command (ops.queue)
+    connection = redis.Redis.from_url(
+        args.redis_url, password=password, socket_connect_timeout=5, socket_timeout=10
+    )
     try:
         records = all_records(connection)
     except redis.RedisError as exc:
