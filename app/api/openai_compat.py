@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.chat import REDIS_DOWN, STREAM_PING_SECONDS, job_events, rejected
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
@@ -50,7 +51,7 @@ class OpenAIRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
-            except HTTPException as exc:
+            except StarletteHTTPException as exc:  # FastAPI raises Starlette's for a bad body
                 status = exc.status_code
                 if status == 403:  # OpenAI answers a wrong key with 401 (AuthenticationError)
                     status = 401

@@ -88,7 +88,8 @@ async def passage(document_id: DocumentId, n: PassageNumber, vectors: VectorStor
     responses={
         **NOT_FOUND,
         **ADMIN_ERRORS,
-        200: {"description": "the original file", "content": {"application/octet-stream": {}}},
+        # the file is sent with the content type it was uploaded with
+        200: {"description": "the original file", "content": {"*/*": {}}},
     },
 )
 def original_file(document_id: DocumentId, store: StoreDep) -> FileResponse:
