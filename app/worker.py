@@ -221,7 +221,8 @@ def sweep_abandoned(
     connection: redis.Redis, queue_name: str, *, grace: float = ALIVE_TTL_SECONDS
 ) -> list[str]:
     """Hand the jobs of dead workers to RQ's cleanup (requeue with Retry, else fail)."""
-    registry = StartedJobRegistry(queue_name, connection=connection)
+    # cleanup() fetches the jobs and runs their failure callbacks: read them as JSON
+    registry = StartedJobRegistry(queue_name, connection=connection, serializer=JOB_SERIALIZER)
     abandoned: dict[str, str] = {}
     for entry, _score in connection.zrange(registry.key, 0, -1, withscores=True):
         member = entry.decode()
