@@ -16,6 +16,7 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from app import tracing
 from app.api.models import ChatResponse
 from app.contracts import CHAT_JOB
 from app.job_errors import failure_reason
@@ -67,7 +68,8 @@ def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | Non
                 "retry later",
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return queue.enqueue(
+        return tracing.enqueue(
+            queue,
             CHAT_JOB,
             kwargs={"question": question, "top_k": top_k, "submitted_at": time.time()},
             job_timeout=settings.JOB_TIMEOUT_SECONDS,

@@ -45,6 +45,9 @@ METRIC_FEEDBACK: Final = "flowchat_feedback_total"  # counter, label: vote (up|d
 METRIC_RATE_LIMITED: Final = "flowchat_rate_limited_total"  # counter, label: reason
 METRIC_REDIS_MEMORY_USED_BYTES: Final = "flowchat_redis_memory_used_bytes"  # gauge (INFO memory)
 METRIC_REDIS_MEMORY_MAX_BYTES: Final = "flowchat_redis_memory_max_bytes"  # gauge (maxmemory)
+# counter, labels: kind (prompt|completion), key (hashed API key id or "anonymous"; one series
+# per configured key, so bounded by the stack's key list)
+METRIC_FLOW_TOKENS: Final = "flowchat_flow_tokens_total"
 
 # --- runbook thresholds (defaults; stacks may only tighten them, the policy pack enforces) -----
 HEALTH_PROBE_INTERVAL_SECONDS: Final = 30  # poll /api/health/ping every 30 s

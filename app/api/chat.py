@@ -12,6 +12,7 @@ from app.api.dependencies import ApiKeyDep, QueueDep, RedisDep, SettingsDep
 from app.api.models import ChatAccepted, ChatRequest, ChatResponse
 from app.chat_jobs import ChatRejected, fetch_chat, submit_chat, wait_for_chat
 from app.contracts import CHAT_PATH
+from app.logging_setup import bind
 
 router = APIRouter(prefix=CHAT_PATH, tags=["chat"], dependencies=[ApiKeyDep])
 
@@ -40,6 +41,7 @@ async def read(
     connection: RedisDep,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the answer")] = 0,
 ):
+    bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
     try:
         job = await asyncio.to_thread(fetch_chat, connection, job_id)
         if job is None:

@@ -17,8 +17,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
+from app import tracing
 from app.api import chat, documents, health, metrics_route, openai_compat
+from app.api.request_context import RequestContextMiddleware
 from app.flow.client import FlowClient
+from app.logging_setup import configure_logging
 from app.metrics import FlowchatCollector
 from app.settings import Settings, get_settings
 
@@ -57,6 +60,8 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging("api")
+    tracing.configure_tracing("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for module in (health, chat, documents, metrics_route, openai_compat):
         app.include_router(module.router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        api_keys=lambda: [k.get_secret_value() for k in settings.API_KEYS],
+    )
+    tracing.instrument_app(app)
     return app
 
 

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from opentelemetry.trace import SpanKind
 from pydantic import SecretStr, ValidationError
 
 from app.flow.errors import (
@@ -39,6 +40,7 @@ from app.flow.models import (
     TokenRequest,
     TokenResponse,
 )
+from app.tracing import traced, usage_attributes
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -164,6 +166,7 @@ class FlowClient:
 
     # --- public API ---------------------------------------------------------------------------
 
+    @traced("flow chat", kind=SpanKind.CLIENT, on_result=usage_attributes)
     def chat(
         self,
         messages: Sequence[dict[str, str]] | Sequence[ChatMessage],
