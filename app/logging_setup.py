@@ -38,7 +38,7 @@ REDACTED = "***"
 MIN_SECRET_CHARS = 6  # shorter values would blank ordinary words
 ANONYMOUS_KEY = "anonymous"
 # third-party loggers too chatty at INFO (one line per HTTP call to Chroma or Flow)
-QUIET_LOGGERS = ("httpx", "httpcore", "chromadb", "urllib3")
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "chromadb", "urllib3")
 
 
 class LoggingSettings(BaseSettings):
@@ -189,8 +189,9 @@ def configure_logging(
     handler.setFormatter(formatter)
     handler.set_name("flowchat")
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in list(root.handlers):  # ours from an earlier call, or a basicConfig's
+        if old.get_name() == "flowchat" or type(old) is logging.StreamHandler:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     # uvicorn and RQ attach their own handlers and stop propagation: bring them back to root

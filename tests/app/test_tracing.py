@@ -1,0 +1,224 @@
+"""One chat is one trace: API request -> enqueue -> job (its context read from the job's meta)
+-> retrieval (embedding + Chroma query) -> Flow call, parented correctly, also when the first
+worker is SIGKILLed mid-job and another finishes the retry. The Flow tokens it used are counted
+per hashed API key, exactly as the emulator reported them.
+
+The API (TestClient) and the finishing worker run in this process so an in-memory exporter
+sees their spans; Redis, Chroma (with docs/ ingested) and the Flow emulator are the live
+service's, on a queue of this test's own so the live workers never take its jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from rq import Queue, Worker
+from rq.job import Job
+
+from app import tracing, worker
+from app.api.main import create_app
+from app.contracts import CHAT_PATH, METRIC_FLOW_TOKENS
+from app.flow.token_estimate import estimate_prompt_tokens, estimate_tokens
+from app.logging_setup import api_key_id
+from app.metrics import FlowchatCollector
+from app.rag.prompt import Source, build_messages
+from app.settings import REPO_ROOT, get_settings, load_settings
+
+API_KEY = "trace-test-key-" + uuid.uuid4().hex[:8]
+QUESTION = "How do I restart the worker?"
+
+
+@dataclass
+class TracedStack:
+    client: TestClient
+    exporter: InMemorySpanExporter
+    queue: Queue
+    connection: redis.Redis
+    env: dict[str, str]
+
+    def run_worker(self) -> None:
+        """A FlowchatWorker in this process, until the queue is empty."""
+        w = worker.FlowchatWorker([self.queue], connection=self.connection)
+        w.work(burst=True)
+
+
+@pytest.fixture
+def traced_stack(live_service, monkeypatch: pytest.MonkeyPatch) -> Iterator[TracedStack]:
+    queue_name = f"trace-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        k: v
+        for k, v in live_service.stack.env().items()
+        if k.startswith(("REDIS_", "CHROMA_", "FLOW_", "VECTOR_", "DOCUMENTS_", "ADMIN_"))
+    }
+    env.update({"RQ_QUEUE": queue_name, "API_KEYS": API_KEY, "FLOW_MAX_RETRIES": "0"})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    worker._resources.cache_clear()
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing("test", exporter=exporter, batch=False)
+    connection = redis.Redis.from_url(live_service.redis_url)
+    try:
+        with TestClient(create_app(load_settings()), headers={"X-API-Key": API_KEY}) as client:
+            yield TracedStack(
+                client=client,
+                exporter=exporter,
+                queue=Queue(queue_name, connection=connection),
+                connection=connection,
+                env=env,
+            )
+    finally:
+        tracing._state.exporting = False  # later tests record nothing
+        live_service.emulator.reset()
+        get_settings.cache_clear()
+        worker._resources.cache_clear()
+        connection.close()
+
+
+def _submit(stack: TracedStack) -> str:
+    response = stack.client.post(CHAT_PATH, json={"message": QUESTION})
+    assert response.status_code == 202, response.text
+    assert response.headers["x-request-id"]
+    return response.json()["id"]
+
+
+def _by_name(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    found = _by_name(spans, name)
+    assert len(found) == 1, f"expected one {name!r} span, got {[s.name for s in spans]}"
+    return found[0]
+
+
+def _check_one_trace(stack: TracedStack, job_id: str, *, retries_left: int) -> ReadableSpan:
+    """The spans of the chat's trace are parented API -> enqueue -> job -> retrieval/Flow."""
+    spans = list(stack.exporter.get_finished_spans())
+    enqueue = next(
+        s
+        for s in spans
+        if s.name == "enqueue answer_chat" and s.attributes.get("messaging.message.id") == job_id
+    )
+    trace_id = enqueue.context.trace_id
+    chat = [s for s in spans if s.context.trace_id == trace_id]
+    by_id = {s.context.span_id: s for s in chat}
+
+    server = next(s for s in chat if s.kind == SpanKind.SERVER)
+    assert server.attributes.get("http.route") == CHAT_PATH
+    # the enqueue span sits under the API request (possibly below its internal spans)
+    parent = enqueue.parent
+    while parent is not None and parent.span_id != server.context.span_id:
+        parent = by_id[parent.span_id].parent
+    assert parent is not None, "the enqueue span is not inside the API request's span"
+
+    job = _one(chat, "job answer_chat")
+    assert job.kind == SpanKind.CONSUMER
+    assert job.parent is not None and job.parent.span_id == enqueue.context.span_id
+    assert job.attributes["messaging.message.id"] == job_id
+    assert job.attributes["flowchat.job.outcome"] == "finished"
+    assert job.attributes["flowchat.job.retries_left"] == retries_left
+
+    retrieval = _one(chat, "retrieval")
+    assert retrieval.parent.span_id == job.context.span_id
+    for name in ("embedding", "chroma query"):
+        assert _one(chat, name).parent.span_id == retrieval.context.span_id
+    flow = _one(chat, "flow chat")
+    assert flow.parent.span_id == job.context.span_id
+    flow_http = [s for s in chat if s.parent and s.parent.span_id == flow.context.span_id]
+    assert any(s.kind == SpanKind.CLIENT and "POST" in s.name for s in flow_http)
+    return flow
+
+
+def _token_counts(connection: redis.Redis, queue: str) -> dict[tuple[str, str], float]:
+    collector = FlowchatCollector(connection, queue, None)
+    family = next(
+        f for f in collector.collect() if f.name == METRIC_FLOW_TOKENS.removesuffix("_total")
+    )
+    return {
+        (s.labels["kind"], s.labels["key"]): s.value
+        for s in family.samples
+        if s.name == METRIC_FLOW_TOKENS
+    }
+
+
+def test_one_chat_is_one_trace_and_its_tokens_are_counted(traced_stack: TracedStack) -> None:
+    key = api_key_id(API_KEY)
+    before = _token_counts(traced_stack.connection, traced_stack.queue.name)
+    job_id = _submit(traced_stack)
+    traced_stack.run_worker()
+    answer = traced_stack.client.get(f"{CHAT_PATH}/{job_id}", params={"wait": 5}).json()
+    assert answer["status"] == "finished", answer
+
+    flow = _check_one_trace(traced_stack, job_id, retries_left=2)
+
+    # the emulator's usage, recomputed from what the worker sent and got back ...
+    sources = [Source.model_validate(s) for s in answer["sources"]]
+    messages = build_messages(QUESTION, sources)
+    prompt = estimate_prompt_tokens(m["content"] for m in messages)
+    completion = estimate_tokens(answer["answer"])
+    assert flow.attributes["gen_ai.usage.input_tokens"] == prompt
+    assert flow.attributes["gen_ai.usage.output_tokens"] == completion
+    # ... is what the metric counted for this key
+    after = _token_counts(traced_stack.connection, traced_stack.queue.name)
+    assert after[("prompt", key)] - before.get(("prompt", key), 0) == prompt
+    assert after[("completion", key)] - before.get(("completion", key), 0) == completion
+
+
+def test_the_retry_of_a_killed_workers_job_continues_the_same_trace(
+    traced_stack: TracedStack, live_service
+) -> None:
+    env = {**live_service.stack.env(), **traced_stack.env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.worker", "--workers", "1"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    connection = traced_stack.connection
+    try:
+        deadline = time.monotonic() + 90
+        while not Worker.all(queue=traced_stack.queue):
+            assert proc.poll() is None and time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.2)
+        live_service.emulator.configure(latency_ms=15000)  # the job hangs in the Flow call
+        calls = live_service.emulator.stats()["chat_calls"]
+        job_id = _submit(traced_stack)
+        deadline = time.monotonic() + 60
+        while live_service.emulator.stats()["chat_calls"] == calls:
+            assert time.monotonic() < deadline, "the first worker never called Flow"
+            time.sleep(0.05)
+        job = Job.fetch(job_id, connection=connection)
+        assert job.get_status() == "started"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for dead in Worker.all(queue=traced_stack.queue):  # the killed one's registration
+            dead.register_death()
+    live_service.emulator.reset()
+    connection.delete(worker.ALIVE_PREFIX + (job.worker_name or ""))  # its beat has stopped
+    assert worker.sweep_abandoned(connection, traced_stack.queue.name, grace=0) == [job_id]
+
+    traced_stack.run_worker()
+    answer = traced_stack.client.get(f"{CHAT_PATH}/{job_id}", params={"wait": 5}).json()
+    assert answer["status"] == "finished", answer
+    # the killed run exported nothing; the retry's job span hangs under the same enqueue span
+    _check_one_trace(traced_stack, job_id, retries_left=1)
