@@ -14,10 +14,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import redis
@@ -32,6 +34,7 @@ from app import tracing, worker
 from app.api.main import create_app
 from app.contracts import CHAT_PATH, METRIC_FLOW_TOKENS
 from app.flow.token_estimate import estimate_prompt_tokens, estimate_tokens
+from app.local_stack import free_port
 from app.logging_setup import api_key_id
 from app.metrics import FlowchatCollector
 from app.rag.prompt import Source, build_messages
@@ -222,3 +225,110 @@ def test_the_retry_of_a_killed_workers_job_continues_the_same_trace(
     assert answer["status"] == "finished", answer
     # the killed run exported nothing; the retry's job span hangs under the same enqueue span
     _check_one_trace(traced_stack, job_id, retries_left=1)
+
+
+@pytest.fixture
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing("test", exporter=exporter, batch=False)
+    try:
+        yield exporter
+    finally:
+        tracing._state.exporting = False
+
+
+def test_an_incoming_traceparent_is_honoured(span_exporter: InMemorySpanExporter) -> None:
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    with TestClient(create_app(load_settings())) as client:
+        response = client.get(
+            "/openapi.json", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"}
+        )
+        client.get("/openapi.json")  # and without one, a new trace
+    assert response.status_code == 200
+    servers = [s for s in span_exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert len(servers) == 2
+    first, second = servers
+    assert format(first.context.trace_id, "032x") == trace_id
+    assert first.parent is not None and format(first.parent.span_id, "016x") == parent_id
+    assert format(second.context.trace_id, "032x") != trace_id and second.parent is None
+
+
+def test_spans_outside_a_request_or_job_are_not_kept(span_exporter: InMemorySpanExporter) -> None:
+    """An idle worker's Redis polling is no trace; a request or a job is."""
+    connection = redis.Redis(port=1, socket_connect_timeout=0.01)  # a client span, no parent
+    with pytest.raises(redis.RedisError):
+        connection.ping()
+    with tracing.tracer().start_as_current_span("job x", kind=SpanKind.CONSUMER):
+        pass
+    assert [s.name for s in span_exporter.get_finished_spans()] == ["job x"]
+
+
+OTLP_CHILD = """
+import sys
+from app import tracing
+tracing.configure_tracing("otlp-test")
+with tracing.tracer().start_as_current_span("request", kind=tracing.SpanKind.SERVER):
+    with tracing.tracer().start_as_current_span("inner"):
+        print(tracing.current_trace_id(), flush=True)
+tracing.shutdown()
+print("exporting" if tracing._state.exporting else "not exporting", flush=True)
+"""
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list[bytes] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _run_child(env: dict[str, str]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", OTLP_CHILD],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_spans_go_to_the_otlp_endpoint_only_when_one_is_set() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    _Collector.received = []
+    server = HTTPServer(("127.0.0.1", free_port()), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    try:
+        without = _run_child(base)
+        assert without[1:] == ["not", "exporting"] and _Collector.received == []
+        endpoint = f"http://127.0.0.1:{server.server_port}"
+        trace_id, state = _run_child({**base, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    finally:
+        server.shutdown()
+    assert state == "exporting"
+    names, trace_ids = [], set()
+    for body in _Collector.received:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            assert service["service.name"] == "flowchat-otlp-test"
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    names.append(span.name)
+                    trace_ids.add(span.trace_id.hex())
+    assert sorted(names) == ["inner", "request"]
+    assert trace_ids == {trace_id}
