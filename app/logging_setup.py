@@ -24,11 +24,14 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import structlog
 from opentelemetry import trace
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 # the ids that join the lines of one chat across processes (ops.logs and the runbook use them)
 LOG_FIELDS = ("request_id", "job_id", "conversation_id", "trace_id", "api_key_id")
@@ -63,13 +66,13 @@ def add_secrets(values: Iterable[str | None]) -> None:
     _secrets.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
 
 
-def _settings_secrets() -> list[str]:
+def _settings_secrets(settings: Settings | None = None) -> list[str]:
     from urllib.parse import urlsplit
 
     from app.settings import SettingsError, get_settings
 
     try:
-        settings = get_settings()
+        settings = settings or get_settings()
     except SettingsError:  # the caller reports bad settings itself
         return []
     values = [
@@ -149,16 +152,19 @@ def configure_logging(
     fmt: Literal["auto", "json", "console"] | None = None,
     level: str | None = None,
     stream: TextIO | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Route every logger of this process through one handler on ``stream`` (stdout).
 
+    The secret values of ``settings`` (default: the environment's) are blanked from every line.
+
     Idempotent: calling it again (a test, a second app factory) replaces the handler.
     """
-    settings = LoggingSettings()
-    fmt = fmt or settings.LOG_FORMAT
-    level = (level or settings.LOG_LEVEL).upper()
+    chosen = LoggingSettings()
+    fmt = fmt or chosen.LOG_FORMAT
+    level = (level or chosen.LOG_LEVEL).upper()
     stream = stream or sys.stdout
-    add_secrets(_settings_secrets())
+    add_secrets(_settings_secrets(settings))
 
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -60,7 +60,7 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging("api")
+    configure_logging("api", settings=settings)
     tracing.configure_tracing("api")
 
     @asynccontextmanager
