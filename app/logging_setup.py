@@ -36,7 +36,16 @@ if TYPE_CHECKING:
 # the ids that join the lines of one chat across processes (ops.logs and the runbook use them)
 LOG_FIELDS = ("request_id", "job_id", "conversation_id", "trace_id", "api_key_id")
 # other structured fields our own code may pass with ``extra=``; anything else is dropped
-EXTRA_FIELDS = ("outcome", "status", "method", "path", "duration_ms", "attempt", "queue")
+EXTRA_FIELDS = (
+    "outcome",
+    "status",
+    "method",
+    "path",
+    "duration_ms",
+    "queue",
+    "prompt_tokens",
+    "completion_tokens",
+)
 REDACTED = "***"
 MIN_SECRET_CHARS = 6  # shorter values would blank ordinary words
 ANONYMOUS_KEY = "anonymous"

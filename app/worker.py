@@ -115,6 +115,11 @@ def answer_chat(question: str, top_k: int | None = None, submitted_at: float | N
         key = current_ids().get("api_key_id", ANONYMOUS_KEY)
         usage = completion.usage
         res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
+        tokens = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+        }
+        log.info("flow usage", extra=tokens)
     answered = time.time()
     answer = completion.content.strip()
     empty = not answer or not sources

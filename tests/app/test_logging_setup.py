@@ -152,6 +152,8 @@ def test_a_chat_through_the_real_stack_is_joined_by_job_and_trace_ids(
     assert {r["trace_id"] for r in work} == {queued["trace_id"]}
     assert {r["request_id"] for r in work} == {request_id}
     assert any(r["message"] == "job ended" and r["outcome"] == "finished" for r in work)
+    usage = next(r for r in work if r["message"] == "flow usage")
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
 
     # nothing a user typed and no secret in any output of any process
     env = live_service.stack.env()
