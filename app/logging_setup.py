@@ -203,6 +203,7 @@ def configure_logging(
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     handler.set_name("flowchat")
+    handler.setLevel(level)  # the floor for every logger, also those RQ and uvicorn set to INFO
     root = logging.getLogger()
     for old in list(root.handlers):  # ours from an earlier call, or a basicConfig's
         if old.get_name() == "flowchat" or type(old) is logging.StreamHandler:

@@ -211,9 +211,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{(p50 - floor) * 1000:>+5.1f}ms {(p95 - floor95) * 1000:>+5.1f}ms | "
             f"{lines[label]:>10.1f} {exported}"
         )
+    costs = unit_costs()
     print("\nunit costs in this process:")
-    for what, micros in unit_costs().items():
+    for what, micros in costs.items():
         print(f"  {what:<36} {micros:>7.1f} µs")
+    line, off, on = (
+        costs["log line (JSON, ids bound)"],
+        costs["span, no exporter (not recorded)"],
+        costs["span, recorded and batched"],
+    )
+    extra_lines = lines[labels[1]] - lines[labels[0]]
+    print(
+        "\ncomputed per chat: logging "
+        f"{extra_lines:.0f} more lines x {line:.0f} µs = {extra_lines * line / 1000:.2f} ms; "
+        f"tracing {spans:.0f} spans x {off:.0f} µs = {spans * off / 1000:.2f} ms without an "
+        f"exporter, x {on:.0f} µs = {spans * on / 1000:.2f} ms exported"
+    )
     return 0
 
 

@@ -73,6 +73,17 @@ def test_rq_and_uvicorn_loggers_come_through_the_same_handler(
     assert loggers == ["rq.worker", "uvicorn.error"]
 
 
+def test_log_level_is_the_floor_for_every_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    out = io.StringIO()
+    configure_logging("test", fmt="json", stream=out)
+    logging.getLogger("rq.worker").setLevel(logging.INFO)  # as RQ's worker does at start
+    logging.getLogger("rq.worker").info("Worker w1: started")
+    logging.getLogger("rq.worker").warning("cold shut down")
+    configure_logging("test", fmt="json")
+    assert [line["message"] for line in _lines(out)] == ["cold shut down"]
+
+
 def test_known_secrets_are_blanked(stream: io.StringIO) -> None:
     log = logging.getLogger("flowchat.test")
     log.warning("connecting with s3cret-agent-value to redis://:r3dis-password@host")
