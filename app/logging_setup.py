@@ -244,10 +244,20 @@ def bound(**ids: str | None) -> Iterator[None]:
         yield
 
 
+def clear_ids() -> None:
+    """Start from nothing (a new request: no id of an earlier one may leak into it)."""
+    structlog.contextvars.clear_contextvars()
+
+
 def current_ids() -> dict[str, str]:
-    """The ids bound in this context (to carry them into a job's meta)."""
+    """The ids bound in this context that a job it enqueues carries along (not the job id,
+    which is the new job's own, nor the trace id, which travels as trace context)."""
     bound_now = structlog.contextvars.get_contextvars()
-    return {k: str(v) for k, v in bound_now.items() if k in LOG_FIELDS and k != "trace_id" and v}
+    return {
+        k: str(v)
+        for k, v in bound_now.items()
+        if k in LOG_FIELDS and k not in ("job_id", "trace_id") and v
+    }
 
 
 def ids_from(meta: Mapping[str, Any] | None) -> dict[str, str]:

@@ -254,7 +254,7 @@ def job_scope(job: Any) -> Iterator[JobRun]:
         tracer().start_as_current_span(
             f"job {short}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ) as span,
-        bound(job_id=job.id, **ids_from(meta.get(IDS_META_KEY))),
+        bound(**{**ids_from(meta.get(IDS_META_KEY)), "job_id": job.id}),
     ):
         run = JobRun(job=job, span=span)
         log.info("job started")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from app.contracts import METRICS_PATH, PING_PATH
-from app.logging_setup import api_key_id, bound
+from app.logging_setup import api_key_id, bound, clear_ids
 
 log = logging.getLogger("flowchat.access")
 
@@ -72,6 +72,7 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        clear_ids()
         with bound(request_id=request_id, api_key_id=self._key_id(headers)):
             try:
                 await self.app(scope, receive, send_with_id)

@@ -16,10 +16,10 @@ import pytest
 
 from app.logging_setup import (
     ANONYMOUS_KEY,
-    LOG_FIELDS,
     api_key_id,
     bind,
     bound,
+    clear_ids,
     configure_logging,
     current_ids,
 )
@@ -123,10 +123,11 @@ def test_context_helpers() -> None:
     assert api_key_id("abc") == api_key_id("abc") != api_key_id("abd")
     assert "abc" not in api_key_id("abc")
     with bound(request_id="r", conversation_id="c"):
-        bind(job_id="j")
-        assert current_ids() == {"request_id": "r", "conversation_id": "c", "job_id": "j"}
-    assert "request_id" not in current_ids()
-    assert set(current_ids()) <= set(LOG_FIELDS)
+        bind(job_id="j", api_key_id="k-1")
+        # a job enqueued here carries the request's ids, not the enclosing job's id
+        assert current_ids() == {"request_id": "r", "conversation_id": "c", "api_key_id": "k-1"}
+    clear_ids()
+    assert current_ids() == {}
 
 
 def test_a_chat_through_the_real_stack_is_joined_by_job_and_trace_ids(

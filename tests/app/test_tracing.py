@@ -332,3 +332,25 @@ def test_spans_go_to_the_otlp_endpoint_only_when_one_is_set() -> None:
                     trace_ids.add(span.trace_id.hex())
     assert sorted(names) == ["inner", "request"]
     assert trace_ids == {trace_id}
+
+
+def test_a_job_runs_with_its_own_id_and_the_ids_its_meta_carried() -> None:
+    from types import SimpleNamespace
+
+    from structlog.contextvars import get_contextvars
+
+    from app.logging_setup import current_ids
+
+    job = SimpleNamespace(
+        id="job-2",
+        func_name="app.worker.answer_chat",
+        origin="flow_tasks",
+        retries_left=2,
+        meta={tracing.IDS_META_KEY: {"request_id": "r-1", "job_id": "job-1", "other": "x"}},
+    )
+    with tracing.job_scope(job):
+        ids = get_contextvars()
+        assert ids["job_id"] == "job-2" and ids["request_id"] == "r-1"
+        assert "other" not in ids
+        assert current_ids() == {"request_id": "r-1"}  # what a job enqueued here would carry
+    assert "job_id" not in get_contextvars()
