@@ -27,6 +27,8 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue, Worker
 from rq.job import Job
 
@@ -255,7 +257,9 @@ def test_an_incoming_traceparent_is_honoured(span_exporter: InMemorySpanExporter
 
 def test_spans_outside_a_request_or_job_are_not_kept(span_exporter: InMemorySpanExporter) -> None:
     """An idle worker's Redis polling is no trace; a request or a job is."""
-    connection = redis.Redis(port=1, socket_connect_timeout=0.01)  # a client span, no parent
+    connection = redis.Redis(  # a client span without a parent; fail fast, no retries
+        port=1, socket_connect_timeout=0.01, retry=Retry(NoBackoff(), 0)
+    )
     with pytest.raises(redis.RedisError):
         connection.ping()
     with tracing.tracer().start_as_current_span("job x", kind=SpanKind.CONSUMER):
