@@ -4,8 +4,9 @@
   (Flow, Chroma) and Redis instrumentations; :func:`instrument_app` adds FastAPI's.
 - Exporting is optional: with ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
   ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) set, spans go to that collector over OTLP/HTTP in
-  batches. Without it nothing is recorded or exported: spans are non-recording, but trace ids are
-  still made and propagated, so log lines of one chat share their ``trace_id`` either way.
+  batches. Without it nothing is recorded or exported and the httpx and Redis clients are not
+  instrumented (they make most of a chat's spans); the few spans left are non-recording, but
+  trace ids are still made and propagated, so log lines of one chat share their ``trace_id``.
 - The sampler keeps a trace only when it starts at an entry point (an API request, a job) or
   continues a sampled parent (an incoming ``traceparent`` is honoured): Redis calls of an idle
   worker polling its queue are not traces.
@@ -101,7 +102,8 @@ def exporter_endpoint() -> str | None:
 def configure_tracing(
     service: str, *, exporter: SpanExporter | None = None, batch: bool | None = None
 ) -> TracerProvider:
-    """Install the tracer provider of this process (once) and the client instrumentations.
+    """Install the tracer provider of this process (once); the client instrumentations too
+    when spans are exported.
 
     ``exporter`` is for tests (an in-memory exporter, exported synchronously); otherwise the
     OTLP/HTTP exporter is used when an endpoint is configured.
@@ -120,7 +122,7 @@ def configure_tracing(
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         provider.add_span_processor(processor)
         _state.exporting = True
-    if not _state.instrumented:
+    if _state.exporting and not _state.instrumented:  # ~30 spans a chat: only when kept
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
