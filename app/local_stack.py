@@ -3,7 +3,8 @@
 Used by ``make run`` (through :mod:`app.run_local`) and by the test fixtures, so the tests start
 the service exactly the way an engineer does. Every process is a real one: Debian's
 ``redis-server``, ``chroma run`` (API and workers are separate processes and must not share an
-embedded Chroma path), ``python -m app.flow.emulator``, ``python -m app.worker`` and uvicorn.
+embedded Chroma path), ``python -m app.flow.emulator``, ``python -m app.worker`` (chats),
+``python -m app.ingest.worker`` (uploads and rebuilds) and uvicorn.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from app.contracts import PING_PATH
+from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME
 from app.settings import REPO_ROOT
 
 
@@ -84,6 +85,7 @@ class LocalStack:
     root: Path
     ports: Ports = field(default_factory=Ports)
     workers: int = 2
+    ingest_workers: int = 1
     env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     quiet: bool = True
@@ -229,18 +231,34 @@ class LocalStack:
         )
         wait_until(lambda: http_ok(f"{self.flow_url}/_emulator/stats"), "Flow emulator", 30, proc)
 
-    def start_workers(self) -> None:
-        self._spawn("worker", [sys.executable, "-m", "app.worker", "--workers", str(self.workers)])
+    def _start_pool(self, name: str, module: str, count: int, queue_name: str) -> None:
+        self._spawn(name, [sys.executable, "-m", module, "--workers", str(count)])
         import redis
-        from rq import Worker
+        from rq import Queue, Worker
 
         client = redis.Redis.from_url(self.redis_url)
-        proc = self.procs["worker"]
-        wait_until(lambda: len(Worker.all(connection=client)) >= self.workers, "workers", 90, proc)
+        queue = Queue(queue_name, connection=client)
+        proc = self.procs[name]
+        wait_until(lambda: len(Worker.all(queue=queue)) >= count, name, 90, proc)
         client.close()
+
+    def start_workers(self) -> None:
+        """The chat pool (``flow_tasks`` only)."""
+        self._start_pool("worker", "app.worker", self.workers, QUEUE_NAME)
 
     def stop_workers(self) -> None:
         self._stop("worker")
+
+    def start_ingest_workers(self) -> None:
+        """The ingestion pool (``flow_ingest`` only): uploads and rebuilds never wait behind
+        chats, and chats never wait behind them."""
+        if self.ingest_workers > 0:
+            self._start_pool(
+                "ingest-worker", "app.ingest.worker", self.ingest_workers, INGEST_QUEUE_NAME
+            )
+
+    def stop_ingest_workers(self) -> None:
+        self._stop("ingest-worker")
 
     def start_api(self) -> None:
         proc = self._spawn(
@@ -265,6 +283,7 @@ class LocalStack:
             self.start_chroma()
             self.start_emulator()
             self.start_workers()
+            self.start_ingest_workers()
             self.start_api()
         except BaseException:
             self.stop()
@@ -285,5 +304,5 @@ class LocalStack:
             proc.wait(5)
 
     def stop(self) -> None:
-        for name in ("api", "worker", "flow-emulator", "chroma", "redis"):
+        for name in ("api", "worker", "ingest-worker", "flow-emulator", "chroma", "redis"):
             self._stop(name)

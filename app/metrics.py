@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from app.contracts import (
+    INGEST_QUEUE_NAME,
     METRIC_CHAT_ANSWERS,
     METRIC_CHAT_LATENCY,
     METRIC_EMPTY_ANSWERS,
@@ -110,10 +111,16 @@ class FlowchatCollector(Collector):
     """Read side, registered by the API: everything is computed at scrape time."""
 
     def __init__(
-        self, connection: redis.Redis, queue_name: str, vector_store_path: Path | None
+        self,
+        connection: redis.Redis,
+        queue_name: str,
+        vector_store_path: Path | None,
+        *,
+        extra_queues: tuple[str, ...] = (INGEST_QUEUE_NAME,),
     ) -> None:
         self.redis = connection
         self.queue_name = queue_name
+        self.queue_names = (queue_name, *(q for q in extra_queues if q != queue_name))
         self.vector_store_path = vector_store_path
 
     def collect(self) -> Iterator[Metric]:
@@ -135,25 +142,26 @@ class FlowchatCollector(Collector):
     def _from_redis(self) -> Iterator[Metric]:
         from rq import Queue, Worker
 
-        queue = Queue(self.queue_name, connection=self.redis)
         jobs = GaugeMetricFamily(
             METRIC_RQ_JOBS, "RQ jobs by queue and status", labels=["queue", "status"]
         )
-        counts = {
-            "queued": queue.count,
-            "started": queue.started_job_registry.count,
-            "finished": queue.finished_job_registry.count,
-            "failed": queue.failed_job_registry.count,
-            "deferred": queue.deferred_job_registry.count,
-            "scheduled": queue.scheduled_job_registry.count,
-        }
-        for status in RQ_STATUSES:
-            jobs.add_metric([self.queue_name, status], counts[status])
-        yield jobs
         workers = GaugeMetricFamily(
             METRIC_RQ_WORKERS, "RQ workers listening on the queue", labels=["queue"]
         )
-        workers.add_metric([self.queue_name], Worker.count(queue=queue))
+        for name in self.queue_names:  # the chat queue and the ingestion queue
+            queue = Queue(name, connection=self.redis)
+            counts = {
+                "queued": queue.count,
+                "started": queue.started_job_registry.count,
+                "finished": queue.finished_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+                "deferred": queue.deferred_job_registry.count,
+                "scheduled": queue.scheduled_job_registry.count,
+            }
+            for status in RQ_STATUSES:
+                jobs.add_metric([name, status], counts[status])
+            workers.add_metric([name], Worker.count(queue=queue))
+        yield jobs
         yield workers
 
         yield _read_histogram(

@@ -201,7 +201,7 @@ def job_meta() -> dict[str, Any]:
     return {TRACE_META_KEY: carrier, IDS_META_KEY: current_ids()}
 
 
-def enqueue(queue: Any, func: str, **kwargs: Any) -> Any:
+def enqueue(queue: Any, func: str, *args: Any, **kwargs: Any) -> Any:
     """``queue.enqueue`` inside a producer span, with the trace context and log ids in the job's
     meta and a description without the arguments (RQ logs the description: no user text)."""
     short = func.rsplit(".", 1)[-1]
@@ -212,7 +212,7 @@ def enqueue(queue: Any, func: str, **kwargs: Any) -> Any:
     ) as span:
         meta = {**(kwargs.pop("meta", None) or {}), **job_meta()}
         kwargs.setdefault("description", short)
-        job = queue.enqueue(func, meta=meta, **kwargs)
+        job = queue.enqueue(func, *args, meta=meta, **kwargs)
         span.set_attribute("messaging.message.id", job.id)
         with bound(job_id=job.id):
             log.info("job queued", extra={"queue": queue.name})

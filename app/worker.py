@@ -170,9 +170,16 @@ def sweep_abandoned(
 class FlowchatWorker(SimpleWorker):
     """A SimpleWorker that loads the model up front, beats, and sweeps abandoned jobs."""
 
-    def work(self, *args: Any, **kwargs: Any) -> bool:
-        get_embedder()  # load once, before the first job
+    def warm_up(self) -> None:
+        """Load what every job needs once, before the first job."""
+        get_embedder()
         _resources()
+
+    def after_sweep(self) -> None:
+        """Runs after each sweep, under the sweep lock (subclasses add their own checks)."""
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        self.warm_up()
         self._stop_beating = threading.Event()
         beat = threading.Thread(target=self._beat, name="flowchat-heartbeat", daemon=True)
         beat.start()
@@ -193,10 +200,13 @@ class FlowchatWorker(SimpleWorker):
                 self.connection.set(ALIVE_PREFIX + self.name, "1", ex=ALIVE_TTL_SECONDS)
                 if time.monotonic() - last_sweep >= SWEEP_SECONDS:
                     last_sweep = time.monotonic()
-                    # one sweeper at a time: two could requeue the same abandoned job twice
-                    if self.connection.set(SWEEP_LOCK, self.name, nx=True, ex=SWEEP_SECONDS):
+                    # one sweeper at a time per queue set (chat and ingest pools each sweep
+                    # their own): two could requeue the same abandoned job twice
+                    lock = ":".join([SWEEP_LOCK, *sorted(q.name for q in self.queues)])
+                    if self.connection.set(lock, self.name, nx=True, ex=SWEEP_SECONDS):
                         for queue in self.queues:
                             sweep_abandoned(self.connection, queue.name)
+                        self.after_sweep()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
             self._stop_beating.wait(HEARTBEAT_SECONDS)

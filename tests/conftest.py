@@ -158,7 +158,11 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
         root=root,
         ports=Ports.free(),
         workers=2,
-        env_overrides={"FLOW_MAX_RETRIES": "2", "MAINTENANCE_AFTER_FAILURES": "2"},
+        env_overrides={
+            "FLOW_MAX_RETRIES": "2",
+            "MAINTENANCE_AFTER_FAILURES": "2",
+            "INGEST_RETRY_INTERVALS": "1,1",  # 3 attempts, 1 s apart (tests kill and restart)
+        },
     )
     stack.start()
     try:
