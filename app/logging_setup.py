@@ -54,10 +54,16 @@ QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "chromadb", "urllib3")
 
 
 class LoggingSettings(BaseSettings):
+    """The observability settings. :class:`app.settings.Settings` inherits them (so a stack's
+    app env may set them); logging reads them on their own, so an unrelated bad variable never
+    keeps a process from logging why it stops."""
+
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=True)
 
     LOG_FORMAT: Literal["auto", "json", "console"] = "auto"
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # OTLP/HTTP collector for traces (read by the OpenTelemetry SDK itself; unset: no export)
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
 
 
 _secrets: set[str] = set()

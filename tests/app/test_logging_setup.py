@@ -186,3 +186,14 @@ def test_a_chat_through_the_real_stack_is_joined_by_job_and_trace_ids(
     assert {r["process"] for r in shown} == {"api", "worker"}
     assert [r["timestamp"] for r in shown] == sorted(r["timestamp"] for r in shown)
     assert any(r.get("request_id") == request_id and r["process"] == "api" for r in shown)
+
+
+def test_the_settings_are_app_settings_a_stack_may_set() -> None:
+    from app.settings import Settings, SettingsError, load_settings
+    from stacks.config import validate_app_env
+
+    assert {"LOG_FORMAT", "LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= set(Settings.model_fields)
+    env = {"LOG_LEVEL": "WARNING", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert validate_app_env(env) == env
+    with pytest.raises(SettingsError, match="LOG_FORMAT"):
+        load_settings(LOG_FORMAT="xml")
