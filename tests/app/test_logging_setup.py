@@ -155,7 +155,7 @@ def test_a_chat_through_the_real_stack_is_joined_by_job_and_trace_ids(
     ):
         assert time.monotonic() < deadline, "the worker never logged the end of the job"
         time.sleep(0.1)
-    by_process = {name: read(name) for name in ("api", "worker")}
+    by_process = {name: read(name) for name in ("api", "worker", "ingest-worker")}
     api = [r for r in by_process["api"] if r.get("job_id") == job_id]
     work = [r for r in by_process["worker"] if r.get("job_id") == job_id]
     assert api and work, "the job id is missing from the API's or the worker's lines"
