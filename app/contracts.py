@@ -70,6 +70,12 @@ DOCUMENTS_PATH: Final = "/api/documents"
 INGEST_PATH: Final = "/api/documents/ingest"
 DEFAULT_PORT: Final = 8000
 
+# --- metrics only the service defines so far (the shared ones: policies.runbook.thresholds) ---
+# counter, labels: kind (prompt|completion), key (hashed API key id or "anonymous"; one series
+# per configured key, so bounded by the stack's key list). Issue 14; moves next to the other
+# metric names in policies.runbook.thresholds once an alert reads it.
+METRIC_FLOW_TOKENS: Final = "flowchat_flow_tokens_total"
+
 # --- secrets (metrics, thresholds and the Flow credential names: policies.runbook.thresholds) --
 REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
 

@@ -33,6 +33,7 @@ from app.contracts import (
     METRIC_FEEDBACK,
     METRIC_FLOW_REQUEST_SECONDS,
     METRIC_FLOW_REQUESTS,
+    METRIC_FLOW_TOKENS,
     METRIC_RQ_JOBS,
     METRIC_RQ_WORKERS,
     METRIC_VECTOR_STORE_BYTES,
@@ -80,6 +81,13 @@ class MetricsRecorder:
     def flow_request(self, status: str, seconds: float) -> None:
         self.redis.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
         self._observe(METRIC_FLOW_REQUEST_SECONDS, FLOW_BUCKETS, seconds)
+
+    def flow_tokens(self, key: str, prompt: int, completion: int) -> None:
+        """Tokens of one Flow call (its ``usage``), per hashed API key id."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(_hist_key(METRIC_FLOW_TOKENS), f"prompt|{key}", prompt)
+            pipe.hincrby(_hist_key(METRIC_FLOW_TOKENS), f"completion|{key}", completion)
+            pipe.execute()
 
     def chat_answer(self, outcome: str) -> None:
         """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
@@ -192,6 +200,15 @@ class FlowchatCollector(Collector):
         for outcome in ("answered", "empty", "failed"):
             answers.add_metric([outcome], float(raw_answers.get(outcome.encode(), 0)))
         yield answers
+        tokens = CounterMetricFamily(
+            METRIC_FLOW_TOKENS.removesuffix("_total"),
+            "Tokens Flow billed (its usage), by kind and hashed API key id",
+            labels=["kind", "key"],
+        )
+        for field, value in sorted(self.redis.hgetall(_hist_key(METRIC_FLOW_TOKENS)).items()):
+            kind, _, key = field.decode().partition("|")
+            tokens.add_metric([kind, key], float(value))
+        yield tokens
         empty = CounterMetricFamily(
             METRIC_EMPTY_ANSWERS.removesuffix("_total"),
             "Chat answers with no usable content or sources",

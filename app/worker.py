@@ -27,11 +27,13 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker_pool import WorkerPool
 
+from app import tracing
 from app.chat import conversations
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
 from app.flow.client import FlowClient
 from app.flow.errors import FlowError
+from app.logging_setup import ANONYMOUS_KEY, configure_logging, current_ids
 from app.maintenance import MaintenanceTracker
 from app.metrics import MetricsRecorder
 from app.rag.embeddings import get_embedder
@@ -139,6 +141,15 @@ def answer_chat(
             job.retries_left = 0
         raise ChatFailed(reason) from None
     res.maintenance.flow_succeeded()
+    if completion.usage is not None:  # per hashed key id (bound from the job's meta)
+        key = current_ids().get("api_key_id", ANONYMOUS_KEY)
+        usage = completion.usage
+        res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
+        tokens = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+        }
+        log.info("flow usage", extra=tokens)
     answered = time.time()
     answer = completion.content.strip()
     empty = not answer or not sources
@@ -218,6 +229,10 @@ class FlowchatWorker(SimpleWorker):
             self._stop_beating.set()
             self.connection.delete(ALIVE_PREFIX + self.name)
 
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        with tracing.job_scope(job) as run:  # the job's span and log ids (from its meta)
+            return run.finish(super().perform_job(job, queue, execution)) == "finished"
+
     def _beat(self) -> None:
         last_sweep = 0.0
         while not self._stop_beating.is_set():
@@ -242,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
+    configure_logging("worker")
+    tracing.configure_tracing("worker")
     settings = get_settings()
     connection = redis.Redis.from_url(settings.REDIS_URL)
     try:

@@ -22,6 +22,7 @@ from app.chat.jobs import ChatRejected, fetch_chat, job_outcome, submit_chat, wa
 from app.chat.results import ChatResult
 from app.chat.stream import StreamEvent, follow
 from app.contracts import CHAT_PATH
+from app.logging_setup import bind
 from app.metrics import MetricsRecorder
 
 router = APIRouter(prefix=CHAT_PATH, tags=["chat"], dependencies=[ApiKeyDep])
@@ -79,6 +80,7 @@ async def read(
     connection: RedisDep,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the answer")] = 0,
 ):
+    bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
     try:
         job = await asyncio.to_thread(fetch_chat, connection, job_id)
         if job is None:
@@ -116,6 +118,7 @@ def _sse(event: StreamEvent) -> ServerSentEvent:
     },
 )
 async def stream(job_id: str, request: Request, connection: RedisDep, settings: SettingsDep):
+    bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
     try:
         job = await asyncio.to_thread(fetch_chat, connection, job_id)
     except redis.RedisError:

@@ -17,8 +17,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
+from app import tracing
 from app.api import chat, documents, health, metrics_route, openai_compat, passages
+from app.api.request_context import RequestContextMiddleware
 from app.flow.client import FlowClient
+from app.logging_setup import configure_logging
 from app.metrics import FlowchatCollector
 from app.settings import Settings, get_settings
 from app.web import install as install_web
@@ -58,6 +61,8 @@ def _validation_error(_request: Request, exc: RequestValidationError) -> JSONRes
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging("api", settings=settings)
+    tracing.configure_tracing("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,6 +102,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(passages.router)  # cited passages (API key) and original files (admin)
     install_web(app)  # the chat page at / and its assets under /static
+    app.add_middleware(
+        RequestContextMiddleware,
+        api_keys=lambda: [k.get_secret_value() for k in settings.API_KEYS],
+    )
+    tracing.instrument_app(app)
     return app
 
 

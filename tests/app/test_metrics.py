@@ -74,3 +74,21 @@ def test_unreachable_redis_leaves_out_queue_metrics_but_still_scrapes(tmp_path: 
     samples = _scrape(dead, tmp_path)
     assert not any(name == METRIC_RQ_JOBS for name, _ in samples)  # absent() alerts on this
     assert samples[(METRIC_VECTOR_STORE_BYTES, ())] == 0
+
+
+def test_flow_tokens_add_up_per_kind_and_key(redis_url: str) -> None:
+    from app.contracts import METRIC_FLOW_TOKENS
+
+    first = MetricsRecorder(redis.Redis.from_url(redis_url))
+    second = MetricsRecorder(redis.Redis.from_url(redis_url))
+    first.flow_tokens("k-aaa", 120, 30)
+    second.flow_tokens("k-aaa", 80, 10)
+    second.flow_tokens("anonymous", 5, 1)
+    samples = _scrape(redis.Redis.from_url(redis_url), None)
+    tokens = {labels: v for (name, labels), v in samples.items() if name == METRIC_FLOW_TOKENS}
+    assert tokens == {
+        (("key", "k-aaa"), ("kind", "prompt")): 200.0,
+        (("key", "k-aaa"), ("kind", "completion")): 40.0,
+        (("key", "anonymous"), ("kind", "prompt")): 5.0,
+        (("key", "anonymous"), ("kind", "completion")): 1.0,
+    }
