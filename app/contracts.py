@@ -25,6 +25,7 @@ from policies.runbook.thresholds import (  # noqa: F401  (re-exported: the share
     EXTERNAL_SECRET,
     FLOW_ERROR_RATIO,
     FLOW_SECRET_NAMES,
+    FLOW_TOKENS_DAILY_BUDGET,
     HEALTH_PROBE_FAILURES,
     HEALTH_PROBE_INTERVAL_SECONDS,
     HEALTH_PROBE_JOB,
@@ -37,6 +38,7 @@ from policies.runbook.thresholds import (  # noqa: F401  (re-exported: the share
     METRIC_FEEDBACK,
     METRIC_FLOW_REQUEST_SECONDS,
     METRIC_FLOW_REQUESTS,
+    METRIC_FLOW_TOKENS,
     METRIC_KUBELET_VOLUME_CAPACITY_BYTES,
     METRIC_KUBELET_VOLUME_USED_BYTES,
     METRIC_PROBE_SUCCESS,
@@ -69,12 +71,6 @@ CHAT_PATH: Final = "/api/chat"
 DOCUMENTS_PATH: Final = "/api/documents"
 INGEST_PATH: Final = "/api/documents/ingest"
 DEFAULT_PORT: Final = 8000
-
-# --- metrics only the service defines so far (the shared ones: policies.runbook.thresholds) ---
-# counter, labels: kind (prompt|completion), key (hashed API key id or "anonymous"; one series
-# per configured key, so bounded by the stack's key list). Issue 14; moves next to the other
-# metric names in policies.runbook.thresholds once an alert reads it.
-METRIC_FLOW_TOKENS: Final = "flowchat_flow_tokens_total"
 
 # --- secrets (metrics, thresholds and the Flow credential names: policies.runbook.thresholds) --
 REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
