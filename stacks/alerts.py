@@ -426,14 +426,16 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
     ]
 
 
-def daily_tokens_query(window: str | None = None, by: str = "") -> str:
-    """Flow tokens over ``window`` (the budget alert's, 24h), summed over pods; ``by`` keeps
-    labels (``kind``, ``key``). The alert and the dashboard use this one query."""
+def daily_tokens_query(window: str | None = None, by: str = "", kind: str = "") -> str:
+    """Flow tokens over ``window`` (the budget alert's, 24h), counted once although every pod
+    exports the counter; ``by`` keeps labels (``kind``, ``key``), ``kind`` selects prompt or
+    completion tokens. The alert and the dashboard use this one query."""
     window = window or ALERTS["FlowchatFlowTokenBudget"].window
     grouping = f" by ({by})" if by else ""
+    selector = _sel(kind=kind) if kind else ""
     return (
         f"sum{grouping}(max without (instance, pod) "
-        f"(increase({contracts.METRIC_FLOW_TOKENS}[{window}])))"
+        f"(increase({contracts.METRIC_FLOW_TOKENS}{selector}[{window}])))"
     )
 
 
