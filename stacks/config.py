@@ -329,6 +329,7 @@ STACK_OWNED_ENV = frozenset(
         "MAX_QUEUE_DEPTH",
         "API_KEYS",
         "API_KEYS_FILE",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",  # flowchat:otlpEndpoint (it also opens the egress)
     }
 )
 FORBIDDEN_ENV = {
