@@ -358,3 +358,22 @@ def test_a_job_runs_with_its_own_id_and_the_ids_its_meta_carried() -> None:
         assert "other" not in ids
         assert current_ids() == {"request_id": "r-1"}  # what a job enqueued here would carry
     assert "job_id" not in get_contextvars()
+
+
+def test_a_chat_carries_its_conversation_id_into_the_worker_lines(redis_url: str) -> None:
+    """Issue 12's conversations: the id is in the job's meta (bound around the enqueue only)
+    and bound again in the job scope, so the worker's lines of a follow-up carry it."""
+    from structlog.contextvars import get_contextvars
+
+    from app.chat.jobs import submit_chat
+
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"test-conv-{uuid.uuid4().hex[:8]}", connection=connection)
+    job = submit_chat(queue, get_settings(), "how do I undo that?", None, conversation_id="c-42")
+    assert "conversation_id" not in get_contextvars()  # the API request's context is untouched
+    stored = Job.fetch(job.id, connection=connection)
+    assert stored.meta[tracing.IDS_META_KEY]["conversation_id"] == "c-42"
+    assert stored.meta["kind"] == "chat"  # the caller's meta is kept next to the trace's
+    with tracing.job_scope(stored):
+        assert get_contextvars()["conversation_id"] == "c-42"
+    queue.empty()
