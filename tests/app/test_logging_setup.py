@@ -193,7 +193,10 @@ def test_the_settings_are_app_settings_a_stack_may_set() -> None:
     from stacks.config import validate_app_env
 
     assert {"LOG_FORMAT", "LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= set(Settings.model_fields)
-    env = {"LOG_LEVEL": "WARNING", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    env = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
     assert validate_app_env(env) == env
+    # the collector comes from flowchat:otlpEndpoint, which also opens the pods' egress to it
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_ENDPOINT is set by the stack"):
+        validate_app_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     with pytest.raises(SettingsError, match="LOG_FORMAT"):
         load_settings(LOG_FORMAT="xml")
