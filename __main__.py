@@ -31,6 +31,7 @@ Monitoring(
         prometheus_datasource_uid=config.addons.prometheus_datasource_uid,
         prober_url=config.addons.prober_url,
         monitor_labels=dict(config.addons.monitor_labels),
+        token_prices=config.token_prices,
     ),
     opts=pulumi.ResourceOptions(
         providers=[providers.kubernetes, providers.grafana], depends_on=[kube.namespace]

@@ -33,6 +33,7 @@ from app.contracts import (
     METRIC_FEEDBACK,
     METRIC_FLOW_REQUEST_SECONDS,
     METRIC_FLOW_REQUESTS,
+    METRIC_FLOW_TOKENS,
     METRIC_RATE_LIMITED,
     METRIC_REDIS_MEMORY_MAX_BYTES,
     METRIC_REDIS_MEMORY_USED_BYTES,
@@ -89,6 +90,13 @@ class MetricsRecorder:
     def rate_limited(self, reason: str) -> None:
         """A chat refused with 429; ``reason`` is one of :data:`RATE_LIMIT_REASONS`."""
         self.redis.hincrby(_hist_key(METRIC_RATE_LIMITED), reason, 1)
+
+    def flow_tokens(self, key: str, prompt: int, completion: int) -> None:
+        """Tokens of one Flow call (its ``usage``), per hashed API key id."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(_hist_key(METRIC_FLOW_TOKENS), f"prompt|{key}", prompt)
+            pipe.hincrby(_hist_key(METRIC_FLOW_TOKENS), f"completion|{key}", completion)
+            pipe.execute()
 
     def chat_answer(self, outcome: str) -> None:
         """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
@@ -201,6 +209,15 @@ class FlowchatCollector(Collector):
         for outcome in ("answered", "empty", "failed"):
             answers.add_metric([outcome], float(raw_answers.get(outcome.encode(), 0)))
         yield answers
+        tokens = CounterMetricFamily(
+            METRIC_FLOW_TOKENS.removesuffix("_total"),
+            "Tokens Flow billed (its usage), by kind and hashed API key id",
+            labels=["kind", "key"],
+        )
+        for field, value in sorted(self.redis.hgetall(_hist_key(METRIC_FLOW_TOKENS)).items()):
+            kind, _, key = field.decode().partition("|")
+            tokens.add_metric([kind, key], float(value))
+        yield tokens
         empty = CounterMetricFamily(
             METRIC_EMPTY_ANSWERS.removesuffix("_total"),
             "Chat answers with no usable content or sources",

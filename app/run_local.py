@@ -22,6 +22,7 @@ import httpx
 
 from app.contracts import CHAT_PATH, DEFAULT_PORT, DOCUMENTS_PATH
 from app.local_stack import LocalStack, Ports, StartupError, free_port, port_is_free
+from app.logging_setup import configure_logging
 from app.rag.model_setup import ModelSetupError, setup
 from app.settings import REPO_ROOT, SettingsError, load_settings
 
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "var")
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
     args = parser.parse_args(argv)
+    # children log to var/logs: human-readable when `make run` runs on a terminal, else JSON
+    os.environ.setdefault("LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
+    configure_logging("run_local")
 
     try:
         settings = load_settings()

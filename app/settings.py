@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from app.contracts import QUEUE_NAME
+from app.logging_setup import LoggingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR = REPO_ROOT / "var"
@@ -29,7 +30,7 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_ENDPOINT
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=True)
 
     REDIS_URL: str = "redis://127.0.0.1:6379/0"

@@ -27,6 +27,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker_pool import WorkerPool
 
+from app import tracing
 from app.chat import conversations
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
@@ -35,6 +36,7 @@ from app.flow.client import FlowClient
 from app.flow.errors import FlowError, FlowStreamError
 from app.ingest.jobs import REBUILD_JOB
 from app.ingest.queueing import INGEST_FAILED_CALLBACK, INGEST_JOB
+from app.logging_setup import ANONYMOUS_KEY, configure_logging, current_ids
 from app.maintenance import MaintenanceTracker
 from app.metrics import MetricsRecorder
 from app.quotas import Quotas
@@ -186,8 +188,18 @@ def answer_chat(
         log.warning("chat job failed: Flow did not answer: %s", exc.reason)
         raise ChatFailed(reason) from None
     res.maintenance.flow_succeeded()
-    if spec.key_id and completion.usage is not None:
-        res.quotas.charge_tokens(spec.key_id, completion.usage.total_tokens)
+    if completion.usage is not None:
+        usage = completion.usage
+        if spec.key_id:  # the key's daily Flow-token budget (app/quotas.py)
+            res.quotas.charge_tokens(spec.key_id, usage.total_tokens)
+        # per hashed key id: the job's key_id is the same hash the API logs (app.keys.key_id)
+        key = spec.key_id or current_ids().get("api_key_id", ANONYMOUS_KEY)
+        res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
+        tokens = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+        }
+        log.info("flow usage", extra=tokens)
     answered = time.time()
     answer = completion.content.strip()
     empty = not answer or not sources
@@ -258,7 +270,8 @@ class FlowchatWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
         reason = job_refusal(job)
         if reason is None:
-            return super().perform_job(job, queue, execution)
+            with tracing.job_scope(job) as run:  # the job's span and log ids (from its meta)
+                return run.finish(super().perform_job(job, queue, execution)) == "finished"
         log.error("refused job %s: %s", job.id, reason)
         # nothing the job names is imported: not its function, not its callbacks
         job._success_callback_name = None
@@ -314,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
+    configure_logging("worker")
+    tracing.configure_tracing("worker")
     settings = get_settings()
     connection = redis_client(settings)
     try:

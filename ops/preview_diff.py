@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from app.logging_setup import configure_logging
 from ops.summary import OpsError, fail, md_escape, md_table
 
 MAX_KEYS = 8  # changed keys listed per resource
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("ops.preview_diff", stream=sys.stderr)  # library warnings, off stdout
     try:
         base = load_preview(args.base, missing_ok=True)
         head = load_preview(args.head)

@@ -26,6 +26,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from app.contracts import QUEUE_DRAIN_SECONDS, QUEUE_KEY, QUEUE_NAME
+from app.logging_setup import configure_logging
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("ops.queue", stream=sys.stderr)  # library warnings, off stdout
     try:
         if args.command == "status":
             return _cmd_status(args)

@@ -42,6 +42,7 @@ from app.contracts import (
     namespace_for,
     secret_entry_name,
 )
+from app.logging_setup import configure_logging
 from ops import kube
 from ops.secret_store import SecretStore, SecretVersion, open_store
 from ops.smoke import (
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("ops.rotate_credentials", stream=sys.stderr)  # library warnings, off stdout
     env = os.environ if env is None else env
     try:
         values = new_values_from_env(env)

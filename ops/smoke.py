@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from app.contracts import CHAT_LATENCY_P95_SECONDS, CHAT_PATH, PING_PATH, READY_PATH
+from app.logging_setup import configure_logging
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("ops.smoke", stream=sys.stderr)  # library warnings, off stdout
     try:
         prompts = load_prompts(args.prompts)
     except OpsError as exc:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from app.contracts import CHAT_LATENCY_P95_SECONDS, INGEST_PATH
+from app.logging_setup import configure_logging
 from ops.smoke import API_KEY_ENV, DEFAULT_PROMPTS, load_prompts, run_smoke
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging("ops.vectorstore", stream=sys.stderr)  # library warnings, off stdout
     token = os.environ.get(args.admin_token_env)
     if not token:
         return fail(f"the environment variable {args.admin_token_env} (admin token) is not set")

@@ -24,6 +24,7 @@ import sys
 from kubernetes import client
 
 from app.contracts import QUEUE_DRAIN_SECONDS, WORKER_DEPLOYMENT, namespace_for
+from app.logging_setup import configure_logging
 from ops import kube
 from ops.queue import connect, watch
 from ops.summary import OpsError, fail, md_table, say, write_summary
@@ -91,6 +92,7 @@ def restart_workers(
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("ops.worker", stream=sys.stderr)  # library warnings, off stdout
     if not (args.stack or args.namespace):
         parser.error("restart: one of --stack or --namespace is required (no default stack)")
     namespace = args.namespace or namespace_for(args.stack)

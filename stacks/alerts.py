@@ -140,6 +140,9 @@ class Thresholds(BaseModel):
     downvote_min_votes: Annotated[int, Number] = Field(
         limits.DOWNVOTE_MIN_VOTES, alias="downvoteMinVotes"
     )
+    flow_tokens_daily_budget: Annotated[int, Number] = Field(
+        limits.FLOW_TOKENS_DAILY_BUDGET, alias="flowTokensDailyBudget"
+    )
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
     redis_for = ALERTS["FlowchatRedisUnreachable"].for_
     votes = f"sum(increase({feedback}[{w['FlowchatDownVotes']}]))"
     down_votes = f"sum(increase({feedback}{_sel(vote='down')}[{w['FlowchatDownVotes']}]))"
+    token_window = w["FlowchatFlowTokenBudget"]
     return [
         _rule(
             "FlowchatHealthCheckFailing",
@@ -401,7 +405,38 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
             ),
             no_data_ok=True,  # fewer votes than the minimum: nothing to judge
         ),
+        _rule(
+            "FlowchatFlowTokenBudget",
+            # every API/worker pod exports the same Redis-held counter: one copy, then all kinds
+            # and keys
+            query=daily_tokens_query(token_window),
+            op=">",
+            threshold=t.flow_tokens_daily_budget,
+            summary=(
+                f"Flow tokens of the last {describe_duration(str(token_window))} over the "
+                f"budget of {t.flow_tokens_daily_budget:,}"
+            ),
+            description=(
+                "{{ $value | humanize }} Flow tokens (prompt + completion, all keys) in the last "
+                f"{describe_duration(str(token_window))}, above the stack's daily budget of "
+                f"{t.flow_tokens_daily_budget:,}: Flow bills by the token."
+            ),
+            no_data_ok=True,  # no chat yet: no token series, nothing spent
+        ),
     ]
+
+
+def daily_tokens_query(window: str | None = None, by: str = "", kind: str = "") -> str:
+    """Flow tokens over ``window`` (the budget alert's, 24h), counted once although every pod
+    exports the counter; ``by`` keeps labels (``kind``, ``key``), ``kind`` selects prompt or
+    completion tokens. The alert and the dashboard use this one query."""
+    window = window or ALERTS["FlowchatFlowTokenBudget"].window
+    grouping = f" by ({by})" if by else ""
+    selector = _sel(kind=kind) if kind else ""
+    return (
+        f"sum{grouping}(max without (instance, pod) "
+        f"(increase({contracts.METRIC_FLOW_TOKENS}{selector}[{window}])))"
+    )
 
 
 def group_name(group: Group) -> str:

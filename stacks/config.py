@@ -194,6 +194,15 @@ class DocumentsConfig(_Model):
     storage_class: str | None = None  # must offer ReadWriteMany (azurefile-csi, efs-sc, ...)
 
 
+class TokenPrices(_Model):
+    """`flowchat:tokenPrices`: what Flow charges per 1000 tokens (USD), for the dashboard's cost
+    estimate only. Defaults: the list prices of the default model gpt-4o-mini (0.15 and 0.60
+    USD per million prompt / completion tokens); set the stack's contract prices."""
+
+    prompt: Annotated[float, Field(ge=0)] = 0.00015
+    completion: Annotated[float, Field(ge=0)] = 0.0006
+
+
 class FlowConfig(_Model):
     base_url: str = "https://flow.ciandt.com"
     app_to_access: str = "llm-api"
@@ -320,6 +329,7 @@ STACK_OWNED_ENV = frozenset(
         "MAX_QUEUE_DEPTH",
         "API_KEYS",
         "API_KEYS_FILE",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",  # flowchat:otlpEndpoint (it also opens the egress)
     }
 )
 FORBIDDEN_ENV = {
@@ -379,6 +389,11 @@ class StackConfig(_Model):
     flow: FlowConfig = FlowConfig()
     thresholds: Thresholds = Field(default_factory=Thresholds)
     alerting: AlertingConfig  # required: every stack says where its alerts go
+    token_prices: TokenPrices = TokenPrices()  # per 1000 tokens, for the dashboard's cost panel
+    # OpenTelemetry collector (OTLP/HTTP, e.g. http://otel-collector.monitoring.svc:4318): set
+    # as OTEL_EXPORTER_OTLP_ENDPOINT on the API and worker pods, with NetworkPolicy egress to
+    # its port; None: nothing is exported and no egress is opened
+    otlp_endpoint: str | None = None
     # Pod-template annotation value; ops.rotate_credentials bumps it (see stacks/service.py).
     credentials_version: str = "0"
     # Extra app settings for the API and worker containers (app.settings.Settings names, e.g.
@@ -398,6 +413,25 @@ class StackConfig(_Model):
     @classmethod
     def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
         return validate_app_env(value)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[A-Za-z0-9.-]+:[0-9]{1,5}/?$", value):
+            raise ValueError(
+                "must be a collector URL with its port (the NetworkPolicy opens egress to it), "
+                "such as http://otel-collector.monitoring.svc:4318"
+            )
+        return value.rstrip("/")
+
+    @property
+    def otlp_port(self) -> int | None:
+        """The collector's port (OTLP/HTTP's is 4318), to which pods get egress."""
+        if self.otlp_endpoint is None:
+            return None
+        return int(self.otlp_endpoint.rsplit(":", 1)[1])
 
     @field_validator("hostname")
     @classmethod
@@ -439,7 +473,7 @@ class StackConfig(_Model):
 # Top-level keys whose value is a JSON object (the CLI hands structured config over as JSON).
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
-    | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env"}
+    | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env", "tokenPrices"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config

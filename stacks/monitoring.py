@@ -18,7 +18,7 @@ and prod can share an org.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -30,9 +30,11 @@ from stacks.alerts import (
     AlertRule,
     Thresholds,
     alert_rules,
+    daily_tokens_query,
     format_duration,
     group_name,
 )
+from stacks.config import TokenPrices
 
 PROBER_URL = "blackbox-exporter.monitoring.svc:9115"  # default of flowchat:addons.proberUrl
 PROBE_MODULE = "http_2xx"
@@ -56,6 +58,7 @@ class MonitoringArgs:
     prober_url: str = PROBER_URL
     # labels the cluster's Prometheus selects Probes by (flowchat:addons.monitorLabels)
     monitor_labels: dict[str, str] | None = None
+    token_prices: TokenPrices = field(default_factory=TokenPrices)  # flowchat:tokenPrices
 
 
 def _secret_text(value: Any) -> Any:
@@ -149,6 +152,12 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
     }
     queue = contracts.QUEUE_NAME
     flow = contracts.METRIC_FLOW_REQUESTS
+    prices = args.token_prices
+    # USD over 24 h: prompt and completion tokens at the stack's prices per 1000 tokens
+    cost = (
+        f"((({daily_tokens_query(kind='prompt')}) or vector(0)) * {prices.prompt} + "
+        f"(({daily_tokens_query(kind='completion')}) or vector(0)) * {prices.completion}) / 1000"
+    )
     panels: list[tuple[str, str, str, str, float | None]] = [
         # title, expr, legend, unit, alert threshold drawn on the panel
         (
@@ -221,6 +230,34 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
             "{{persistentvolumeclaim}}",
             "percentunit",
             args.thresholds.volume_usage_ratio,
+        ),
+        (
+            "Flow tokens per hour by kind",
+            daily_tokens_query("1h", by="kind"),
+            "{{kind}}",
+            "short",
+            None,
+        ),
+        (
+            "Flow tokens over 24 h, top 10 keys",
+            f"topk(10, {daily_tokens_query(by='key')})",
+            "{{key}}",
+            "short",
+            None,
+        ),
+        (
+            "Estimated Flow cost over 24 h (flowchat:tokenPrices)",
+            cost,
+            "USD",
+            "currencyUSD",
+            None,
+        ),
+        (
+            "Flow tokens over 24 h vs budget",
+            rules["FlowchatFlowTokenBudget"].query,
+            "tokens",
+            "short",
+            args.thresholds.flow_tokens_daily_budget,
         ),
     ]
     datasource = {"type": "prometheus", "uid": args.prometheus_datasource_uid}

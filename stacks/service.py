@@ -316,6 +316,8 @@ class Service(pulumi.ComponentResource):
             "DOCUMENTS_PATH": DOCUMENTS_MOUNT,
             "MAX_QUEUE_DEPTH": str(config.api.max_queue_depth),
         }
+        if config.otlp_endpoint:  # traces to the stack's collector (app.tracing)
+            plain["OTEL_EXPORTER_OTLP_ENDPOINT"] = config.otlp_endpoint
         plain.update(config.env)  # validated against app.settings.Settings (stacks.config)
         env: list[dict[str, object]] = [{"name": k, "value": v} for k, v in plain.items()]
         env += [_secret_env(key, secret_name, key) for key in SECRET_KEYS]
@@ -762,6 +764,17 @@ class Service(pulumi.ComponentResource):
         to_chroma = {"to": [pods("chroma")], "ports": tcp(CHROMA_PORT)}
         to_flow = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": tcp(HTTPS_PORT)}
         workers = ("api", "worker", "ingest-worker")
+        # the OpenTelemetry collector's port, in any namespace or outside: only with otlpEndpoint
+        otlp = (
+            [
+                {
+                    "to": [{"namespaceSelector": {}}, {"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                    "ports": tcp(config.otlp_port),
+                }
+            ]
+            if config.otlp_port
+            else []
+        )
         rules: list[tuple[str, Component, list[dict[str, object]], list[dict[str, object]]]] = [
             (
                 API_DEPLOYMENT,
@@ -771,10 +784,10 @@ class Service(pulumi.ComponentResource):
                     # Prometheus scrapes /metrics and the blackbox exporter probes the ping
                     {"from": [namespace(addons.monitoring_namespace)], "ports": tcp(DEFAULT_PORT)},
                 ],
-                [dns, to_redis, to_chroma, to_flow],
+                [dns, to_redis, to_chroma, to_flow, *otlp],
             ),
-            (WORKER_DEPLOYMENT, "worker", [], [dns, to_redis, to_chroma, to_flow]),
-            (INGEST_WORKER_DEPLOYMENT, "ingest-worker", [], [dns, to_redis, to_chroma]),
+            (WORKER_DEPLOYMENT, "worker", [], [dns, to_redis, to_chroma, to_flow, *otlp]),
+            (INGEST_WORKER_DEPLOYMENT, "ingest-worker", [], [dns, to_redis, to_chroma, *otlp]),
             (
                 REDIS_NAME,
                 "redis",

@@ -23,6 +23,7 @@ from app.chat.jobs import ChatRejected, fetch_chat, job_outcome, submit_chat, wa
 from app.chat.results import ChatResult
 from app.chat.stream import StreamEvent, follow
 from app.contracts import CHAT_PATH
+from app.logging_setup import bind
 from app.metrics import MetricsRecorder
 from app.quotas import REASON_QUEUE
 
@@ -85,6 +86,7 @@ async def read(
     connection: RedisDep,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the answer")] = 0,
 ):
+    bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
     job = await asyncio.to_thread(fetch_chat, connection, job_id)
     if job is None:
         raise not_found(job_id)
@@ -119,6 +121,7 @@ def _sse(event: StreamEvent) -> ServerSentEvent:
     },
 )
 async def stream(job_id: str, request: Request, connection: RedisDep, settings: SettingsDep):
+    bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
     job = await asyncio.to_thread(fetch_chat, connection, job_id)
     if job is None:
         raise not_found(job_id)

@@ -21,6 +21,7 @@ from rq.job import Job, JobStatus
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from app import tracing
 from app.api.dependencies import AdminDep, RedisDep, SettingsDep
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.contracts import DOCUMENTS_PATH, INGEST_PATH
@@ -317,7 +318,8 @@ def rebuild(connection: RedisDep, queue: IngestQueueDep, settings: SettingsDep):
                 return _accepted(running.id)
             raise HTTPException(409, "another rebuild is starting; try again in a moment")
         retry = ingest_retry(settings)  # a restarted worker's rebuild resumes from its phase
-        queue.enqueue(
+        tracing.enqueue(
+            queue,
             REBUILD_JOB,
             job_id=job_id,
             job_timeout=REBUILD_JOB_TIMEOUT,

@@ -16,11 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
+from app import tracing
 from app.api import chat, documents, health, metrics_route, openai_compat, openapi, passages
 from app.api.body_limit import BodyLimitMiddleware, limits_from_settings
 from app.api.openai_errors import is_v1, openai_error
+from app.api.request_context import RequestContextMiddleware
 from app.flow.client import FlowClient
 from app.keys import KeyRing, require_key_source
+from app.logging_setup import configure_logging
 from app.metrics import FlowchatCollector
 from app.quotas import Quotas
 from app.redis_clients import (
@@ -87,6 +90,8 @@ def _redis_error(request: Request, exc: redis.RedisError) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging("api", settings=settings)
+    tracing.configure_tracing("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -129,6 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_web(app)  # the chat page at / and its assets under /static
     app.add_middleware(BodyLimitMiddleware, limit_for=limits_from_settings(settings))
     openapi.install(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        # env and key file, re-read like the auth (the ring exists once the lifespan started)
+        api_keys=lambda: (
+            getattr(app.state, "keyring", None).keys() if hasattr(app.state, "keyring") else ()
+        ),
+    )
+    tracing.instrument_app(app)
     return app
 
 

@@ -17,9 +17,11 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from app import tracing
 from app.chat.results import ChatJob, ChatResponse, ChatResult, Turn
 from app.contracts import CHAT_JOB
 from app.job_errors import chat_failure_reason
+from app.logging_setup import bound
 from app.redis_clients import JOB_SERIALIZER, REDIS_FULL, is_out_of_memory
 from app.settings import Settings
 
@@ -83,25 +85,27 @@ def submit_chat(
                 "retry later",
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return queue.enqueue(
-            CHAT_JOB,
-            kwargs=ChatJob(
-                question=question,
-                top_k=top_k,
-                submitted_at=time.time(),
-                conversation_id=conversation_id,
-                history=history or [],
-                key_id=key_id,
-            ).model_dump(mode="json"),
-            description="chat",  # RQ shows the description; the question stays out of it
-            job_timeout=settings.JOB_TIMEOUT_SECONDS,
-            result_ttl=settings.RESULT_TTL_SECONDS,
-            failure_ttl=settings.RESULT_TTL_SECONDS,
-            retry=CHAT_RETRY,
-            on_success=Callback(notify_done),
-            on_failure=Callback(notify_done),
-            meta={"kind": "chat"},
-        )
+        with bound(conversation_id=conversation_id):  # in the job's meta: the worker's lines too
+            return tracing.enqueue(
+                queue,
+                CHAT_JOB,
+                kwargs=ChatJob(
+                    question=question,
+                    top_k=top_k,
+                    submitted_at=time.time(),
+                    conversation_id=conversation_id,
+                    history=history or [],
+                    key_id=key_id,
+                ).model_dump(mode="json"),
+                description="chat",  # RQ shows the description; the question stays out of it
+                job_timeout=settings.JOB_TIMEOUT_SECONDS,
+                result_ttl=settings.RESULT_TTL_SECONDS,
+                failure_ttl=settings.RESULT_TTL_SECONDS,
+                retry=CHAT_RETRY,
+                on_success=Callback(notify_done),
+                on_failure=Callback(notify_done),
+                meta={"kind": "chat"},
+            )
     except redis.RedisError as exc:
         if is_out_of_memory(exc):
             raise ChatRejected(503, REDIS_FULL, {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None

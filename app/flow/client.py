@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from opentelemetry.trace import SpanKind
 from pydantic import SecretStr, ValidationError
 
 from app.flow.errors import (
@@ -46,6 +47,7 @@ from app.flow.models import (
     TokenResponse,
     Usage,
 )
+from app.tracing import traced, usage_attributes
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -172,6 +174,7 @@ class FlowClient:
 
     # --- public API ---------------------------------------------------------------------------
 
+    @traced("flow chat", kind=SpanKind.CLIENT, on_result=usage_attributes)
     def chat(
         self,
         messages: Sequence[dict[str, str]] | Sequence[ChatMessage],
@@ -209,6 +212,7 @@ class FlowClient:
                 continue
             return self._parse_completion(response, renewed)
 
+    @traced("flow chat", kind=SpanKind.CLIENT, on_result=usage_attributes)  # usage: last chunk
     def chat_stream(
         self,
         messages: Sequence[dict[str, str]] | Sequence[ChatMessage],

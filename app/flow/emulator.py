@@ -36,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from app.flow.client import CHAT_PATH, TOKEN_PATH
 from app.flow.models import ChatCompletionRequest, ChatMessage, TokenRequest
+from app.flow.token_estimate import estimate_prompt_tokens, estimate_tokens
+from app.logging_setup import configure_logging
 
 DEFAULT_CLIENT_ID = "flowchat-local"
 DEFAULT_CLIENT_SECRET = "flowchat-local-secret"  # a development default
@@ -383,7 +385,8 @@ def _completion(request: ChatCompletionRequest) -> dict[str, Any]:
     if request.max_tokens is not None and _words(answer) > request.max_tokens:
         answer = " ".join(answer.split()[: request.max_tokens])
         finish_reason = "length"
-    prompt_tokens = sum(_words(m.content) for m in request.messages)
+    prompt_tokens = estimate_prompt_tokens(m.content for m in request.messages)
+    completion_tokens = estimate_tokens(answer)
     return {
         "id": f"chatcmpl-emu-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -398,8 +401,8 @@ def _completion(request: ChatCompletionRequest) -> dict[str, Any]:
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": _words(answer),
-            "total_tokens": prompt_tokens + _words(answer),
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }
 
@@ -736,8 +739,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else f"development credentials (agent {DEFAULT_CLIENT_ID!r}, tenant {DEFAULT_TENANT!r})"
     )
     print(f"Flow emulator serving on {_url(sock)} with {credentials}", flush=True)
+    configure_logging("flow-emulator", level=args.log_level)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), lifespan="off", log_level=args.log_level)
+        uvicorn.Config(
+            create_app(config), lifespan="off", log_level=args.log_level, log_config=None
+        )
     )
     server.run(sockets=[sock])
     return 0

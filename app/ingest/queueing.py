@@ -20,6 +20,7 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from app import tracing
 from app.contracts import INGEST_QUEUE_NAME
 from app.documents.store import DocumentStatus, DocumentStore
 from app.job_errors import failure_reason
@@ -67,7 +68,8 @@ def enqueue_ingest(queue: Queue, settings: Settings, document_id: str) -> bool:
             return False
         previous.delete()  # a finished or failed run: its registries must not list the new one
     retry = ingest_retry(settings)
-    queue.enqueue(
+    tracing.enqueue(  # the upload's trace and request id reach the ingestion job
+        queue,
         INGEST_JOB,
         document_id,
         job_id=job_id,

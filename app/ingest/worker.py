@@ -23,10 +23,12 @@ import logging
 import redis
 from rq.worker_pool import WorkerPool
 
+from app import tracing
 from app.contracts import INGEST_QUEUE_NAME
 from app.documents.store import DocumentStore
 from app.ingest import jobs
 from app.ingest.queueing import ingest_queue, reconcile
+from app.logging_setup import configure_logging
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
 from app.redis_clients import JOB_SERIALIZER, redis_client
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
+    configure_logging("ingest-worker")
+    tracing.configure_tracing("ingest-worker")
     settings = get_settings()
     connection = redis_client(settings)
     try:

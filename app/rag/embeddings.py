@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from app.rag.model_setup import MODEL_DIR
+from app.tracing import traced
 
 MAX_TOKENS = 256  # the model's training length; Chroma truncates at the same point
 DIMENSIONS = 384
@@ -48,6 +49,7 @@ class Embedder:
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
+    @traced("embedding")
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text (mean pooling over real tokens)."""
         if not texts:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from app.rag.prompt import Source, to_sources
 from app.rag.vectorstore import RetrievedChunk, VectorStore
+from app.tracing import traced
 
 MIN_SCORE = 0.15  # below this a chunk shares (almost) nothing with the question
 
 
+@traced("retrieval")
 def retrieve(store: VectorStore, question: str, k: int) -> list[Source]:
     chunks = [c for c in store.query(question, k) if c.score >= MIN_SCORE]
     return to_sources(chunks)
 
 
+@traced("retrieval")
 def retrieve_any(store: VectorStore, queries: list[str], k: int) -> list[Source]:
     """The top-k chunks over several phrasings of one question (a follow-up alone and made
     standalone from its conversation): each chunk keeps its best score. A follow-up that names

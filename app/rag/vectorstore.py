@@ -17,10 +17,12 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 
 from app.rag.embeddings import DIMENSIONS, Embedder, get_embedder
 from app.settings import Settings
+from app.tracing import traced
 
 MetadataValue = str | int | float | bool
 POINTER_ID = "active"
@@ -205,6 +207,7 @@ class VectorStore:
                 raise
             return self.query_vector(vector, k, target=self._collection(fresh))
 
+    @traced("chroma query", kind=SpanKind.CLIENT)
     def query_vector(self, vector: list[float], k: int, *, target: Any) -> list[RetrievedChunk]:
         result = target.query(
             query_embeddings=[vector], n_results=k, include=["documents", "metadatas", "distances"]

@@ -232,3 +232,15 @@ def validate_downvote_alert(args: StackValidationArgs, report: ReportViolation) 
                 f"runbook's bound {_num(bound)}",
                 alert.urn,
             )
+
+
+def validate_flow_token_budget_alert(args: StackValidationArgs, report: ReportViolation) -> None:
+    """An alert on the Flow tokens spent (flowchat_flow_tokens_total) fires above <= the
+    runbook's daily budget: Flow bills by the token."""
+    cfg = settings("flow-token-budget-alert", args)
+    metric = thresholds.METRIC_FLOW_TOKENS
+    alerts = [a for a in stack_alerts(args.resources) if metric in a.query]
+    if not alerts:
+        report(f"no daily token-budget alert on {metric} in any RuleGroup", None)
+    for alert in alerts:
+        _check_threshold(alert, "Flow token budget", float(cfg["maxDailyTokens"]), report)

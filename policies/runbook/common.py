@@ -127,6 +127,9 @@ CONFIG: dict[str, dict[str, dict[str, Any]]] = {
         "maxDownvoteRatio": {"type": "number", "default": thresholds.DOWNVOTE_RATIO},
         "maxMinVotes": {"type": "integer", "default": thresholds.DOWNVOTE_MIN_VOTES},
     },
+    "flow-token-budget-alert": {
+        "maxDailyTokens": {"type": "integer", "default": thresholds.FLOW_TOKENS_DAILY_BUDGET},
+    },
     "api-key-source": {},
 }
 # Which way is stricter: "max" settings may only go down, "min" settings only up.
@@ -143,6 +146,7 @@ TIGHTEN: dict[str, str] = {
     "minForecastHours": "min",
     "maxDownvoteRatio": "max",
     "maxMinVotes": "max",
+    "maxDailyTokens": "max",
 }
 for _props in CONFIG.values():  # the schema states the bound too (the Pulumi CLI checks it)
     for _key, _prop in _props.items():

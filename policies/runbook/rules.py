@@ -97,6 +97,13 @@ RULES: tuple[Rule, ...] = (
         stack=True,
     ),
     Rule(
+        "flow-token-budget-alert",
+        f"A daily Flow-token alert on {t.METRIC_FLOW_TOKENS} fires above <= "
+        f"{t.FLOW_TOKENS_DAILY_BUDGET:,} tokens.",
+        alert_thresholds.validate_flow_token_budget_alert,
+        stack=True,
+    ),
+    Rule(
         "alert-routing",
         "Every alert rule routes itself (notificationSettings.contactPoint) to a contact point "
         "of the stack and carries service=flowchat and stack=<stack>; no org-wide "

@@ -57,6 +57,9 @@ METRIC_FEEDBACK: Final = "flowchat_feedback_total"  # counter, label: vote (up|d
 METRIC_RATE_LIMITED: Final = "flowchat_rate_limited_total"  # counter, label: reason
 METRIC_REDIS_MEMORY_USED_BYTES: Final = "flowchat_redis_memory_used_bytes"  # gauge (INFO memory)
 METRIC_REDIS_MEMORY_MAX_BYTES: Final = "flowchat_redis_memory_max_bytes"  # gauge (maxmemory)
+# counter, labels: kind (prompt|completion), key (hashed API key id or "anonymous"; one series
+# per configured key, so bounded by the stack's key list)
+METRIC_FLOW_TOKENS: Final = "flowchat_flow_tokens_total"
 
 # --- runbook thresholds (defaults; stacks may only tighten them, the policy pack enforces) -----
 HEALTH_PROBE_INTERVAL_SECONDS: Final = 30  # poll /api/health/ping every 30 s
@@ -76,6 +79,9 @@ INGEST_QUEUE_DEPTH_THRESHOLD: Final = 50  # alert when more than 50 ingestion jo
 INGEST_QUEUE_DEPTH_FOR: Final = "15m"  # ... for more than 15 minutes
 DOWNVOTE_RATIO: Final = 0.3  # alert when over 30 % of votes in the window are down-votes ...
 DOWNVOTE_MIN_VOTES: Final = 20  # ... and at least 20 votes were cast (one vote never pages)
+# Flow bills by the token: warn when the last 24 h of prompt + completion tokens (all keys)
+# exceed this (~3,500 a minute all day; a stack sets its own, never higher)
+FLOW_TOKENS_DAILY_BUDGET: Final = 5_000_000
 
 Group = Literal["monitoring", "troubleshooting"]
 Severity = Literal["critical", "warning"]
@@ -128,6 +134,14 @@ _SPECS: Final = (
     AlertSpec("FlowchatFlowErrors", "flow-errors", "critical", "troubleshooting", "5m", "5m"),
     AlertSpec("FlowchatEmptyAnswers", "empty-answers", "warning", "troubleshooting", "15m", "15m"),
     AlertSpec("FlowchatDownVotes", "down-votes", "warning", "troubleshooting", "30m", "1h"),
+    AlertSpec(
+        "FlowchatFlowTokenBudget",
+        "daily-flow-tokens-over-budget",
+        "warning",
+        "monitoring",
+        "10m",
+        "24h",
+    ),
 )
 ALERTS: Final[dict[str, AlertSpec]] = {spec.name: spec for spec in _SPECS}
 # alert name -> heading anchor in docs/runbook.md

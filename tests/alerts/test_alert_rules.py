@@ -14,12 +14,14 @@ from pydantic import ValidationError
 
 from app import contracts
 from stacks.alerts import (
+    ALERTS,
     CHROMA_PVC,
     METRIC_VOLUME_CAPACITY,
     METRIC_VOLUME_USED,
     RUNBOOK_ANCHORS,
     Thresholds,
     alert_rules,
+    daily_tokens_query,
     describe_duration,
     parse_duration,
     prometheus_rules_file,
@@ -45,6 +47,7 @@ EXPECTED = {  # alert -> (group, severity, runbook anchor)
     "FlowchatIngestBacklog": ("monitoring", "warning", "ingestion-backlog"),
     "FlowchatRedisMemoryHigh": ("monitoring", "warning", "redis-memory-high"),
     "FlowchatDownVotes": ("troubleshooting", "warning", "down-votes"),
+    "FlowchatFlowTokenBudget": ("monitoring", "warning", "daily-flow-tokens-over-budget"),
 }
 
 
@@ -107,7 +110,7 @@ def test_alerts_use_only_contract_metric_names() -> None:
     allowed |= {METRIC_VOLUME_CAPACITY}
     functions = {"max_over_time", "histogram_quantile", "rate", "sum", "max", "predict_linear"}
     functions |= {"absent", "by", "le", "queue", "namespace", "persistentvolumeclaim"}
-    functions |= {"or", "vector", "increase", "and", "on"}
+    functions |= {"or", "vector", "increase", "and", "on", "without", "instance", "pod"}
     for rule in rules().values():
         text = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^]]*\]', "", rule.expr)
         names = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", text)) - functions
@@ -249,3 +252,8 @@ def test_runbook_sections_of_the_new_alerts_state_their_thresholds() -> None:
     section = _section(RUNBOOK_ANCHORS["FlowchatDownVotes"])
     assert f"more than {round(t.downvote_ratio * 100)} %" in section
     assert f"at least {t.downvote_min_votes} votes" in section
+    section = _section(RUNBOOK_ANCHORS["FlowchatFlowTokenBudget"])
+    assert f"more than {t.flow_tokens_daily_budget:,} tokens" in section
+    spec = ALERTS["FlowchatFlowTokenBudget"]
+    assert f"for {describe_duration(spec.for_)}" in section
+    assert daily_tokens_query() in section  # the alert's own query, to paste into Grafana

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from app import contracts
 from stacks.alerts import RUNBOOK_ANCHORS, Thresholds, alert_rules
+from stacks.config import TokenPrices
 from stacks.monitoring import Monitoring, MonitoringArgs
 from stacks.render import RenderedResource, render_program
 
@@ -28,7 +29,9 @@ class Alerting:  # stand-in for stacks.config.AlertingConfig
     integration_key: SecretStr | None = None
 
 
-def render(thresholds: Thresholds, alerting: Any | None = None) -> list[RenderedResource]:
+def render(
+    thresholds: Thresholds, alerting: Any | None = None, prices: TokenPrices | None = None
+) -> list[RenderedResource]:
     args = MonitoringArgs(
         stack="test",
         namespace=NAMESPACE,
@@ -37,6 +40,7 @@ def render(thresholds: Thresholds, alerting: Any | None = None) -> list[Rendered
         chroma_pvc_name=PVC,
         api_service_url=f"http://flowchat-api.{NAMESPACE}.svc.cluster.local:8000",
         dashboard_uid="flowchat-test",
+        token_prices=prices or TokenPrices(),
     )
     return render_program(lambda: Monitoring("flowchat", args), stack="test", config={})
 
@@ -148,6 +152,7 @@ def test_dashboard_queries_use_only_contract_metric_names() -> None:
     allowed |= {"kubelet_volume_stats_used_bytes", "kubelet_volume_stats_capacity_bytes"}
     words = {"sum", "by", "rate", "histogram_quantile", "le", "status", "max", "queue"}
     words |= {"or", "vector", "namespace", "persistentvolumeclaim"}
+    words |= {"without", "instance", "pod", "increase", "topk", "kind", "key"}
     seen = set()
     for panel in model["panels"]:
         for target in panel["targets"]:
@@ -160,6 +165,26 @@ def test_dashboard_queries_use_only_contract_metric_names() -> None:
     for needed in ("flowchat_flow_requests_total", "flowchat_empty_answers_total"):
         assert needed in seen
     assert {"flowchat_vector_store_bytes", "kubelet_volume_stats_used_bytes"} <= seen
+    assert contracts.METRIC_FLOW_TOKENS in seen
+
+
+def test_token_panels_use_the_budget_and_the_stack_prices() -> None:
+    budget = Thresholds(flowTokensDailyBudget=1_000_000)
+    prices = TokenPrices(prompt=0.0025, completion=0.01)
+    (dashboard,) = by_type(render(budget, prices=prices), ":Dashboard")
+    panels = {p["title"]: p for p in json.loads(dashboard.inputs["configJson"])["panels"]}
+    rules = {r.name: r for r in alert_rules(budget, namespace=NAMESPACE, chroma_pvc=PVC)}
+    spend = panels["Flow tokens over 24 h vs budget"]
+    assert spend["targets"][0]["expr"] == rules["FlowchatFlowTokenBudget"].query
+    assert spend["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 1_000_000
+    (cost,) = panels["Estimated Flow cost over 24 h (flowchat:tokenPrices)"]["targets"]
+    assert 'kind="prompt"}[24h])))) or vector(0)) * 0.0025' in cost["expr"]
+    assert 'kind="completion"}[24h])))) or vector(0)) * 0.01)' in cost["expr"]
+    assert cost["expr"].endswith("/ 1000")  # prices are per 1000 tokens
+    (top,) = panels["Flow tokens over 24 h, top 10 keys"]["targets"]
+    assert top["expr"].startswith("topk(10, sum by (key)") and top["legendFormat"] == "{{key}}"
+    (hourly,) = panels["Flow tokens per hour by kind"]["targets"]
+    assert "sum by (kind)" in hourly["expr"] and "[1h]" in hourly["expr"]
 
 
 def test_health_probe_polls_ping_at_the_configured_interval() -> None:

@@ -96,3 +96,21 @@ def test_redis_memory_gauges_and_refusals_by_reason(redis_url: str) -> None:
     assert samples[(rate_limited, (("reason", "rate"),))] == 2
     assert samples[(rate_limited, (("reason", "tokens"),))] == 1
     assert samples[(rate_limited, (("reason", "queue_full"),))] == 0
+
+
+def test_flow_tokens_add_up_per_kind_and_key(redis_url: str) -> None:
+    from app.contracts import METRIC_FLOW_TOKENS
+
+    first = MetricsRecorder(redis.Redis.from_url(redis_url))
+    second = MetricsRecorder(redis.Redis.from_url(redis_url))
+    first.flow_tokens("k-aaa", 120, 30)
+    second.flow_tokens("k-aaa", 80, 10)
+    second.flow_tokens("anonymous", 5, 1)
+    samples = _scrape(redis.Redis.from_url(redis_url), None)
+    tokens = {labels: v for (name, labels), v in samples.items() if name == METRIC_FLOW_TOKENS}
+    assert tokens == {
+        (("key", "k-aaa"), ("kind", "prompt")): 200.0,
+        (("key", "k-aaa"), ("kind", "completion")): 40.0,
+        (("key", "anonymous"), ("kind", "prompt")): 5.0,
+        (("key", "anonymous"), ("kind", "completion")): 1.0,
+    }

@@ -172,6 +172,15 @@ def test_pack_main_does_not_serve_on_import() -> None:
                 ]
             },
         ),
+        (
+            {"thresholds.flowTokensDailyBudget": "6000000"},
+            {
+                "flow-token-budget-alert": [
+                    "Flow token budget alert FlowchatFlowTokenBudget in RuleGroup "
+                    "flowchat-monitoring: threshold 6000000 exceeds the runbook's bound 5000000"
+                ]
+            },
+        ),
         # One knob feeds two objects (the liveness probe and the blackbox Probe / health alert),
         # so both of their rules fire.
         (
@@ -652,6 +661,11 @@ def _drop_alert(resources: list[RenderedResource], alert: str) -> None:
             "FlowchatDownVotes",
             "downvote-alert",
             'no down-vote alert on flowchat_feedback_total{vote="down"} in any RuleGroup',
+        ),
+        (
+            "FlowchatFlowTokenBudget",
+            "flow-token-budget-alert",
+            "no daily token-budget alert on flowchat_flow_tokens_total in any RuleGroup",
         ),
     ],
 )

@@ -225,3 +225,31 @@ def test_requirements_txt_covers_the_program_with_pyproject_bounds() -> None:
     for module in sorted(third_party):
         names = {d.lower().replace("_", "-") for d in dists.get(module, [])}
         assert names & set(reqs), f"{module} ({names}) is not in requirements.txt"
+
+
+# --- issue 14: token prices and the OpenTelemetry collector -------------------------------------
+@pytest.mark.parametrize(
+    "value",
+    ["otel-collector:4318", "http://otel-collector.monitoring.svc", "http://c:4318/v1/traces"],
+)
+def test_otlp_endpoint_must_be_a_url_with_a_port(value: str) -> None:
+    assert "flowchat:otlpEndpoint: " in error_of(otlpEndpoint=value)
+    assert "with its port" in error_of(otlpEndpoint=value)
+
+
+def test_otlp_endpoint_port_and_default() -> None:
+    assert (parse().otlp_endpoint, parse().otlp_port) == (None, None)
+    config = parse(otlpEndpoint="http://otel-collector.monitoring.svc:4318/")
+    assert config.otlp_endpoint == "http://otel-collector.monitoring.svc:4318"
+    assert config.otlp_port == 4318
+
+
+def test_otlp_endpoint_cannot_be_set_through_env() -> None:
+    message = error_of(env='{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}')
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT is set by the stack itself" in message
+
+
+def test_token_prices_are_per_1000_tokens_and_not_negative() -> None:
+    prices = parse(tokenPrices='{"prompt": 0.002, "completion": 0.008}').token_prices
+    assert (prices.prompt, prices.completion) == (0.002, 0.008)
+    assert "flowchat:tokenPrices.prompt" in error_of(tokenPrices='{"prompt": -1}')

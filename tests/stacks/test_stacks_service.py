@@ -200,9 +200,8 @@ def _peers(rules: list[dict]) -> set[tuple[str, int]]:
                 assert selector["matchLabels"]["app.kubernetes.io/name"] == "flowchat"
                 names = selector["matchExpressions"][0]["values"]
             elif "namespaceSelector" in peer:
-                names = [
-                    "ns:" + peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-                ]
+                labels = peer["namespaceSelector"].get("matchLabels", {})  # {}: every namespace
+                names = ["ns:" + labels.get("kubernetes.io/metadata.name", "*")]
             else:
                 names = ["ip:" + peer["ipBlock"]["cidr"]]
             found |= {(n, port) for n in names for port in ports}
@@ -385,6 +384,29 @@ def test_stack_env_reaches_the_app_containers() -> None:
         (container,) = pod_spec(stack, "Deployment", name)["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert (env["CHUNK_SIZE"], env["TOP_K"]) == ("600", "8"), name
+
+
+def test_otlp_endpoint_sets_the_env_and_opens_egress_to_the_collector_port_only_when_set(
+    rendered: dict,
+) -> None:
+    """Issue 14: flowchat:otlpEndpoint points every app pod at the collector and opens exactly
+    its port; unset (the committed stacks), no pod gets the variable or the egress."""
+    collector = "http://otel-collector.monitoring.svc:4318"
+    on = Rendered("staging", "azure", render_components("staging", {"otlpEndpoint": collector}))
+    off = rendered[("staging", "azure")]
+    collector_peers = {("ns:*", 4318), ("ip:0.0.0.0/0", 4318)}
+    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):
+        for stack, endpoint in ((on, collector), (off, None)):
+            (container,) = pod_spec(stack, "Deployment", name)["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == endpoint, name
+        egress_on = _peers(on.manifest("NetworkPolicy", name)["spec"]["egress"])
+        egress_off = _peers(off.manifest("NetworkPolicy", name)["spec"]["egress"])
+        assert egress_on - egress_off == collector_peers, name
+        assert not any(port == 4318 for _peer, port in egress_off), name
+    for name in ("flowchat-redis", "flowchat-chroma"):  # the stores export nothing
+        egress = on.manifest("NetworkPolicy", name)["spec"]["egress"]
+        assert egress == [], name
 
 
 # --- issue 9 hardening and issue 11: worker probes, budgets, ingest workers ----------------------
