@@ -14,6 +14,7 @@ with ``AbandonedJobError``. A killed worker's job is back in the queue within ~3
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -299,9 +300,16 @@ class FlowchatWorker(SimpleWorker):
         beat.start()
         try:
             return super().work(*args, **kwargs)
+        except Exception:
+            # e.g. Redis gone while RQ tears down: one JSON line, not multiprocessing's raw
+            # traceback on stderr; the exit code still says it died (the pool or supervisor
+            # restarts it)
+            log.exception("worker %s stopped on an error", self.name)
+            raise SystemExit(1) from None
         finally:
             self._stop_beating.set()
-            self.connection.delete(ALIVE_PREFIX + self.name)
+            with contextlib.suppress(redis.RedisError):  # else it expires (ALIVE_TTL_SECONDS)
+                self.connection.delete(ALIVE_PREFIX + self.name)
 
     def _beat(self) -> None:
         last_sweep = 0.0
