@@ -150,9 +150,9 @@ def __getattr__(name: str) -> FastAPI:
     if name == "app":
         settings = get_settings()
         require_key_source(settings)  # no keys and no ALLOW_ANONYMOUS_CHAT: refuse to start
+        application = create_app(settings)  # configures logging: warn after it, as JSON
         if settings.ALLOW_ANONYMOUS_CHAT:
             log.warning("ALLOW_ANONYMOUS_CHAT is on: chat without an API key is accepted")
-        application = create_app(settings)
         globals()["app"] = application
         return application
     raise AttributeError(name)
