@@ -84,6 +84,8 @@ class LocalStack:
     root: Path
     ports: Ports = field(default_factory=Ports)
     workers: int = 2
+    # RQ work loops per worker process (chats in flight each); `make run` passes WORKER_THREADS
+    threads: int = 1
     env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     quiet: bool = True
@@ -230,13 +232,25 @@ class LocalStack:
         wait_until(lambda: http_ok(f"{self.flow_url}/_emulator/stats"), "Flow emulator", 30, proc)
 
     def start_workers(self) -> None:
-        self._spawn("worker", [sys.executable, "-m", "app.worker", "--workers", str(self.workers)])
+        self._spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "app.worker",
+                "--workers",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+            ],
+        )
         import redis
         from rq import Worker
 
         client = redis.Redis.from_url(self.redis_url)
         proc = self.procs["worker"]
-        wait_until(lambda: len(Worker.all(connection=client)) >= self.workers, "workers", 90, proc)
+        loops = self.workers * self.threads
+        wait_until(lambda: len(Worker.all(connection=client)) >= loops, "workers", 90, proc)
         client.close()
 
     def stop_workers(self) -> None:
