@@ -45,6 +45,7 @@ FLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 KEY_PREFIX = "flowchat:metrics"
 RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
 log = logging.getLogger("flowchat.metrics")
+_batches = threading.local()  # the pipeline of this thread's open MetricsRecorder.batch()
 
 
 def _hist_key(name: str) -> str:
@@ -56,22 +57,22 @@ class MetricsRecorder:
 
     def __init__(self, connection: redis.Redis) -> None:
         self.redis = connection
-        self._batches = threading.local()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Every observation this thread records inside the block goes to Redis in one round
-        trip when the block ends (a worker loop wraps each job in it). Metrics are best effort:
-        a Redis error at the end is logged, never raised into the job's bookkeeping."""
-        if getattr(self._batches, "pipe", None) is not None:  # nested: the outer block sends
+        """Every observation this thread records inside the block, through any recorder of the
+        process, goes to Redis in one round trip when the block ends (a worker loop wraps each
+        job in it). Metrics are best effort: a Redis error at the end is logged, never raised
+        into the job's bookkeeping."""
+        if getattr(_batches, "pipe", None) is not None:  # nested: the outer block sends
             yield
             return
         pipe = self.redis.pipeline(transaction=False)
-        self._batches.pipe = pipe
+        _batches.pipe = pipe
         try:
             yield
         finally:
-            self._batches.pipe = None
+            _batches.pipe = None
             try:
                 if len(pipe):
                     pipe.execute()
@@ -83,7 +84,7 @@ class MetricsRecorder:
     @contextmanager
     def _writes(self) -> Iterator[Any]:
         """The current batch, or a pipeline sent at the end of the block."""
-        batched = getattr(self._batches, "pipe", None)
+        batched = getattr(_batches, "pipe", None)
         if batched is not None:
             yield batched
             return

@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="chats in flight per worker (WORKER_THREADS)"
+    )
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "var")
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
     args = parser.parse_args(argv)
@@ -122,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     ports = Ports(api=args.port, redis=free_port(), chroma=free_port(), flow=free_port())
     token, token_source = admin_token(args.data_dir)
-    stack = LocalStack(root=args.data_dir, ports=ports, workers=args.workers, admin_token=token)
+    threads = args.threads or settings.WORKER_THREADS
+    stack = LocalStack(
+        root=args.data_dir, ports=ports, workers=args.workers, threads=threads, admin_token=token
+    )
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the Flow emulator" if not stack.flow_configured else "(Flow: real gateway)",
                 stack.start_emulator,
             ),
-            (f"{args.workers} workers", stack.start_workers),
+            (f"{args.workers} workers x {threads} chats in flight", stack.start_workers),
             ("the API", stack.start_api),
         ):
             say(f"starting {step} ...")

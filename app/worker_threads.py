@@ -48,6 +48,7 @@ from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 
+from app.metrics import MetricsRecorder
 from app.rag.embeddings import get_embedder
 from app.worker import FlowchatWorker, _resources
 
@@ -89,7 +90,7 @@ class LoopWorker(FlowchatWorker):
 
     def perform_job(self, job: Any, queue: Any, execution: Any) -> bool:
         # the job's metrics (Flow request, latency, outcome) go to Redis in one round trip
-        with _resources().metrics.batch():
+        with MetricsRecorder(self.connection).batch():
             return super().perform_job(job, queue, execution)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
