@@ -93,9 +93,12 @@ def test_a_batch_sends_every_recorders_observations_at_its_end(redis_url: str) -
 
 
 def test_a_batch_that_cannot_reach_redis_does_not_fail_the_job() -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from app.local_stack import free_port
 
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     with MetricsRecorder(dead).batch():
         MetricsRecorder(dead).chat_answer("answered")
     # and the thread is out of the batch: a direct write reaches Redis (and fails here)
