@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-EXPECTED = {"ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift"}
+EXPECTED = {"ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test"}
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 
 
