@@ -59,6 +59,7 @@ log = logging.getLogger("flowchat.worker")
 IDLE_WAIT_SECONDS = 5
 LOOP_WORKER_TTL = IDLE_WAIT_SECONDS + 15
 HEARTBEAT_MIN_SECONDS = 1.0  # RQ's worker key lives LOOP_WORKER_TTL + 60 s: beat less often
+QUERY_EMBEDDING_THREADS = 1  # onnxruntime threads per question embedding in a chat worker
 RESPAWN_MIN_SECONDS = 1.0  # a slot whose loop ended is refilled at most this often
 COLD_AFTER_SECONDS = 1.0  # a second signal within this is the same Ctrl-C (pool + terminal)
 JOIN_POLL_SECONDS = 0.5  # the main thread wakes this often (signals run between waits)
@@ -218,7 +219,9 @@ class ThreadedWorker:
     ) -> bool:
         """Load what jobs share, start the loops, keep them running until a stop; True when
         every loop ended on its own (burst mode) or after a warm shutdown."""
-        get_embedder()  # once per process, before any loop takes a job
+        # once per process, before any loop takes a job; the loops embed one question each, in
+        # parallel, so onnxruntime runs each on the calling thread (half the CPU per question)
+        get_embedder(intra_op_threads=QUERY_EMBEDDING_THREADS)
         _resources()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
