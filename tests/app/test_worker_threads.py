@@ -209,3 +209,10 @@ def test_a_threaded_worker_needs_a_connection_and_a_loop(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="Redis connection"):
         ThreadedWorker([QUEUE_NAME])
     assert threaded_worker_class(8).threads == 8
+
+
+def test_the_command_refuses_zero_threads_with_a_sentence(capsys: pytest.CaptureFixture) -> None:
+    from app.worker import main
+
+    assert main(["--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().out
