@@ -145,7 +145,8 @@ class ThreadedWorker:
         self._generation = 0
         self._stopping = False
         self._stop_signalled_at: float | None = None
-        self._lock = threading.Lock()
+        # re-entrant: the signal handler takes it in the main thread, which may already hold it
+        self._lock = threading.RLock()
 
     # --- loops --------------------------------------------------------------------------------
     def _loop_connection(self) -> Redis:
@@ -198,13 +199,13 @@ class ThreadedWorker:
 
     # --- signals (main thread) ----------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        now = time.monotonic()
+        at = time.monotonic()
         if self._stop_signalled_at is None:
             log.info("warm shutdown: every loop stops after its current job")
-            self._stop_signalled_at = now
+            self._stop_signalled_at = at
             self.request_warm_stop()
             return
-        if now - self._stop_signalled_at < COLD_AFTER_SECONDS:
+        if at - self._stop_signalled_at < COLD_AFTER_SECONDS:
             return  # the pool's SIGINT and the terminal's Ctrl-C are one request
         log.warning("cold shutdown: leaving the jobs in flight to the abandoned-job sweep")
         raise SystemExit(1)
