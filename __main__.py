@@ -1,4 +1,4 @@
-"""The flowchat Pulumi program: config -> namespace -> secrets -> service -> monitoring."""
+"""The flowchat Pulumi program: config, providers, namespace, secrets, service, monitoring."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import pulumi
 from stacks.config import load_config
 from stacks.kube import KubeNamespace
 from stacks.monitoring import Monitoring, MonitoringArgs
+from stacks.providers import make_providers
 from stacks.secrets import Secrets, SecretsArgs
 from stacks.service import Service, ServiceArgs
 
 config = load_config()
-kube = KubeNamespace("flowchat", config)
-secrets = Secrets("flowchat", SecretsArgs(config, kube))
-service = Service("flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets,)))
+providers = make_providers("flowchat", config)
+kube = KubeNamespace("flowchat", config, providers.kubernetes)
+secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
+service = Service(
+    "flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets.external_secret,))
+)
 Monitoring(
     "flowchat",
     MonitoringArgs(
@@ -24,9 +28,12 @@ Monitoring(
         chroma_pvc_name=service.chroma_pvc_name,
         api_service_url=service.api_service_url,
         dashboard_uid=f"flowchat-{config.stack}",
+        prometheus_datasource_uid=config.addons.prometheus_datasource_uid,
+        prober_url=config.addons.prober_url,
+        monitor_labels=dict(config.addons.monitor_labels),
     ),
     opts=pulumi.ResourceOptions(
-        providers=[kube.provider] if kube.provider else [], depends_on=[kube.namespace]
+        providers=[providers.kubernetes, providers.grafana], depends_on=[kube.namespace]
     ),
 )
 pulumi.export("namespace", config.namespace)

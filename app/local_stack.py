@@ -3,7 +3,8 @@
 Used by ``make run`` (through :mod:`app.run_local`) and by the test fixtures, so the tests start
 the service exactly the way an engineer does. Every process is a real one: Debian's
 ``redis-server``, ``chroma run`` (API and workers are separate processes and must not share an
-embedded Chroma path), ``python -m app.flow.emulator``, ``python -m app.worker`` and uvicorn.
+embedded Chroma path), ``python -m app.flow.emulator``, ``python -m app.worker`` (chats),
+``python -m app.ingest.worker`` (uploads and rebuilds) and uvicorn.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from app.contracts import PING_PATH
+from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME
 from app.settings import REPO_ROOT
 
 
@@ -89,6 +90,7 @@ class LocalStack:
     workers: int = 2
     # RQ work loops per worker process (chats in flight each); `make run` passes WORKER_THREADS
     threads: int = 1
+    ingest_workers: int = 1
     env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     quiet: bool = True
@@ -234,30 +236,41 @@ class LocalStack:
         )
         wait_until(lambda: http_ok(f"{self.flow_url}/_emulator/stats"), "Flow emulator", 30, proc)
 
-    def start_workers(self) -> None:
-        self._spawn(
-            "worker",
-            [
-                sys.executable,
-                "-m",
-                "app.worker",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-            ],
-        )
+    def _start_pool(
+        self, name: str, module: str, count: int, queue_name: str, threads: int | None = None
+    ) -> None:
+        """``count`` processes of ``module``; with ``threads``, that many RQ loops each."""
+        argv = [sys.executable, "-m", module, "--workers", str(count)]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
+        self._spawn(name, argv)
         import redis
-        from rq import Worker
+        from rq import Queue, Worker
 
         client = redis.Redis.from_url(self.redis_url)
-        proc = self.procs["worker"]
-        loops = self.workers * self.threads
-        wait_until(lambda: len(Worker.all(connection=client)) >= loops, "workers", 90, proc)
+        queue = Queue(queue_name, connection=client)
+        proc = self.procs[name]
+        loops = count * (threads or 1)
+        wait_until(lambda: len(Worker.all(queue=queue)) >= loops, name, 90, proc)
         client.close()
+
+    def start_workers(self) -> None:
+        """The chat pool (``flow_tasks`` only): ``workers`` processes x ``threads`` loops."""
+        self._start_pool("worker", "app.worker", self.workers, QUEUE_NAME, self.threads)
 
     def stop_workers(self) -> None:
         self._stop("worker")
+
+    def start_ingest_workers(self) -> None:
+        """The ingestion pool (``flow_ingest`` only): uploads and rebuilds never wait behind
+        chats, and chats never wait behind them."""
+        if self.ingest_workers > 0:
+            self._start_pool(
+                "ingest-worker", "app.ingest.worker", self.ingest_workers, INGEST_QUEUE_NAME
+            )
+
+    def stop_ingest_workers(self) -> None:
+        self._stop("ingest-worker")
 
     def start_api(self) -> None:
         proc = self._spawn(
@@ -282,6 +295,7 @@ class LocalStack:
             self.start_chroma()
             self.start_emulator()
             self.start_workers()
+            self.start_ingest_workers()
             self.start_api()
         except BaseException:
             self.stop()
@@ -302,5 +316,5 @@ class LocalStack:
             proc.wait(5)
 
     def stop(self) -> None:
-        for name in ("api", "worker", "flow-emulator", "chroma", "redis"):
+        for name in ("api", "worker", "ingest-worker", "flow-emulator", "chroma", "redis"):
             self._stop(name)

@@ -30,9 +30,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from app.contracts import (
+    INGEST_QUEUE_NAME,
     METRIC_CHAT_ANSWERS,
+    METRIC_CHAT_FIRST_TOKEN,
     METRIC_CHAT_LATENCY,
     METRIC_EMPTY_ANSWERS,
+    METRIC_FEEDBACK,
     METRIC_FLOW_REQUEST_SECONDS,
     METRIC_FLOW_REQUESTS,
     METRIC_RQ_JOBS,
@@ -41,6 +44,8 @@ from app.contracts import (
 )
 
 CHAT_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
+FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+FEEDBACK_VOTES = ("up", "down")
 FLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 KEY_PREFIX = "flowchat:metrics"
 RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
@@ -104,6 +109,14 @@ class MetricsRecorder:
     def observe_chat_latency(self, seconds: float) -> None:
         self._observe(METRIC_CHAT_LATENCY, CHAT_LATENCY_BUCKETS, seconds)
 
+    def observe_first_token(self, seconds: float) -> None:
+        """Submission to the first streamed token of the answer."""
+        self._observe(METRIC_CHAT_FIRST_TOKEN, FIRST_TOKEN_BUCKETS, seconds)
+
+    def feedback(self, vote: str) -> None:
+        """vote: ``up`` or ``down``."""
+        self.redis.hincrby(_hist_key(METRIC_FEEDBACK), vote, 1)
+
     def flow_request(self, status: str, seconds: float) -> None:
         with self._writes() as pipe:
             pipe.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
@@ -144,10 +157,16 @@ class FlowchatCollector(Collector):
     """Read side, registered by the API: everything is computed at scrape time."""
 
     def __init__(
-        self, connection: redis.Redis, queue_name: str, vector_store_path: Path | None
+        self,
+        connection: redis.Redis,
+        queue_name: str,
+        vector_store_path: Path | None,
+        *,
+        extra_queues: tuple[str, ...] = (INGEST_QUEUE_NAME,),
     ) -> None:
         self.redis = connection
         self.queue_name = queue_name
+        self.queue_names = (queue_name, *(q for q in extra_queues if q != queue_name))
         self.vector_store_path = vector_store_path
 
     def collect(self) -> Iterator[Metric]:
@@ -169,25 +188,26 @@ class FlowchatCollector(Collector):
     def _from_redis(self) -> Iterator[Metric]:
         from rq import Queue, Worker
 
-        queue = Queue(self.queue_name, connection=self.redis)
         jobs = GaugeMetricFamily(
             METRIC_RQ_JOBS, "RQ jobs by queue and status", labels=["queue", "status"]
         )
-        counts = {
-            "queued": queue.count,
-            "started": queue.started_job_registry.count,
-            "finished": queue.finished_job_registry.count,
-            "failed": queue.failed_job_registry.count,
-            "deferred": queue.deferred_job_registry.count,
-            "scheduled": queue.scheduled_job_registry.count,
-        }
-        for status in RQ_STATUSES:
-            jobs.add_metric([self.queue_name, status], counts[status])
-        yield jobs
         workers = GaugeMetricFamily(
             METRIC_RQ_WORKERS, "RQ workers listening on the queue", labels=["queue"]
         )
-        workers.add_metric([self.queue_name], Worker.count(queue=queue))
+        for name in self.queue_names:  # the chat queue and the ingestion queue
+            queue = Queue(name, connection=self.redis)
+            counts = {
+                "queued": queue.count,
+                "started": queue.started_job_registry.count,
+                "finished": queue.finished_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+                "deferred": queue.deferred_job_registry.count,
+                "scheduled": queue.scheduled_job_registry.count,
+            }
+            for status in RQ_STATUSES:
+                jobs.add_metric([name, status], counts[status])
+            workers.add_metric([name], Worker.count(queue=queue))
+        yield jobs
         yield workers
 
         yield _read_histogram(
@@ -220,3 +240,16 @@ class FlowchatCollector(Collector):
         )
         empty.add_metric([], float(raw_answers.get(b"empty", 0)))
         yield empty
+        yield _read_histogram(
+            self.redis,
+            METRIC_CHAT_FIRST_TOKEN,
+            FIRST_TOKEN_BUCKETS,
+            "Time to first token: submission to the first streamed piece of the answer",
+        )
+        feedback = CounterMetricFamily(
+            METRIC_FEEDBACK.removesuffix("_total"), "Votes on answers", labels=["vote"]
+        )
+        raw_votes = self.redis.hgetall(_hist_key(METRIC_FEEDBACK))
+        for vote in FEEDBACK_VOTES:
+            feedback.add_metric([vote], float(raw_votes.get(vote.encode(), 0)))
+        yield feedback

@@ -30,18 +30,57 @@ def say(message: str) -> None:
     print(f"[flowchat] {message}", flush=True)
 
 
+# the OCR of scanned PDF pages (app.ingest.ocr): program -> Debian package
+OCR_PACKAGES = {"tesseract": "tesseract-ocr", "pdftoppm": "poppler-utils"}
+OCR_EXTRA_PACKAGES = ("tesseract-ocr-eng",)  # the language app.ingest.ocr reads
+
+
+def can_apt_install() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_install(packages: list[str]) -> bool:
+    """Install Debian packages when running as root on a system with apt-get."""
+    if not can_apt_install():
+        return False
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def ensure_ocr_tools() -> list[str]:
+    """Install the OCR programs when missing (as root), else say exactly what to install.
+    Returns the programs still missing: the service runs without them, but scanned PDFs
+    then fail with a reason naming them."""
+    missing = [tool for tool in OCR_PACKAGES if shutil.which(tool) is None]
+    if not missing:
+        return []
+    packages = [OCR_PACKAGES[tool] for tool in missing]
+    if "tesseract" in missing:
+        packages.extend(OCR_EXTRA_PACKAGES)
+    if can_apt_install():
+        say(f"OCR tools missing ({', '.join(missing)}): installing {' '.join(packages)} ...")
+        apt_install(packages)
+    still = [tool for tool in OCR_PACKAGES if shutil.which(tool) is None]
+    if still:
+        say(
+            f"OCR is not available (missing: {', '.join(still)}); scanned PDFs will fail. "
+            f"Install with `sudo apt-get install {' '.join(packages)}` (Debian/Ubuntu) or "
+            "`brew install tesseract poppler` (macOS)."
+        )
+    return still
+
+
 def ensure_redis_server() -> None:
     if shutil.which("redis-server"):
         return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    if can_apt_install():
         say("redis-server is missing: installing Debian's redis-server package ...")
-        subprocess.run(["apt-get", "update", "-qq"], check=False)
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            check=False,
-        )
-        if done.returncode == 0 and shutil.which("redis-server"):
+        if apt_install(["redis-server"]) and shutil.which("redis-server"):
             return
     raise StartupError(
         "redis-server is not installed. Install it with `sudo apt-get install redis-server` "
@@ -92,13 +131,16 @@ def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]
                     say(f"could not ingest {doc['filename']}: {doc['error']}")
                 return len(kept) - len(failed)
             time.sleep(0.5)
-    raise StartupError("ingesting docs/ took longer than 5 minutes; see var/logs/worker.log")
+    raise StartupError("ingesting docs/ took longer than 5 minutes; see var/logs/ingest-worker.log")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
+    parser.add_argument(
+        "--ingest-workers", type=int, default=int(os.environ.get("INGEST_WORKERS", 1))
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="chats in flight per worker (WORKER_THREADS)"
     )
@@ -118,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         say("checking the embedding model ...")
         setup()
         ensure_redis_server()
+        ensure_ocr_tools()
     except (ModelSetupError, StartupError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
@@ -127,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     token, token_source = admin_token(args.data_dir)
     threads = args.threads or settings.WORKER_THREADS
     stack = LocalStack(
-        root=args.data_dir, ports=ports, workers=args.workers, threads=threads, admin_token=token
+        root=args.data_dir,
+        ports=ports,
+        workers=args.workers,
+        threads=threads,
+        ingest_workers=args.ingest_workers,
+        admin_token=token,
     )
     stopping = False
 
@@ -146,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 "the Flow emulator" if not stack.flow_configured else "(Flow: real gateway)",
                 stack.start_emulator,
             ),
-            (f"{args.workers} workers x {threads} chats in flight", stack.start_workers),
+            (f"{args.workers} chat workers x {threads} chats in flight", stack.start_workers),
+            (f"{args.ingest_workers} ingestion worker(s)", stack.start_ingest_workers),
             ("the API", stack.start_api),
         ):
             say(f"starting {step} ...")

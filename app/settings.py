@@ -68,6 +68,20 @@ class Settings(BaseSettings):
 
     MAINTENANCE_AFTER_FAILURES: int = Field(default=3, ge=1)
 
+    # ingestion (queue flow_ingest): its own depth limit, and the hard limits of the child
+    # process that parses untrusted documents (app.ingest.sandbox, app.ingest.limits)
+    MAX_INGEST_QUEUE_DEPTH: int = Field(default=200, ge=1)
+    INGEST_MAX_MEMORY_MB: int = Field(default=1024, ge=128)
+    INGEST_MAX_CPU_SECONDS: int = Field(default=600, ge=1)
+    # below the ingest job's 1,800 s timeout (app.ingest.queueing), with time left to embed
+    INGEST_MAX_WALL_SECONDS: int = Field(default=1200, ge=1, le=1500)
+    INGEST_MAX_OUTPUT_MB: int = Field(default=64, ge=1)
+    INGEST_MAX_EXPANDED_MB: int = Field(default=200, ge=1)
+    INGEST_MAX_COMPRESSION_RATIO: int = Field(default=100, ge=2)
+    INGEST_MAX_PAGES: int = Field(default=1000, ge=1)
+    INGEST_MAX_PAGE_MEGAPIXELS: float = Field(default=100.0, gt=0)
+    INGEST_RETRY_INTERVALS: Annotated[list[int], NoDecode] = [15, 60, 180]
+
     @field_validator("ALLOWED_EXTENSIONS", mode="before")
     @classmethod
     def _parse_extensions(cls, value: object) -> object:
@@ -75,6 +89,11 @@ class Settings(BaseSettings):
         if isinstance(items, list):
             return [e.lower() if str(e).startswith(".") else f".{str(e).lower()}" for e in items]
         return items
+
+    @field_validator("INGEST_RETRY_INTERVALS", mode="before")
+    @classmethod
+    def _parse_intervals(cls, value: object) -> object:
+        return _split_csv(value)
 
     @field_validator("API_KEYS", mode="before")
     @classmethod

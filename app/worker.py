@@ -24,20 +24,22 @@ from functools import cache
 from typing import Any
 
 import redis
-from pydantic import BaseModel
 from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker_pool import WorkerPool
 
+from app.chat import conversations
+from app.chat.results import ChatJob, ChatResult, Timings, Usage
+from app.chat.stream import StreamWriter
 from app.flow.client import FlowClient
 from app.flow.errors import FlowError
 from app.maintenance import MaintenanceTracker
 from app.metrics import MetricsRecorder
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
-from app.rag.prompt import Source, build_messages
-from app.rag.retrieval import retrieve
+from app.rag.prompt import build_messages
+from app.rag.retrieval import retrieve, retrieve_any
 from app.rag.vectorstore import VectorStore
 from app.settings import Settings, get_settings
 
@@ -52,20 +54,6 @@ SWEEP_LOCK = "flowchat:sweep-lock"
 
 class ChatFailed(RuntimeError):
     """A chat job that cannot produce an answer; the message is the reason shown to the user."""
-
-
-class Timings(BaseModel):
-    queued_seconds: float
-    retrieval_seconds: float
-    flow_seconds: float
-    total_seconds: float
-
-
-class ChatResult(BaseModel):
-    answer: str
-    sources: list[Source]
-    timings: Timings
-    empty: bool
 
 
 @dataclass
@@ -93,29 +81,72 @@ def _resources() -> _Resources:
     )
 
 
-def answer_chat(question: str, top_k: int | None = None, submitted_at: float | None = None) -> dict:
-    """Retrieve sources for ``question``, ask Flow, return answer + sources + timings."""
+def answer_chat(
+    question: str,
+    top_k: int | None = None,
+    submitted_at: float | None = None,
+    conversation_id: str | None = None,
+    history: list[dict] | None = None,
+) -> dict:
+    """Retrieve sources for ``question`` (made standalone from the conversation), ask Flow with
+    streaming, publish the answer to the job's stream as it arrives, return answer + sources +
+    usage + timings (the job's stored result)."""
     res = _resources()
+    spec = ChatJob(
+        question=question,
+        top_k=top_k,
+        submitted_at=submitted_at,
+        conversation_id=conversation_id,
+        history=history or [],
+    )
     started = time.time()
-    submitted = submitted_at or started
-    k = top_k or res.settings.TOP_K
-    sources = retrieve(res.store, question, k)
+    submitted = spec.submitted_at or started
+    job = get_current_job()
+    stream = StreamWriter(res.redis, job.id) if job is not None else None
+    if stream is not None:
+        stream.start()
+    turns = spec.history
+    if spec.conversation_id and not turns:
+        turns = conversations.load(res.redis, spec.conversation_id)
+    standalone = conversations.standalone_question(spec.question, turns)
+    k = spec.top_k or res.settings.TOP_K
+    if standalone == spec.question:
+        sources = retrieve(res.store, spec.question, k)
+    else:  # a follow-up: the best chunks for it alone or made standalone
+        sources = retrieve_any(res.store, [spec.question, standalone], k)
     retrieved = time.time()
+    if stream is not None:
+        stream.sources([s.model_dump(mode="json") for s in sources])
+    first_token: list[float] = []
+
+    def on_delta(text: str) -> None:
+        if text and not first_token:
+            first_token.append(time.time())
+            res.metrics.observe_first_token(first_token[0] - submitted)
+        if stream is not None:
+            stream.delta(text)
+
+    history = [t.model_dump() for t in conversations.bounded(turns)]
     try:
-        completion = res.flow.chat(build_messages(question, sources))
+        completion = res.flow.chat_stream(
+            build_messages(spec.question, sources, history=history), on_delta
+        )
     except FlowError as exc:
         res.maintenance.flow_failed(exc.reason)
         res.metrics.chat_answer("failed")
-        job = get_current_job()
+        reason = f"the Flow LLM gateway did not answer: {exc.reason}"
+        if stream is not None:
+            stream.error(reason)
         if job is not None:  # the Flow client already retried with backoff: do not retry again
             job.retries_left = 0
-        raise ChatFailed(f"the Flow LLM gateway did not answer: {exc.reason}") from None
+        raise ChatFailed(reason) from None
     res.maintenance.flow_succeeded()
     answered = time.time()
     answer = completion.content.strip()
     empty = not answer or not sources
     res.metrics.chat_answer("empty" if empty else "answered")
     res.metrics.observe_chat_latency(answered - submitted)
+    usage = completion.usage
     result = ChatResult(
         answer=answer,
         sources=sources,
@@ -124,10 +155,19 @@ def answer_chat(question: str, top_k: int | None = None, submitted_at: float | N
             retrieval_seconds=round(retrieved - started, 4),
             flow_seconds=round(answered - retrieved, 4),
             total_seconds=round(answered - submitted, 4),
+            first_token_seconds=round(first_token[0] - submitted, 4) if first_token else None,
         ),
         empty=empty,
+        usage=Usage.model_validate(usage.model_dump()) if usage else Usage(),
+        conversation_id=spec.conversation_id,
+        standalone_question=standalone if standalone != spec.question else None,
     )
-    return result.model_dump()
+    if spec.conversation_id:
+        conversations.append(res.redis, spec.conversation_id, spec.question, answer)
+    stored = result.model_dump(mode="json")
+    if stream is not None:
+        stream.done(stored)
+    return stored
 
 
 def sweep_abandoned(
@@ -161,9 +201,16 @@ def sweep_abandoned(
 class FlowchatWorker(SimpleWorker):
     """A SimpleWorker that loads the model up front, beats, and sweeps abandoned jobs."""
 
-    def work(self, *args: Any, **kwargs: Any) -> bool:
-        get_embedder()  # load once, before the first job
+    def warm_up(self) -> None:
+        """Load what every job needs once, before the first job."""
+        get_embedder()
         _resources()
+
+    def after_sweep(self) -> None:
+        """Runs after each sweep, under the sweep lock (subclasses add their own checks)."""
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        self.warm_up()
         self._stop_beating = threading.Event()
         beat = threading.Thread(target=self._beat, name="flowchat-heartbeat", daemon=True)
         beat.start()
@@ -180,10 +227,13 @@ class FlowchatWorker(SimpleWorker):
                 self.connection.set(ALIVE_PREFIX + self.name, "1", ex=ALIVE_TTL_SECONDS)
                 if time.monotonic() - last_sweep >= SWEEP_SECONDS:
                     last_sweep = time.monotonic()
-                    # one sweeper at a time: two could requeue the same abandoned job twice
-                    if self.connection.set(SWEEP_LOCK, self.name, nx=True, ex=SWEEP_SECONDS):
+                    # one sweeper at a time per queue set (chat and ingest pools each sweep
+                    # their own): two could requeue the same abandoned job twice
+                    lock = ":".join([SWEEP_LOCK, *sorted(q.name for q in self.queues)])
+                    if self.connection.set(lock, self.name, nx=True, ex=SWEEP_SECONDS):
                         for queue in self.queues:
                             sweep_abandoned(self.connection, queue.name)
+                        self.after_sweep()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
             self._stop_beating.wait(HEARTBEAT_SECONDS)

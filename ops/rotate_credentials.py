@@ -119,6 +119,20 @@ def read_current(
     return current
 
 
+def refuse_unchanged(values: Mapping[str, SecretStr], current: Mapping[str, SecretVersion]) -> None:
+    """Refuse a "rotation" whose FLOW_AGENT_SECRET is the current one (nothing would change)."""
+    new, now = values.get(REQUIRED_ENV), current.get(REQUIRED_ENV)
+    if (
+        new is not None
+        and now is not None
+        and new.get_secret_value() == now.value.get_secret_value()
+    ):
+        raise OpsError(
+            f"refusing to rotate: the new {REQUIRED_ENV} equals the current version of "
+            f"{now.name}; put the new value from the Flow portal into the secret first"
+        )
+
+
 def write_new(
     store: SecretStore,
     entries: Mapping[str, str],
@@ -205,6 +219,7 @@ def rotate(
     progress(f"1/4 reading the current versions from {store.description}")
     previous = read_current(store, entries, progress)
     steps.append(("read current versions", ", ".join(entries.values())))
+    refuse_unchanged(values, previous)
 
     if ADMIN_TOKEN_SECRET not in values and admin_token_is_placeholder(store, cloud, stack):
         progress(f"warning: {ADMIN_TOKEN_NOTE}")

@@ -15,6 +15,7 @@ Values never appear in messages or ``repr``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -31,6 +32,7 @@ class SecretVersion(BaseModel):
     name: str
     version: str
     value: SecretStr
+    created: datetime | None = None  # when this version was written (None: not reported)
 
 
 class SecretStore(Protocol):
@@ -68,7 +70,10 @@ class AwsSecretStore:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("reading", name, exc) from None
         return SecretVersion(
-            name=name, version=got["VersionId"], value=SecretStr(got.get("SecretString") or "")
+            name=name,
+            version=got["VersionId"],
+            value=SecretStr(got.get("SecretString") or ""),
+            created=got.get("CreatedDate"),
         )
 
     def write(self, name: str, value: str) -> SecretVersion:
@@ -123,7 +128,10 @@ class AzureSecretStore:
         except AzureError as exc:
             raise self._error("reading", name, exc) from None
         return SecretVersion(
-            name=name, version=got.properties.version or "", value=SecretStr(got.value or "")
+            name=name,
+            version=got.properties.version or "",
+            value=SecretStr(got.value or ""),
+            created=got.properties.created_on,
         )
 
     def write(self, name: str, value: str) -> SecretVersion:

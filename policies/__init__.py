@@ -1,1 +1,1 @@
-"""The flowchat-runbook pulumi-policy pack (rules in policies/rules.py, entry in __main__.py)."""
+"""The flowchat-runbook pulumi-policy pack (rules in policies/runbook/, entry in __main__.py)."""

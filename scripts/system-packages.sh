@@ -7,6 +7,7 @@ PACKAGES=(
   redis-server          # the real Redis the tests and `make run` start
   prometheus            # promtool: alert rules are tested with `promtool test rules`
   ocrmypdf tesseract-ocr tesseract-ocr-eng poppler-utils  # OCR of image-only PDF pages
+  chromium              # the web page tests drive it through Playwright
 )
 
 if ! command -v dpkg-query >/dev/null; then

@@ -2,5 +2,7 @@
 
 config (typed settings) -> kube (provider + namespace) -> secrets (Key Vault | Secrets Manager and
 External Secrets) -> service (Redis, Chroma, API, worker, network policies) -> monitoring (Grafana).
-`render` runs the program offline under Pulumi mocks; `preview` is its command line.
+`providers` makes every provider explicit. The offline tooling (render under mocks, preview,
+policy run, first-run model, checkov skips) lives in `stacktools`; `stacks.render`,
+`stacks.preview` and `stacks.policy_run` are aliases of those modules.
 """

@@ -9,7 +9,9 @@ into `AlertRule`s; `stacks.monitoring` builds Grafana rule groups from them and
     python -m stacks.alerts --stack staging --out var/alerts.staging.yaml
 
 Every rule carries `runbook_url`, a link to the section of docs/runbook.md whose heading anchor is
-in `RUNBOOK_ANCHORS`.
+in `RUNBOOK_ANCHORS`. Names, anchors, severities, groups, `for` durations and look-back windows
+come from `policies.runbook.thresholds.ALERTS` (the one typed place the policy pack shares); no
+duration is written in this module.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app import contracts
+from policies.runbook import thresholds as limits
+from policies.runbook.thresholds import ALERTS, RUNBOOK_ANCHORS, Group, Severity
 
 METRIC_VOLUME_USED = contracts.METRIC_KUBELET_VOLUME_USED_BYTES
 METRIC_VOLUME_CAPACITY = contracts.METRIC_KUBELET_VOLUME_CAPACITY_BYTES
@@ -49,23 +53,6 @@ _UNIT_SECONDS = {
     "d": 86400,
     "w": 604800,
     "y": 31536000,
-}
-
-Group = Literal["monitoring", "troubleshooting"]
-Severity = Literal["critical", "warning"]
-
-# alert name -> heading anchor in docs/runbook.md (a heading "### Queue backlog" has the anchor
-# "queue-backlog" on GitHub). The runbook author writes one heading per entry.
-RUNBOOK_ANCHORS: dict[str, str] = {
-    "FlowchatHealthCheckFailing": "health-check-failing",
-    "FlowchatQueueBacklog": "queue-backlog",
-    "FlowchatChatLatencyP95High": "chat-latency-p95-high",
-    "FlowchatVectorStoreVolumeFilling": "vector-store-volume-filling",
-    "FlowchatVectorStoreVolumeFullSoon": "vector-store-volume-full-soon",
-    "FlowchatWorkersDown": "workers-down",
-    "FlowchatRedisUnreachable": "redis-unreachable",
-    "FlowchatFlowErrors": "flow-errors",
-    "FlowchatEmptyAnswers": "empty-answers",
 }
 
 
@@ -140,6 +127,19 @@ class Thresholds(BaseModel):
     empty_answer_ratio: Annotated[float, Number] = Field(
         EMPTY_ANSWER_RATIO, alias="emptyAnswerRatio"
     )
+    redis_memory_ratio: Annotated[float, Number] = Field(
+        limits.REDIS_MEMORY_RATIO, alias="redisMemoryRatio"
+    )
+    ingest_queue_depth: Annotated[int, Number] = Field(
+        limits.INGEST_QUEUE_DEPTH_THRESHOLD, alias="ingestQueueDepth"
+    )
+    ingest_queue_depth_for: str = Field(
+        limits.INGEST_QUEUE_DEPTH_FOR, alias="ingestQueueDepthFor", pattern=DURATION_PATTERN
+    )
+    downvote_ratio: Annotated[float, Number] = Field(limits.DOWNVOTE_RATIO, alias="downvoteRatio")
+    downvote_min_votes: Annotated[int, Number] = Field(
+        limits.DOWNVOTE_MIN_VOTES, alias="downvoteMinVotes"
+    )
 
 
 @dataclass(frozen=True)
@@ -189,13 +189,23 @@ def _sel(**matchers: str) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in matchers.items()) + "}"
 
 
+def _rule(name: str, **fields: Any) -> AlertRule:
+    """An AlertRule whose severity, group and (unless a stack overrides it) `for` come from
+    `ALERTS`."""
+    spec = ALERTS[name]
+    fields.setdefault("for_", spec.for_)
+    return AlertRule(name=name, severity=spec.severity, group=spec.group, **fields)
+
+
 def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> list[AlertRule]:
     """The flowchat alerts for one stack (namespace and Chroma PVC select the volume series)."""
     t = thresholds
     queue = contracts.QUEUE_NAME
+    ingest = contracts.INGEST_QUEUE_NAME
     probe_window = t.health_probe_interval_seconds * t.health_probe_failures
     probe = f"{contracts.METRIC_PROBE_SUCCESS}{_sel(job=contracts.HEALTH_PROBE_JOB)}"
     queued = f"{contracts.METRIC_RQ_JOBS}{_sel(queue=queue, status='queued')}"
+    ingest_queued = f"{contracts.METRIC_RQ_JOBS}{_sel(queue=ingest, status='queued')}"
     workers = f"{contracts.METRIC_RQ_WORKERS}{_sel(queue=queue)}"
     pvc = _sel(namespace=namespace, persistentvolumeclaim=chroma_pvc)
     by_pvc = "max by (namespace, persistentvolumeclaim)"
@@ -204,156 +214,192 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
     forecast = t.volume_fill_forecast_hours * 3600
     latency = f"{contracts.METRIC_CHAT_LATENCY}_bucket"
     flow = contracts.METRIC_FLOW_REQUESTS
+    feedback = contracts.METRIC_FEEDBACK
     ping = contracts.PING_PATH
-    workers_for = redis_for = "2m"  # the messages below say how long, from these
+    w = {name: spec.window for name, spec in ALERTS.items()}  # look-back windows
+    forecast_window = w["FlowchatVectorStoreVolumeFullSoon"]
+    workers_for = ALERTS["FlowchatWorkersDown"].for_
+    redis_for = ALERTS["FlowchatRedisUnreachable"].for_
+    votes = f"sum(increase({feedback}[{w['FlowchatDownVotes']}]))"
+    down_votes = f"sum(increase({feedback}{_sel(vote='down')}[{w['FlowchatDownVotes']}]))"
     return [
-        AlertRule(
-            name="FlowchatHealthCheckFailing",
+        _rule(
+            "FlowchatHealthCheckFailing",
             # The window spans the last N probe samples: every one of them failed.
             query=f"max_over_time({probe}[{format_duration(probe_window)}])",
             op="<",
             threshold=1,
-            for_="0s",
-            severity="critical",
             summary=f"{ping} failed {t.health_probe_failures} probes in a row",
             description=(
                 f"The blackbox probe of {ping} (every {t.health_probe_interval_seconds}s) failed "
                 f"{t.health_probe_failures} consecutive times on {{{{ $labels.instance }}}}: "
                 "the API does not serve."
             ),
-            group="monitoring",
         ),
-        AlertRule(
-            name="FlowchatQueueBacklog",
+        _rule(
+            "FlowchatQueueBacklog",
             query=f"max by (queue) ({queued})",
             op=">",
             threshold=t.queue_depth,
             for_=t.queue_depth_for,
-            severity="warning",
             summary=f"More than {t.queue_depth} chat jobs wait on {queue}",
             description=(
                 f"{{{{ $value }}}} jobs have been queued on {queue} for more than "
                 f"{t.queue_depth_for} (threshold {t.queue_depth}): workers are missing or slow."
             ),
-            group="monitoring",
         ),
-        AlertRule(
-            name="FlowchatChatLatencyP95High",
-            query=f"histogram_quantile(0.95, sum by (le) (rate({latency}[5m])))",
+        _rule(
+            "FlowchatChatLatencyP95High",
+            query=(
+                "histogram_quantile(0.95, sum by (le) "
+                f"(rate({latency}[{w['FlowchatChatLatencyP95High']}])))"
+            ),
             op=">",
             threshold=t.latency_p95_seconds,
-            for_="5m",
-            severity="warning",
             summary=f"P95 chat latency above {_num(t.latency_p95_seconds)}s",
             description=(
                 "P95 end-to-end chat latency (submission to stored answer) is "
                 "{{ $value | humanize }}s, above"
                 f" {_num(t.latency_p95_seconds)}s."
             ),
-            group="monitoring",
         ),
-        AlertRule(
-            name="FlowchatVectorStoreVolumeFilling",
+        _rule(
+            "FlowchatVectorStoreVolumeFilling",
             query=f"{used} / {capacity}",
             op=">",
             threshold=t.volume_usage_ratio,
-            for_="5m",
-            severity="warning",
             summary=f"Chroma volume {chroma_pvc} over {_num(t.volume_usage_ratio * 100)}% full",
             description=(
                 f"The Chroma volume {chroma_pvc} in {namespace} is "
                 "{{ $value | humanizePercentage }} full "
                 f"(alert at {_num(t.volume_usage_ratio * 100)}%): grow it before it fills."
             ),
-            group="monitoring",
         ),
-        AlertRule(
-            name="FlowchatVectorStoreVolumeFullSoon",
+        _rule(
+            "FlowchatVectorStoreVolumeFullSoon",
             query=(
-                f"{by_pvc} (predict_linear({METRIC_VOLUME_USED}{pvc}[6h], {forecast})) / {capacity}"
+                f"{by_pvc} (predict_linear({METRIC_VOLUME_USED}{pvc}[{forecast_window}], "
+                f"{forecast})) / {capacity}"
             ),
             op=">",
             threshold=1,
-            for_="30m",
-            severity="warning",
             summary=f"Chroma volume {chroma_pvc} full within {t.volume_fill_forecast_hours}h",
             description=(
-                f"At the growth rate of the last 6 hours, the Chroma volume {chroma_pvc} in "
-                f"{namespace} fills within {t.volume_fill_forecast_hours} hours."
+                f"At the growth rate of the last {describe_duration(str(forecast_window))}, the "
+                f"Chroma volume {chroma_pvc} in {namespace} fills within "
+                f"{t.volume_fill_forecast_hours} hours."
             ),
-            group="monitoring",
         ),
-        AlertRule(
-            name="FlowchatWorkersDown",
+        _rule(
+            "FlowchatIngestBacklog",
+            query=f"max by (queue) ({ingest_queued})",
+            op=">",
+            threshold=t.ingest_queue_depth,
+            for_=t.ingest_queue_depth_for,
+            summary=f"More than {t.ingest_queue_depth} uploads wait on {ingest}",
+            description=(
+                f"{{{{ $value }}}} ingestion jobs have been queued on {ingest} for more than "
+                f"{t.ingest_queue_depth_for} (threshold {t.ingest_queue_depth}): uploads are "
+                "waiting (ingestion workers missing or slow); chats are not affected."
+            ),
+        ),
+        _rule(
+            "FlowchatRedisMemoryHigh",
+            # maxmemory 0 means "no limit": `> 0` drops that series instead of dividing by zero
+            query=(
+                f"max({contracts.METRIC_REDIS_MEMORY_USED_BYTES}) / "
+                f"(max({contracts.METRIC_REDIS_MEMORY_MAX_BYTES}) > 0)"
+            ),
+            op=">",
+            threshold=t.redis_memory_ratio,
+            summary=f"Redis uses over {_num(t.redis_memory_ratio * 100)}% of its maxmemory",
+            description=(
+                "Redis holds {{ $value | humanizePercentage }} of its maxmemory "
+                f"(alert at {_num(t.redis_memory_ratio * 100)}%): at the limit it refuses writes "
+                "and chat jobs cannot be queued."
+            ),
+            no_data_ok=True,  # no limit set (or no series): FlowchatRedisUnreachable covers Redis
+        ),
+        _rule(
+            "FlowchatWorkersDown",
             query=f"sum by (queue) ({workers})",
             op="<",
             threshold=1,
-            for_=workers_for,
-            severity="critical",
             summary=f"No RQ worker serves {queue}",
             description=(
                 f"No worker has listened on {queue} for {describe_duration(workers_for)}: chat "
                 "jobs are not answered."
             ),
-            group="troubleshooting",
         ),
-        AlertRule(
-            name="FlowchatRedisUnreachable",
+        _rule(
+            "FlowchatRedisUnreachable",
             # rq-exporter reads the queue from Redis: without Redis its series vanish.
             query=f"absent({contracts.METRIC_RQ_JOBS}{_sel(queue=queue)})",
             op=">",
             threshold=0,
-            for_=redis_for,
-            severity="critical",
             summary="Redis unreachable: no queue metrics",
             description=(
                 f"No {contracts.METRIC_RQ_JOBS} series for {queue} for "
                 f"{describe_duration(redis_for)}: rq-exporter cannot read Redis (or is down). "
                 "Chat requests cannot be queued."
             ),
-            group="troubleshooting",
             no_data_ok=True,
         ),
-        AlertRule(
-            name="FlowchatFlowErrors",
+        _rule(
+            "FlowchatFlowErrors",
             # Failed requests (5xx, timeouts, transport errors) over all requests. `or vector(0)`
             # keeps the ratio defined (0) while no request has failed yet, so healthy traffic
             # evaluates to 0 rather than to an empty result (Grafana's NoData).
             query=(
-                f'(sum(rate({flow}{{status=~"{FLOW_ERROR_STATUSES}"}}[5m])) or vector(0)) / '
-                f"sum(rate({flow}[5m]))"
+                f'(sum(rate({flow}{{status=~"{FLOW_ERROR_STATUSES}"}}'
+                f"[{w['FlowchatFlowErrors']}])) or vector(0)) / "
+                f"sum(rate({flow}[{w['FlowchatFlowErrors']}]))"
             ),
             op=">",
             threshold=t.flow_error_ratio,
-            for_="5m",
-            severity="critical",
             summary=(
                 f"Over {_num(t.flow_error_ratio * 100)}% of Flow requests fail "
                 "(5xx, timeout or connection error)"
             ),
             description=(
                 "{{ $value | humanizePercentage }} of Flow chat-completion requests failed with "
-                "5xx, a timeout or a connection error in the last 5 minutes: Flow outage. Open an "
+                "5xx, a timeout or a connection error in the last "
+                f"{describe_duration(str(w['FlowchatFlowErrors']))}: Flow outage. Open an "
                 "incident with the Flow team."
             ),
-            group="troubleshooting",
         ),
-        AlertRule(
-            name="FlowchatEmptyAnswers",
+        _rule(
+            "FlowchatEmptyAnswers",
             query=(
-                f"sum(rate({contracts.METRIC_EMPTY_ANSWERS}[15m])) / "
-                f"sum(rate({contracts.METRIC_CHAT_ANSWERS}[15m]))"
+                f"sum(rate({contracts.METRIC_EMPTY_ANSWERS}[{w['FlowchatEmptyAnswers']}])) / "
+                f"sum(rate({contracts.METRIC_CHAT_ANSWERS}[{w['FlowchatEmptyAnswers']}]))"
             ),
             op=">",
             threshold=t.empty_answer_ratio,
-            for_="15m",
-            severity="warning",
             summary=f"Over {_num(t.empty_answer_ratio * 100)}% of chat answers are empty",
             description=(
-                "{{ $value | humanizePercentage }} of answers in the last 15 minutes were empty: "
+                "{{ $value | humanizePercentage }} of answers in the last "
+                f"{describe_duration(str(w['FlowchatEmptyAnswers']))} were empty: "
                 "retrieval returns low-signal chunks."
             ),
-            group="troubleshooting",
+        ),
+        _rule(
+            "FlowchatDownVotes",
+            # the ratio exists only while enough votes were cast: one vote never pages (the outer
+            # parentheses keep `and` from binding the threshold comparison in the Prometheus form)
+            query=(
+                f"(({down_votes} or vector(0)) / {votes} "
+                f"and on() ({votes} >= {t.downvote_min_votes}))"
+            ),
+            op=">",
+            threshold=t.downvote_ratio,
+            summary=f"Over {_num(t.downvote_ratio * 100)}% of answers are voted down",
+            description=(
+                "{{ $value | humanizePercentage }} of the votes in the last "
+                f"{describe_duration(str(w['FlowchatDownVotes']))} were down-votes (at least "
+                f"{t.downvote_min_votes} votes): users find the answers wrong or unhelpful."
+            ),
+            no_data_ok=True,  # fewer votes than the minimum: nothing to judge
         ),
     ]
 

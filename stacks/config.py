@@ -154,6 +154,27 @@ class WorkerConfig(_Model):
         return self
 
 
+class IngestWorkerConfig(_Model):
+    """Ingestion workers (`python -m app.ingest.worker --workers N` on the ingest queue)."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    workers_per_pod: int = Field(1, ge=1)  # --workers
+    # one replica per this many ingest jobs, waiting or running
+    jobs_per_replica: int = Field(2, ge=1)
+    # long enough for an OCR job to finish after SIGTERM (the worker drains, then exits)
+    termination_grace_seconds: int = Field(1800, ge=30)
+    resources: Resources = Resources(memory_request="1Gi", memory_limit="3Gi")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> IngestWorkerConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            )
+        return self
+
+
 class RedisConfig(_Model):
     image: PinnedImage = "redis:7.2.5"
     volume_size: Quantity = "2Gi"
@@ -190,14 +211,67 @@ class AzureConfig(_Model):
     resource_group: str | None = None
     location: str = "westeurope"
     tenant_id: str | None = None
+    # None: the azure-native provider reads ARM_SUBSCRIPTION_ID (the deploy job's env)
+    subscription_id: str | None = None
     vault_name: str | None = None  # default: app.contracts.key_vault_name(stack)
     create_vault: bool = True  # false: use an existing vault called vault_name
-    workload_identity_client_id: str | None = None  # for External Secrets' service account
+    # Existing identity for External Secrets (teams that manage IAM elsewhere): its client id.
+    # None: the program creates a user-assigned identity + federated credential + role assignment.
+    workload_identity_client_id: str | None = None
+    # The AKS cluster's OIDC issuer URL (az aks show --query oidcIssuerProfile.issuerUrl); needed
+    # for the federated credential the program creates.
+    oidc_issuer_url: str | None = None
+    # Principal (object id) of the rotation identity (ops.rotate_credentials in CI): gets
+    # "Key Vault Secrets Officer" on the vault. None: no writer grant (rotation cannot write).
+    rotation_principal_id: str | None = None
 
 
 class AwsConfig(_Model):
     region: str = "eu-west-1"
-    role_arn: str | None = None  # IRSA role External Secrets assumes to read the entries
+    # Existing IRSA role External Secrets assumes (teams that manage IAM elsewhere). None: the
+    # program creates the role from the EKS OIDC provider below.
+    role_arn: str | None = None
+    # The EKS cluster's IAM OIDC provider (ARN) and its issuer without https://
+    # (aws eks describe-cluster --query cluster.identity.oidc.issuer).
+    oidc_provider_arn: str | None = None
+    oidc_issuer: str | None = None
+
+
+class GrafanaConfig(_Model):
+    """The Grafana instance alerts and the dashboard go to (explicit provider config).
+
+    `auth` (a service-account token, or user:password) is secret config `flowchat:grafanaAuth`,
+    delivered by the stack's ESC environment; never committed.
+    """
+
+    url: str | None = None
+    org_id: int | None = Field(None, ge=1)
+    auth: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class AddonsConfig(_Model):
+    """Cluster add-ons the stack relies on; defaults match kube-prometheus-stack and KEDA's chart.
+
+    AKS's KEDA add-on runs in kube-system; a managed Grafana generates its own datasource uid.
+    """
+
+    keda_namespace: str = "keda"
+    ingress_namespace: str = "ingress-nginx"  # where the ingress controller's pods run
+    # where Prometheus and the blackbox exporter run (they scrape / probe the API Service)
+    monitoring_namespace: str = "monitoring"
+    prober_url: str = "blackbox-exporter.monitoring.svc:9115"
+    # Prometheus KEDA asks for the ingest queue's waiting + running jobs (kube-prometheus-stack)
+    prometheus_url: str = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+    prometheus_datasource_uid: str = "prometheus"
+    # labels kube-prometheus-stack's Prometheus selects ServiceMonitors / Probes by
+    monitor_labels: dict[str, str] = {"release": "kube-prometheus-stack"}
 
 
 class AlertingConfig(_Model):
@@ -233,6 +307,51 @@ class AlertingConfig(_Model):
         return self
 
 
+# Settings the stack derives itself (service URLs, secrets, the queue): never in `env`.
+STACK_OWNED_ENV = frozenset(
+    {
+        "REDIS_URL",
+        "CHROMA_URL",
+        "RQ_QUEUE",
+        "FLOW_BASE_URL",
+        "FLOW_APP_TO_ACCESS",
+        "FLOW_MODEL",
+        "DOCUMENTS_PATH",
+        "MAX_QUEUE_DEPTH",
+        "API_KEYS",
+        "API_KEYS_FILE",
+    }
+)
+FORBIDDEN_ENV = {
+    "ALLOW_ANONYMOUS_CHAT": "never set in a stack: a deployed API refuses chat without a key",
+}
+
+
+def validate_app_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` entries are app.settings.Settings fields with values Settings accepts."""
+    from app.settings import Settings  # the service's own settings model
+
+    problems = []
+    for name in env:
+        if name in FORBIDDEN_ENV:
+            problems.append(f"{name} is {FORBIDDEN_ENV[name]}")
+        elif name in STACK_OWNED_ENV:
+            problems.append(f"{name} is set by the stack itself")
+        elif name not in Settings.model_fields:
+            problems.append(f"{name} is not an app setting (app.settings.Settings)")
+        elif "SecretStr" in str(Settings.model_fields[name].annotation):
+            problems.append(f"{name} is a secret: it comes from the secret manager")
+    if problems:
+        raise ValueError("; ".join(problems))
+    try:
+        Settings.model_validate(dict(env))
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+    return dict(env)
+
+
 class StackConfig(_Model):
     """All `flowchat:*` settings of one stack."""
 
@@ -242,6 +361,7 @@ class StackConfig(_Model):
     image: ImageConfig = ImageConfig()
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
+    ingest_worker: IngestWorkerConfig = IngestWorkerConfig()
     redis: RedisConfig = RedisConfig()
     chroma: ChromaConfig = ChromaConfig()
     documents: DocumentsConfig = DocumentsConfig()
@@ -249,7 +369,11 @@ class StackConfig(_Model):
     hostname: str
     ingress_class: str = "nginx"
     tls_issuer: str | None = None  # cert-manager ClusterIssuer; None: no TLS block
+    # None (normal): the Kubernetes provider reads KUBECONFIG, which the deploy job's cluster
+    # credentials step sets before `pulumi up`. A secret kubeconfig here overrides that.
     kubeconfig: SecretStr | None = None
+    grafana: GrafanaConfig = GrafanaConfig()
+    addons: AddonsConfig = AddonsConfig()
     azure: AzureConfig = AzureConfig()
     aws: AwsConfig = AwsConfig()
     flow: FlowConfig = FlowConfig()
@@ -257,6 +381,23 @@ class StackConfig(_Model):
     alerting: AlertingConfig  # required: every stack says where its alerts go
     # Pod-template annotation value; ops.rotate_credentials bumps it (see stacks/service.py).
     credentials_version: str = "0"
+    # Extra app settings for the API and worker containers (app.settings.Settings names, e.g.
+    # CHUNK_SIZE), validated against Settings; names the stack sets itself are refused.
+    env: dict[str, str] = {}
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _stringify_env(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {
+                str(k): (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in value.items()
+            }
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return validate_app_env(value)
 
     @field_validator("hostname")
     @classmethod
@@ -298,10 +439,13 @@ class StackConfig(_Model):
 # Top-level keys whose value is a JSON object (the CLI hands structured config over as JSON).
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
-    | {"thresholds", "alerting"}
+    | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
+GRAFANA_AUTH_KEY = "grafanaAuth"  # Grafana service-account token, always secret config
+# Keys that are secret config, delivered by the stack's ESC environment (never committed).
+SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, "kubeconfig")
 
 
 def _top_level_keys() -> list[str]:
@@ -369,7 +513,7 @@ def parse_config(
     data: dict[str, Any] = {"stack": stack}
     known = set(_top_level_keys())
     for key, value in raw.items():
-        if key == ALERTING_SECRET_KEY:
+        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY):
             continue
         if key not in known:
             problems.append(f"flowchat:{key}: is not a known setting")
@@ -391,6 +535,8 @@ def parse_config(
         kind = alerting.get("type", "email")
         alerting["integrationKey" if kind == "pagerduty" else "url"] = raw[ALERTING_SECRET_KEY]
         data["alerting"] = alerting
+    if GRAFANA_AUTH_KEY in raw:
+        data["grafana"] = {**(data.get("grafana") or {}), "auth": raw[GRAFANA_AUTH_KEY]}
     if problems:
         raise ConfigError(problems)
     try:
@@ -399,7 +545,7 @@ def parse_config(
         for err in exc.errors():
             loc = tuple(err["loc"])
             secret = bool(loc) and (str(loc[0]) in secret_keys or loc[0] == "kubeconfig")
-            secret = secret or any(part in {"url", "integrationKey"} for part in loc)
+            secret = secret or any(part in {"url", "integrationKey", "auth"} for part in loc)
             problems.append(f"flowchat:{_key_path(loc) or 'config'}: {_describe(err, secret)}")
         raise ConfigError(problems) from None
     problems.extend(_cloud_problems(config))
@@ -411,44 +557,56 @@ def parse_config(
 def _cloud_problems(config: StackConfig) -> list[str]:
     problems = []
     if config.cloud == "azure":
-        for field in ("resource_group", "tenant_id"):
+        required = ["resource_group", "tenant_id"]
+        if not config.azure.workload_identity_client_id:
+            required.append("oidc_issuer_url")  # for the federated credential the stack creates
+        for field in required:
             if not getattr(config.azure, field):
                 problems.append(
                     f"flowchat:azure.{to_camel(field)}: is required when cloud is azure"
+                    + ("" if field != "oidc_issuer_url" else " (or azure.workloadIdentityClientId)")
+                )
+    if config.cloud == "aws" and not config.aws.role_arn:
+        for field in ("oidc_provider_arn", "oidc_issuer"):
+            if not getattr(config.aws, field):
+                problems.append(
+                    f"flowchat:aws.{to_camel(field)}: is required when cloud is aws "
+                    "(or aws.roleArn, an existing IRSA role)"
                 )
     return problems
 
 
 def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
-    """Secret keys a stack needs that are set by CI (`pulumi config set --secret`), not committed.
+    """Secret keys a stack needs that its ESC environment delivers (never committed).
 
-    The offline preview supplies placeholders for them. Today: `alertingUrl` when the contact
-    point is Slack or PagerDuty.
+    Only the offline preview (stacks.render) supplies placeholders for them; the first-run test
+    reads the ESC definition instead. Today: `grafanaAuth` always, `alertingUrl` when the
+    contact point is Slack or PagerDuty.
     """
+    keys = [GRAFANA_AUTH_KEY]
     try:
         alerting = json.loads(raw.get("alerting", "{}"))
     except json.JSONDecodeError:
-        return []
+        return keys
     if isinstance(alerting, dict) and alerting.get("type") in {"slack", "pagerduty"}:
-        return [ALERTING_SECRET_KEY]
-    return []
+        keys.insert(0, ALERTING_SECRET_KEY)
+    return keys
 
 
 def load_config(project: str = APP_NAME) -> StackConfig:
-    """Read and validate the `flowchat:*` config of the running stack (unknown keys rejected)."""
-    from pulumi.runtime.config import CONFIG, get_config_env
+    """Read and validate the `flowchat:*` config of the running stack through `pulumi.Config`.
 
-    prefix = f"{project}:"
-    present = {k for k in (*get_config_env(), *CONFIG.get()) if k.startswith(prefix)}
-    keys = {*(f"{prefix}{k}" for k in (*_top_level_keys(), ALERTING_SECRET_KEY)), *present}
+    Every known key (and the secret keys of SECRET_CONFIG_KEYS) is read with the public API;
+    keys the CLI marks secret are never echoed in error messages.
+    """
+    cfg = pulumi.Config(project)
     raw: dict[str, str] = {}
     secret: set[str] = set()
-    for full in sorted(keys):
-        value = pulumi.runtime.get_config(full)
+    for key in dict.fromkeys((*_top_level_keys(), *SECRET_CONFIG_KEYS)):
+        value = cfg.get(key)
         if value is None:
             continue
-        key = full.removeprefix(prefix)
         raw[key] = value
-        if pulumi.runtime.is_config_secret(full):
+        if key in SECRET_CONFIG_KEYS or pulumi.runtime.is_config_secret(f"{project}:{key}"):
             secret.add(key)
     return parse_config(pulumi.get_stack(), raw, frozenset(secret))

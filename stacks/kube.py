@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from app.contracts import APP_NAME
 from stacks.config import StackConfig
 
-Component = Literal["api", "worker", "redis", "chroma", "secrets"]
+Component = Literal["api", "worker", "ingest-worker", "redis", "chroma", "secrets"]
 
 
 def selector_labels(stack: str, component: Component) -> dict[str, str]:
@@ -32,23 +32,31 @@ def metadata(
     return {"name": name, "namespace": namespace, "labels": labels(stack, component), **extra}
 
 
-class KubeNamespace(pulumi.ComponentResource):
-    """The Kubernetes provider (from `flowchat:kubeconfig` when set) and the stack's namespace."""
+# Pod Security Admission: the namespace enforces the `restricted` profile.
+POD_SECURITY_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
+}
 
-    provider: k8s.Provider | None
+
+class KubeNamespace(pulumi.ComponentResource):
+    """The stack's namespace, created through the explicit Kubernetes provider.
+
+    `provider` is the program's explicit `k8s.Provider` (stacks.providers); every namespaced
+    resource of the other components uses it through `opts_for`.
+    """
+
+    provider: k8s.Provider
     namespace: k8s.core.v1.Namespace
 
     def __init__(
-        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        config: StackConfig,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("flowchat:stacks:KubeNamespace", name, None, opts)
-        self.provider = None
-        if config.kubeconfig is not None:
-            self.provider = k8s.Provider(
-                f"{name}-k8s",
-                kubeconfig=pulumi.Output.secret(config.kubeconfig.get_secret_value()),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        self.provider = provider
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
@@ -56,6 +64,7 @@ class KubeNamespace(pulumi.ComponentResource):
                 "labels": {
                     "app.kubernetes.io/name": APP_NAME,
                     "app.kubernetes.io/instance": config.stack,
+                    **POD_SECURITY_LABELS,
                 },
             },
             opts=self.child_opts(),

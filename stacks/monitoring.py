@@ -1,19 +1,18 @@
 """Grafana alerting, the service dashboard and the blackbox health probe of one stack.
 
 `Monitoring` builds, as children: a Grafana folder; a contact point (email | slack | pagerduty,
-from `flowchat:alerting`); the notification policy routing every alert labelled
-``service=flowchat`` and ``stack=<stack>`` to it; one Grafana-managed rule group per alert group of
-`stacks.alerts` (PromQL query -> reduce(last) -> threshold, `for`, labels incl. ``stack``, runbook
-annotations); the service dashboard (panel queries from the same module, reusing the alerts'
-queries); and the Prometheus Operator `Probe` that polls ``/api/health/ping`` through the blackbox
-exporter every `healthProbeIntervalSeconds`.
+from `flowchat:alerting`); one Grafana-managed rule group per alert group of `stacks.alerts`
+(PromQL query -> reduce(last) -> threshold, `for`, labels incl. ``stack``, runbook annotations),
+each rule routed to the stack's contact point by its own notification settings; the service
+dashboard (panel queries from the same module, reusing the alerts' queries); and the Prometheus
+Operator `Probe` that polls ``/api/health/ping`` through the blackbox exporter every
+`healthProbeIntervalSeconds`.
 
-One Grafana org per stack: Grafana has a single notification policy tree per org, and
-`grafana.alerting.NotificationPolicy` replaces that whole tree. Two stacks pointed at the same
-org would overwrite each other's policy on every `pulumi up` (the last one wins and the other
-stack's alerts fall through to the org's default contact point). Give each stack its own org
-(the Grafana provider's `orgId`, or a token scoped to that org); the ``stack`` matcher keeps the
-route from claiming another stack's alerts should they ever share rules.
+Routing is per rule (Grafana's simplified routing: `notification_settings.contact_point` on
+each rule), never an org-wide `NotificationPolicy`: that resource replaces the org's whole
+policy tree, taking over other teams' routing, and two stacks in one org would overwrite each
+other on every deploy. Per-rule routing touches nothing outside this stack's rules, so staging
+and prod can share an org.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import pulumiverse_grafana as grafana
 
 from app import contracts
 from stacks.alerts import (
-    SERVICE_LABEL,
     AlertRule,
     Thresholds,
     alert_rules,
@@ -36,12 +34,13 @@ from stacks.alerts import (
     group_name,
 )
 
-PROBER_URL = "blackbox-exporter.monitoring.svc:9115"
+PROBER_URL = "blackbox-exporter.monitoring.svc:9115"  # default of flowchat:addons.proberUrl
 PROBE_MODULE = "http_2xx"
 EXPR_DATASOURCE = "__expr__"  # Grafana's server-side expressions (reduce, threshold)
 GROUP_INTERVAL_SECONDS = {"monitoring": 15, "troubleshooting": 60}
 _EVALUATOR = {">": "gt", "<": "lt"}
-STACK_LABEL = "stack"  # every rule carries stack=<stack>; the notification policy matches it
+STACK_LABEL = "stack"  # every rule carries stack=<stack>
+GROUP_BY = ["alertname", "severity"]  # per-rule notification grouping
 
 
 @dataclass
@@ -55,6 +54,8 @@ class MonitoringArgs:
     dashboard_uid: str
     prometheus_datasource_uid: str = "prometheus"
     prober_url: str = PROBER_URL
+    # labels the cluster's Prometheus selects Probes by (flowchat:addons.monitorLabels)
+    monitor_labels: dict[str, str] | None = None
 
 
 def _secret_text(value: Any) -> Any:
@@ -117,9 +118,16 @@ def rule_data(rule: AlertRule, datasource_uid: str) -> list[dict[str, Any]]:
     ]
 
 
-def grafana_rule(rule: AlertRule, *, stack: str, datasource_uid: str) -> dict[str, Any]:
-    """One `alerting.RuleGroup` rule (snake_case arg names) for `rule`."""
+def grafana_rule(
+    rule: AlertRule, *, stack: str, datasource_uid: str, contact_point: Any = None
+) -> dict[str, Any]:
+    """One `alerting.RuleGroup` rule (snake_case arg names) for `rule`, routed per rule to
+    `contact_point` (a name or Output; None: no routing, for tests of the rule text)."""
+    routed: dict[str, Any] = {}
+    if contact_point is not None:
+        routed["notification_settings"] = {"contact_point": contact_point, "group_bies": GROUP_BY}
     return {
+        **routed,
         "name": rule.name,
         "condition": "C",
         "for_": rule.for_,
@@ -269,11 +277,10 @@ def probe_spec(args: MonitoringArgs) -> dict[str, Any]:
 
 
 class Monitoring(pulumi.ComponentResource):
-    """Folder, contact point, notification policy, rule groups, dashboard and health Probe."""
+    """Folder, contact point, per-rule-routed rule groups, dashboard and health Probe."""
 
     folder: grafana.oss.Folder
     contact_point: grafana.alerting.ContactPoint
-    notification_policy: grafana.alerting.NotificationPolicy
     rule_groups: dict[str, grafana.alerting.RuleGroup]
     dashboard: grafana.oss.Dashboard
     probe: k8s.apiextensions.CustomResource
@@ -292,23 +299,6 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         self.contact_point = self._contact_point(name, args, child)
-        self.notification_policy = grafana.alerting.NotificationPolicy(
-            f"{name}-notification-policy",
-            contact_point=self.contact_point.name,
-            group_bies=["alertname", "severity"],
-            policies=[
-                {
-                    "matchers": [
-                        {"label": SERVICE_LABEL, "match": "=", "value": contracts.APP_NAME},
-                        {"label": STACK_LABEL, "match": "=", "value": stack},
-                    ],
-                    "contact_point": self.contact_point.name,
-                    "group_bies": ["alertname", "severity"],
-                }
-            ],
-            opts=child,
-        )
-
         rules = alert_rules(
             args.thresholds, namespace=args.namespace, chroma_pvc=args.chroma_pvc_name
         )
@@ -321,10 +311,15 @@ class Monitoring(pulumi.ComponentResource):
                 folder_uid=self.folder.uid,
                 interval_seconds=GROUP_INTERVAL_SECONDS[group],
                 rules=[
-                    grafana_rule(r, stack=stack, datasource_uid=args.prometheus_datasource_uid)
+                    grafana_rule(
+                        r,
+                        stack=stack,
+                        datasource_uid=args.prometheus_datasource_uid,
+                        contact_point=self.contact_point.name,
+                    )
                     for r in members
                 ],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.notification_policy]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.contact_point]),
             )
 
         self.dashboard = grafana.oss.Dashboard(
@@ -347,6 +342,7 @@ class Monitoring(pulumi.ComponentResource):
                     "app.kubernetes.io/component": "monitoring",
                     "app.kubernetes.io/instance": stack,
                     "app.kubernetes.io/part-of": contracts.APP_NAME,
+                    **(args.monitor_labels or {}),
                 },
             },
             spec=probe_spec(args),

@@ -1,38 +1,49 @@
-"""Flow credentials and the admin token: secret-manager entries and their delivery to pods.
+"""Secret-manager entries, the identity that reads them, and their delivery to pods.
 
-Entries (one per key of `app.contracts.SECRET_KEYS`, named by `secret_entry_name`):
-- `cloud: azure`: Azure Key Vault secrets, in a vault the stack creates (`azure.createVault`,
-  default) or in an existing one (`azure.createVault: false`, `azure.vaultName`).
-- `cloud: aws`: AWS Secrets Manager secrets, each with a SecretVersion.
+Entries (one per key of `app.contracts.STACK_SECRET_KEYS`, named by `secret_entry_name`): the
+Flow credentials, ADMIN_TOKEN, API_KEYS and REDIS_PASSWORD.
 
-Values: the stack never sees real credentials. Each entry is created once with the value
-`app.contracts.SECRET_PLACEHOLDER` (marked secret) and `ignore_changes` on the value, so
-`ops.rotate_credentials` owns the value: after the first `pulumi up` run rotation to write the
-real credentials (with `ADMIN_TOKEN` set, or the admin routes stay disabled: the service refuses
-the placeholder as an admin token); later `pulumi up`s leave them alone. Nothing secret is in the
-stack files.
+Values never flow through Pulumi. The program creates no value at all, so no later change
+(tags, content type, a replacement) can write a placeholder over a real value:
+- `cloud: azure`: the program creates the vault (RBAC) and the grants; `ops.bootstrap secrets`
+  creates each entry with its first real value (data plane), `ops.rotate_credentials` writes
+  every later version.
+- `cloud: aws`: the program creates each Secrets Manager secret as metadata only (name, tags,
+  description; no SecretVersion), so the IAM policy can name exactly these ARNs;
+  `ops.bootstrap secrets` writes the first version, rotation the later ones.
+Until the values are written the ExternalSecret is not Ready and, because the Deployments wait
+for it (below), `pulumi up` fails with that reason instead of rolling pods that cannot start.
+docs/first-deployment.md writes them (after a targeted `pulumi up` of this component's cloud
+resources) before the first full deploy.
 
-Delivery: a SecretStore (`app.contracts.EXTERNAL_SECRETS_API`, provider azurekv or aws)
-authenticating through the `flowchat-external-secrets` service account (workload identity / IRSA
-when configured) and an ExternalSecret that maps every entry to a key of the Kubernetes Secret
-`EXTERNAL_SECRET`, refreshed hourly. Pods read those keys only through `valueFrom.secretKeyRef`.
+Identity (item 4 of issue 9). Azure: a user-assigned identity, a federated credential for the
+`flowchat-external-secrets` service account (the AKS OIDC issuer), the "Key Vault Secrets User"
+role on the vault, and "Key Vault Secrets Officer" for the rotation principal
+(`azure.rotationPrincipalId`). AWS: an IRSA role trusted by the EKS OIDC provider for that service
+account only, with GetSecretValue/DescribeSecret on exactly the stack's secret ARNs. Teams that
+manage IAM elsewhere pass `azure.workloadIdentityClientId` / `aws.roleArn` instead.
+
+Delivery: a SecretStore (`app.contracts.EXTERNAL_SECRETS_API`, provider azurekv or aws) that
+authenticates as that service account, and an ExternalSecret mapping every entry to a key of the
+Kubernetes Secret `EXTERNAL_SECRET`, refreshed hourly, carrying `pulumi.com/waitFor` on its Ready
+condition so every resource that depends on it (the Deployments) waits for the sync.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_aws import secretsmanager
-from pulumi_azure_native import keyvault
+from pulumi_aws import iam, secretsmanager
+from pulumi_azure_native import authorization, keyvault, managedidentity
 
 from app.contracts import (
     APP_NAME,
     EXTERNAL_SECRET,
     EXTERNAL_SECRETS_API,
-    SECRET_KEYS,
-    SECRET_PLACEHOLDER,
+    STACK_SECRET_KEYS,
     secret_entry_name,
 )
 from stacks.config import StackConfig
@@ -41,36 +52,52 @@ from stacks.kube import KubeNamespace, metadata
 SECRET_STORE = f"{APP_NAME}-secret-store"
 SERVICE_ACCOUNT = f"{APP_NAME}-external-secrets"
 REFRESH_INTERVAL = "1h"
+# The await annotation of pulumi-kubernetes: the ExternalSecret is created only once Ready=True.
+WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
+WAIT_FOR_READY = "condition=Ready"
+# Azure built-in roles (role definition GUIDs are fixed across tenants).
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+AZURE_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+AWS_TOKEN_AUDIENCE = "sts.amazonaws.com"
+SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+
+
+def service_account_subject(namespace: str) -> str:
+    """The token subject of External Secrets' service account (federated credential, IRSA)."""
+    return f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
 
 
 @dataclass(frozen=True)
 class SecretsArgs:
     config: StackConfig
     kube: KubeNamespace
+    cloud_provider: pulumi.ProviderResource | None = None
 
 
 class Secrets(pulumi.ComponentResource):
-    """Secret-manager entries for SECRET_KEYS plus SecretStore + ExternalSecret in the namespace."""
+    """Secret-manager entries + identity + grants, and SecretStore + ExternalSecret."""
 
     secret_name: str  # the Kubernetes Secret pods read (app.contracts.EXTERNAL_SECRET)
-    entries: dict[str, str]  # SECRET_KEYS -> entry name in Key Vault / Secrets Manager
+    entries: dict[str, str]  # STACK_SECRET_KEYS -> entry name in Key Vault / Secrets Manager
+    external_secret: k8s.apiextensions.CustomResource
 
     def __init__(
         self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("flowchat:stacks:Secrets", name, None, opts)
         config = args.config
+        self._cloud_opts = pulumi.ResourceOptions(parent=self, provider=args.cloud_provider)
         self.secret_name = EXTERNAL_SECRET
         self.entries = {
-            key: secret_entry_name(config.cloud, config.stack, key) for key in SECRET_KEYS
+            key: secret_entry_name(config.cloud, config.stack, key) for key in STACK_SECRET_KEYS
         }
         if config.cloud == "azure":
-            stored, provider = self._azure(name, config)
+            stored, provider, sa_annotations = self._azure(name, config)
         else:
-            stored, provider = self._aws(name, config)
+            stored, provider, sa_annotations = self._aws(name, config)
 
         kube = args.kube
-        sa_annotations = _service_account_annotations(config)
         account = k8s.core.v1.ServiceAccount(
             f"{name}-external-secrets-sa",
             metadata=metadata(
@@ -88,13 +115,19 @@ class Secrets(pulumi.ComponentResource):
             kind="SecretStore",
             metadata=metadata(SECRET_STORE, config.namespace, config.stack, "secrets"),
             spec={"provider": provider},
-            opts=kube.opts_for(self, account),
+            opts=kube.opts_for(self, account, *stored),
         )
         self.external_secret = k8s.apiextensions.CustomResource(
             f"{name}-external-secret",
             api_version=EXTERNAL_SECRETS_API,
             kind="ExternalSecret",
-            metadata=metadata(EXTERNAL_SECRET, config.namespace, config.stack, "secrets"),
+            metadata=metadata(
+                EXTERNAL_SECRET,
+                config.namespace,
+                config.stack,
+                "secrets",
+                annotations={WAIT_FOR_ANNOTATION: WAIT_FOR_READY},
+            ),
             spec={
                 "refreshInterval": REFRESH_INTERVAL,
                 "secretStoreRef": {"name": SECRET_STORE, "kind": "SecretStore"},
@@ -108,11 +141,16 @@ class Secrets(pulumi.ComponentResource):
         )
         self.register_outputs({"secretName": self.secret_name, "entries": self.entries})
 
-    def _azure(self, name: str, config: StackConfig) -> tuple[list[pulumi.Resource], dict]:
+    # --- Azure ---------------------------------------------------------------------------
+    def _azure(
+        self, name: str, config: StackConfig
+    ) -> tuple[list[pulumi.Resource], dict, dict[str, pulumi.Input[str]]]:
         azure = config.azure
         vault_name = config.vault_name
         created: list[pulumi.Resource] = []
-        vault_opts = pulumi.ResourceOptions(parent=self)
+        client = authorization.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=self._cloud_opts.provider)
+        )
         if azure.create_vault:
             vault = keyvault.Vault(
                 f"{name}-vault",
@@ -128,73 +166,153 @@ class Secrets(pulumi.ComponentResource):
                     enable_purge_protection=True,
                 ),
                 tags={"app": APP_NAME, "stack": config.stack},
-                opts=vault_opts,
+                opts=self._cloud_opts,
             )
             created.append(vault)
-            vault_opts = pulumi.ResourceOptions(parent=self, depends_on=[vault])
-        for key, entry in self.entries.items():
+            vault_id: pulumi.Input[str] = vault.id
+        else:
+            vault_id = client.subscription_id.apply(
+                lambda sub: (
+                    f"/subscriptions/{sub}/resourceGroups/{azure.resource_group}"
+                    f"/providers/Microsoft.KeyVault/vaults/{vault_name}"
+                )
+            )
+
+        def role(guid: str) -> pulumi.Output[str]:
+            return client.subscription_id.apply(
+                lambda sub: (
+                    f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+                )
+            )
+
+        client_id: pulumi.Input[str]
+        if azure.workload_identity_client_id:
+            client_id = azure.workload_identity_client_id
+        else:
+            identity = managedidentity.UserAssignedIdentity(
+                f"{name}-external-secrets-identity",
+                resource_name_=f"id-{APP_NAME}-{config.stack}-external-secrets",
+                resource_group_name=azure.resource_group,
+                location=azure.location,
+                tags={"app": APP_NAME, "stack": config.stack},
+                opts=self._cloud_opts,
+            )
+            federated = managedidentity.FederatedIdentityCredential(
+                f"{name}-external-secrets-federation",
+                federated_identity_credential_resource_name="external-secrets",
+                resource_name_=identity.name,
+                resource_group_name=azure.resource_group,
+                issuer=azure.oidc_issuer_url or "",
+                subject=service_account_subject(config.namespace),
+                audiences=[AZURE_TOKEN_AUDIENCE],
+                opts=self._cloud_opts,
+            )
+            reader = authorization.RoleAssignment(
+                f"{name}-external-secrets-reader",
+                principal_id=identity.principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=role(KEY_VAULT_SECRETS_USER),
+                scope=vault_id,
+                opts=self._cloud_opts,
+            )
+            created += [identity, federated, reader]
+            client_id = identity.client_id
+        if azure.rotation_principal_id:
             created.append(
-                keyvault.Secret(
-                    f"{name}-{entry}",
-                    secret_name=entry,
-                    vault_name=vault_name,
-                    resource_group_name=azure.resource_group,
-                    properties=keyvault.SecretPropertiesArgs(
-                        value=pulumi.Output.secret(SECRET_PLACEHOLDER),
-                        content_type=f"{key} (rotated by ops.rotate_credentials)",
-                    ),
-                    tags={"app": APP_NAME, "stack": config.stack},
-                    opts=pulumi.ResourceOptions.merge(
-                        vault_opts, pulumi.ResourceOptions(ignore_changes=["properties.value"])
-                    ),
+                authorization.RoleAssignment(
+                    f"{name}-rotation-writer",
+                    principal_id=azure.rotation_principal_id,
+                    principal_type="ServicePrincipal",
+                    role_definition_id=role(KEY_VAULT_SECRETS_OFFICER),
+                    scope=vault_id,
+                    opts=self._cloud_opts,
                 )
             )
         provider: dict[str, object] = {
             "azurekv": {
                 "tenantId": azure.tenant_id,
                 "vaultUrl": f"https://{vault_name}.vault.azure.net",
-                **(
-                    {"authType": "WorkloadIdentity", "serviceAccountRef": {"name": SERVICE_ACCOUNT}}
-                    if azure.workload_identity_client_id
-                    else {"authType": "ManagedIdentity"}
-                ),
+                "authType": "WorkloadIdentity",
+                "serviceAccountRef": {"name": SERVICE_ACCOUNT},
             }
         }
-        return created, provider
+        annotations: dict[str, pulumi.Input[str]] = {
+            "azure.workload.identity/client-id": client_id,
+            "azure.workload.identity/tenant-id": azure.tenant_id or "",
+        }
+        return created, provider, annotations
 
-    def _aws(self, name: str, config: StackConfig) -> tuple[list[pulumi.Resource], dict]:
+    # --- AWS -----------------------------------------------------------------------------
+    def _aws(
+        self, name: str, config: StackConfig
+    ) -> tuple[list[pulumi.Resource], dict, dict[str, pulumi.Input[str]]]:
         created: list[pulumi.Resource] = []
+        secrets: list[secretsmanager.Secret] = []
         for key, entry in self.entries.items():
-            logical = f"{name}-{key.lower().replace('_', '-')}"
             secret = secretsmanager.Secret(
-                logical,
+                f"{name}-{key.lower().replace('_', '-')}",
                 name=entry,
-                description=f"flowchat {config.stack}: {key} (rotated by ops.rotate_credentials)",
+                description=f"flowchat {config.stack}: {key} (written by ops.rotate_credentials)",
                 recovery_window_in_days=7,
-                region=config.aws.region,
                 tags={"app": APP_NAME, "stack": config.stack},
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self._cloud_opts,
             )
-            version = secretsmanager.SecretVersion(
-                f"{logical}-initial",
-                secret_id=secret.id,
-                secret_string=pulumi.Output.secret(SECRET_PLACEHOLDER),
-                region=config.aws.region,
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+            secrets.append(secret)
+        created += secrets
+        role_arn: pulumi.Input[str]
+        if config.aws.role_arn:
+            role_arn = config.aws.role_arn
+        else:
+            issuer = (config.aws.oidc_issuer or "").removeprefix("https://")
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Federated": config.aws.oidc_provider_arn or ""},
+                        "Action": "sts:AssumeRoleWithWebIdentity",
+                        "Condition": {
+                            "StringEquals": {
+                                f"{issuer}:sub": service_account_subject(config.namespace),
+                                f"{issuer}:aud": AWS_TOKEN_AUDIENCE,
+                            }
+                        },
+                    }
+                ],
+            }
+            role = iam.Role(
+                f"{name}-external-secrets-role",
+                name=f"{APP_NAME}-{config.stack}-external-secrets",
+                assume_role_policy=json.dumps(trust),
+                tags={"app": APP_NAME, "stack": config.stack},
+                opts=self._cloud_opts,
             )
-            created += [secret, version]
-        auth: dict[str, object] = (
-            {"auth": {"jwt": {"serviceAccountRef": {"name": SERVICE_ACCOUNT}}}}
-            if config.aws.role_arn
-            else {}
-        )
-        provider = {"aws": {"service": "SecretsManager", "region": config.aws.region, **auth}}
-        return created, provider
-
-
-def _service_account_annotations(config: StackConfig) -> dict[str, str]:
-    if config.cloud == "azure" and config.azure.workload_identity_client_id:
-        return {"azure.workload.identity/client-id": config.azure.workload_identity_client_id}
-    if config.cloud == "aws" and config.aws.role_arn:
-        return {"eks.amazonaws.com/role-arn": config.aws.role_arn}
-    return {}
+            policy = iam.RolePolicy(
+                f"{name}-external-secrets-read",
+                role=role.id,
+                policy=pulumi.Output.all(*(s.arn for s in secrets)).apply(
+                    lambda arns: json.dumps(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Action": list(SECRET_READ_ACTIONS),
+                                    "Resource": sorted(arns),
+                                }
+                            ],
+                        }
+                    )
+                ),
+                opts=self._cloud_opts,
+            )
+            created += [role, policy]
+            role_arn = role.arn
+        provider = {
+            "aws": {
+                "service": "SecretsManager",
+                "region": config.aws.region,
+                "auth": {"jwt": {"serviceAccountRef": {"name": SERVICE_ACCOUNT}}},
+            }
+        }
+        return created, provider, {"eks.amazonaws.com/role-arn": role_arn}

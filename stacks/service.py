@@ -27,16 +27,23 @@ import pulumi_kubernetes as k8s
 
 from app.contracts import (
     API_DEPLOYMENT,
+    API_KEYS_FILE_IN_POD,
+    API_KEYS_SECRET,
     APP_NAME,
     CHROMA_PVC,
     CHROMA_STATEFULSET,
     DEFAULT_PORT,
     EXTERNAL_SECRET,
+    INGEST_QUEUE_KEY,
+    INGEST_QUEUE_NAME,
+    INGEST_WORKER_DEPLOYMENT,
+    METRIC_RQ_JOBS,
     METRICS_PATH,
     PING_PATH,
     QUEUE_KEY,
     QUEUE_NAME,
     READY_PATH,
+    REDIS_PASSWORD_SECRET,
     RESTARTED_AT_ANNOTATION,
     SECRET_KEYS,
     WORKER_DEPLOYMENT,
@@ -55,11 +62,33 @@ CHROMA_PORT = 8000
 CHROMA_DATA_DIR = "/data"  # chromadb/chroma 1.x persist path
 DOCUMENTS_PVC = f"{APP_NAME}-documents"
 APP_UID = 10001  # the user of the flowchat image (Dockerfile)
-REDIS_UID = 999  # the redis image's user
-CHROMA_UID = 1000
-KEDA_NAMESPACE = "keda"  # the KEDA operator reads the queue length from Redis itself
+REDIS_UID = 10999  # > 10000 (no clash with host users); the redis image runs as any uid
+CHROMA_UID = 11000  # > 10000; chroma writes only /data (fsGroup) and /tmp
 API_PORT_NAME = "http"  # the API Service's port; the ServiceMonitor scrapes it by this name
 METRICS_SCRAPE_INTERVAL = "30s"
+# what the Ingress routes: the API, the OpenAI-compatible API, the page and its assets
+INGRESS_PATHS = (("/api", "Prefix"), ("/v1", "Prefix"), ("/", "Exact"), ("/static", "Prefix"))
+REDIS_MAXMEMORY_RATIO = 0.75  # of the container memory limit; the rest is AOF rewrite headroom
+TMP_MOUNT = "/tmp"  # an emptyDir: every root filesystem is read-only
+API_KEYS_VOLUME = "api-keys"
+KEDA_REDIS_AUTH = f"{APP_NAME}-redis-auth"  # TriggerAuthentication with the Redis password
+DNS_PORT = 53
+HTTPS_PORT = 443
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (512Mi, 1G, 1500000) in bytes."""
+    for suffix, factor in (*_BINARY.items(), *_DECIMAL.items()):
+        if quantity.endswith(suffix):
+            return int(float(quantity.removesuffix(suffix)) * factor)
+    return int(float(quantity))
+
+
+def redis_maxmemory(memory_limit: str) -> int:
+    """Redis `maxmemory` for a container limit: REDIS_MAXMEMORY_RATIO of it, in bytes."""
+    return int(quantity_bytes(memory_limit) * REDIS_MAXMEMORY_RATIO)
 
 
 @dataclass(frozen=True)
@@ -75,7 +104,13 @@ def _container_security() -> dict[str, object]:
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, object]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def _pod_security(uid: int) -> dict[str, object]:
@@ -114,6 +149,8 @@ class Service(pulumi.ComponentResource):
         self.api_service_url = f"http://{API_DEPLOYMENT}.{ns}.svc.cluster.local:{DEFAULT_PORT}"
         self.chroma_pvc_name = CHROMA_PVC
 
+        self._secret_name = args.secret_name
+        self._waits = args.depends_on  # the ExternalSecret: pods start once it is synced
         self._redis()
         self._chroma()
         documents = k8s.core.v1.PersistentVolumeClaim(
@@ -127,6 +164,9 @@ class Service(pulumi.ComponentResource):
         env = self._app_env(args.secret_name)
         self._api(env, documents, args.depends_on)
         self._worker(env, documents, args.depends_on)
+        self._ingest_worker(env, documents, args.depends_on)
+        self._keda_auth()
+        self._disruption_budgets()
         self._network_policies()
         self.register_outputs(
             {
@@ -165,6 +205,10 @@ class Service(pulumi.ComponentResource):
         size: str,
     ) -> None:
         config = self._config
+        container["volumeMounts"] = [
+            *container.get("volumeMounts", []),  # type: ignore[misc]
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+        ]
         k8s.apps.v1.StatefulSet(
             f"{self._name}-{component}",
             metadata=self._meta(name, component),
@@ -178,6 +222,7 @@ class Service(pulumi.ComponentResource):
                         "automountServiceAccountToken": False,
                         "securityContext": _pod_security(uid),
                         "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
                     },
                 },
                 "volumeClaimTemplates": [
@@ -187,7 +232,7 @@ class Service(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=self._opts(),
+            opts=self._opts(*self._waits),
         )
 
     # --- Redis and Chroma ---------------------------------------------------
@@ -200,7 +245,18 @@ class Service(pulumi.ComponentResource):
             {
                 "name": "redis",
                 "image": redis.image,
-                "args": ["--appendonly", "yes", "--dir", "/data"],
+                # $(REDIS_PASSWORD) is expanded by the kubelet from the env below
+                "args": [
+                    *("--requirepass", "$(REDIS_PASSWORD)"),
+                    *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data"),
+                    *("--maxmemory", str(redis_maxmemory(redis.resources.memory_limit))),
+                    *("--maxmemory-policy", "noeviction"),  # never drop a queued job
+                ],
+                "env": [
+                    _secret_env("REDIS_PASSWORD", self._secret_name, REDIS_PASSWORD_SECRET),
+                    # redis-cli (the readiness probe) authenticates with it
+                    _secret_env("REDISCLI_AUTH", self._secret_name, REDIS_PASSWORD_SECRET),
+                ],
                 "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                 "readinessProbe": {
@@ -260,11 +316,10 @@ class Service(pulumi.ComponentResource):
             "DOCUMENTS_PATH": DOCUMENTS_MOUNT,
             "MAX_QUEUE_DEPTH": str(config.api.max_queue_depth),
         }
+        plain.update(config.env)  # validated against app.settings.Settings (stacks.config)
         env: list[dict[str, object]] = [{"name": k, "value": v} for k, v in plain.items()]
-        env += [
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
-            for key in SECRET_KEYS
-        ]
+        env += [_secret_env(key, secret_name, key) for key in SECRET_KEYS]
+        env.append(_secret_env("REDIS_PASSWORD", secret_name, REDIS_PASSWORD_SECRET))
         return env
 
     def _pod_template(
@@ -273,23 +328,36 @@ class Service(pulumi.ComponentResource):
         container: dict[str, object],
         documents: k8s.core.v1.PersistentVolumeClaim,
         annotations: dict[str, str],
+        extra_volumes: tuple[tuple[dict[str, object], dict[str, object]], ...] = (),
+        grace_seconds: int | None = None,
     ) -> dict[str, object]:
+        """Pod template of the app image: documents volume, /tmp emptyDir, read-only root;
+        `extra_volumes` are (volume, mount) pairs."""
         config = self._config
-        container["volumeMounts"] = [{"name": "documents", "mountPath": DOCUMENTS_MOUNT}]
+        container["volumeMounts"] = [
+            {"name": "documents", "mountPath": DOCUMENTS_MOUNT},
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+            *(mount for _, mount in extra_volumes),
+        ]
         container["securityContext"] = {**_container_security(), "runAsUser": APP_UID}
+        spec: dict[str, object] = {
+            "automountServiceAccountToken": False,
+            "securityContext": _pod_security(APP_UID),
+            "containers": [container],
+            "volumes": [
+                {"name": "documents", "persistentVolumeClaim": {"claimName": DOCUMENTS_PVC}},
+                {"name": "tmp", "emptyDir": {}},
+                *(volume for volume, _ in extra_volumes),
+            ],
+        }
+        if grace_seconds is not None:
+            spec["terminationGracePeriodSeconds"] = grace_seconds
         return {
             "metadata": {
                 "labels": labels(config.stack, component),
                 "annotations": {ROTATION_ANNOTATION: config.credentials_version, **annotations},
             },
-            "spec": {
-                "automountServiceAccountToken": False,
-                "securityContext": _pod_security(APP_UID),
-                "containers": [container],
-                "volumes": [
-                    {"name": "documents", "persistentVolumeClaim": {"claimName": DOCUMENTS_PVC}}
-                ],
-            },
+            "spec": spec,
         }
 
     def _api(
@@ -305,7 +373,9 @@ class Service(pulumi.ComponentResource):
             "image": config.image.ref,
             "imagePullPolicy": "IfNotPresent",
             "ports": [{"name": "http", "containerPort": DEFAULT_PORT}],
-            "env": env,
+            # the API re-reads the key file at request time; a Secret volume (no subPath) is
+            # updated in place when External Secrets syncs, so revoking a key needs no restart
+            "env": [*env, {"name": "API_KEYS_FILE", "value": API_KEYS_FILE_IN_POD}],
             "livenessProbe": {
                 "httpGet": {"path": PING_PATH, "port": "http"},
                 "periodSeconds": int(thresholds.health_probe_interval_seconds),
@@ -336,7 +406,9 @@ class Service(pulumi.ComponentResource):
             spec={
                 "replicas": config.api.replicas,
                 "selector": {"matchLabels": selector_labels(config.stack, "api")},
-                "template": self._pod_template("api", container, documents, scrape),
+                "template": self._pod_template(
+                    "api", container, documents, scrape, extra_volumes=(self._api_keys_volume(),)
+                ),
             },
             opts=pulumi.ResourceOptions.merge(
                 self._opts(documents, *depends_on),
@@ -365,6 +437,18 @@ class Service(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
+    def _api_keys_volume(self) -> tuple[dict[str, object], dict[str, object]]:
+        directory, _, filename = API_KEYS_FILE_IN_POD.rpartition("/")
+        volume = {
+            "name": API_KEYS_VOLUME,
+            "secret": {
+                "secretName": self._secret_name,
+                "items": [{"key": API_KEYS_SECRET, "path": filename}],
+                "defaultMode": 0o440,
+            },
+        }
+        return volume, {"name": API_KEYS_VOLUME, "mountPath": directory, "readOnly": True}
+
     def _service_monitor(self, api_service: k8s.core.v1.Service) -> None:
         """Prometheus Operator scrapes /metrics of the API Service (the pod annotations above
         serve annotation-based Prometheus setups; the Operator ignores them)."""
@@ -373,7 +457,13 @@ class Service(pulumi.ComponentResource):
             f"{self._name}-api-metrics",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
-            metadata=self._meta(API_DEPLOYMENT, "api"),
+            metadata={
+                **self._meta(API_DEPLOYMENT, "api"),
+                "labels": {
+                    **labels(config.stack, "api"),
+                    **config.addons.monitor_labels,  # what the cluster's Prometheus selects
+                },
+            },
             spec={
                 "selector": {"matchLabels": selector_labels(config.stack, "api")},
                 "namespaceSelector": {"matchNames": [config.namespace]},
@@ -400,10 +490,11 @@ class Service(pulumi.ComponentResource):
                 {
                     "host": config.hostname,
                     "http": {
+                        # never /metrics, /docs, /openapi.json: Prometheus scrapes the Service
                         "paths": [
                             {
-                                "path": "/",
-                                "pathType": "Prefix",
+                                "path": path,
+                                "pathType": kind,
                                 "backend": {
                                     "service": {
                                         "name": API_DEPLOYMENT,
@@ -411,6 +502,7 @@ class Service(pulumi.ComponentResource):
                                     }
                                 },
                             }
+                            for path, kind in INGRESS_PATHS
                         ]
                     },
                 }
@@ -426,6 +518,26 @@ class Service(pulumi.ComponentResource):
             opts=self._opts(),
         )
 
+    def _worker_probes(self, queue: str) -> dict[str, object]:
+        """Liveness/readiness from the alive keys this pod's workers beat (app.worker_probe)."""
+        command = ["python", "-m", "app.worker_probe", "--queue", queue]
+        return {
+            "readinessProbe": {
+                "exec": {"command": command},
+                "initialDelaySeconds": 20,
+                "periodSeconds": 15,
+                "timeoutSeconds": 5,
+                "failureThreshold": 2,
+            },
+            "livenessProbe": {
+                "exec": {"command": command},
+                "initialDelaySeconds": 60,  # the model loads before the first beat
+                "periodSeconds": 30,
+                "timeoutSeconds": 5,
+                "failureThreshold": 4,
+            },
+        }
+
     def _worker(
         self,
         env: list[dict[str, object]],
@@ -438,9 +550,10 @@ class Service(pulumi.ComponentResource):
             "name": "worker",
             "image": config.image.ref,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["python", "-m", "app.worker"],
+            "command": ["python", "-m", "app.worker"],  # the chat queue only
             "env": env,
             "resources": worker.resources.manifest(),
+            **self._worker_probes(QUEUE_NAME),
         }
         # No `replicas`: KEDA's ScaledObject owns the worker count (min..max below).
         deployment = k8s.apps.v1.Deployment(
@@ -455,70 +568,238 @@ class Service(pulumi.ComponentResource):
                 pulumi.ResourceOptions(ignore_changes=IGNORE_RESTARTS),
             ),
         )
+        self._scaled_object(
+            WORKER_DEPLOYMENT,
+            "worker",
+            deployment,
+            worker.min_replicas,
+            worker.max_replicas,
+            [self._redis_trigger(QUEUE_KEY, worker.queue_length_per_replica)],
+        )
+
+    def _ingest_worker(
+        self,
+        env: list[dict[str, object]],
+        documents: k8s.core.v1.PersistentVolumeClaim,
+        depends_on: tuple[pulumi.Resource, ...],
+    ) -> None:
+        """Ingestion workers on their own queue; KEDA counts waiting and running ingest jobs
+        (Prometheus: rq_jobs queued + started) so it never scales in under a running job, and
+        the grace period lets a job finish after SIGTERM."""
+        config = self._config
+        ingest = config.ingest_worker
+        container = {
+            "name": "ingest-worker",
+            "image": config.image.ref,
+            "imagePullPolicy": "IfNotPresent",
+            "command": [
+                *("python", "-m", "app.ingest.worker"),
+                *("--workers", str(ingest.workers_per_pod)),
+            ],
+            "env": env,
+            "resources": ingest.resources.manifest(),
+            **self._worker_probes(INGEST_QUEUE_NAME),
+        }
+        deployment = k8s.apps.v1.Deployment(
+            f"{self._name}-ingest-worker",
+            metadata=self._meta(INGEST_WORKER_DEPLOYMENT, "ingest-worker"),
+            spec={
+                "selector": {"matchLabels": selector_labels(config.stack, "ingest-worker")},
+                "template": self._pod_template(
+                    "ingest-worker",
+                    container,
+                    documents,
+                    {},
+                    grace_seconds=ingest.termination_grace_seconds,
+                ),
+            },
+            opts=pulumi.ResourceOptions.merge(
+                self._opts(documents, *depends_on),
+                pulumi.ResourceOptions(ignore_changes=IGNORE_RESTARTS),
+            ),
+        )
+        in_flight = f'sum({METRIC_RQ_JOBS}{{queue="{INGEST_QUEUE_NAME}",status=~"queued|started"}})'
+        self._scaled_object(
+            INGEST_WORKER_DEPLOYMENT,
+            "ingest-worker",
+            deployment,
+            ingest.min_replicas,
+            ingest.max_replicas,
+            [
+                self._redis_trigger(INGEST_QUEUE_KEY, ingest.jobs_per_replica),
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": config.addons.prometheus_url,
+                        "query": in_flight,
+                        "threshold": str(ingest.jobs_per_replica),
+                    },
+                },
+            ],
+            # scale in only after the in-flight count has stayed low for the grace period
+            scale_down_window=min(ingest.termination_grace_seconds, 3600),
+        )
+
+    def _redis_trigger(self, list_key: str, per_replica: int) -> dict[str, object]:
+        config = self._config
+        return {
+            "type": "redis",
+            "metadata": {
+                "address": f"{REDIS_NAME}.{config.namespace}.svc.cluster.local:{REDIS_PORT}",
+                "listName": list_key,
+                "listLength": str(per_replica),
+                "databaseIndex": "0",
+            },
+            "authenticationRef": {"name": KEDA_REDIS_AUTH},
+        }
+
+    def _scaled_object(
+        self,
+        name: str,
+        component: Component,
+        deployment: k8s.apps.v1.Deployment,
+        min_replicas: int,
+        max_replicas: int,
+        triggers: list[dict[str, object]],
+        scale_down_window: int | None = None,
+    ) -> None:
+        spec: dict[str, object] = {
+            "scaleTargetRef": {"name": name},
+            "minReplicaCount": min_replicas,
+            "maxReplicaCount": max_replicas,
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "triggers": triggers,
+        }
+        if scale_down_window is not None:
+            spec["advanced"] = {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": scale_down_window}}
+                }
+            }
         k8s.apiextensions.CustomResource(
-            f"{self._name}-worker-scaler",
+            f"{self._name}-{component}-scaler",
             api_version="keda.sh/v1alpha1",
             kind="ScaledObject",
-            metadata=self._meta(WORKER_DEPLOYMENT, "worker"),
-            spec={
-                "scaleTargetRef": {"name": WORKER_DEPLOYMENT},
-                "minReplicaCount": worker.min_replicas,
-                "maxReplicaCount": worker.max_replicas,
-                "pollingInterval": 15,
-                "cooldownPeriod": 300,
-                "triggers": [
-                    {
-                        "type": "redis",
-                        "metadata": {
-                            "address": f"{REDIS_NAME}.{config.namespace}.svc.cluster.local:"
-                            f"{REDIS_PORT}",
-                            "listName": QUEUE_KEY,
-                            "listLength": str(worker.queue_length_per_replica),
-                            "databaseIndex": "0",
-                        },
-                    }
-                ],
-            },
+            metadata=self._meta(name, component),
+            spec=spec,
             opts=self._opts(deployment),
         )
 
+    def _keda_auth(self) -> None:
+        """KEDA reads the queue lengths with the Redis password from the synced Secret."""
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-keda-redis-auth",
+            api_version="keda.sh/v1alpha1",
+            kind="TriggerAuthentication",
+            metadata=self._meta(KEDA_REDIS_AUTH, "redis"),
+            spec={
+                "secretTargetRef": [
+                    {
+                        "parameter": "password",
+                        "name": self._secret_name,
+                        "key": REDIS_PASSWORD_SECRET,
+                    }
+                ]
+            },
+            opts=self._opts(*self._waits),
+        )
+
+    def _disruption_budgets(self) -> None:
+        """Voluntary evictions (node drains) take one worker at a time; Redis and Chroma are
+        single replicas whose eviction is an outage: minAvailable 1 makes a drain wait for an
+        operator (docs/runbook.md), never take the queue or the vector store down unplanned."""
+        stack = self._config.stack
+        budgets: list[tuple[str, Component, dict[str, int]]] = [
+            (WORKER_DEPLOYMENT, "worker", {"maxUnavailable": 1}),
+            (INGEST_WORKER_DEPLOYMENT, "ingest-worker", {"maxUnavailable": 1}),
+            (REDIS_NAME, "redis", {"minAvailable": 1}),
+            (CHROMA_NAME, "chroma", {"minAvailable": 1}),
+        ]
+        for name, component, rule in budgets:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{self._name}-{component}-pdb",
+                metadata=self._meta(name, component),
+                spec={**rule, "selector": {"matchLabels": selector_labels(stack, component)}},
+                opts=self._opts(),
+            )
+
     # --- network policies ---------------------------------------------------
     def _network_policies(self) -> None:
-        stack = self._config.stack
-        clients = {
-            "podSelector": {
-                "matchExpressions": [
+        """Ingress and egress for every workload, admitting only the named peers."""
+        config = self._config
+        stack = config.stack
+        addons = config.addons
+
+        def pods(*components: Component) -> dict[str, object]:
+            return {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": APP_NAME,
+                        "app.kubernetes.io/instance": stack,
+                    },
+                    "matchExpressions": [
+                        {
+                            "key": "app.kubernetes.io/component",
+                            "operator": "In",
+                            "values": list(components),
+                        }
+                    ],
+                }
+            }
+
+        def namespace(name: str) -> dict[str, object]:
+            return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+        def tcp(port: int) -> list[dict[str, object]]:
+            return [{"protocol": "TCP", "port": port}]
+
+        dns = {
+            "to": [namespace("kube-system")],
+            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+        }
+        to_redis = {"to": [pods("redis")], "ports": tcp(REDIS_PORT)}
+        to_chroma = {"to": [pods("chroma")], "ports": tcp(CHROMA_PORT)}
+        to_flow = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": tcp(HTTPS_PORT)}
+        workers = ("api", "worker", "ingest-worker")
+        rules: list[tuple[str, Component, list[dict[str, object]], list[dict[str, object]]]] = [
+            (
+                API_DEPLOYMENT,
+                "api",
+                [
+                    {"from": [namespace(addons.ingress_namespace)], "ports": tcp(DEFAULT_PORT)},
+                    # Prometheus scrapes /metrics and the blackbox exporter probes the ping
+                    {"from": [namespace(addons.monitoring_namespace)], "ports": tcp(DEFAULT_PORT)},
+                ],
+                [dns, to_redis, to_chroma, to_flow],
+            ),
+            (WORKER_DEPLOYMENT, "worker", [], [dns, to_redis, to_chroma, to_flow]),
+            (INGEST_WORKER_DEPLOYMENT, "ingest-worker", [], [dns, to_redis, to_chroma]),
+            (
+                REDIS_NAME,
+                "redis",
+                [
                     {
-                        "key": "app.kubernetes.io/component",
-                        "operator": "In",
-                        "values": ["api", "worker"],
+                        "from": [pods(*workers), namespace(addons.keda_namespace)],
+                        "ports": tcp(REDIS_PORT),
                     }
                 ],
-                "matchLabels": {"app.kubernetes.io/name": APP_NAME},
-            }
-        }
-        keda = {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": KEDA_NAMESPACE}}
-        }
-        rules: list[tuple[str, Component, int, list[dict[str, object]]]] = [
-            (REDIS_NAME, "redis", REDIS_PORT, [clients, keda]),
-            (CHROMA_NAME, "chroma", CHROMA_PORT, [clients]),
-            (API_DEPLOYMENT, "api", DEFAULT_PORT, []),  # open on its port (ingress, probes)
+                [],
+            ),
+            (CHROMA_NAME, "chroma", [{"from": [pods(*workers)], "ports": tcp(CHROMA_PORT)}], []),
         ]
-        for name, component, port, sources in rules:
-            rule: dict[str, object] = {"ports": [{"protocol": "TCP", "port": port}]}
-            if sources:
-                rule["from"] = sources
+        for name, component, ingress, egress in rules:
             k8s.networking.v1.NetworkPolicy(
                 f"{self._name}-{component}-netpol",
                 metadata=self._meta(name, component),
                 spec={
                     "podSelector": {"matchLabels": selector_labels(stack, component)},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [rule],
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": ingress,
+                    "egress": egress,
                 },
                 opts=self._opts(),
             )
 
 
-__all__ = ["ROTATION_ANNOTATION", "Resources", "Service", "ServiceArgs"]
+__all__ = ["ROTATION_ANNOTATION", "Resources", "Service", "ServiceArgs", "quantity_bytes"]

@@ -113,7 +113,15 @@ class EmulatorControl:
         return httpx.get(f"{self.url}/_emulator/stats", timeout=5).json()
 
     def reset(self) -> None:
-        self.configure(error_rate=0.0, rate_limit_rate=0.0, latency_ms=0, fail_next=0)
+        self.configure(
+            error_rate=0.0,
+            rate_limit_rate=0.0,
+            latency_ms=0,
+            fail_next=0,
+            token_latency_ms=0,
+            stream_fail_after=0,
+            streaming=True,
+        )
 
 
 @dataclass
@@ -158,7 +166,11 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
         root=root,
         ports=Ports.free(),
         workers=2,
-        env_overrides={"FLOW_MAX_RETRIES": "2", "MAINTENANCE_AFTER_FAILURES": "2"},
+        env_overrides={
+            "FLOW_MAX_RETRIES": "2",
+            "MAINTENANCE_AFTER_FAILURES": "2",
+            "INGEST_RETRY_INTERVALS": "1,1",  # 3 attempts, 1 s apart (tests kill and restart)
+        },
     )
     stack.start()
     try:

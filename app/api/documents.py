@@ -1,7 +1,8 @@
 """Document routes (admin token): upload, list, delete, rebuild the vector store, its progress.
 
 See docs/api.md, "Documents". Uploads are stored by ``app.documents.store`` and ingested by the
-``app.ingest.jobs`` jobs on the ``flow_tasks`` queue; deletes are synchronous.
+``app.ingest.jobs`` jobs on the ingestion queue (``flow_ingest``, never the chat queue), which
+has its own depth limit (``MAX_INGEST_QUEUE_DEPTH``); deletes are synchronous.
 """
 
 from __future__ import annotations
@@ -14,22 +15,24 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep
+from app.api.dependencies import AdminDep, RedisDep, SettingsDep
 from app.contracts import DOCUMENTS_PATH, INGEST_PATH
-from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore, UploadRejected
-from app.ingest.jobs import (
-    INGEST_JOB,
-    INGEST_JOB_TIMEOUT,
-    REBUILD_JOB,
-    REBUILD_JOB_TIMEOUT,
-    REBUILD_LOCK_KEY,
+from app.documents.store import (
+    DocumentMeta,
+    DocumentStatus,
+    DocumentStore,
+    StorageFull,
+    UploadRejected,
 )
+from app.ingest.jobs import REBUILD_JOB
+from app.ingest.queueing import enqueue_ingest, ingest_depth, ingest_queue, ingest_retry
+from app.ingest.rebuild_lock import REBUILD_JOB_TIMEOUT, RebuildLock, rebuild_space_problem
 from app.job_errors import failure_reason
 from app.rag.vectorstore import VectorStore
 from app.settings import Settings
@@ -37,8 +40,8 @@ from app.settings import Settings
 router = APIRouter(prefix=DOCUMENTS_PATH, tags=["documents"], dependencies=[AdminDep])
 
 MAX_FILES_PER_REQUEST = 20
+INGEST_RETRY_AFTER_SECONDS = 60
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and part headers
-ACTIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
@@ -136,7 +139,13 @@ def get_vector_store(request: Request, settings: SettingsDep) -> VectorStore:
     return store
 
 
+def get_ingest_queue(request: Request) -> Queue:
+    """The ingestion queue (``flow_ingest``) on the app's Redis connection."""
+    return ingest_queue(request.app.state.redis)
+
+
 StoreDep = Annotated[DocumentStore, Depends(get_document_store)]
+IngestQueueDep = Annotated[Queue, Depends(get_ingest_queue)]
 VectorStoreDep = Annotated[VectorStore, Depends(get_vector_store)]
 
 
@@ -168,13 +177,32 @@ def _refusal(rejected: list[Rejected], codes: list[int], store: DocumentStore) -
     return JSONResponse(body, status_code=code)
 
 
-def _enqueue_ingest(queue: Queue, document_id: str) -> None:
-    queue.enqueue(
-        INGEST_JOB,
-        document_id,
-        job_timeout=INGEST_JOB_TIMEOUT,
-        retry=Retry(max=2),
-        description=f"ingest document {document_id}",
+def _check_ingest_depth(queue: Queue, settings: Settings) -> None:
+    """Refuse an upload while the ingestion queue is over its own limit (chats unaffected)."""
+    try:
+        depth = ingest_depth(queue)
+    except redis.RedisError:
+        raise HTTPException(
+            503, "the job queue (Redis) is unreachable; nothing was stored"
+        ) from None
+    if depth >= settings.MAX_INGEST_QUEUE_DEPTH:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"the ingestion queue is full ({depth} of {settings.MAX_INGEST_QUEUE_DEPTH} "
+            "documents waiting, MAX_INGEST_QUEUE_DEPTH); upload again once they are ingested",
+            headers={"Retry-After": str(INGEST_RETRY_AFTER_SECONDS)},
+        )
+
+
+def _storage_full(store: DocumentStore, created: list[str]) -> HTTPException:
+    """507 after a full disk: the files this request stored are removed again, so no document
+    stays ``queued`` without a job and no half-written file is left."""
+    for document_id in created:
+        store.delete(document_id)
+    return HTTPException(
+        status.HTTP_507_INSUFFICIENT_STORAGE,
+        "the documents volume is full (no space left on device); nothing from this upload "
+        "was stored. Free space or grow the volume, then upload again",
     )
 
 
@@ -183,10 +211,11 @@ def _enqueue_ingest(queue: Queue, document_id: str) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadResult,
     openapi_extra=UPLOAD_SCHEMA,
-    responses={413: {}, 415: {}, 422: {}, 503: {}},
+    responses={413: {}, 415: {}, 422: {}, 429: {}, 503: {}, 507: {}},
 )
-async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue: QueueDep):
+async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue: IngestQueueDep):
     _check_request_size(request, settings)
+    _check_ingest_depth(queue, settings)
     async with request.form(max_files=MAX_FILES_PER_REQUEST, max_fields=10) as form:
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         if not files:
@@ -194,6 +223,7 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue
         accepted: list[UploadedDocument] = []
         rejected: list[Rejected] = []
         codes: list[int] = []
+        created_here: list[str] = []
         for file in files:
             try:
                 meta, created = await run_in_threadpool(
@@ -203,6 +233,10 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue
                 rejected.append(Rejected(filename=exc.filename, reason=exc.reason))
                 codes.append(exc.status_code)
                 continue
+            except StorageFull:
+                raise _storage_full(store, created_here) from None
+            if created:
+                created_here.append(meta.id)
             accepted.append(UploadedDocument(**DocumentOut.of(meta).model_dump(),
                                              duplicate=not created))  # fmt: skip
     if not accepted:
@@ -210,7 +244,7 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep, queue
     try:
         for document in accepted:
             if document.status == DocumentStatus.queued:
-                _enqueue_ingest(queue, document.id)
+                await run_in_threadpool(enqueue_ingest, queue, settings, document.id)
     except redis.RedisError:
         raise HTTPException(
             503,
@@ -241,53 +275,42 @@ def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) 
 
 
 # --- rebuild --------------------------------------------------------------------------------
-def _running_rebuild(connection: redis.Redis) -> Job | None:
-    holder = connection.get(REBUILD_LOCK_KEY)
-    if holder is None:
-        return None
-    try:
-        job = Job.fetch(holder.decode(), connection=connection)
-    except NoSuchJobError:
-        job = None
-    if job is not None and job.get_status() in ACTIVE_JOB_STATES:
-        return job
-    # the holder finished, failed or vanished without releasing: free the lock (if unchanged)
-    with connection.pipeline() as pipe:
-        try:
-            pipe.watch(REBUILD_LOCK_KEY)
-            if pipe.get(REBUILD_LOCK_KEY) == holder:
-                pipe.multi()
-                pipe.delete(REBUILD_LOCK_KEY)
-                pipe.execute()
-        except redis.WatchError:
-            pass
-    return None
-
-
 def _accepted(job_id: str) -> JSONResponse:
     url = f"{INGEST_PATH}/{job_id}"
     body = IngestAccepted(job_id=job_id, status_url=url).model_dump()
     return JSONResponse(body, status_code=202, headers={"Location": url})
 
 
-@router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=IngestAccepted)
-def rebuild(connection: RedisDep, queue: QueueDep):
+@router.post(
+    "/ingest",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestAccepted,
+    responses={409: {}, 503: {}, 507: {}},
+)
+def rebuild(connection: RedisDep, queue: IngestQueueDep, settings: SettingsDep):
     """Re-ingest every document into a fresh collection (one rebuild at a time: a second
-    request while one runs returns the running job)."""
+    request while one runs returns the running job; refused with 507 when the new collection
+    would not fit next to the current one)."""
+    lock = RebuildLock(connection)
     try:
-        running = _running_rebuild(connection)
+        running = lock.running()
         if running is not None:
             return _accepted(running.id)
+        problem = rebuild_space_problem(settings.VECTOR_STORE_PATH)
+        if problem is not None:
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, problem)
         job_id = f"rebuild-{uuid.uuid4().hex}"
-        if not connection.set(REBUILD_LOCK_KEY, job_id, nx=True, ex=REBUILD_JOB_TIMEOUT):
-            running = _running_rebuild(connection)
+        if not lock.acquire(job_id):
+            running = lock.running()
             if running is not None:
                 return _accepted(running.id)
             raise HTTPException(409, "another rebuild is starting; try again in a moment")
+        retry = ingest_retry(settings)  # a restarted worker's rebuild resumes from its phase
         queue.enqueue(
             REBUILD_JOB,
             job_id=job_id,
             job_timeout=REBUILD_JOB_TIMEOUT,
+            retry=retry if retry.max else None,
             description="rebuild the vector store from every stored document",
         )
     except redis.RedisError:

@@ -17,10 +17,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from rq import Queue
 
-from app.api import chat, documents, health, metrics_route, openai_compat
+from app.api import chat, documents, health, metrics_route, openai_compat, passages
 from app.flow.client import FlowClient
 from app.metrics import FlowchatCollector
 from app.settings import Settings, get_settings
+from app.web import install as install_web
 
 log = logging.getLogger("flowchat.api")
 
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for module in (health, chat, documents, metrics_route, openai_compat):
         app.include_router(module.router)
+    app.include_router(passages.router)  # cited passages (API key) and original files (admin)
+    install_web(app)  # the chat page at / and its assets under /static
     return app
 
 

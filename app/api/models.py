@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.rag.prompt import Source
-from app.worker import Timings
+from app.chat.results import ChatResponse, JobState
 
-JobState = Literal["queued", "started", "finished", "failed"]
+__all__ = ["ChatAccepted", "ChatRequest", "ChatResponse", "Check", "Readiness", "StatusUpdate"]
 
 
 class ChatRequest(BaseModel):
@@ -17,21 +16,19 @@ class ChatRequest(BaseModel):
 
     message: str = Field(min_length=1, description="the question")
     top_k: int | None = Field(default=None, ge=1, le=50)
+    conversation_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="continue this conversation (omit to start one; the answer returns its id)",
+    )
 
 
 class ChatAccepted(BaseModel):
     id: str
     status: JobState = "queued"
     status_url: str
-
-
-class ChatResponse(BaseModel):
-    id: str
-    status: JobState
-    answer: str | None = None
-    error: str | None = None
-    sources: list[Source] = []
-    timings: Timings | None = None
+    stream_url: str
+    conversation_id: str
 
 
 class Check(BaseModel):

@@ -15,6 +15,7 @@ Uploading the same bytes twice gives the same id and one stored copy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import mimetypes
 import os
@@ -70,6 +71,13 @@ class DocumentMeta(BaseModel):
     @property
     def stored_name(self) -> str:
         return f"{self.sha256}{self.extension}"
+
+
+class StorageFull(Exception):
+    """The documents volume has no space left: nothing of the file was kept."""
+
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UploadRejected(Exception):
@@ -199,6 +207,14 @@ class DocumentStore:
         already: the existing metadata comes back unchanged (a failed one is queued again).
         """
         display, extension = self.check_name(filename)
+        try:
+            return self._save(source, display, extension)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise StorageFull(f"no space left on the documents volume ({display})") from exc
+            raise
+
+    def _save(self, source: BinaryIO, display: str, extension: str) -> tuple[DocumentMeta, bool]:
         digest = hashlib.sha256()
         size = 0
         fd, tmp = self._tmp(extension)
@@ -230,9 +246,17 @@ class DocumentStore:
             existing = self.get(meta.id)
             if existing is not None and self.file_path(existing).exists():
                 return self._requeue_failed(existing), False
-            os.replace(tmp, self.file_path(meta))
+            target = self.file_path(meta)
+            had_file = target.exists()
+            os.replace(tmp, target)
             _fsync_dir(self.files_dir)
-            if self._write_meta(meta, create=existing is None):
+            try:
+                written = self._write_meta(meta, create=existing is None)
+            except OSError:  # no record: do not keep a file nothing refers to
+                if not had_file and existing is None:
+                    target.unlink(missing_ok=True)
+                raise
+            if written:
                 return meta, True
             current = self.get(meta.id)
             return (current or meta), False
@@ -282,6 +306,14 @@ class DocumentStore:
             return DocumentMeta.model_validate_json(raw)
         except ValidationError:
             return None
+
+    def meta_mtime(self, document_id: str) -> float:
+        """When a document's record last changed (its status included); FileNotFoundError if
+        it is gone. The ingestion reconciler leaves recently changed records alone."""
+        try:
+            return self._meta_path(document_id).stat().st_mtime
+        except KeyError:
+            raise FileNotFoundError(document_id) from None
 
     def _ids(self) -> Iterator[str]:
         for path in self.meta_dir.glob("*.json"):

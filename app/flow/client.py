@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -29,15 +31,20 @@ from app.flow.errors import (
     FlowBadResponseError,
     FlowError,
     FlowRateLimitedError,
+    FlowStreamError,
     FlowTimeoutError,
     FlowUnavailableError,
 )
 from app.flow.models import (
     ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
+    Choice,
+    ResponseMessage,
     TokenRequest,
     TokenResponse,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +62,7 @@ _REDACTED = "***"
 _NUMBER_WORDS = ("zero", "once", "twice", "three", "four", "five", "six", "seven", "eight", "nine")
 
 OnRequest = Callable[[str, float], None]
+OnDelta = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,129 @@ class FlowClient:
                 continue
             return self._parse_completion(response, renewed)
 
+    def chat_stream(
+        self,
+        messages: Sequence[dict[str, str]] | Sequence[ChatMessage],
+        on_delta: OnDelta,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatCompletion:
+        """A chat completion streamed from Flow (``stream: true``, OpenAI's SSE chunks):
+        ``on_delta`` gets each piece of text as it arrives; the whole completion (with Flow's
+        ``usage`` when it sends one) is returned at the end.
+
+        Failures before the first byte of the answer are retried like :meth:`chat`; a stream
+        that breaks off afterwards raises :class:`FlowStreamError`. A gateway that answers a
+        streaming request with a plain JSON completion is accepted: its text is one delta.
+        """
+        try:
+            request = ChatCompletionRequest(
+                model=self.model,
+                messages=[ChatMessage.model_validate(m) for m in messages],
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except ValidationError as exc:
+            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+        body = request.model_dump(mode="json", exclude_none=True)
+        renewed = False
+        while True:
+            token = self._get_token()
+            headers = {
+                "Authorization": f"Bearer {token.value}",
+                "FlowTenant": self._tenant,
+                "FlowAgent": self._agent,
+                "Accept": "text/event-stream",
+            }
+            response = self._post_with_retries(
+                "chat completions",
+                CHAT_PATH,
+                body,
+                headers,
+                self.max_retries,
+                observe=True,
+                stream=True,
+            )
+            try:
+                if response.status_code == 401 and not renewed:
+                    response.read()
+                    logger.info("Flow refused the cached token (401); renewing it once")
+                    self._invalidate(token)
+                    renewed = True
+                    continue
+                content_type = response.headers.get("content-type", "")
+                if response.status_code != 200 or "text/event-stream" not in content_type:
+                    response.read()
+                    completion = self._parse_completion(response, renewed)
+                    on_delta(completion.content)  # the gateway did not stream: one chunk
+                    return completion
+                return self._read_stream(response, on_delta)
+            finally:
+                response.close()
+
+    def _read_stream(self, response: httpx.Response, on_delta: OnDelta) -> ChatCompletion:
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish_reason: str | None = None
+        first: ChatCompletionChunk | None = None
+        finished = False
+        try:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # comments, event names, blank separators
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    finished = True
+                    break
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    raise FlowStreamError(
+                        "Flow sent an unreadable event in the middle of the answer"
+                    ) from None
+                if isinstance(payload, dict) and payload.get("error"):
+                    inner = payload["error"]
+                    message = inner.get("message") if isinstance(inner, dict) else inner
+                    raise FlowStreamError(
+                        "Flow broke off the answer with an error: "
+                        f"{self._excerpt(str(message or 'no reason given'))}"
+                    )
+                try:
+                    chunk = ChatCompletionChunk.model_validate(payload)
+                except ValidationError:
+                    raise FlowStreamError(
+                        "Flow sent an unusable chunk in the middle of the answer"
+                    ) from None
+                first = first or chunk
+                usage = chunk.usage or usage
+                for choice in chunk.choices[:1]:
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                        on_delta(choice.delta.content)
+        except httpx.TimeoutException:
+            raise FlowStreamError(
+                f"Flow stopped sending the answer (no data for {self.timeout:g} s)"
+            ) from None
+        except httpx.TransportError as exc:
+            raise FlowStreamError(
+                f"the connection to Flow broke in the middle of the answer ({type(exc).__name__})"
+            ) from None
+        if not finished and finish_reason is None:
+            raise FlowStreamError("Flow ended the answer's stream before it was complete")
+        return ChatCompletion(
+            id=first.id if first and first.id else "chatcmpl-stream",
+            created=first.created if first and first.created else int(time.time()),
+            model=first.model if first and first.model else self.model,
+            choices=[
+                Choice(message=ResponseMessage(content="".join(parts)), finish_reason=finish_reason)
+            ],
+            usage=usage,
+        )
+
     def check(self) -> None:
         """Readiness: make sure a token can be obtained (cached when still fresh).
 
@@ -306,14 +437,20 @@ class FlowClient:
         max_retries: int,
         *,
         observe: bool,
+        stream: bool = False,
     ) -> httpx.Response:
-        """POST until a non-retryable answer arrives; raise a typed error after the last failure."""
+        """POST until a non-retryable answer arrives; raise a typed error after the last failure.
+
+        With ``stream`` the returned response's body is not read yet (the caller closes it)."""
         failures: list[_Failure] = []
         for attempt in range(max_retries + 1):
             started = time.perf_counter()
             failure: _Failure
             try:
-                response = self._http.post(path, json=body, headers=headers)
+                response = self._http.send(
+                    self._http.build_request("POST", path, json=body, headers=headers),
+                    stream=stream,
+                )
             except httpx.TimeoutException as exc:
                 failure = _Failure("timeout", type(exc).__name__)
             except httpx.TransportError as exc:
@@ -324,6 +461,10 @@ class FlowClient:
                     self._observe(observe, str(status), time.perf_counter() - started)
                     logger.debug("Flow %s -> %s (attempt %d)", what, status, attempt + 1)
                     return response
+                if stream:
+                    with contextlib.suppress(httpx.HTTPError):
+                        response.read()
+                    response.close()
                 failure = _Failure(
                     str(status),
                     self._summary(response),

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from app.flow.client import CHAT_PATH, TOKEN_PATH
@@ -64,6 +64,12 @@ class EmulatorConfig(BaseModel):
     rate_limit_rate: float = Field(default=0.0, ge=0, le=1)
     token_lifetime: float = Field(default=3600.0, gt=0)
     seed: int | None = None
+    # streaming (``stream: true``): delay between streamed tokens; break off with an error event
+    # after this many tokens (0 = never); streaming=False answers streaming requests with one
+    # JSON completion, like a gateway that does not stream
+    token_latency_ms: float = Field(default=0.0, ge=0)
+    stream_fail_after: int = Field(default=0, ge=0)
+    streaming: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> EmulatorConfig:
@@ -95,6 +101,9 @@ class ConfigUpdate(BaseModel):
     rate_limit_rate: float | None = Field(default=None, ge=0, le=1)
     token_lifetime: float | None = Field(default=None, gt=0)
     seed: int | None = None
+    token_latency_ms: float | None = Field(default=None, ge=0)
+    stream_fail_after: int | None = Field(default=None, ge=0)
+    streaming: bool | None = None
     fail_next: int | None = Field(default=None, ge=0)
     fail_status: int | None = Field(default=None, ge=400, le=599)
     expire_tokens: bool = False
@@ -381,6 +390,53 @@ def _completion(request: ChatCompletionRequest) -> dict[str, Any]:
     }
 
 
+_STREAM_TOKEN = re.compile(r"\s*\S+")
+
+
+def _sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+def _stream(completion: dict[str, Any], request: ChatCompletionRequest, state: EmulatorState):
+    """The completion as OpenAI's SSE chunks: one per word, ``token_latency_ms`` apart."""
+    cfg = state.config
+    answer = completion["choices"][0]["message"]["content"]
+    base = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+    }
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return _sse({**base, "choices": [choice]})
+
+    async def events() -> Any:
+        yield chunk({"role": "assistant", "content": ""})
+        for n, token in enumerate(_STREAM_TOKEN.findall(answer), start=1):
+            if cfg.stream_fail_after and n > cfg.stream_fail_after:
+                yield _sse(
+                    {
+                        "error": {
+                            "message": "upstream model failed mid-stream (emulated)",
+                            "type": "server_error",
+                        }
+                    }
+                )
+                return
+            if n > 1 and cfg.token_latency_ms:
+                await asyncio.sleep(cfg.token_latency_ms / 1000)
+            yield chunk({"content": token})
+        yield chunk({}, completion["choices"][0]["finish_reason"])
+        if request.stream_options and request.stream_options.get("include_usage"):
+            yield _sse({**base, "choices": [], "usage": completion["usage"]})
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 def _contract_router(state: EmulatorState) -> APIRouter:
     router = APIRouter()
 
@@ -455,9 +511,10 @@ def _contract_router(state: EmulatorState) -> APIRouter:
                     for e in exc.errors()[:5]
                 )
                 return reply("chat", _error(422, f"invalid chat request: {problems}"))
-            if body.stream:
-                return reply("chat", _error(400, "streaming is not supported by the emulator"))
-            return reply("chat", JSONResponse(_completion(body)))
+            completion = _completion(body)
+            if body.stream and state.config.streaming:
+                return reply("chat", _stream(completion, body, state))
+            return reply("chat", JSONResponse(completion))
 
     return router
 
@@ -614,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit-rate", type=float, default=0.0, help="probability of a 429 (Retry-After: 1)"
     )
     parser.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds")
+    parser.add_argument(
+        "--token-latency-ms", type=float, default=0.0, help="between streamed tokens"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--log-level", default="info")
     return parser
@@ -635,6 +695,7 @@ def _config_from_namespace(
         rate_limit_rate=args.rate_limit_rate,
         token_lifetime=args.token_lifetime,
         seed=args.seed,
+        token_latency_ms=args.token_latency_ms,
     )
 
 

@@ -60,3 +60,10 @@ class FlowBadResponseError(FlowError):
     """Flow's answer was unusable: unparseable, without choices, or a 4xx other than auth."""
 
     retryable = False
+
+
+class FlowStreamError(FlowError):
+    """Flow broke off a streamed answer after it had started (an error event or a cut
+    connection). Not retried: part of the answer was already shown."""
+
+    retryable = False

@@ -33,6 +33,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
+    stream_options: dict[str, bool] | None = None  # {"include_usage": true} when streaming
 
 
 class ResponseMessage(BaseModel):
@@ -80,6 +81,35 @@ class ChatCompletion(BaseModel):
     @property
     def finish_reason(self) -> str | None:
         return self.choices[0].finish_reason
+
+
+class ChunkDelta(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    index: int = 0
+    delta: ChunkDelta = Field(default_factory=ChunkDelta)
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One ``data:`` event of a streamed chat completion (OpenAI's ``chat.completion.chunk``);
+    the last one may carry ``usage`` and no choices."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
 
 
 class TokenRequest(BaseModel):

@@ -63,7 +63,7 @@ def load_document(path: Path, filename: str) -> LoadedDocument:
     fallback_title = Path(name).stem or path.stem
     try:
         return loader(path, fallback_title)
-    except IngestError:
+    except (IngestError, MemoryError):  # MemoryError: the sandbox reports its memory limit
         raise
     except Exception as exc:  # parsers raise anything on damaged files (lxml: XMLSyntaxError)
         raise DocumentLoadError(f"cannot read {suffix} file: {type(exc).__name__}: {exc}") from exc

@@ -1,4 +1,5 @@
-"""RQ jobs (queue ``flow_tasks``) that put documents into the vector store.
+"""RQ jobs (queue ``flow_ingest``, run by ``app.ingest.worker``) that put documents into the
+vector store.
 
 - ``ingest_document(document_id)``: one uploaded document into the serving collection.
 - ``rebuild_collection()``: every stored document into a fresh collection, then an atomic switch;
@@ -18,19 +19,25 @@ from functools import cache
 from typing import Any
 
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
-from app.ingest import IngestError, chunk_records, load_document
+from app.ingest import IngestError, chunk_records
+from app.ingest.queueing import INGEST_JOB, INGEST_JOB_TIMEOUT  # noqa: F401 (re-exported)
+from app.ingest.rebuild_lock import (  # noqa: F401 (re-exported)
+    REBUILD_JOB_TIMEOUT,
+    REBUILD_LOCK_KEY,
+    RebuildLock,
+)
+from app.ingest.sandbox import load_in_sandbox
 from app.rag.vectorstore import ChunkRecord, VectorStore
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("flowchat.ingest")
 
-INGEST_JOB = "app.ingest.jobs.ingest_document"
 REBUILD_JOB = "app.ingest.jobs.rebuild_collection"
-INGEST_JOB_TIMEOUT = 1800  # OCR is ~1 s a page: a long scanned PDF takes minutes
-REBUILD_JOB_TIMEOUT = 6 * 3600
-REBUILD_LOCK_KEY = "flowchat:ingest:rebuild"  # the running rebuild's job id (set by the API)
 PROGRESS_EVERY = 1  # save job.meta after this many documents
 
 
@@ -46,7 +53,7 @@ def build_records(
     path = store.file_path(meta)
     if not path.exists():
         raise IngestError("the stored file is missing; upload the document again")
-    loaded = load_document(path, meta.filename)
+    loaded = load_in_sandbox(path, meta.filename)  # untrusted bytes: a limited child process
     records = chunk_records(
         meta.id,
         meta.filename,
@@ -86,13 +93,42 @@ def ingest_document(document_id: str) -> dict[str, Any]:
         current = vectors.active_collection()
         if current != target:  # a rebuild switched collections meanwhile: write there too
             _replace(vectors, document_id, records, current)
-    except Exception as exc:
-        store.mark(document_id, DocumentStatus.failed, error=f"vector store error: {exc}")
+    except Exception as exc:  # RQ retries after an interval; the last failure is recorded
+        # by ingest_failed, so until then the document stays queued, with what went wrong
+        note = f"vector store error ({type(exc).__name__}); retrying"
+        store.mark(document_id, DocumentStatus.queued, error=note)
         raise
     if store.mark(document_id, DocumentStatus.ingested, chunks=len(records)) is None:
         vectors.delete_document(document_id)  # deleted while we worked: leave nothing behind
         return {"id": document_id, "status": "deleted"}
     return {"id": document_id, "status": "ingested", "chunks": len(records)}
+
+
+def ingest_failed(
+    job: Job, connection: object, exc_type: type, exc: BaseException, tb: object
+) -> None:
+    """RQ failure callback of ``ingest_document`` (also called by the abandoned-job cleanup
+    when a worker died): on the last attempt the document ends ``failed`` with the reason;
+    before that it goes back to ``queued`` for the retry."""
+    document_id = str(job.args[0]) if job.args else ""
+    store = DocumentStore.from_settings(get_settings())
+    retries_left = job.retries_left or 0
+    if isinstance(exc, AbandonedJobError) or exc_type is AbandonedJobError:
+        cause = "the worker processing it stopped (killed, out of memory or restarted)"
+    elif isinstance(exc, JobTimeoutException):
+        cause = f"it took longer than {job.timeout} s"
+    else:
+        cause = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+    try:
+        if retries_left > 0:
+            store.mark(document_id, DocumentStatus.queued, error=f"{cause}; retrying")
+            return
+        attempts = len(job.retry_intervals or []) + 1 if job.retry_intervals is not None else 1
+        reason = f"ingestion failed after {attempts} attempt(s): {cause}"
+        store.mark(document_id, DocumentStatus.failed, error=reason)
+        log.warning("document %s failed: %s", document_id, reason)
+    except KeyError:
+        pass  # not a document id (deleted, or a malformed job): nothing to update
 
 
 def _replace(
@@ -108,10 +144,15 @@ class _Outcome:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-class _Progress:
-    """Rebuild progress in ``job.meta`` (read by ``GET /api/documents/ingest/{job_id}``)."""
+RESUMABLE_PHASES = ("ingesting", "switching")
 
-    def __init__(self, collection: str) -> None:
+
+class _Progress:
+    """Rebuild progress in ``job.meta`` (read by ``GET /api/documents/ingest/{job_id}``), which
+    is also what a retried rebuild resumes from: the new collection's name, the phase, and the
+    documents already in it (``completed``) or failed."""
+
+    def __init__(self, collection: str, resumed: dict[str, Any] | None = None) -> None:
         self.job = get_current_job()
         self.meta: dict[str, Any] = {
             "collection": collection,
@@ -119,7 +160,19 @@ class _Progress:
             "done": 0,
             "total": 0,
             "failed": [],
+            "completed": {},
         }
+        if resumed:
+            for key in ("previous", "done", "failed", "completed"):
+                if key in resumed:
+                    self.meta[key] = resumed[key]
+            self.meta["resumed"] = int(resumed.get("resumed", 0)) + 1
+
+    def outcome(self) -> _Outcome:
+        return _Outcome(
+            chunks={k: int(v) for k, v in self.meta["completed"].items()},
+            failed={f["id"]: f["error"] for f in self.meta["failed"]},
+        )
 
     def update(self, **changes: Any) -> None:
         self.meta.update(changes)
@@ -132,9 +185,7 @@ class _Progress:
         if self.job is None:
             return
         try:
-            holder = self.job.connection.get(REBUILD_LOCK_KEY)
-            if holder is not None and holder.decode() == self.job.id:
-                self.job.connection.delete(REBUILD_LOCK_KEY)
+            RebuildLock(self.job.connection).release(self.job.id)
         except Exception:
             log.exception("could not release the rebuild lock")
 
@@ -143,19 +194,35 @@ def rebuild_collection() -> dict[str, Any]:
     """Re-ingest every stored document into a new collection, then switch to it atomically.
 
     Documents that cannot be read are marked failed and listed in ``job.meta["failed"]``; they
-    do not abort the rebuild. Any other error drops the new collection and re-raises: the old
-    collection keeps serving and no document's status changes.
+    do not abort the rebuild. Any other error re-raises with the old collection still serving
+    and no document's status changed; the new collection is kept for the retry (RQ retries the
+    job after an interval), which resumes from the phase in ``job.meta``, skipping the
+    documents already in it, as does the retry of a rebuild whose worker was killed. The last
+    attempt drops it.
     """
     settings = get_settings()
     store = DocumentStore.from_settings(settings)
     vectors = _vector_store()
+    job = get_current_job()
+    previous = dict(job.meta) if job is not None else {}
     old = vectors.active_collection()
-    new = vectors.new_collection_name()
-    progress = _Progress(new)
+    resumed = previous.get("collection") if previous.get("phase") in RESUMABLE_PHASES else None
+    if resumed is not None and resumed not in vectors.collections():
+        resumed = None
+    progress = _Progress(resumed or vectors.new_collection_name(), previous if resumed else None)
+    last_attempt = job is None or not job.retries_left
     try:
-        return _rebuild(store, vectors, settings, old, new, progress)
-    finally:
-        progress.release()
+        if resumed is not None and resumed == old:  # killed after the switch: finish up
+            summary = _after_switch(store, vectors, progress, progress.outcome())
+        else:
+            new = progress.meta["collection"]
+            summary = _rebuild(store, vectors, settings, old, new, progress, last_attempt)
+    except BaseException:
+        if last_attempt:
+            progress.release()
+        raise
+    progress.release()
+    return summary
 
 
 def _rebuild(
@@ -165,8 +232,9 @@ def _rebuild(
     old: str,
     new: str,
     progress: _Progress,
+    last_attempt: bool = True,
 ) -> dict[str, Any]:
-    outcome = _Outcome()
+    outcome = progress.outcome()
     for leftover in vectors.collections():  # a rebuild whose worker was killed left these
         if leftover not in (old, new):
             vectors.drop_collection(leftover)
@@ -178,21 +246,31 @@ def _rebuild(
         progress.update(phase="switching")
         vectors.switch_active(new)
     except BaseException as exc:
-        progress.update(phase="failed", error=f"{type(exc).__name__}: {exc}")
-        try:
-            vectors.drop_collection(new)
-        except Exception:
-            log.exception("could not drop the unfinished collection %s", new)
+        progress.update(phase="failed" if last_attempt else "ingesting",
+                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        if last_attempt:
+            try:
+                vectors.drop_collection(new)
+            except Exception:
+                log.exception("could not drop the unfinished collection %s", new)
         raise
     try:  # an upload ingested into the old collection just before the switch
         _fill(new, store, vectors, settings, outcome, progress)
     except Exception:  # the new collection serves already; that document can be re-ingested
         log.exception("could not add late uploads to %s", new)
+    return _after_switch(store, vectors, progress, outcome)
+
+
+def _after_switch(
+    store: DocumentStore, vectors: VectorStore, progress: _Progress, outcome: _Outcome
+) -> dict[str, Any]:
+    new, old = progress.meta["collection"], progress.meta.get("previous")
     _record_outcome(store, vectors, outcome)
-    try:
-        vectors.drop_collection(old)
-    except Exception:  # the new collection serves; a leftover old one only costs disk
-        log.exception("could not drop the previous collection %s", old)
+    if old and old != new:
+        try:
+            vectors.drop_collection(old)
+        except Exception:  # the new collection serves; a leftover old one only costs disk
+            log.exception("could not drop the previous collection %s", old)
     summary = {
         "collection": new,
         "previous": old,
@@ -201,7 +279,7 @@ def _rebuild(
         "failed": len(outcome.failed),
         "chunks": sum(outcome.chunks.values()),
     }
-    progress.update(phase="finished", **{"chunks": summary["chunks"]})
+    progress.update(phase="finished", error=None, chunks=summary["chunks"])
     return summary
 
 
@@ -225,8 +303,10 @@ def _fill(
                 {"id": meta.id, "filename": meta.filename, "error": exc.reason}
             )
         else:
-            vectors.add(records, collection=collection)
+            # a killed attempt may have written part of this document: replace, never add twice
+            _replace(vectors, meta.id, records, collection)
             outcome.chunks[meta.id] = len(records)
+            progress.meta["completed"][meta.id] = len(records)
         done += 1
         if done % PROGRESS_EVERY == 0 or done == progress.meta["total"]:
             progress.update(done=done)

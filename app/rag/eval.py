@@ -21,7 +21,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from app.chat.conversations import standalone_question
+from app.chat.results import Turn
 from app.ingest import LOADERS, IngestError, chunk_records, load_document
+from app.rag.retrieval import retrieve_any
 from app.rag.vectorstore import VectorStore
 from app.settings import load_settings
 
@@ -30,6 +33,9 @@ class Question(BaseModel):
     question: str = Field(min_length=1)
     expected_document: str = Field(min_length=1)
     paraphrased: bool = False
+    # a follow-up's earlier question: retrieval searches the question made standalone from it
+    # (app.chat.conversations.standalone_question) unless condense=False (--no-condense)
+    previous: str | None = None
 
 
 class Outcome(BaseModel):
@@ -95,6 +101,7 @@ def evaluate(
     k: int = 5,
     chunk_size: int | None = None,
     overlap: int | None = None,
+    condense: bool = True,
 ) -> EvalReport:
     defaults = load_settings()
     size = chunk_size or defaults.CHUNK_SIZE
@@ -109,8 +116,13 @@ def evaluate(
         ingest_seconds = time.perf_counter() - started
         outcomes = []
         for item in questions:
-            hits = store.query(item.question, k)
-            names = [str(h.metadata.get("document", "")) for h in hits]
+            if item.previous and condense:  # as the worker retrieves for a follow-up
+                history = [Turn(role="user", content=item.previous)]
+                queries = [item.question, standalone_question(item.question, history)]
+                names = [s.document for s in retrieve_any(store, queries, k)]
+            else:
+                hits = store.query(item.question, k)
+                names = [str(h.metadata.get("document", "")) for h in hits]
             rank = (
                 names.index(item.expected_document) + 1 if item.expected_document in names else None
             )
@@ -178,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=None, help="default: CHUNK_OVERLAP")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     parser.add_argument(
+        "--no-condense",
+        action="store_true",
+        help="search follow-ups (entries with 'previous') alone, without their earlier question",
+    )
+    parser.add_argument(
         "--min-hit-at-k", type=float, default=None, help="exit 1 when hit@k is below this"
     )
     args = parser.parse_args(argv)
@@ -188,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     questions = read_questions(args.questions)
     print(f"ingesting {args.docs} and asking {len(questions)} questions ...", flush=True)
     report = evaluate(
-        args.docs, questions, k=args.k, chunk_size=args.chunk_size, overlap=args.overlap
+        args.docs,
+        questions,
+        k=args.k,
+        chunk_size=args.chunk_size,
+        overlap=args.overlap,
+        condense=not args.no_condense,
     )
     print(render(report))
     if args.json:

@@ -33,6 +33,7 @@ class Source(BaseModel):
     title: str | None = None
     heading: str | None = None
     page: int | None = None
+    chunk: int | None = None  # the passage's number in its document (GET .../passages/{n})
     score: float
     text: str
 
@@ -65,6 +66,7 @@ def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:
                 title=title,
                 heading=heading,
                 page=page or None,
+                chunk=int(meta["chunk"]) if "chunk" in meta else None,
                 score=round(chunk.score, 4),
                 text=displayed_text(chunk.text, title, heading),
             )
@@ -72,8 +74,21 @@ def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:
     return sources
 
 
-def build_messages(question: str, sources: list[Source]) -> list[dict[str, str]]:
+def build_messages(
+    question: str, sources: list[Source], history: list[dict[str, str]] | None = None
+) -> list[dict[str, str]]:
+    """System prompt, the conversation's earlier messages (``history``, already bounded by the
+    caller: user and assistant turns), then the sources and the question."""
     blocks = [f"[{s.n}] {s.label}\n{s.text.strip()}" for s in sources]
     listing = "\n\n".join(blocks) if blocks else "(no sources were found)"
     user = f"Sources:\n{listing}\n\nQuestion: {question.strip()}"
-    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": user}]
+    earlier = [
+        {"role": t["role"], "content": t["content"]}
+        for t in history or []
+        if t.get("role") in ("user", "assistant")
+    ]
+    return [
+        {"role": "system", "content": system_prompt()},
+        *earlier,
+        {"role": "user", "content": user},
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.rag.prompt import Source, to_sources
-from app.rag.vectorstore import VectorStore
+from app.rag.vectorstore import RetrievedChunk, VectorStore
 
 MIN_SCORE = 0.15  # below this a chunk shares (almost) nothing with the question
 
@@ -11,3 +11,17 @@ MIN_SCORE = 0.15  # below this a chunk shares (almost) nothing with the question
 def retrieve(store: VectorStore, question: str, k: int) -> list[Source]:
     chunks = [c for c in store.query(question, k) if c.score >= MIN_SCORE]
     return to_sources(chunks)
+
+
+def retrieve_any(store: VectorStore, queries: list[str], k: int) -> list[Source]:
+    """The top-k chunks over several phrasings of one question (a follow-up alone and made
+    standalone from its conversation): each chunk keeps its best score. A follow-up that names
+    its topic finds it on its own; one that does not ("how do I undo that?") finds it through
+    the earlier question."""
+    best: dict[str, RetrievedChunk] = {}
+    for query in dict.fromkeys(queries):
+        for chunk in store.query(query, k):
+            if chunk.id not in best or chunk.score > best[chunk.id].score:
+                best[chunk.id] = chunk
+    ranked = sorted(best.values(), key=lambda c: -c.score)[:k]
+    return to_sources([c for c in ranked if c.score >= MIN_SCORE])

@@ -209,5 +209,15 @@ class VectorStore:
             )
         return out
 
+    def get(self, ids: list[str], collection: str | None = None) -> dict[str, RetrievedChunk]:
+        """The chunks with these ids that exist in the (active) collection, by id."""
+        found = self._target(collection).get(ids=ids, include=["documents", "metadatas"])
+        return {
+            id_: RetrievedChunk(id=id_, text=doc or "", metadata=dict(meta or {}), score=1.0)
+            for id_, doc, meta in zip(
+                found["ids"], found["documents"], found["metadatas"], strict=True
+            )
+        }
+
     def count(self, collection: str | None = None) -> int:
         return int(self._target(collection).count())

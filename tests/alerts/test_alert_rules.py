@@ -42,6 +42,9 @@ EXPECTED = {  # alert -> (group, severity, runbook anchor)
     "FlowchatRedisUnreachable": ("troubleshooting", "critical", "redis-unreachable"),
     "FlowchatFlowErrors": ("troubleshooting", "critical", "flow-errors"),
     "FlowchatEmptyAnswers": ("troubleshooting", "warning", "empty-answers"),
+    "FlowchatIngestBacklog": ("monitoring", "warning", "ingestion-backlog"),
+    "FlowchatRedisMemoryHigh": ("monitoring", "warning", "redis-memory-high"),
+    "FlowchatDownVotes": ("troubleshooting", "warning", "down-votes"),
 }
 
 
@@ -104,7 +107,7 @@ def test_alerts_use_only_contract_metric_names() -> None:
     allowed |= {METRIC_VOLUME_CAPACITY}
     functions = {"max_over_time", "histogram_quantile", "rate", "sum", "max", "predict_linear"}
     functions |= {"absent", "by", "le", "queue", "namespace", "persistentvolumeclaim"}
-    functions |= {"or", "vector"}
+    functions |= {"or", "vector", "increase", "and", "on"}
     for rule in rules().values():
         text = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^]]*\]', "", rule.expr)
         names = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", text)) - functions
@@ -173,15 +176,15 @@ def test_cli_writes_a_rules_file_promtool_accepts(tmp_path: Path) -> None:
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    assert "wrote 9 alerts" in result.stderr
+    assert f"wrote {len(EXPECTED)} alerts" in result.stderr
     document = yaml.safe_load(out.read_text())
-    assert sum(len(g["rules"]) for g in document["groups"]) == 9
+    assert sum(len(g["rules"]) for g in document["groups"]) == len(EXPECTED)
     assert PROMTOOL is not None
     check = subprocess.run(
         [PROMTOOL, "check", "rules", str(out)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert f"SUCCESS: {len(EXPECTED)} rules found" in check.stdout
 
 
 def test_cli_reports_invalid_stack_thresholds(tmp_path: Path) -> None:
@@ -223,3 +226,26 @@ def test_flow_error_alert_counts_timeouts_and_errors_and_is_defined_without_fail
     query = rules()["FlowchatFlowErrors"].query
     assert 'status=~"5..|timeout|error"' in query
     assert "or vector(0)" in query
+
+
+def _section(anchor: str) -> str:
+    text = (REPO / "docs" / "runbook.md").read_text()
+    headings = re.split(r"\n### ", text)
+    (found,) = [
+        h for h in headings if re.sub(r"[^a-z0-9]+", "-", h.split("\n")[0].lower()) == anchor
+    ]
+    return " ".join(found.split())  # one line: the runbook wraps text anywhere
+
+
+def test_runbook_sections_of_the_new_alerts_state_their_thresholds() -> None:
+    """The numbers a responder reads are the ones the rules use (policies.runbook.thresholds)."""
+    t = Thresholds()
+    section = _section(RUNBOOK_ANCHORS["FlowchatIngestBacklog"])
+    assert f"more than {t.ingest_queue_depth} ingestion jobs" in section
+    assert describe_duration(t.ingest_queue_depth_for) in section
+    assert "Uploads are waiting" in section and "Chats are not waiting" in section
+    section = _section(RUNBOOK_ANCHORS["FlowchatRedisMemoryHigh"])
+    assert f"more than {round(t.redis_memory_ratio * 100)} %" in section
+    section = _section(RUNBOOK_ANCHORS["FlowchatDownVotes"])
+    assert f"more than {round(t.downvote_ratio * 100)} %" in section
+    assert f"at least {t.downvote_min_votes} votes" in section

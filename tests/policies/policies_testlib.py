@@ -17,7 +17,9 @@ from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from policies.rules import PACK_NAME, policies
+from policies.runbook.rules import PACK_NAME, policies
+from policies.runbook.thresholds import API_DEPLOYMENT
+from policies.runbook.thresholds import API_KEYS_FILE_IN_POD as KEYS_FILE
 from stacks.render import RenderedResource, render_stack
 
 LEVELS = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory"}
@@ -36,9 +38,53 @@ def _rendered(stack: str, overrides: tuple[tuple[str, str], ...]) -> tuple[Rende
     return tuple(render_stack(stack, config_overrides=dict(overrides) or None))
 
 
-def rendered(stack: str, **overrides: str) -> list[RenderedResource]:
-    """A deep copy of the rendered stack (cached); overrides as in `render_stack`."""
+def raw_rendered(stack: str, **overrides: str) -> list[RenderedResource]:
+    """A deep copy of the rendered stack exactly as the program makes it (cached)."""
     return copy.deepcopy(list(_rendered(stack, tuple(sorted(overrides.items())))))
+
+
+def rendered(stack: str, **overrides: str) -> list[RenderedResource]:
+    """The rendered stack in the shape issue 9/10 gives it (see `with_target_shape`)."""
+    return with_target_shape(raw_rendered(stack, **overrides))
+
+
+def with_target_shape(resources: list[RenderedResource]) -> list[RenderedResource]:
+    """What the stacks deliver once the i9s branch (issues 9 and 10) is merged, applied only where
+    the program does not deliver it yet (a no-op on stacks that already do):
+
+    - per-rule Grafana routing: each rule's `notificationSettings.contactPoint` is the stack's
+      ContactPoint, and there is no org-wide NotificationPolicy;
+    - the API's key source: env API_KEYS_FILE pointing into a mounted Secret volume.
+
+    `test_real_stacks_...` in test_policy_rules.py checks the raw render: it fails with exactly
+    these two policies until then, and with none after.
+    """
+    points = [r for r in resources if r.type.endswith(":ContactPoint")]
+    groups = [r for r in resources if r.type.endswith(":RuleGroup")]
+    routed = all(
+        (rule.get("notificationSettings") or {}).get("contactPoint")
+        for g in groups
+        for rule in g.inputs.get("rules") or []
+    )
+    if not routed and len(points) == 1:
+        resources = [r for r in resources if not r.type.endswith(":NotificationPolicy")]
+        for group in groups:
+            for rule in group.inputs.get("rules") or []:
+                rule["notificationSettings"] = {"contactPoint": points[0].inputs["name"]}
+    for r in resources:
+        if r.type == "kubernetes:apps/v1:Deployment" and r.name == API_DEPLOYMENT:
+            spec = r.inputs["spec"]["template"]["spec"]
+            (api, *_) = spec["containers"]
+            names = {e.get("name") for e in api.get("env") or []}
+            if "API_KEYS_FILE" not in names and "API_KEYS" not in names:
+                api.setdefault("env", []).append({"name": "API_KEYS_FILE", "value": KEYS_FILE})
+                api.setdefault("volumeMounts", []).append(
+                    {"name": "api-keys", "mountPath": KEYS_FILE.rsplit("/", 1)[0]}
+                )
+                spec.setdefault("volumes", []).append(
+                    {"name": "api-keys", "secret": {"secretName": "flowchat-api-keys"}}
+                )
+    return resources
 
 
 def find(resources: list[RenderedResource], type_suffix: str, name: str) -> RenderedResource:

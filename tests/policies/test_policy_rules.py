@@ -1,4 +1,4 @@
-"""policies/rules.py in process: both real stacks pass; each mutation trips exactly its rule with
+"""policies/runbook/ in process: both real stacks pass; each mutation trips exactly its rule with
 a message naming the resource, the value found and the bound."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import runpy
 from pathlib import Path
 
 import pytest
-from policies_testlib import analyze, find, mandatory, rendered
+from policies_testlib import analyze, find, mandatory, raw_rendered, rendered
 
-from policies import rules
+from policies.runbook import rules
 from stacks.render import RenderedResource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +29,22 @@ def fired(resources: list[RenderedResource], **config: dict) -> dict[str, list[s
 def test_real_stacks_pass_every_mandatory_policy(stack: str) -> None:
     found = analyze(rendered(stack))
     assert mandatory(found) == []
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_raw_render_fails_only_on_what_the_stacks_do_not_deliver_yet(stack: str) -> None:
+    """Today's program: the org-wide NotificationPolicy and a keyless API are exactly what the
+    pack refuses; once the stacks route per rule and deliver API keys, nothing fires."""
+    raw = raw_rendered(stack)
+    org_wide = any(r.type.endswith(":NotificationPolicy") for r in raw)
+    api = find(raw, ":Deployment", "flowchat-api").inputs["spec"]["template"]["spec"]
+    keyless = not {e["name"] for c in api["containers"] for e in c.get("env") or []} & {
+        "API_KEYS_FILE",
+        "API_KEYS",
+    }
+    expected = {"alert-routing"} if org_wide else set()
+    expected |= {"api-key-source"} if keyless else set()
+    assert {f.policy for f in mandatory(analyze(raw))} == expected
 
 
 def test_pack_declares_every_rule_with_runbook_defaults() -> None:
@@ -97,6 +113,62 @@ def test_pack_main_does_not_serve_on_import() -> None:
                 "chroma-volume-alert": [
                     "Chroma volume forecast alert FlowchatVectorStoreVolumeFullSoon in RuleGroup "
                     "flowchat-monitoring: looks 6h ahead, less than the runbook's 24h"
+                ]
+            },
+        ),
+        (
+            {"thresholds.ingestQueueDepth": "80"},
+            {
+                "ingest-backlog-alert": [
+                    "ingestion-backlog alert FlowchatIngestBacklog in RuleGroup "
+                    "flowchat-monitoring: threshold 80 exceeds the runbook's bound 50"
+                ]
+            },
+        ),
+        (
+            {"thresholds.ingestQueueDepthFor": "1h"},
+            {
+                "ingest-backlog-alert": [
+                    "ingestion-backlog alert FlowchatIngestBacklog in RuleGroup "
+                    "flowchat-monitoring: for 3600s exceeds the runbook's bound 15m (900s)"
+                ]
+            },
+        ),
+        (
+            {"thresholds.redisMemoryRatio": "0.95"},
+            {
+                "redis-memory-alert": [
+                    "Redis memory alert FlowchatRedisMemoryHigh in RuleGroup flowchat-monitoring: "
+                    "threshold 0.95 exceeds the runbook's bound 0.8"
+                ]
+            },
+        ),
+        (
+            {"thresholds.downvoteRatio": "0.5"},
+            {
+                "downvote-alert": [
+                    "down-vote alert FlowchatDownVotes in RuleGroup flowchat-troubleshooting: "
+                    "threshold 0.5 exceeds the runbook's bound 0.3"
+                ]
+            },
+        ),
+        (
+            {"thresholds.downvoteMinVotes": "100"},
+            {
+                "downvote-alert": [
+                    "down-vote alert FlowchatDownVotes in RuleGroup flowchat-troubleshooting: "
+                    "minimum of 100 votes exceeds the runbook's bound 20"
+                ]
+            },
+        ),
+        (
+            {"thresholds.downvoteMinVotes": "1"},
+            {
+                "downvote-alert": [
+                    "down-vote alert FlowchatDownVotes in RuleGroup flowchat-troubleshooting: no "
+                    "minimum vote count of at least 2 (`... and on() "
+                    "(sum(increase(flowchat_feedback_total[...])) >= N)`): a single down-vote "
+                    "would page"
                 ]
             },
         ),
@@ -282,14 +354,20 @@ def test_volume_alert_on_another_claim_fires() -> None:
 
 def test_no_contact_point_fires_routing() -> None:
     resources = [r for r in rendered("staging") if not r.type.endswith(":ContactPoint")]
-    assert fired(resources) == {
-        "alert-routing": [
-            "no ContactPoint in the stack: alerts of RuleGroup flowchat-monitoring, "
-            "flowchat-troubleshooting reach nobody",
-            "NotificationPolicy flowchat-notification-policy: routes service=flowchat to contact "
-            "point flowchat-staging, which is not a ContactPoint of the stack (found: none)",
-        ]
-    }
+    messages = fired(resources)["alert-routing"]
+    assert messages[0] == (
+        "no ContactPoint in the stack: alerts of RuleGroup flowchat-monitoring, "
+        "flowchat-troubleshooting reach nobody"
+    )
+    assert len(messages) == 1 + len(rules_of(resources))
+    assert (
+        "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: routes to contact point "
+        "flowchat-staging, which is not a ContactPoint of the stack (found: none)"
+    ) in messages
+
+
+def rules_of(resources: list[RenderedResource]) -> list[dict]:
+    return [r for g in resources if g.type.endswith(":RuleGroup") for r in g.inputs["rules"]]
 
 
 def test_rule_without_service_label_fires_routing() -> None:
@@ -297,8 +375,8 @@ def test_rule_without_service_label_fires_routing() -> None:
     del _rule(resources, "FlowchatQueueBacklog")["labels"]["service"]
     assert fired(resources) == {
         "alert-routing": [
-            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: label service=(unset); "
-            "the notification policy routes service=flowchat"
+            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: label service=(unset), "
+            "not flowchat"
         ]
     }
 
@@ -471,16 +549,44 @@ def test_flow_secret_from_a_hand_made_secret_fires() -> None:
     }
 
 
-def test_route_without_the_stack_matcher_fires_routing() -> None:
+def test_org_wide_notification_policy_fires_routing() -> None:
     resources = rendered("staging")
-    policy = find(resources, ":NotificationPolicy", "flowchat-notification-policy")
-    (route,) = policy.inputs["policies"]
-    route["matchers"] = [m for m in route["matchers"] if m["label"] != "stack"]
+    policy = RenderedResource(
+        type="grafana:alerting/notificationPolicy:NotificationPolicy",
+        name="flowchat-notification-policy",
+        inputs={"contactPoint": "flowchat-staging", "groupBies": ["alertname"]},
+        urn="urn:pulumi:staging::flowchat::grafana:alerting/notificationPolicy:NotificationPolicy"
+        "::flowchat-notification-policy",
+    )
+    assert fired([*resources, policy]) == {
+        "alert-routing": [
+            "NotificationPolicy flowchat-notification-policy: an org-wide notification policy "
+            "replaces the whole Grafana org's routing tree (other teams' routes, and the other "
+            "stack's on every deploy); route each rule to the stack's contact point with "
+            "notificationSettings.contactPoint instead"
+        ]
+    }
+
+
+def test_rule_without_its_own_routing_fires_routing() -> None:
+    resources = rendered("staging")
+    del _rule(resources, "FlowchatQueueBacklog")["notificationSettings"]
     assert fired(resources) == {
         "alert-routing": [
-            "NotificationPolicy flowchat-notification-policy: the route for service=flowchat does "
-            "not also match stack=staging; Grafana keeps one notification policy per org, so give "
-            "each stack its own org and match its stack label"
+            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: no "
+            "notificationSettings.contactPoint; each rule must route itself to the stack's "
+            "contact point (flowchat-staging)"
+        ]
+    }
+
+
+def test_rule_routed_to_another_contact_point_fires() -> None:
+    resources = rendered("staging")
+    _rule(resources, "FlowchatQueueBacklog")["notificationSettings"]["contactPoint"] = "ops-org"
+    assert fired(resources) == {
+        "alert-routing": [
+            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: routes to contact "
+            "point ops-org, which is not a ContactPoint of the stack (found: flowchat-staging)"
         ]
     }
 
@@ -490,8 +596,8 @@ def test_rule_with_another_stack_label_fires_routing() -> None:
     _rule(resources, "FlowchatQueueBacklog")["labels"]["stack"] = "prod"
     assert fired(resources) == {
         "alert-routing": [
-            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: label stack=prod; the "
-            "notification policy routes stack=staging"
+            "alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: label stack=prod, not "
+            "staging"
         ]
     }
 
@@ -518,3 +624,115 @@ def test_missing_or_misdirected_service_monitor_fires() -> None:
                 expected + "found: flowchat-api. Nothing scrapes the metrics the alerts read"
             ]
         }, mutate
+
+
+# --- issues 10-12: ingestion backlog, Redis memory, down-votes, API key source ------------------
+def _drop_alert(resources: list[RenderedResource], alert: str) -> None:
+    for group in resources:
+        if group.type.endswith(":RuleGroup"):
+            group.inputs["rules"] = [r for r in group.inputs["rules"] if r["name"] != alert]
+
+
+@pytest.mark.parametrize(
+    ("alert", "policy", "message"),
+    [
+        (
+            "FlowchatIngestBacklog",
+            "ingest-backlog-alert",
+            'no ingestion-backlog alert on rq_jobs{queue="flow_ingest",status="queued"} in any '
+            "RuleGroup: waiting uploads would go unnoticed",
+        ),
+        (
+            "FlowchatRedisMemoryHigh",
+            "redis-memory-alert",
+            "no Redis memory alert on flowchat_redis_memory_used_bytes / "
+            "flowchat_redis_memory_max_bytes in any RuleGroup",
+        ),
+        (
+            "FlowchatDownVotes",
+            "downvote-alert",
+            'no down-vote alert on flowchat_feedback_total{vote="down"} in any RuleGroup',
+        ),
+    ],
+)
+def test_missing_new_alert_fires(alert: str, policy: str, message: str) -> None:
+    resources = rendered("staging")
+    _drop_alert(resources, alert)
+    assert fired(resources) == {policy: [message]}
+
+
+def test_backlog_alert_on_both_queues_fires() -> None:
+    resources = rendered("staging")
+    rule = _rule(resources, "FlowchatQueueBacklog")
+    for data in rule["datas"]:
+        model = json.loads(data["model"])
+        if "expr" in model:
+            model["expr"] = 'sum(rq_jobs{status="queued"})'
+            data["model"] = json.dumps(model)
+    found = fired(resources)
+    assert found["ingest-backlog-alert"] == [
+        "queued-jobs alert FlowchatQueueBacklog in RuleGroup flowchat-monitoring: selects no "
+        'single queue (one of flow_tasks, flow_ingest with queue="..."): chat and upload '
+        "backlogs are different incidents with different runbook sections"
+    ]
+    assert found["queue-depth-alert"] == [
+        'no queue-depth alert on rq_jobs{queue="flow_tasks",status="queued"} in any RuleGroup'
+    ]
+
+
+def _api(resources: list[RenderedResource]) -> dict:
+    return find(resources, ":Deployment", "flowchat-api").inputs["spec"]["template"]["spec"]
+
+
+KEYLESS = (
+    "Deployment flowchat-api is exposed by Ingress flowchat-api but has no API key "
+    "source: set API_KEYS_FILE to a file in a mounted Secret volume (e.g. "
+    "/var/run/secrets/flowchat/api-keys) or API_KEYS from a secretKeyRef"
+)
+
+
+def test_exposed_api_without_a_key_source_fires() -> None:
+    resources = rendered("staging")
+    api = _api(resources)["containers"][0]
+    api["env"] = [e for e in api["env"] if e["name"] not in {"API_KEYS_FILE", "API_KEYS"}]
+    assert fired(resources) == {"api-key-source": [KEYLESS]}
+
+
+def test_key_file_outside_a_secret_volume_fires() -> None:
+    resources = rendered("staging")
+    spec = _api(resources)
+    for volume in spec["volumes"]:
+        if "secret" in volume:
+            volume.pop("secret")
+            volume["emptyDir"] = {}
+    assert fired(resources) == {"api-key-source": [KEYLESS]}
+
+
+def test_api_keys_from_a_secret_key_ref_pass() -> None:
+    resources = rendered("staging")
+    api = _api(resources)["containers"][0]
+    api["env"] = [e for e in api["env"] if e["name"] not in {"API_KEYS_FILE", "API_KEYS"}]
+    ref = {"secretKeyRef": {"name": "flowchat-flow-credentials", "key": "API_KEYS"}}
+    api["env"].append({"name": "API_KEYS", "valueFrom": ref})
+    assert fired(resources) == {}
+
+
+def test_anonymous_chat_on_an_exposed_api_fires() -> None:
+    resources = rendered("staging")
+    _api(resources)["containers"][0]["env"].append(
+        {"name": "ALLOW_ANONYMOUS_CHAT", "value": "True"}
+    )
+    assert fired(resources) == {
+        "api-key-source": [
+            "Deployment flowchat-api is exposed by Ingress flowchat-api and sets "
+            "ALLOW_ANONYMOUS_CHAT=true: anyone on the internet could chat on the stack's Flow "
+            "credentials"
+        ]
+    }
+
+
+def test_an_api_no_ingress_exposes_needs_no_key_rule() -> None:
+    resources = [r for r in rendered("staging") if not r.type.endswith(":Ingress")]
+    api = _api(resources)["containers"][0]
+    api["env"] = [e for e in api["env"] if e["name"] not in {"API_KEYS_FILE", "API_KEYS"}]
+    assert "api-key-source" not in fired(resources)

@@ -16,25 +16,37 @@ if str(ROOT) not in sys.path:
 
 from stacks.config import load_config  # noqa: E402
 from stacks.kube import KubeNamespace  # noqa: E402
+from stacks.providers import make_providers  # noqa: E402
 from stacks.render import RenderedResource, render_program, stack_config  # noqa: E402
 from stacks.secrets import Secrets, SecretsArgs  # noqa: E402
 from stacks.service import Service, ServiceArgs  # noqa: E402
 
 STACKS = ("staging", "prod")
 CLOUDS = ("azure", "aws")
-AZURE = {"resourceGroup": "rg-flowchat-test", "tenantId": "11111111-2222-3333-4444-555555555555"}
+AZURE = {
+    "resourceGroup": "rg-flowchat-test",
+    "tenantId": "11111111-2222-3333-4444-555555555555",
+    "oidcIssuerUrl": "https://westeurope.oic.prod-aks.azure.com/tenant/cluster/",
+    "rotationPrincipalId": "99999999-2222-3333-4444-555555555555",
+}
+AWS = {
+    "region": "eu-central-1",
+    "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.example/id/T",
+    "oidcIssuer": "oidc.eks.example/id/T",
+}
 CLOUD_OVERRIDES = {
     "azure": {"cloud": "azure", "azure": json.dumps(AZURE)},
-    "aws": {"cloud": "aws", "aws": json.dumps({"region": "eu-central-1"})},
+    "aws": {"cloud": "aws", "aws": json.dumps(AWS)},
 }
 COMBOS = [(stack, cloud) for stack in STACKS for cloud in CLOUDS]
 
 
 def components_program() -> None:
     config = load_config()
-    kube = KubeNamespace("flowchat", config)
-    secrets = Secrets("flowchat", SecretsArgs(config, kube))
-    Service("flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets,)))
+    providers = make_providers("flowchat", config)
+    kube = KubeNamespace("flowchat", config, providers.kubernetes)
+    secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
+    Service("flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets.external_secret,)))
 
 
 def render_components(

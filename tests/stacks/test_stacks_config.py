@@ -12,7 +12,7 @@ from stacks.config import ConfigError, StackConfig, parse_config
 from stacks.render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
-AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t"})
+AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://i/"})
 BASE = {
     "hostname": "chat.example.com",
     "azure": AZURE,
@@ -72,8 +72,42 @@ def test_bad_values_are_rejected_naming_the_key(raw: dict[str, str], message: st
 
 
 def test_aws_does_not_need_azure_settings() -> None:
-    config = parse(cloud="aws", azure="{}")
+    config = parse(cloud="aws", azure="{}", aws=json.dumps({"roleArn": "arn:aws:iam::1:role/r"}))
     assert config.cloud == "aws" and config.aws.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcProviderArn: is required"),
+        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcIssuer: is required"),
+        (
+            {"azure": json.dumps({"resourceGroup": "rg", "tenantId": "t"})},
+            "flowchat:azure.oidcIssuerUrl: is required",
+        ),
+        ({"grafana": json.dumps({"url": "grafana.example.com"})}, "flowchat:grafana.url"),
+    ],
+)
+def test_identity_inputs_are_required_unless_an_existing_identity_is_given(
+    raw: dict[str, str], message: str
+) -> None:
+    """The stack creates External Secrets' identity from the cluster's OIDC issuer: without it
+    (and without an existing identity) the first run would fail at the cloud, so config fails."""
+    assert message in error_of(**raw)
+    if "azure" in raw and "cloud" not in raw:
+        existing = json.dumps(
+            {"resourceGroup": "rg", "tenantId": "t", "workloadIdentityClientId": "c"}
+        )
+        assert parse(azure=existing).azure.workload_identity_client_id == "c"
+
+
+def test_grafana_auth_is_secret_config_merged_and_never_echoed() -> None:
+    config = parse_config(
+        "staging", {**BASE, "grafanaAuth": "glsa_token"}, frozenset({"grafanaAuth"})
+    )
+    assert config.grafana.auth is not None
+    assert config.grafana.auth.get_secret_value() == "glsa_token"
+    assert "glsa_token" not in repr(config)
 
 
 def test_secret_values_are_not_echoed() -> None:
@@ -115,8 +149,9 @@ def test_stack_files_parse_and_commit_no_secrets(stack: str) -> None:
     text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
     assert "secure:" not in text
     values, secret = stack_config(stack)
-    assert secret == ["flowchat:alertingUrl"]  # set by CI, a placeholder offline
-    raw = {k.removeprefix("flowchat:"): v for k, v in values.items()}
+    # delivered by the stack's ESC environment, a placeholder offline
+    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth"]
+    raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
     config = parse_config(stack, raw, frozenset({"alertingUrl"}))
     assert config.stack == stack
 
@@ -125,13 +160,18 @@ def test_stacks_differ_where_they_should() -> None:
     configs = {}
     for stack in ("staging", "prod"):
         values, _ = stack_config(stack)
-        raw = {k.removeprefix("flowchat:"): v for k, v in values.items()}
+        raw = {
+            k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")
+        }
         configs[stack] = parse_config(stack, raw, frozenset({"alertingUrl"}))
     staging, prod = configs["staging"], configs["prod"]
     assert (staging.cloud, prod.cloud) == ("azure", "aws")
     assert staging.api.replicas == 1 and prod.api.replicas == 3
     assert staging.hostname != prod.hostname
     assert (staging.alerting.type, prod.alerting.type) == ("slack", "pagerduty")
+    # AKS's KEDA add-on runs in kube-system; the KEDA chart on EKS in keda
+    assert (staging.addons.keda_namespace, prod.addons.keda_namespace) == ("kube-system", "keda")
+    assert staging.grafana.url != prod.grafana.url
 
 
 def test_overrides_replace_keys_or_set_paths() -> None:
@@ -145,3 +185,43 @@ def test_overrides_replace_keys_or_set_paths() -> None:
     assert thresholds["queueDepthFor"] == "5m"  # the rest of the object is kept
     values, _ = stack_config("staging", config_overrides={"thresholds": '{"queueDepth": 50}'})
     assert json.loads(values["flowchat:thresholds"]) == {"queueDepth": 50}
+
+
+def test_requirements_txt_covers_the_program_with_pyproject_bounds() -> None:
+    """`pulumi install` on a fresh clone installs requirements.txt: every third-party module the
+    program imports is there, with the bounds pyproject.toml gives it."""
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+    import tomllib
+
+    reqs = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name = re.split(r"[<>=!\[]", line, maxsplit=1)[0]
+            reqs[name.lower().replace("_", "-")] = line
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = [*project["dependencies"], *project["optional-dependencies"]["infra"]]
+    pinned = {
+        re.split(r"[<>=!\[]", s, maxsplit=1)[0].lower(): s.split("#")[0].strip() for s in specs
+    }
+    for name, line in reqs.items():
+        assert pinned.get(name) == line, name
+    files = [ROOT / "__main__.py", ROOT / "app" / "contracts.py", ROOT / "app" / "settings.py"]
+    files += sorted((ROOT / "stacks").glob("*.py"))
+    modules = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    local = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    third_party = modules - set(sys.stdlib_module_names) - local - {"__future__"}
+    dists = importlib.metadata.packages_distributions()
+    for module in sorted(third_party):
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [])}
+        assert names & set(reqs), f"{module} ({names}) is not in requirements.txt"

@@ -14,9 +14,9 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "compose.yaml").read_text())
 
 
-def test_compose_has_the_five_services_with_healthchecks() -> None:
+def test_compose_has_the_six_services_with_healthchecks() -> None:
     services = compose()["services"]
-    assert set(services) == {"redis", "chroma", "emulator", "api", "worker"}
+    assert set(services) == {"redis", "chroma", "emulator", "api", "worker", "ingest-worker"}
     for name, service in services.items():
         assert "healthcheck" in service, name
         image = service.get("image", "")
@@ -34,6 +34,9 @@ def test_worker_depends_on_redis_and_restarts_alone() -> None:
     assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert worker["environment"]["CHROMA_URL"] == "http://chroma:8000"
     assert worker["volumes"] == services["api"]["volumes"]  # shared documents
+    ingest = services["ingest-worker"]  # uploads land on flow_ingest: someone must listen
+    assert ingest["command"] == ["python", "-m", "app.ingest.worker"]
+    assert ingest["volumes"] == services["api"]["volumes"]
 
 
 def test_compose_carries_no_literal_secret() -> None:

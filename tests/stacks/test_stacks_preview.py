@@ -63,7 +63,9 @@ def test_overrides_switch_cloud_and_tighten_thresholds() -> None:
         "prod",
         config_overrides={
             "flowchat:cloud": "azure",
-            "flowchat:azure": json.dumps({"resourceGroup": "rg", "tenantId": "t"}),
+            "flowchat:azure": json.dumps(
+                {"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://issuer/"}
+            ),
             "thresholds.healthProbeIntervalSeconds": "20",
         },
     )
@@ -84,7 +86,11 @@ def test_overrides_switch_cloud_and_tighten_thresholds() -> None:
 def test_cli_set_overrides_reach_the_report(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     code = preview.main(
-        ["--stack", "staging", "--set", "api.replicas=2", "--set", "cloud=aws", "--json", str(path)]
+        [
+            *("--stack", "staging", "--set", "api.replicas=2", "--set", "cloud=aws"),
+            *("--set", "aws.roleArn=arn:aws:iam::123456789012:role/existing"),
+            *("--json", str(path)),
+        ]
     )
     assert code == 0
     report = json.loads(path.read_text())
@@ -195,3 +201,24 @@ def test_a_pr_raising_the_prod_queue_threshold_to_50_fails_preview(tmp_path: Pat
     line = next(x for x in done.stdout.splitlines() if "queue-depth-alert" in x)
     assert "MANDATORY" in line and "FlowchatQueueBacklog" in line
     assert "threshold 50" in line and "bound 20" in line
+
+
+@pytest.mark.parametrize(
+    ("stack", "annotation"),
+    [("staging", "azure.workload.identity/client-id"), ("prod", "eks.amazonaws.com/role-arn")],
+)
+def test_preview_renders_computed_outputs_as_unknown(stack: str, annotation: str) -> None:
+    """Issue 9 item 11: the preview runs with preview semantics (what a new identity's id will
+    be is unknown until it exists) and through the explicit providers."""
+
+    def service_account(resources: list) -> dict:
+        (sa,) = [r for r in resources if r.inputs.get("kind") == "ServiceAccount"]
+        return sa.inputs["metadata"]["annotations"]
+
+    previewed = render_stack(stack)
+    assert service_account(previewed)[annotation] == "[unknown]"
+    applied = render_stack(stack, preview=False)
+    assert service_account(applied)[annotation] not in ("[unknown]", "", None)
+    providers = {r.type for r in previewed if r.type.startswith("pulumi:providers:")}
+    assert {"pulumi:providers:kubernetes", "pulumi:providers:grafana"} <= providers
+    assert all(r.provider for r in previewed if r.custom and r.type not in providers)

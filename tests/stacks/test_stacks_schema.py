@@ -9,7 +9,13 @@ from stacks_testlib import COMBOS
 
 from stacks.preview import validate_manifest
 
-CUSTOM_KINDS = {"ScaledObject", "SecretStore", "ExternalSecret", "ServiceMonitor"}
+CUSTOM_KINDS = {
+    "ScaledObject",
+    "SecretStore",
+    "ExternalSecret",
+    "ServiceMonitor",
+    "TriggerAuthentication",
+}
 
 
 @pytest.mark.parametrize(("stack", "cloud"), COMBOS)

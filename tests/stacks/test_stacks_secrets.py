@@ -13,8 +13,8 @@ from app.contracts import (
     EXTERNAL_SECRETS_API,
     EXTERNAL_SECRETS_GROUP,
     RESTARTED_AT_ANNOTATION,
-    SECRET_KEYS,
     SECRET_PLACEHOLDER,
+    STACK_SECRET_KEYS,
     key_vault_name,
     secret_entry_name,
 )
@@ -26,31 +26,33 @@ def stack(request: pytest.FixtureRequest, rendered: dict) -> Rendered:
     return rendered[request.param]
 
 
-def test_aws_entries_are_named_per_contract(rendered: dict) -> None:
+def test_aws_entries_are_named_per_contract_and_carry_no_value(rendered: dict) -> None:
     for stack in ("staging", "prod"):
         r = rendered[(stack, "aws")]
-        names = sorted(s.inputs["name"] for s in r.of_type(":Secret"))
-        assert names == sorted(secret_entry_name("aws", stack, k) for k in SECRET_KEYS)
+        names = sorted(s.inputs["name"] for s in r.of_type("secretsmanager/secret:Secret"))
+        assert names == sorted(secret_entry_name("aws", stack, k) for k in STACK_SECRET_KEYS)
         assert f"flowchat/{stack}/FLOW_AGENT_SECRET" in names
-        versions = r.of_type(":SecretVersion")
-        assert len(versions) == len(SECRET_KEYS)
-        assert {v.inputs["secretString"] for v in versions} == {"[secret]"}
-        assert not r.of_type("keyvault:Secret")
+        assert f"flowchat/{stack}/API_KEYS" in names and f"flowchat/{stack}/REDIS_PASSWORD" in names
+        assert not r.of_type(":SecretVersion")  # rotation writes every version
+        assert not r.of_type("keyvault:")
 
 
-def test_azure_entries_are_named_per_contract_in_the_stack_vault(rendered: dict) -> None:
+def test_azure_vault_is_rbac_and_pulumi_creates_no_entry(rendered: dict) -> None:
+    """Rotation creates the Key Vault entries with their first real value (data plane)."""
     for stack in ("staging", "prod"):
         r = rendered[(stack, "azure")]
         (vault,) = r.of_type("keyvault:Vault")
         assert vault.inputs["vaultName"] == key_vault_name(stack)
         assert vault.inputs["properties"]["enableRbacAuthorization"] is True
-        secrets = r.of_type("keyvault:Secret")
-        assert sorted(s.inputs["secretName"] for s in secrets) == sorted(
-            secret_entry_name("azure", stack, k) for k in SECRET_KEYS
-        )
-        assert {s.inputs["vaultName"] for s in secrets} == {key_vault_name(stack)}
-        assert {s.inputs["properties"]["value"] for s in secrets} == {"[secret]"}
-        assert not r.of_type("secretsmanager/secret:Secret")
+        assert not r.of_type("keyvault:Secret")
+        assert not r.of_type("secretsmanager/")
+
+
+@pytest.mark.parametrize("stack_name", ["staging", "a-very-long-stack-name-for-a-vault"])
+def test_vault_name_is_valid_after_truncation(stack_name: str) -> None:
+    name = key_vault_name(stack_name)
+    assert 3 <= len(name) <= 24
+    assert name[0].isalpha() and name[-1].isalnum() and "--" not in name
 
 
 def test_external_secret_covers_every_secret_key(stack: Rendered) -> None:
@@ -60,7 +62,8 @@ def test_external_secret_covers_every_secret_key(stack: Rendered) -> None:
     assert spec["target"]["name"] == EXTERNAL_SECRET
     assert spec["refreshInterval"] == "1h"
     mapping = {d["secretKey"]: d["remoteRef"]["key"] for d in spec["data"]}
-    assert mapping == {k: secret_entry_name(stack.cloud, stack.stack, k) for k in SECRET_KEYS}
+    assert mapping == {k: secret_entry_name(stack.cloud, stack.stack, k) for k in STACK_SECRET_KEYS}
+    assert external["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
     store = stack.manifest("SecretStore", spec["secretStoreRef"]["name"])
     provider = store["spec"]["provider"]
     if stack.cloud == "azure":
@@ -69,9 +72,11 @@ def test_external_secret_covers_every_secret_key(stack: Rendered) -> None:
             == f"https://{key_vault_name(stack.stack)}.vault.azure.net"
         )
     else:
-        assert provider["aws"] == {"service": "SecretsManager", "region": "eu-central-1"} | (
-            {"auth": provider["aws"]["auth"]} if "auth" in provider["aws"] else {}
-        )
+        assert provider["aws"] == {
+            "service": "SecretsManager",
+            "region": "eu-central-1",
+            "auth": {"jwt": {"serviceAccountRef": {"name": "flowchat-external-secrets"}}},
+        }
 
 
 def test_no_literal_secret_value_in_any_input(stack: Rendered) -> None:
@@ -88,33 +93,52 @@ def test_children_are_parented_to_their_components(stack: Rendered) -> None:
         "flowchat:stacks:Service",
     }
     for r in stack.resources:
-        if not r.type.startswith("flowchat:"):
+        if not r.type.startswith(("flowchat:", "pulumi:providers:")):
             assert r.parent_urn in components, (r.type, r.name, r.parent_urn)
 
 
-@pytest.mark.parametrize("cloud", ["aws", "azure"])
-def test_entries_start_with_the_contract_placeholder(
-    cloud: str, monkeypatch: pytest.MonkeyPatch
+# Variants that change everything else about the entries: tags and descriptions (stack name),
+# the vault (existing vs created), the region (replaces every AWS secret), the identity path.
+VALUE_VARIANTS = {
+    "azure": [
+        {},
+        {"azure.createVault": "false", "azure.vaultName": "kv-existing-1"},
+        {"azure.location": "northeurope"},
+        {"azure.workloadIdentityClientId": "existing-client"},
+    ],
+    "aws": [{}, {"aws.region": "us-east-1"}, {"aws.roleArn": "arn:aws:iam::1:role/existing"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("cloud", "variant"),
+    [(c, v) for c, variants in VALUE_VARIANTS.items() for v in variants],
+    ids=lambda v: str(v) if isinstance(v, dict) else v,
+)
+def test_no_secret_value_ever_flows_through_pulumi(
+    cloud: str, variant: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The initial value is app.contracts.SECRET_PLACEHOLDER, the one the service refuses as an
-    admin token (rendered with secret values revealed)."""
+    """Issue 9 item 5: the planned inputs carry no secret value at all (rendered with secrets
+    revealed), so no change to tags, content type, vault or region, and no replacement, can
+    resend a placeholder over a value rotation wrote."""
     real = render.plain
+    revealed: list[object] = []
 
     def revealing(value: object) -> object:
         if isinstance(value, dict) and value.get(render._SIG) == render._SECRET_SIG:
-            return {"secret": real(value.get("value"))}
+            revealed.append(real(value.get("value")))
         return real(value)
 
     monkeypatch.setattr(render, "plain", revealing)
-    resources = render_components("staging", CLOUD_OVERRIDES[cloud])
-    if cloud == "aws":
-        values = [r.inputs["secretString"] for r in resources if r.type.endswith(":SecretVersion")]
-    else:
-        values = [
-            r.inputs["properties"]["value"] for r in resources if r.type.endswith("keyvault:Secret")
-        ]
-    assert len(values) == len(SECRET_KEYS)
-    assert values == [{"secret": SECRET_PLACEHOLDER}] * len(SECRET_KEYS)
+    for stack in ("staging", "prod"):
+        resources = render_components(stack, {**CLOUD_OVERRIDES[cloud], **variant})
+        types = {r.type for r in resources}
+        assert not {t for t in types if t.endswith((":SecretVersion", "keyvault:Secret"))}
+        text = json.dumps([r.inputs for r in resources])
+        for field in ('"secretString"', '"secretBinary"', '"value": "placeholder'):
+            assert field not in text
+        assert SECRET_PLACEHOLDER not in text
+    assert SECRET_PLACEHOLDER not in json.dumps(revealed, default=str)
 
 
 REPO = Path(__file__).resolve().parents[2]

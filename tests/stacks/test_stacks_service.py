@@ -7,7 +7,10 @@ from stacks_testlib import COMBOS, Rendered, render_components
 
 from app.contracts import (
     API_DEPLOYMENT,
+    API_KEYS_FILE_IN_POD,
     EXTERNAL_SECRET,
+    INGEST_QUEUE_KEY,
+    INGEST_WORKER_DEPLOYMENT,
     METRICS_PATH,
     PING_PATH,
     QUEUE_KEY,
@@ -16,7 +19,7 @@ from app.contracts import (
     WORKER_DEPLOYMENT,
     namespace_for,
 )
-from stacks.service import ROTATION_ANNOTATION
+from stacks.service import ROTATION_ANNOTATION, quantity_bytes, redis_maxmemory
 
 API_REPLICAS = {"staging": 1, "prod": 3}
 CHROMA_SIZE = {"staging": "5Gi", "prod": "50Gi"}
@@ -75,14 +78,20 @@ def test_replicas_and_volume_sizes_differ_per_stack(stack: Rendered) -> None:
     assert claim["metadata"]["name"] == "data"  # PVC data-flowchat-chroma-0
     assert claim["spec"]["resources"]["requests"]["storage"] == CHROMA_SIZE[stack.stack]
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    (mount,) = chroma["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    assert mount == {"name": "data", "mountPath": "/data"}
+    mounts = chroma["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert mounts == [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}]
+
+
+def _args(container: dict) -> dict[str, str]:
+    args = container["args"]
+    return dict(zip(args[::2], args[1::2], strict=True))
 
 
 def test_redis_keeps_an_append_only_file_on_its_claim(stack: Rendered) -> None:
     redis = stack.manifest("StatefulSet", "flowchat-redis")
     (container,) = redis["spec"]["template"]["spec"]["containers"]
-    assert container["args"][:2] == ["--appendonly", "yes"]
+    args = _args(container)
+    assert args["--appendonly"] == "yes" and args["--appendfsync"] == "everysec"
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert [c["metadata"]["name"] for c in redis["spec"]["volumeClaimTemplates"]] == ["data"]
 
@@ -90,9 +99,9 @@ def test_redis_keeps_an_append_only_file_on_its_claim(stack: Rendered) -> None:
 def test_documents_volume_is_shared_by_api_and_worker(stack: Rendered) -> None:
     pvc = stack.manifest("PersistentVolumeClaim", "flowchat-documents")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT):
+    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):
         spec = pod_spec(stack, "Deployment", name)
-        (volume,) = spec["volumes"]
+        (volume,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
         assert volume["persistentVolumeClaim"]["claimName"] == "flowchat-documents"
         (container,) = spec["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
@@ -163,8 +172,11 @@ def test_queue_length_and_worker_bounds_come_from_config() -> None:
 
 def test_containers_are_pinned_non_root_and_bounded(stack: Rendered) -> None:
     containers = all_containers(stack)
-    assert len(containers) == 4
+    assert len(containers) == 5
     for owner, c in containers:
+        # read-only root; whatever the process writes goes to a volume (/tmp is an emptyDir)
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, owner
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], owner
         tag = c["image"].rsplit(":", 1)[-1]
         assert ":" in c["image"] and tag != "latest", (owner, c["image"])
         assert set(c["resources"]) == {"requests", "limits"}, owner
@@ -177,28 +189,87 @@ def test_containers_are_pinned_non_root_and_bounded(stack: Rendered) -> None:
             assert security["runAsUser"] > 0
 
 
-def test_network_policies_admit_only_api_and_worker_to_redis_and_chroma(stack: Rendered) -> None:
-    for name, port in (("flowchat-redis", 6379), ("flowchat-chroma", 8000)):
-        policy = stack.manifest("NetworkPolicy", name)["spec"]
-        assert policy["policyTypes"] == ["Ingress"]
-        assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name[9:]
-        (rule,) = policy["ingress"]
-        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
-        pods = [p["podSelector"] for p in rule["from"] if "podSelector" in p]
-        (expr,) = pods[0]["matchExpressions"]
-        assert expr["values"] == ["api", "worker"]
-        namespaces = [p for p in rule["from"] if "namespaceSelector" in p]
-        assert len(namespaces) == (1 if name == "flowchat-redis" else 0)  # KEDA reads the queue
+def _peers(rules: list[dict]) -> set[tuple[str, int]]:
+    """(peer, port) pairs a NetworkPolicy rule list admits, peers as readable names."""
+    found = set()
+    for rule in rules:
+        ports = [p["port"] for p in rule["ports"]]
+        for peer in rule.get("from", rule.get("to", [])):
+            if "podSelector" in peer:
+                selector = peer["podSelector"]
+                assert selector["matchLabels"]["app.kubernetes.io/name"] == "flowchat"
+                names = selector["matchExpressions"][0]["values"]
+            elif "namespaceSelector" in peer:
+                names = [
+                    "ns:" + peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                ]
+            else:
+                names = ["ip:" + peer["ipBlock"]["cidr"]]
+            found |= {(n, port) for n in names for port in ports}
+    return found
+
+
+KEDA_NS = {"staging": "kube-system", "prod": "keda"}
+INGRESS_NS = {"staging": "app-routing-system", "prod": "ingress-nginx"}
+DNS = {("ns:kube-system", 53)}
+APPS = ("api", "worker", "ingest-worker")
+
+
+def test_network_policies_admit_exactly_the_listed_peers(rendered: dict) -> None:
+    """Ingress and egress for every workload (issue 10): the committed stack files' add-on
+    namespaces (AKS's KEDA add-on in kube-system) reach Redis, nothing else does."""
+    for stack_name in ("staging", "prod"):
+        stack = rendered[(stack_name, "azure")]
+        keda, ingress = KEDA_NS[stack_name], INGRESS_NS[stack_name]
+        expected = {
+            API_DEPLOYMENT: (
+                {(f"ns:{ingress}", 8000), ("ns:monitoring", 8000)},
+                DNS | {("redis", 6379), ("chroma", 8000), ("ip:0.0.0.0/0", 443)},
+            ),
+            WORKER_DEPLOYMENT: (
+                set(),
+                DNS | {("redis", 6379), ("chroma", 8000), ("ip:0.0.0.0/0", 443)},
+            ),
+            INGEST_WORKER_DEPLOYMENT: (set(), DNS | {("redis", 6379), ("chroma", 8000)}),
+            "flowchat-redis": ({*((a, 6379) for a in APPS), (f"ns:{keda}", 6379)}, set()),
+            "flowchat-chroma": ({(a, 8000) for a in APPS}, set()),
+        }
+        policies = [m for m in stack.manifests() if m["kind"] == "NetworkPolicy"]
+        assert {p["metadata"]["name"] for p in policies} == set(expected)
+        for name, (ingress_peers, egress_peers) in expected.items():
+            spec = stack.manifest("NetworkPolicy", name)["spec"]
+            assert spec["policyTypes"] == ["Ingress", "Egress"], name
+            assert _peers(spec["ingress"]) == ingress_peers, name
+            assert _peers(spec["egress"]) == egress_peers, name
+        # every workload is selected by exactly one policy
+        selected = {
+            p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in policies
+        }
+        assert selected == {"api", "worker", "ingest-worker", "redis", "chroma"}
+
+
+def test_addons_namespaces_come_from_config() -> None:
+    resources = render_components(
+        "staging", {"addons": '{"kedaNamespace": "keda-system", "ingressNamespace": "traefik"}'}
+    )
+    stack = Rendered("staging", "azure", resources)
+    redis = stack.manifest("NetworkPolicy", "flowchat-redis")["spec"]
+    assert ("ns:keda-system", 6379) in _peers(redis["ingress"])
     api = stack.manifest("NetworkPolicy", API_DEPLOYMENT)["spec"]
-    assert api["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
+    assert ("ns:traefik", 8000) in _peers(api["ingress"])
+    monitor = stack.manifest("ServiceMonitor", API_DEPLOYMENT)
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_ingress_pdb_and_rotation_annotation(stack: Rendered) -> None:
     ingress = stack.manifest("Ingress", API_DEPLOYMENT)["spec"]
     (rule,) = ingress["rules"]
     assert rule["host"].endswith("flowchat.example.com")
-    backend = rule["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": API_DEPLOYMENT, "port": {"number": 8000}}
+    paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+    # never /metrics, /docs, /openapi.json (Prometheus scrapes the Service)
+    assert paths == {("/api", "Prefix"), ("/v1", "Prefix"), ("/", "Exact"), ("/static", "Prefix")}
+    for path in rule["http"]["paths"]:
+        assert path["backend"]["service"] == {"name": API_DEPLOYMENT, "port": {"number": 8000}}
     pdb = stack.manifest("PodDisruptionBudget", API_DEPLOYMENT)["spec"]
     assert pdb["maxUnavailable"] == 1
     for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT):
@@ -244,3 +315,127 @@ def test_service_monitor_scrapes_the_api_service_metrics(stack: Rendered) -> Non
     assert port["targetPort"] in [p["name"] for p in api["ports"]]
     assert endpoint["path"] == METRICS_PATH
     assert endpoint["interval"] == "30s"
+
+
+# --- issue 10: keys, Redis password and memory, app env ---------------------------------------
+def test_api_reads_keys_from_a_mounted_file_of_the_synced_secret(stack: Rendered) -> None:
+    spec = pod_spec(stack, "Deployment", API_DEPLOYMENT)
+    (container,) = spec["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["API_KEYS_FILE"]["value"] == API_KEYS_FILE_IN_POD
+    assert "API_KEYS" not in env and "ALLOW_ANONYMOUS_CHAT" not in env
+    directory, _, filename = API_KEYS_FILE_IN_POD.rpartition("/")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert "subPath" not in mount  # a subPath mount would never see a revoked key
+    assert volume["secret"]["secretName"] == EXTERNAL_SECRET
+    assert volume["secret"]["items"] == [{"key": "API_KEYS", "path": filename}]
+
+
+def test_every_redis_client_and_the_server_use_the_password(stack: Rendered) -> None:
+    password_ref = {"secretKeyRef": {"name": EXTERNAL_SECRET, "key": "REDIS_PASSWORD"}}
+    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):
+        (container,) = pod_spec(stack, "Deployment", name)["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["REDIS_PASSWORD"]["valueFrom"] == password_ref, name
+    redis = stack.manifest("StatefulSet", "flowchat-redis")
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    assert _args(container)["--requirepass"] == "$(REDIS_PASSWORD)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"] == password_ref
+    assert env["REDISCLI_AUTH"]["valueFrom"] == password_ref  # the redis-cli readiness probe
+    auth = stack.manifest("TriggerAuthentication", "flowchat-redis-auth")["spec"]
+    assert auth["secretTargetRef"] == [
+        {"parameter": "password", "name": EXTERNAL_SECRET, "key": "REDIS_PASSWORD"}
+    ]
+    for scaler in (m for m in stack.manifests() if m["kind"] == "ScaledObject"):
+        for trigger in scaler["spec"]["triggers"]:
+            if trigger["type"] == "redis":
+                assert trigger["authenticationRef"] == {"name": "flowchat-redis-auth"}
+
+
+def test_redis_maxmemory_is_derived_from_its_limit_and_never_evicts(stack: Rendered) -> None:
+    redis = stack.manifest("StatefulSet", "flowchat-redis")
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    args = _args(container)
+    limit = quantity_bytes(container["resources"]["limits"]["memory"])
+    assert int(args["--maxmemory"]) == redis_maxmemory(container["resources"]["limits"]["memory"])
+    assert 0.7 * limit <= int(args["--maxmemory"]) <= 0.8 * limit
+    assert args["--maxmemory-policy"] == "noeviction"
+
+
+def test_redis_memory_follows_a_new_limit() -> None:
+    resources = render_components("staging", {"redis": '{"resources": {"memoryLimit": "2Gi"}}'})
+    redis = Rendered("staging", "azure", resources).manifest("StatefulSet", "flowchat-redis")
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    assert int(_args(container)["--maxmemory"]) == int(2 * 2**30 * 0.75)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"), [("512Mi", 512 * 2**20), ("1G", 10**9), ("3", 3)]
+)
+def test_quantity_bytes(quantity: str, expected: int) -> None:
+    assert quantity_bytes(quantity) == expected
+
+
+def test_stack_env_reaches_the_app_containers() -> None:
+    resources = render_components("staging", {"env": '{"CHUNK_SIZE": "600", "TOP_K": "8"}'})
+    stack = Rendered("staging", "azure", resources)
+    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):
+        (container,) = pod_spec(stack, "Deployment", name)["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert (env["CHUNK_SIZE"], env["TOP_K"]) == ("600", "8"), name
+
+
+# --- issue 9 hardening and issue 11: worker probes, budgets, ingest workers ----------------------
+def test_workers_have_probes_from_their_alive_keys(stack: Rendered) -> None:
+    for name, queue in (
+        (WORKER_DEPLOYMENT, "flow_tasks"),
+        (INGEST_WORKER_DEPLOYMENT, "flow_ingest"),
+    ):
+        (container,) = pod_spec(stack, "Deployment", name)["containers"]
+        for probe in ("livenessProbe", "readinessProbe"):
+            command = container[probe]["exec"]["command"]
+            assert command == ["python", "-m", "app.worker_probe", "--queue", queue], name
+
+
+def test_disruption_budgets_for_every_workload(stack: Rendered) -> None:
+    budgets = {
+        m["metadata"]["name"]: m["spec"]
+        for m in stack.manifests()
+        if m["kind"] == "PodDisruptionBudget"
+    }
+    assert set(budgets) == {
+        API_DEPLOYMENT,
+        WORKER_DEPLOYMENT,
+        INGEST_WORKER_DEPLOYMENT,
+        "flowchat-redis",
+        "flowchat-chroma",
+    }
+    for name, spec in budgets.items():
+        kind = "StatefulSet" if name in {"flowchat-redis", "flowchat-chroma"} else "Deployment"
+        labels = stack.manifest(kind, name)["spec"]["template"]["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items(), name
+
+
+def test_namespace_enforces_the_restricted_pod_security_profile(stack: Rendered) -> None:
+    labels = stack.manifest("Namespace", namespace_for(stack.stack))["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_ingest_workers_drain_and_scale_on_waiting_and_running_jobs(stack: Rendered) -> None:
+    deployment = stack.manifest("Deployment", INGEST_WORKER_DEPLOYMENT)
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["python", "-m", "app.ingest.worker", "--workers", "1"]
+    assert spec["terminationGracePeriodSeconds"] >= 600  # an OCR job finishes after SIGTERM
+    chat = pod_spec(stack, "Deployment", WORKER_DEPLOYMENT)["containers"][0]
+    assert chat["command"] == ["python", "-m", "app.worker"]  # chat workers: flow_tasks only
+    scaler = stack.manifest("ScaledObject", INGEST_WORKER_DEPLOYMENT)["spec"]
+    redis_trigger, prom = scaler["triggers"]
+    assert redis_trigger["metadata"]["listName"] == INGEST_QUEUE_KEY
+    assert 'queue="flow_ingest"' in prom["metadata"]["query"]
+    assert "started" in prom["metadata"]["query"]  # running jobs keep their replicas
+    window = scaler["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert window["stabilizationWindowSeconds"] >= 600

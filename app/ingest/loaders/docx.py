@@ -12,6 +12,7 @@ from docx.opc.exceptions import PackageNotFoundError
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
+from app.ingest.limits import check_archive
 from app.ingest.loaders.text import clean_text, require_text
 from app.ingest.models import DocumentLoadError, LoadedDocument
 from app.rag.chunking import Section
@@ -41,6 +42,7 @@ def _table_text(table: Table) -> str:
 
 
 def load_docx(path: Path, fallback_title: str) -> LoadedDocument:
+    check_archive(path)  # python-docx inflates each part whole: refuse zip bombs first
     try:
         document = Document(str(path))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:

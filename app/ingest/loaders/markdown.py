@@ -15,11 +15,31 @@ from app.ingest.loaders.text import clean_text, read_text, require_text
 from app.ingest.models import LoadedDocument
 from app.rag.chunking import Section
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+MAX_HEADING_CHARS = 300  # longer "headings" are cut before their marks are cleaned
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(.+?)\1")
+
+
+def atx_heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line (``## Text ##``), else None; text may be empty.
+
+    Linear in the line: the regex it replaces (``^ {0,3}(#{1,6})(?:[ \\t]+(.*?))?(?:[ \\t]+#+)?
+    [ \\t]*$``) backtracked over every run of spaces inside the heading, quadratic in its length.
+    """
+    stripped = line.lstrip(" ")
+    if len(line) - len(stripped) > 3:
+        return None
+    level = len(stripped) - len(stripped.lstrip("#"))
+    rest = stripped[level:]
+    if not 1 <= level <= 6 or (rest and rest[0] not in " \t"):
+        return None
+    text = rest.strip(" \t")
+    bare = text.rstrip("#")
+    if bare and bare != text and bare[-1] in " \t":  # a closing sequence: "## Text ##"
+        text = bare.rstrip(" \t")
+    return level, text
 
 
 @dataclass
@@ -30,7 +50,9 @@ class _Heading:
 
 
 def clean_heading(text: str) -> str:
-    """Heading text without links, emphasis and code marks."""
+    """Heading text without links, emphasis and code marks (at most MAX_HEADING_CHARS of it:
+    the link and emphasis patterns are not linear on long runs of brackets or marks)."""
+    text = text[:MAX_HEADING_CHARS]
     text = _LINK.sub(r"\1", text)
     text = _EMPHASIS.sub(r"\2", text)
     return " ".join(text.split()).strip()
@@ -50,16 +72,16 @@ def _find_headings(lines: list[str]) -> list[_Heading]:
             continue
         if fence is not None:
             continue
-        atx = _ATX.match(line)
-        if atx and atx.group(2):
-            headings.append(_Heading(len(atx.group(1)), clean_heading(atx.group(2)), number))
+        atx = atx_heading(line)
+        if atx and atx[1]:
+            headings.append(_Heading(atx[0], clean_heading(atx[1]), number))
             continue
         setext = _SETEXT.match(line)
         previous = lines[number - 1] if number else ""
         if (
             setext
             and previous.strip()
-            and not _ATX.match(previous)
+            and not atx_heading(previous)
             and not (headings and headings[-1].line == number - 1)
             and (number < 2 or not lines[number - 2].strip())
         ):
@@ -88,7 +110,7 @@ def parse_markdown(source: str, fallback_title: str) -> LoadedDocument:
         if heading.level == 0:
             break
         setext_underline = heading.line + 1 < len(lines) and _SETEXT.match(lines[heading.line + 1])
-        is_setext = setext_underline and not _ATX.match(lines[heading.line])
+        is_setext = setext_underline and not atx_heading(lines[heading.line])
         body_start = heading.line + (2 if is_setext else 1)
         while stack and stack[-1].level >= heading.level:
             stack.pop()

@@ -10,6 +10,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
 from app.ingest import ocr
+from app.ingest.limits import check_ocr_page, check_page_count
 from app.ingest.loaders.text import clean_text, require_text
 from app.ingest.models import DocumentLoadError, LoadedDocument
 from app.rag.chunking import Section
@@ -67,9 +68,22 @@ def _has_images(reader: PdfReader, index: int) -> bool:
         return True
 
 
+def _page_size(reader: PdfReader, index: int) -> tuple[float, float]:
+    """Width and height in points (1/72 inch) as rendered: crop box times the page's
+    UserUnit (PDF 1.6 lets a page scale its unit, up to 75,000 x 75,000 inches)."""
+    page = reader.pages[index]
+    try:
+        unit = float(page.get("/UserUnit", 1) or 1)
+        box = page.cropbox
+        return abs(float(box.width)) * unit, abs(float(box.height)) * unit
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise DocumentLoadError(f"corrupt PDF: page {index + 1} has no size: {exc}") from exc
+
+
 def load_pdf(path: Path, fallback_title: str) -> LoadedDocument:
     check_envelope(path)
     reader = _open(path)
+    check_page_count(len(reader.pages))
     texts: dict[int, str] = {}
     for index, page in enumerate(reader.pages):
         try:
@@ -78,6 +92,9 @@ def load_pdf(path: Path, fallback_title: str) -> LoadedDocument:
             raise DocumentLoadError(f"corrupt PDF: page {index + 1}: {_first_line(exc)}") from exc
     image_only = [n for n, text in texts.items() if not text and _has_images(reader, n - 1)]
     if image_only:
+        for number in image_only:  # the bitmap pdftoppm would render, before it does
+            width, height = _page_size(reader, number - 1)
+            check_ocr_page(number, width, height, ocr.RENDER_DPI)
         log.info("OCR of %d image-only page(s) of %s", len(image_only), path.name)
         for number, text in ocr.ocr_pages(path, image_only).items():
             texts[number] = clean_text(text)

@@ -3,6 +3,7 @@ worker (run in burst mode in this process) and a real embedded Chroma."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +12,11 @@ from fastapi.testclient import TestClient
 from rq import Queue, SimpleWorker
 
 from app.api.main import create_app
+from app.contracts import INGEST_QUEUE_NAME, QUEUE_NAME
+from app.documents.store import DocumentStore
 from app.ingest import jobs
 from app.ingest.jobs import REBUILD_LOCK_KEY
+from app.ingest.queueing import ingest_queue
 from app.settings import get_settings
 
 TOKEN = "test-admin-token"
@@ -37,7 +41,7 @@ def api(
     app = create_app(get_settings())
     with TestClient(app) as client:
         app.state.vector_store = jobs._vector_store()  # the API and the worker share a process
-        yield client, app.state.queue
+        yield client, ingest_queue(app.state.redis)  # uploads and rebuilds go to flow_ingest
     get_settings.cache_clear()
     jobs._vector_store.cache_clear()
 
@@ -70,7 +74,8 @@ def test_upload_queues_ingestion_and_reports_rejections(api: tuple[TestClient, Q
     reasons = {r["filename"]: r["reason"] for r in body["rejected"]}
     assert "unsupported file type" in reasons["tool.exe"] and ".pdf" in reasons["tool.exe"]
     assert reasons["empty.txt"] == "empty file"
-    assert queue.count == 2
+    assert queue.name == INGEST_QUEUE_NAME and queue.count == 2
+    assert Queue(QUEUE_NAME, connection=queue.connection).count == 0  # chats never wait on it
 
     run_worker(queue)
     listed = client.get("/api/documents", headers=AUTH).json()["documents"]
@@ -160,3 +165,41 @@ def test_rebuild_runs_once_and_reports_progress(api: tuple[TestClient, Queue]) -
 def test_unknown_rebuild_job_is_404(api: tuple[TestClient, Queue]) -> None:
     client, _ = api
     assert client.get("/api/documents/ingest/nope", headers=AUTH).status_code == 404
+
+
+def test_uploads_get_429_when_the_ingestion_queue_is_full(api: tuple[TestClient, Queue]) -> None:
+    client, queue = api
+    client.app.state.settings.MAX_INGEST_QUEUE_DEPTH = 1  # this test's app only
+    first = client.post("/api/documents", files=[("files", ("a.md", RUNBOOK))], headers=AUTH)
+    assert first.status_code == 202 and queue.count == 1
+    second = client.post("/api/documents", files=[("files", ("b.txt", SIZING))], headers=AUTH)
+    assert second.status_code == 429
+    assert "ingestion queue is full" in second.json()["detail"]
+    assert "MAX_INGEST_QUEUE_DEPTH" in second.json()["detail"]
+    assert second.headers["Retry-After"]
+    listed = client.get("/api/documents", headers=AUTH).json()["documents"]
+    assert [d["filename"] for d in listed] == ["a.md"]  # nothing of the refused upload stored
+
+
+def test_a_full_disk_answers_507_and_leaves_nothing_half_stored(
+    api: tuple[TestClient, Queue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, queue = api
+    store = DocumentStore.from_settings(client.app.state.settings)
+    real_write_meta = DocumentStore._write_meta
+    calls = {"n": 0}
+
+    def write_meta(self: DocumentStore, meta: object, *, create: bool) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second file's record: the volume is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_meta(self, meta, create=create)
+
+    monkeypatch.setattr(DocumentStore, "_write_meta", write_meta)
+    files = [("files", ("runbook.md", RUNBOOK)), ("files", ("sizing.txt", SIZING))]
+    response = client.post("/api/documents", files=files, headers=AUTH)
+    assert response.status_code == 507
+    assert "no space left on device" in response.json()["detail"]
+    assert store.list() == []  # the first file's record was rolled back too
+    assert list(store.files_dir.iterdir()) == [] and list(store.tmp_dir.iterdir()) == []
+    assert queue.count == 0

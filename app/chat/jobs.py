@@ -1,4 +1,5 @@
-"""Submitting chat jobs and reading them back: shared by the chat and OpenAI-compatible routes.
+"""Submitting chat jobs and reading them back: shared by the chat and OpenAI-compatible routes
+and the job callbacks the worker runs.
 
 Every Redis call here is synchronous (redis-py, like RQ); the async routes run them through
 ``asyncio.to_thread`` so a slow Redis never stalls the event loop (and with it the liveness
@@ -16,11 +17,10 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from app.api.models import ChatResponse
+from app.chat.results import ChatJob, ChatResponse, ChatResult, Turn
 from app.contracts import CHAT_JOB
 from app.job_errors import failure_reason
 from app.settings import Settings
-from app.worker import ChatResult
 
 CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow errors don't retry
 DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends
@@ -47,8 +47,20 @@ def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
         pipe.execute()
 
 
-def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | None) -> Job:
-    """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused."""
+def submit_chat(
+    queue: Queue,
+    settings: Settings,
+    message: str,
+    top_k: int | None,
+    *,
+    conversation_id: str | None = None,
+    history: list[Turn] | None = None,
+) -> Job:
+    """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused.
+
+    ``conversation_id``: the worker reads the conversation's turns and appends this one;
+    ``history``: the earlier messages given by the caller (``/v1`` multi-turn ``messages``).
+    """
     question = message.strip()
     if not question:
         raise ChatRejected(422, "message is empty: send the question in 'message'")
@@ -69,7 +81,13 @@ def submit_chat(queue: Queue, settings: Settings, message: str, top_k: int | Non
             )
         return queue.enqueue(
             CHAT_JOB,
-            kwargs={"question": question, "top_k": top_k, "submitted_at": time.time()},
+            kwargs=ChatJob(
+                question=question,
+                top_k=top_k,
+                submitted_at=time.time(),
+                conversation_id=conversation_id,
+                history=history or [],
+            ).model_dump(mode="json"),
             job_timeout=settings.JOB_TIMEOUT_SECONDS,
             result_ttl=settings.RESULT_TTL_SECONDS,
             failure_ttl=settings.RESULT_TTL_SECONDS,
@@ -102,6 +120,8 @@ def chat_view(job: Job) -> ChatResponse:
             answer=result.answer,
             sources=result.sources,
             timings=result.timings,
+            usage=result.usage,
+            conversation_id=result.conversation_id,
         )
     if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
         return ChatResponse(id=job.id, status="failed", error=failure_reason(job))
@@ -143,3 +163,14 @@ async def wait_for_chat(job: Job, seconds: float, notifier: aioredis.Redis) -> C
                 return view
             await asyncio.sleep(0.002)
         # woken but not done: the job failed and RQ put it back in the queue (a retry)
+
+
+def job_outcome(job: Job) -> tuple[str, dict] | None:
+    """``("done", result)`` or ``("error", {"reason"})`` once the job has ended, else None
+    (for :func:`app.chat.stream.follow`)."""
+    view = chat_view(job)
+    if view.status == "finished":
+        return "done", ChatResult.model_validate(job.return_value()).model_dump(mode="json")
+    if view.status == "failed":
+        return "error", {"reason": view.error or "the answer could not be produced"}
+    return None

@@ -1,0 +1,80 @@
+"""The ingestion worker pool: ``python -m app.ingest.worker --workers N``.
+
+It listens only to ``flow_ingest`` (uploads and rebuilds); chat workers (``python -m app.worker``)
+listen only to ``flow_tasks``, so a long OCR job or a rebuild never delays a chat.
+
+:class:`IngestWorker` is the chat pool's :class:`app.worker.FlowchatWorker` (same alive key,
+heartbeat and abandoned-job sweep, reused, not copied) with two differences: it loads the
+vector store instead of the chat resources, and after each sweep it runs the document
+reconciler (:func:`app.ingest.queueing.reconcile`), which fails documents left ``queued`` or
+``ingesting`` by a job that no longer exists.
+
+Stopping: SIGTERM to the pool sends each worker a warm-shutdown signal; a worker finishes its
+current job, then exits (drain). If it is killed before (grace period over), the sweep of
+another worker hands the job back to the queue (it has retries) within ~30 s, and on its last
+attempt the document ends ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import redis
+from rq.worker_pool import WorkerPool
+
+from app.contracts import INGEST_QUEUE_NAME
+from app.documents.store import DocumentStore
+from app.ingest import jobs
+from app.ingest.queueing import ingest_queue, reconcile
+from app.rag.embeddings import get_embedder
+from app.rag.model_setup import MODEL_DIR
+from app.settings import get_settings
+from app.worker import FlowchatWorker
+
+log = logging.getLogger("flowchat.ingest.worker")
+
+
+class IngestWorker(FlowchatWorker):
+    """A FlowchatWorker for the ingestion queue that also reconciles stuck documents."""
+
+    def warm_up(self) -> None:
+        get_embedder()
+        jobs._vector_store()
+
+    def after_sweep(self) -> None:
+        try:
+            reconcile(self.connection, DocumentStore.from_settings(get_settings()))
+        except (OSError, redis.RedisError) as exc:  # the next sweep tries again
+            log.warning("document reconciler failed: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=f"Run the flowchat ingestion worker pool on the {INGEST_QUEUE_NAME} queue."
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    connection = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        print(f"cannot reach Redis at REDIS_URL: {exc}")
+        return 1
+    if not (MODEL_DIR / "model.onnx").exists():  # fail fast, before the pool starts
+        print("the embedding model is missing: run `python -m app.rag.model_setup`")
+        return 1
+    pool = WorkerPool(
+        [ingest_queue(connection)],
+        connection=connection,
+        num_workers=args.workers,
+        worker_class=IngestWorker,
+    )
+    pool.start(burst=args.burst)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Time to first token through the service, over the floor of the emulator's own first token.
+
+    python bench/first_token.py [--workers 8] [--latency-ms 300] [--token-latency-ms 10]
+                                [--requests 32] [--concurrency 1 8]
+
+Starts the whole service as `make run` does (Redis, Chroma, the Flow emulator streaming with the
+given first-token and per-token latencies, the worker pool, the API) in a temporary directory,
+ingests docs/, then for each concurrency level measures, in the same run:
+
+* the floor: a streamed chat completion sent straight to the emulator (token cached), from the
+  request to the first piece of text;
+* the pipeline: POST /api/chat, then GET /api/chat/{id}/stream, from the POST to the first
+  `delta` event (queue -> worker -> retrieval -> Flow stream -> Redis Stream -> SSE).
+
+Prints p50/p95 of both and the overhead (pipeline minus floor). Run with at least as many
+workers as the highest concurrency, or the overhead includes waiting for a free worker.
+Target: p95 overhead <= 30 ms. Figures go to docs/performance.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
+from app.flow.client import TOKEN_PATH
+from app.local_stack import LocalStack, Ports
+from app.rag.prompt import build_messages
+from app.run_local import seed_documents
+from app.settings import REPO_ROOT, load_settings
+
+QUESTIONS = [
+    "How do I restart the worker?",
+    "How are the Flow credentials rotated?",
+    "What should I do when messages are delayed?",
+    "How do I rebuild the vector store?",
+]
+TARGET_P95_MS = 30
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_level(task, concurrency: int, requests: int) -> list[float]:
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(task, range(requests)))
+
+
+def first_data(response: httpx.Response, wanted) -> float:
+    """Read SSE lines until ``wanted(event, data)`` says this is the first token; return when
+    it arrived (perf_counter), then read the stream to its end, so that the next request starts
+    only once this answer is complete (a client's concurrency is then the workers' too)."""
+    event, first = "message", None
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            if first is None and wanted(event, line[5:].strip()):
+                first = time.perf_counter()
+        elif not line:
+            event = "message"
+    if first is None:
+        raise RuntimeError("the stream ended without a token")
+    return first
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--latency-ms", type=int, default=300, help="emulator: first token")
+    parser.add_argument("--token-latency-ms", type=int, default=10, help="emulator: per token")
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
+    stack = LocalStack(
+        root=root,
+        ports=Ports.free(),
+        workers=args.workers,
+        env_overrides={"MAX_QUEUE_DEPTH": "10000"},
+    )
+    print(f"starting the service with {args.workers} workers ...", flush=True)
+    stack.start()
+    try:
+        seed_documents(
+            stack.base_url,
+            stack.admin_token,
+            REPO_ROOT / "docs",
+            load_settings().ALLOWED_EXTENSIONS,
+        )
+        env = stack.env()
+        httpx.post(
+            f"{stack.flow_url}/_emulator/config",
+            json={"latency_ms": args.latency_ms, "token_latency_ms": args.token_latency_ms},
+        ).raise_for_status()
+        limits = httpx.Limits(max_connections=64)
+        flow = httpx.Client(base_url=stack.flow_url, timeout=60, limits=limits)
+        token = flow.post(
+            TOKEN_PATH,
+            headers={"FlowTenant": env["FLOW_TENANT"]},
+            json={
+                "clientId": env["FLOW_AGENT"],
+                "clientSecret": env["FLOW_AGENT_SECRET"],
+                "appToAccess": "llm-api",
+            },
+        ).json()["access_token"]
+        flow_headers = {
+            "Authorization": f"Bearer {token}",
+            "FlowTenant": env["FLOW_TENANT"],
+            "FlowAgent": env["FLOW_AGENT"],
+        }
+        api = httpx.Client(base_url=stack.base_url, timeout=60, limits=limits)
+
+        def is_flow_token(_event: str, data: str) -> bool:
+            if data == "[DONE]":
+                return False
+            choices = json.loads(data).get("choices") or [{}]
+            return bool(choices[0].get("delta", {}).get("content"))
+
+        def direct(i: int) -> float:
+            question = QUESTIONS[i % len(QUESTIONS)]
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": build_messages(question, []),
+                "stream": True,
+            }
+            t = time.perf_counter()
+            with flow.stream("POST", FLOW_CHAT_PATH, headers=flow_headers, json=body) as r:
+                r.raise_for_status()
+                return first_data(r, is_flow_token) - t
+
+        def pipeline(i: int) -> float:
+            t = time.perf_counter()
+            job = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
+            job.raise_for_status()
+            with api.stream("GET", job.json()["stream_url"]) as r:
+                r.raise_for_status()
+
+                def is_delta(event: str, data: str) -> bool:
+                    if event == "error":
+                        raise RuntimeError(data)
+                    return event == "delta"
+
+                return first_data(r, is_delta) - t
+
+        for i in range(2 * args.workers):  # warm up every worker (model and clients per process)
+            pipeline(i)
+        print(
+            f"\nemulator first token {args.latency_ms} ms, then {args.token_latency_ms} ms per "
+            f"token; {args.workers} workers; {args.requests} requests per level\n"
+        )
+        print(
+            f"{'conc':>4} | {'floor p50':>9} {'floor p95':>9} | {'pipe p50':>9} {'pipe p95':>9} | "
+            f"{'ovh p50':>8} {'ovh p95':>8} | target p95 <= {TARGET_P95_MS} ms"
+        )
+        for concurrency in args.concurrency:
+            floor = run_level(direct, concurrency, args.requests)
+            pipe = run_level(pipeline, concurrency, args.requests)
+            f50, f95 = statistics.median(floor), percentile(floor, 95)
+            p50, p95 = statistics.median(pipe), percentile(pipe, 95)
+            ms = [round(v * 1000, 1) for v in (f50, f95, p50, p95, p50 - f50, p95 - f95)]
+            verdict = "met" if ms[5] <= TARGET_P95_MS else "MISSED"
+            print(
+                f"{concurrency:>4} | {ms[0]:>7}ms {ms[1]:>7}ms | {ms[2]:>7}ms {ms[3]:>7}ms | "
+                f"{ms[4]:>6}ms {ms[5]:>6}ms | {verdict}",
+                flush=True,
+            )
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Chats while ingestion runs, and hostile files, against the real local service.
+
+    python bench/ingest_during_chat.py [--chats 48] [--concurrency 4] [--latency-ms 500]
+
+Starts the whole service as `make run` does (2 chat workers on flow_tasks, 1 ingestion worker
+on flow_ingest, Chroma, the Flow emulator with the given latency, the API) in a temporary
+directory, ingests docs/, then measures in one run:
+
+1. chat latency p50/p95 (POST /api/chat, then GET ?wait=30 until answered) while idle, and
+   while a 20-file upload is being ingested, side by side, with the count of chat 429s;
+2. for each hostile file of tests/app/ingest/hostile_corpus.py: the time from upload to its
+   final status, and the status and reason;
+3. peak RSS during the zip bomb: the ingestion worker processes and the sandbox child that
+   parses it (sampled from /proc every 20 ms).
+
+Figures go to docs/performance.md by hand. Never run by ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "app" / "ingest"))
+
+from hostile_corpus import CORPUS  # noqa: E402
+
+from app.local_stack import LocalStack, Ports  # noqa: E402
+from app.run_local import seed_documents  # noqa: E402
+from app.settings import load_settings  # noqa: E402
+
+QUESTIONS = [
+    "How do I restart the worker?",
+    "How are the Flow credentials rotated?",
+    "What should I do when messages are delayed?",
+    "How do I rebuild the vector store?",
+]
+UPLOAD_FILES = 20
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def upload_files() -> list[tuple[str, tuple[str, bytes]]]:
+    """20 honest documents of ~40 KB each (~150 chunks apiece to embed)."""
+    files = []
+    for n in range(UPLOAD_FILES):
+        body = "\n\n".join(
+            f"## Procedure {n}.{k}\nThe relay bank {n}-{k} is checked by the night shift, who "
+            "log its voltage, its temperature and its vibration before the handover. " * 3
+            for k in range(60)
+        )
+        files.append(("files", (f"procedures-{n:02d}.md", f"# Procedures {n}\n\n{body}".encode())))
+    return files
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chats", type=int, default=48)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--latency-ms", type=int, default=500)
+    args = parser.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
+    stack = LocalStack(root=root, ports=Ports.free(), workers=2, ingest_workers=1)
+    print("starting the service (2 chat workers, 1 ingestion worker) ...", flush=True)
+    stack.start()
+    try:
+        seed_documents(
+            stack.base_url,
+            stack.admin_token,
+            REPO_ROOT / "docs",
+            load_settings().ALLOWED_EXTENSIONS,
+        )
+        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": args.latency_ms})
+        headers = {"Authorization": f"Bearer {stack.admin_token}"}
+        api = httpx.Client(base_url=stack.base_url, timeout=120, headers=headers)
+        rejected = {"chat_429": 0}
+
+        def chat(i: int) -> float:
+            started = time.perf_counter()
+            job = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
+            if job.status_code == 429:
+                rejected["chat_429"] += 1
+                return float("nan")
+            while True:
+                view = api.get(f"/api/chat/{job.json()['id']}", params={"wait": 30}).json()
+                if view["status"] in ("finished", "failed"):
+                    break
+            assert view["status"] == "finished", view
+            return time.perf_counter() - started
+
+        def chats() -> list[float]:
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                found = list(pool.map(chat, range(args.chats)))
+            return [v for v in found if v == v]
+
+        def documents() -> dict[str, dict]:
+            return {d["id"]: d for d in api.get("/api/documents").json()["documents"]}
+
+        for i in range(4):
+            chat(i)  # warm up
+        idle = chats()
+
+        ids = {
+            d["id"] for d in api.post("/api/documents", files=upload_files()).json()["documents"]
+        }
+        upload_started = time.perf_counter()
+        during = chats()
+        pending_after_chats = sum(
+            1 for i, d in documents().items() if i in ids and d["status"] in ("queued", "ingesting")
+        )
+        while any(
+            d["status"] in ("queued", "ingesting") for i, d in documents().items() if i in ids
+        ):
+            time.sleep(0.5)
+        ingest_seconds = time.perf_counter() - upload_started
+
+        print(
+            f"\nchat latency, {args.chats} chats at concurrency {args.concurrency}, emulator "
+            f"{args.latency_ms} ms (the floor)\n"
+        )
+        print(f"{'':<34} {'p50':>8} {'p95':>8} {'chat 429':>9}")
+        print(f"{'idle':<34} {statistics.median(idle):>7.2f}s {percentile(idle, 95):>7.2f}s {0:>9}")
+        print(
+            f"{f'during a {UPLOAD_FILES}-file upload':<34} {statistics.median(during):>7.2f}s "
+            f"{percentile(during, 95):>7.2f}s {rejected['chat_429']:>9}"
+        )
+        print(
+            f"(the upload: {ingest_seconds:.0f} s to ingest all {UPLOAD_FILES} files; "
+            f"{pending_after_chats} still pending when the chats ended)\n"
+        )
+
+        pool_pid = stack.procs["ingest-worker"].pid
+        print(f"{'hostile file':<18} {'to final':>9}  status: reason")
+        for item in CORPUS:
+            peak = {"workers": 0, "sandbox": 0}
+            stop = threading.Event()
+
+            def sample(peak: dict[str, int] = peak, stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    workers = children(pool_pid)
+                    peak["workers"] = max([peak["workers"], *(rss_kb(p) for p in workers)])
+                    for worker in workers:
+                        for child in children(worker):
+                            peak["sandbox"] = max(peak["sandbox"], rss_kb(child))
+                    time.sleep(0.02)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            data = item.make()
+            started = time.perf_counter()
+            response = api.post("/api/documents", files=[("files", (item.filename, data))])
+            document_id = response.json()["documents"][0]["id"]
+            while (doc := documents()[document_id])["status"] in ("queued", "ingesting"):
+                time.sleep(0.1)
+            elapsed = time.perf_counter() - started
+            stop.set()
+            sampler.join()
+            reason = (doc["error"] or "")[:90]
+            print(f"{item.filename:<18} {elapsed:>8.1f}s  {doc['status']}: {reason}")
+            if item.filename.endswith(".docx"):
+                print(
+                    f"{'':<18} peak RSS: ingestion worker {peak['workers'] / 1024:.0f} MB, "
+                    f"sandbox child {peak['sandbox'] / 1024:.0f} MB "
+                    f"({len(data) / 1024:.0f} KB file, {256} MB uncompressed)"
+                )
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

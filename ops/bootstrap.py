@@ -1,0 +1,215 @@
+"""First deployment of a stack: the one-time commands, and the first write of its secrets.
+
+    python -m ops.bootstrap plan --stack staging --org ORG --repo OWNER/REPO
+    python -m ops.bootstrap secrets --stack staging
+
+`plan` prints, in order, every command a platform engineer runs once per stack before the first
+deploy (docs/first-deployment.md): Pulumi Cloud trusts GitHub's OIDC tokens, the stack and its
+ESC environment exist (the environment definition is the committed deploy/esc file), the cloud
+identity the deploy job logs in as exists with its federated credential, a targeted `pulumi up`
+creates only the secret store and its grants, and `secrets` fills it. It prints commands, it
+runs none: they need an admin of the Pulumi org and of the cloud account.
+
+`secrets` writes the first value of every entry the stack delivers through External Secrets
+(app.contracts.STACK_SECRET_KEYS) that has no value yet, after the targeted `pulumi up` created
+the vault (Azure) or the entries (AWS). Values come from the environment, never from arguments:
+FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET, ADMIN_TOKEN and API_KEYS (one key per line) are
+required; REDIS_PASSWORD is generated when unset. An entry that already has a value is left alone
+(change it with ops.rotate_credentials). Every value is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets as token
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from app.contracts import (
+    APP_NAME,
+    REDIS_PASSWORD_SECRET,
+    SECRET_PLACEHOLDER,
+    STACK_SECRET_KEYS,
+    secret_entry_name,
+)
+from ops.secret_store import SecretStore, open_store
+from ops.summary import OpsError, say
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+PULUMI_ISSUER = "https://api.pulumi.com/oidc"
+GENERATED = (REDIS_PASSWORD_SECRET,)  # generated when the environment does not set them
+GITHUB_ENVIRONMENT = {"staging": "staging", "prod": "production"}
+
+
+def _stack_file(stack: str) -> dict:
+    import yaml
+
+    path = REPO_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise OpsError(f"no stack file {path.name}: create it first (copy Pulumi.staging.yaml)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def plan(stack: str, org: str, repo: str) -> list[str]:
+    """The one-time commands for `stack`, in order (shell lines, comments start with #)."""
+    doc = _stack_file(stack)
+    config = doc.get("config") or {}
+    cloud = config.get("flowchat:cloud", "azure")
+    environments = doc.get("environment") or []
+    env = GITHUB_ENVIRONMENT.get(stack, stack)
+    subject = f"repo:{repo}:environment:{env}"
+    lines = [
+        "# 1. Pulumi Cloud accepts GitHub's OIDC tokens (once per org; pulumi/auth-actions)",
+        "curl -fsS -H 'Authorization: token '\"$PULUMI_ACCESS_TOKEN\" -H 'Content-Type: "
+        "application/json' -X POST "
+        f"https://api.pulumi.com/api/orgs/{org}/oidc/issuers "
+        f'-d \'{{"name": "github-actions", "url": "{GITHUB_ISSUER}"}}\'',
+        f"# 2. the stack and its ESC environment ({', '.join(environments) or 'none attached'})",
+        f"pulumi stack init {org}/{APP_NAME}/{stack}",
+    ]
+    for ref in environments:
+        definition = Path("deploy") / "esc" / f"{ref.replace('/', '-')}.yaml"
+        lines += [
+            f"esc env init {org}/{ref}",
+            f"esc env edit {org}/{ref} --file {definition}",
+        ]
+    if cloud == "azure":
+        azure = config.get("flowchat:azure") or {}
+        group = azure.get("resourceGroup", "RESOURCE_GROUP")
+        lines += [
+            "# 3. the deploy identity (GitHub OIDC) and its rights on the resource group",
+            f"app=$(az ad app create --display-name {APP_NAME}-{stack}-deploy "
+            "--query appId -o tsv)",
+            'az ad sp create --id "$app"',
+            'az ad app federated-credential create --id "$app" --parameters '
+            f'\'{{"name": "github-{env}", "issuer": "{GITHUB_ISSUER}", '
+            f'"subject": "{subject}", "audiences": ["api://AzureADTokenExchange"]}}\'',
+            f'az role assignment create --assignee "$app" --role Contributor '
+            f'--scope "$(az group show -n {group} --query id -o tsv)"',
+            "# role assignments for External Secrets and rotation are made by the program",
+            f'az role assignment create --assignee "$app" --role "User Access Administrator" '
+            f'--scope "$(az group show -n {group} --query id -o tsv)"',
+            "# GitHub environment variables the deploy job reads",
+            f'gh variable set AZURE_CLIENT_ID --env {env} --body "$app"',
+            f"gh variable set AZURE_TENANT_ID --env {env} --body {azure.get('tenantId', 'TENANT')}",
+            f'gh variable set AZURE_SUBSCRIPTION_ID --env {env} --body "$(az account show '
+            '--query id -o tsv)"',
+        ]
+    else:
+        lines += [
+            "# 3. the deploy role (GitHub OIDC); trust policy limited to this environment",
+            f"aws iam create-role --role-name {APP_NAME}-{stack}-deploy "
+            "--assume-role-policy-document file://deploy-trust.json  "
+            f"# Federated {GITHUB_ISSUER.removeprefix('https://')}, sub {subject}",
+            f"gh variable set AWS_ROLE_ARN --env {env} --body "
+            f'"$(aws iam get-role --role-name {APP_NAME}-{stack}-deploy --query Role.Arn '
+            '--output text)"',
+            f"gh variable set AWS_REGION --env {env} --body "
+            f"{(config.get('flowchat:aws') or {}).get('region', 'eu-west-1')}",
+        ]
+    targets = " ".join(f"--target '{urn}'" for urn in secret_store_urns(stack))
+    lines += [
+        "# 4. only the secret store and its grants (vault or entries, identity, roles), so the",
+        "#    first values can be written before anything waits for them",
+        f"pulumi up --stack {org}/{APP_NAME}/{stack} --yes {targets}",
+        "# 5. the first value of every entry (values from the environment, see --help)",
+        f"python -m ops.bootstrap secrets --stack {stack}",
+        "# 6. merge to main: the deploy workflow runs the full `pulumi up`, the ExternalSecret",
+        "#    syncs, the rollout waits for it, and the smoke test runs",
+    ]
+    return lines
+
+
+def secret_store_urns(stack: str) -> list[str]:
+    """URNs of the Secrets component's cloud resources (rendered offline under mocks)."""
+    from stacktools.render import render_stack
+
+    return sorted(
+        r.urn
+        for r in render_stack(stack)
+        if r.custom
+        and "flowchat:stacks:Secrets$" in r.urn
+        and r.type.startswith(("azure-native:", "aws:"))
+    )
+
+
+def first_values(env: Mapping[str, str]) -> dict[str, SecretStr]:
+    """Every STACK_SECRET_KEYS value from `env` (REDIS_PASSWORD generated when unset)."""
+    missing = [k for k in STACK_SECRET_KEYS if not env.get(k) and k not in GENERATED]
+    if missing:
+        raise OpsError(f"set {', '.join(missing)} in the environment; nothing was written")
+    placeholder = [k for k in STACK_SECRET_KEYS if env.get(k) == SECRET_PLACEHOLDER]
+    if placeholder:
+        raise OpsError(f"{', '.join(placeholder)} holds the placeholder; nothing was written")
+    return {key: SecretStr(env.get(key) or token.token_urlsafe(32)) for key in STACK_SECRET_KEYS}
+
+
+def write_first(
+    store: SecretStore,
+    cloud: str,
+    stack: str,
+    values: Mapping[str, SecretStr],
+    progress: Callable[[str], None] = say,
+) -> list[str]:
+    """Write each entry that has no value yet; return the keys written."""
+    written = []
+    for key, value in values.items():
+        name = secret_entry_name(cloud, stack, key)
+        try:
+            store.read(name)
+        except OpsError as exc:
+            if "does not exist" not in str(exc):
+                raise
+        else:
+            progress(f"  {name}: already set, left alone (change it with ops.rotate_credentials)")
+            continue
+        store.write(name, value.get_secret_value())
+        written.append(key)
+        progress(f"  {name}: first value written")
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.bootstrap",
+        description="First deployment of a stack: print the one-time commands (plan), or "
+        "write the first value of each secret-manager entry (secrets).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="print the one-time commands for a stack, in order")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--org", required=True, help="Pulumi Cloud organization")
+    p.add_argument("--repo", required=True, help="GitHub repository, OWNER/NAME")
+    s = sub.add_parser("secrets", help="first values of the stack's entries (from the env)")
+    s.add_argument("--stack", required=True)
+    s.add_argument("--vault-url", help="Azure Key Vault URL (default: the stack's vault)")
+    return parser
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "plan":
+            print("\n".join(plan(args.stack, args.org, args.repo)))
+            return 0
+        cloud = str((_stack_file(args.stack).get("config") or {}).get("flowchat:cloud", "azure"))
+        values = first_values(os.environ if env is None else env)
+        store = open_store(cloud, args.stack, vault_url=args.vault_url)
+        say(f"first values for {args.stack} in {store.description}:")
+        written = write_first(store, cloud, args.stack, values)
+        say(f"done: {len(written)} written, {len(values) - len(written)} already set")
+        return 0
+    except OpsError as exc:
+        print(f"bootstrap failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["first_values", "main", "plan", "write_first"]

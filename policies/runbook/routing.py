@@ -1,0 +1,76 @@
+"""Alert routing: every alert reaches the stack's contact point through its OWN notification
+settings (Grafana's simplified routing, `notificationSettings.contactPoint` on each rule), and the
+stack creates no org-wide NotificationPolicy: that resource replaces the whole org's routing tree
+(taking over other teams' routing), and two stacks in one org would overwrite each other on every
+deploy (runbook: "Monitoring", "Where it is collected and routed").
+"""
+
+from __future__ import annotations
+
+from pulumi_policy import ReportViolation, StackValidationArgs
+
+from .common import (
+    CONTACT_POINTS,
+    NOTIFICATION_POLICIES,
+    RULE_GROUPS,
+    SERVICE_LABEL,
+    STACK_LABEL,
+    stack_alerts,
+)
+
+
+def _urn_stack(urn: str) -> str:
+    """The stack of a URN (``urn:pulumi:<stack>::<project>::...``)."""
+    return urn.split("::", 1)[0].rsplit(":", 1)[-1]
+
+
+def validate_alert_routing(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every alert rule routes itself to a ContactPoint of the stack; no NotificationPolicy; every
+    rule carries service=flowchat and stack=<stack> (silences and dashboards select on them)."""
+    groups = [r for r in args.resources if r.resource_type in RULE_GROUPS]
+    if not groups:
+        args.not_applicable("no Grafana rule groups in the stack")
+    contact_points = {
+        str(r.props.get("name") or r.name)
+        for r in args.resources
+        if r.resource_type in CONTACT_POINTS
+    }
+    names = ", ".join(sorted(str(g.props.get("name") or g.name) for g in groups))
+    if not contact_points:
+        report(f"no ContactPoint in the stack: alerts of RuleGroup {names} reach nobody", None)
+    for policy in (r for r in args.resources if r.resource_type in NOTIFICATION_POLICIES):
+        report(
+            f"NotificationPolicy {policy.name}: an org-wide notification policy replaces the "
+            "whole Grafana org's routing tree (other teams' routes, and the other stack's on "
+            "every deploy); route each rule to the stack's contact point with "
+            "notificationSettings.contactPoint instead",
+            policy.urn,
+        )
+    known = ", ".join(sorted(contact_points)) or "none"
+    label, value = SERVICE_LABEL
+    for alert in stack_alerts(args.resources):
+        target = alert.contact_point
+        if target is None:
+            report(
+                f"alert {alert.where}: no notificationSettings.contactPoint; each rule must "
+                f"route itself to the stack's contact point ({known})",
+                alert.urn,
+            )
+        elif target not in contact_points:
+            report(
+                f"alert {alert.where}: routes to contact point {target}, which is not a "
+                f"ContactPoint of the stack (found: {known})",
+                alert.urn,
+            )
+        found = alert.labels.get(label)
+        if found != value:
+            report(
+                f"alert {alert.where}: label {label}={found or '(unset)'}, not {value}", alert.urn
+            )
+        stack = _urn_stack(alert.urn)
+        if alert.labels.get(STACK_LABEL) != stack:
+            report(
+                f"alert {alert.where}: label {STACK_LABEL}="
+                f"{alert.labels.get(STACK_LABEL) or '(unset)'}, not {stack}",
+                alert.urn,
+            )

@@ -1,0 +1,368 @@
+"""The first `pulumi up` of each stack, fed only what the workflow step and ESC deliver.
+
+Guards stacktools.first_run and stacktools.workflow_model (issue 9, items 1-4 and 7): providers
+that fail like the real ones without their inputs, the committed workflows read step by step,
+and, for each item, a negative case that removes its fix and must fail.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from stacks_testlib import ROOT
+
+from stacks.render import RenderedResource, load_stack_file
+from stacktools.first_run import (
+    FAILS_WITHOUT,
+    FirstRun,
+    default_provider_problems,
+    esc_definition_path,
+    first_run,
+    rollout_wait_problems,
+    secret_access_problems,
+)
+from stacktools.workflow_model import KUBELOGIN, pulumi_steps
+
+STACK_CLOUDS = {"staging": "azure", "prod": "aws"}
+WORKFLOWS = ROOT / ".github" / "workflows"
+CONTRACT = Path(__file__).parent / "data" / "deploy-contract.yml"
+
+
+def _committed_steps() -> list[Any]:
+    steps = []
+    for name in ("deploy.yml", "preview.yml", "drift.yml"):
+        path = WORKFLOWS / name
+        if path.exists():
+            steps += pulumi_steps(path, STACK_CLOUDS)
+    return steps
+
+
+COMMITTED = _committed_steps()
+
+
+def test_stack_files_name_the_cloud_the_test_assumes() -> None:
+    for stack, cloud in STACK_CLOUDS.items():
+        assert load_stack_file(stack)["config"]["flowchat:cloud"] == cloud
+
+
+def test_deploy_runs_pulumi_up_for_every_stack() -> None:
+    ups = {s.stacks[0] for s in COMMITTED if s.workflow == "deploy.yml" and s.command == "up"}
+    assert ups == set(STACK_CLOUDS)
+
+
+@pytest.mark.parametrize("step", COMMITTED, ids=lambda s: f"{s.label}-{s.stacks[0]}")
+def test_committed_workflow_step_delivers_a_working_first_run(step: Any) -> None:
+    """Fails against a deploy.yml whose cluster credentials come after `pulumi up`, or without a
+    Pulumi Cloud OIDC login (the ESC environment is never opened)."""
+    result = first_run(step.stacks[0], step)
+    assert not result.problems, "\n".join(result.problems)
+
+
+# --- the contract, and each item's fix removed -------------------------------------------------
+def _contract() -> dict[str, Any]:
+    return yaml.safe_load(CONTRACT.read_text())
+
+
+def _run_contract(stack: str, workflow: dict[str, Any], tmp_path: Path, **kw: Any) -> FirstRun:
+    path = tmp_path / "workflow.yml"
+    path.write_text(yaml.safe_dump(workflow))
+    (step,) = [s for s in pulumi_steps(path, STACK_CLOUDS) if s.stacks == (stack,)]
+    return first_run(stack, step, **kw)
+
+
+@pytest.fixture(scope="module")
+def contract_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FirstRun]:
+    tmp = tmp_path_factory.mktemp("contract")
+    return {stack: _run_contract(stack, _contract(), tmp) for stack in STACK_CLOUDS}
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_contract_workflow_first_run_goes_through(contract_runs: dict, stack: str) -> None:
+    result = contract_runs[stack]
+    assert not result.problems, "\n".join(result.problems)
+    kinds = {r.inputs.get("kind") for r in result.resources}
+    assert {"Deployment", "ExternalSecret", "SecretStore"} <= kinds
+
+
+def _drop_step(workflow: dict, job: str, uses_or_name: str) -> dict:
+    out = copy.deepcopy(workflow)
+    steps = out["jobs"][job]["steps"]
+    out["jobs"][job]["steps"] = [
+        s for s in steps if uses_or_name not in str(s.get("uses", "")) + str(s.get("name", ""))
+    ]
+    assert len(out["jobs"][job]["steps"]) == len(steps) - 1, uses_or_name
+    return out
+
+
+def _move_after_pulumi(workflow: dict, job: str, name: str) -> dict:
+    out = copy.deepcopy(workflow)
+    steps = out["jobs"][job]["steps"]
+    (moved,) = [s for s in steps if s.get("name") == name]
+    steps.remove(moved)
+    steps.append(moved)
+    return out
+
+
+def _drop_job_env(workflow: dict, job: str, var: str) -> dict:
+    out = copy.deepcopy(workflow)
+    del out["jobs"][job]["env"][var]
+    return out
+
+
+def _drop_id_token(workflow: dict, job: str) -> dict:
+    out = copy.deepcopy(workflow)
+    del out["jobs"][job]["permissions"]["id-token"]
+    return out
+
+
+STAGING, PROD = "up-staging", "up-prod"
+WORKFLOW_BREAKS = {
+    # item 1: no Pulumi Cloud login -> the ESC environment never opens -> secret config missing
+    "staging-no-pulumi-oidc": (
+        "staging",
+        lambda w: _drop_step(w, STAGING, "pulumi/auth-actions"),
+        "no pulumi/auth-actions",
+    ),
+    "prod-no-pulumi-oidc": (
+        "prod",
+        lambda w: _drop_step(w, PROD, "pulumi/auth-actions"),
+        "no pulumi/auth-actions",
+    ),
+    # item 2: no cluster at pulumi up time
+    "staging-no-aks-context": (
+        "staging",
+        lambda w: _drop_step(w, STAGING, "aks-set-context"),
+        "no kubeconfig",
+    ),
+    "staging-no-kubelogin": (
+        "staging",
+        lambda w: _drop_step(w, STAGING, "use-kubelogin"),
+        "needs kubelogin",
+    ),
+    "staging-credentials-after-up": (
+        "staging",
+        lambda w: _move_after_pulumi(w, STAGING, "Cluster credentials"),
+        "no kubeconfig",
+    ),
+    "prod-no-update-kubeconfig": (
+        "prod",
+        lambda w: _drop_step(w, PROD, "Cluster credentials"),
+        "no kubeconfig",
+    ),
+    "prod-credentials-after-up": (
+        "prod",
+        lambda w: _move_after_pulumi(w, PROD, "Cluster credentials"),
+        "no kubeconfig",
+    ),
+    # cloud logins: Azure without subscription / OIDC, AWS without credentials
+    "staging-no-subscription": (
+        "staging",
+        lambda w: _drop_job_env(w, STAGING, "ARM_SUBSCRIPTION_ID"),
+        "without a subscription",
+    ),
+    "staging-no-arm-oidc": (
+        "staging",
+        lambda w: _drop_job_env(w, STAGING, "ARM_USE_OIDC"),
+        "azure-native provider has no credentials",
+    ),
+    "staging-no-id-token": (
+        "staging",
+        lambda w: _drop_id_token(w, STAGING),
+        "needs `id-token: write`",
+    ),
+    "prod-no-aws-login": (
+        "prod",
+        lambda w: _drop_step(w, PROD, "configure-aws-credentials"),
+        "without AWS credentials",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WORKFLOW_BREAKS))
+def test_first_run_fails_without_each_workflow_input(case: str, tmp_path: Path) -> None:
+    stack, mutate, expected = WORKFLOW_BREAKS[case]
+    result = _run_contract(stack, mutate(_contract()), tmp_path)
+    assert any(expected in p for p in result.problems), result.problems
+
+
+def _without_config(stack: str, key: str) -> dict:
+    doc = copy.deepcopy(load_stack_file(stack))
+    del doc["config"][key]
+    return doc
+
+
+def _esc_without(stack: str, key: str) -> dict[str, dict]:
+    (ref,) = load_stack_file(stack)["environment"]
+    doc = yaml.safe_load(esc_definition_path(ref).read_text())
+    del doc["values"]["pulumiConfig"][key]
+    return {ref: doc}
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("no-esc-environment", "config: flowchat:alerting"),  # item 1
+        ("esc-without-alerting-url", "config: flowchat:alerting"),  # item 1
+        ("esc-without-grafana-auth", "grafana provider without auth"),  # item 3
+        ("no-grafana-url", "grafana provider without url"),  # item 3
+    ],
+)
+def test_first_run_fails_without_each_stack_input(
+    stack: str, case: str, expected: str, tmp_path: Path
+) -> None:
+    kw: dict[str, Any] = {}
+    if case == "no-esc-environment":
+        doc = copy.deepcopy(load_stack_file(stack))
+        del doc["environment"]
+        kw["stack_doc"] = doc
+    elif case == "esc-without-alerting-url":
+        kw["esc_docs"] = _esc_without(stack, "flowchat:alertingUrl")
+    elif case == "esc-without-grafana-auth":
+        kw["esc_docs"] = _esc_without(stack, "flowchat:grafanaAuth")
+    else:
+        kw["stack_doc"] = _without_config(stack, "flowchat:grafana")
+    result = _run_contract(stack, _contract(), tmp_path, **kw)
+    assert any(expected in p for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack: str) -> None:
+    doc = load_stack_file(stack)
+    disabled = doc["config"]["pulumi:disable-default-providers"]
+    assert {"kubernetes", "grafana"} <= set(disabled)
+    assert {"azure-native", "aws"} <= set(disabled)
+    (ref,) = doc["environment"]
+    esc = yaml.safe_load(esc_definition_path(ref).read_text())
+    assert set(esc["values"]["pulumiConfig"]) == {"flowchat:alertingUrl", "flowchat:grafanaAuth"}
+
+
+# --- the fake providers fail like the real ones -------------------------------------------------
+@pytest.mark.parametrize(
+    ("typ", "inputs", "env", "tools", "cloud", "ok"),
+    [
+        ("pulumi:providers:kubernetes", {}, {}, set(), "aws", False),
+        ("pulumi:providers:kubernetes", {}, {"KUBECONFIG": "k"}, set(), "aws", True),
+        ("pulumi:providers:kubernetes", {}, {"KUBECONFIG": "k"}, set(), "azure", False),
+        ("pulumi:providers:kubernetes", {}, {"KUBECONFIG": "k"}, {KUBELOGIN}, "azure", True),
+        ("pulumi:providers:kubernetes", {"kubeconfig": "x"}, {}, set(), "aws", True),
+        ("pulumi:providers:grafana", {"url": "https://g"}, {}, set(), "aws", False),
+        ("pulumi:providers:grafana", {"auth": "t"}, {}, set(), "aws", False),
+        ("pulumi:providers:grafana", {"url": "https://g", "auth": "t"}, {}, set(), "aws", True),
+        ("pulumi:providers:aws", {}, {"AWS_ACCESS_KEY_ID": "a"}, set(), "aws", False),
+        ("pulumi:providers:aws", {"region": "eu-west-1"}, {}, set(), "aws", False),
+        (
+            "pulumi:providers:aws",
+            {"region": "eu-west-1"},
+            {"AWS_ACCESS_KEY_ID": "a"},
+            set(),
+            "aws",
+            True,
+        ),
+        (
+            "pulumi:providers:azure-native",
+            {},
+            {
+                "ARM_USE_OIDC": "true",
+                "ARM_CLIENT_ID": "c",
+                "ARM_TENANT_ID": "t",
+                "ACTIONS_ID_TOKEN_REQUEST_URL": "u",
+            },
+            set(),
+            "azure",
+            False,
+        ),
+        (
+            "pulumi:providers:azure-native",
+            {},
+            {
+                "ARM_USE_OIDC": "true",
+                "ARM_CLIENT_ID": "c",
+                "ARM_TENANT_ID": "t",
+                "ACTIONS_ID_TOKEN_REQUEST_URL": "u",
+                "ARM_SUBSCRIPTION_ID": "s",
+            },
+            set(),
+            "azure",
+            True,
+        ),
+    ],
+)
+def test_fake_providers_fail_like_the_real_ones(
+    typ: str, inputs: dict, env: dict, tools: set, cloud: str, ok: bool
+) -> None:
+    problem = FAILS_WITHOUT[typ](inputs, env, tools, cloud)
+    assert (problem == "") is ok, problem
+
+
+# --- item 4 (identities, grants) and item 7 (rollout waits), each fix removed ------------------
+def _without(resources: list[RenderedResource], typ: str, name_part: str = "") -> list:
+    kept = [r for r in resources if not (r.type == typ and name_part in r.name)]
+    assert len(kept) < len(resources), (typ, name_part)
+    return kept
+
+
+@pytest.mark.parametrize(
+    ("stack", "typ", "name_part"),
+    [
+        ("staging", "azure-native:managedidentity:UserAssignedIdentity", ""),
+        ("staging", "azure-native:managedidentity:FederatedIdentityCredential", ""),
+        ("staging", "azure-native:authorization:RoleAssignment", "reader"),
+        ("staging", "azure-native:authorization:RoleAssignment", "rotation-writer"),
+        ("prod", "aws:iam/role:Role", ""),
+        ("prod", "aws:iam/rolePolicy:RolePolicy", ""),
+    ],
+)
+def test_secret_access_fails_without_each_identity_resource(
+    contract_runs: dict, stack: str, typ: str, name_part: str
+) -> None:
+    resources = contract_runs[stack].resources
+    assert secret_access_problems(resources, STACK_CLOUDS[stack], stack) == []
+    broken = _without(resources, typ, name_part)
+    assert secret_access_problems(broken, STACK_CLOUDS[stack], stack)
+
+
+def _edit_external_secret(resources: list[RenderedResource], **changes: Any) -> list:
+    out = []
+    for r in resources:
+        if r.inputs.get("kind") == "ExternalSecret":
+            inputs = copy.deepcopy(r.inputs)
+            inputs["metadata"]["annotations"] = changes.get("annotations", {})
+            r = r.model_copy(update={"inputs": inputs})
+        out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_rollout_waits_for_the_synced_secret(contract_runs: dict, stack: str) -> None:
+    resources = contract_runs[stack].resources
+    assert rollout_wait_problems(resources) == []
+    assert rollout_wait_problems(_edit_external_secret(resources))  # no waitFor annotation
+    no_deps = [
+        r.model_copy(update={"dependencies": []}) if r.inputs.get("kind") == "Deployment" else r
+        for r in resources
+    ]
+    assert rollout_wait_problems(no_deps)
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_every_resource_names_its_provider(contract_runs: dict, stack: str) -> None:
+    resources = contract_runs[stack].resources
+    assert default_provider_problems(resources, [], {"kubernetes"}) == []
+    defaulted = [
+        r.model_copy(update={"provider": None}) if r.inputs.get("kind") == "Namespace" else r
+        for r in resources
+    ]
+    assert default_provider_problems(defaulted, [], {"kubernetes"})
+
+
+def test_esc_definitions_hold_no_secret_values() -> None:
+    for path in (ROOT / "deploy" / "esc").glob("*.yaml"):
+        text = path.read_text()
+        assert "fn::secret" not in text, path.name  # values come from the secret manager
+        for value in yaml.safe_load(text)["values"]["pulumiConfig"].values():
+            assert str(value).startswith("${"), (path.name, value)

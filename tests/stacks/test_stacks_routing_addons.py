@@ -1,0 +1,44 @@
+"""__main__.py wiring of stacks.monitoring: per-rule routing (no org-wide policy) and add-on
+config (prober URL, datasource uid, monitor labels) reaching the rendered resources."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stacks.render import render_stack
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_every_rule_routes_to_the_stack_contact_point_and_no_org_policy(stack: str) -> None:
+    resources = render_stack(stack)
+    types = {r.type for r in resources}
+    assert not [t for t in types if "notificationPolicy" in t or "NotificationPolicy" in t]
+    (contact,) = [r for r in resources if r.type.endswith(":ContactPoint")]
+    groups = [r for r in resources if r.type.endswith(":RuleGroup")]
+    assert len(groups) == 2
+    for group in groups:
+        for rule in group.inputs["rules"]:
+            settings = rule["notificationSettings"]
+            assert settings["contactPoint"] == contact.inputs["name"] == f"flowchat-{stack}"
+            assert rule["labels"]["stack"] == stack
+
+
+def test_addons_reach_probe_rules_and_monitors() -> None:
+    addons = {
+        "proberUrl": "prober.observability.svc:9115",
+        "prometheusDatasourceUid": "managed-prom-42",
+        "monitorLabels": {"release": "prom-stack", "team": "chat"},
+    }
+    resources = render_stack("staging", config_overrides={"addons": json.dumps(addons)})
+    (probe,) = [r.inputs for r in resources if r.inputs.get("kind") == "Probe"]
+    assert probe["spec"]["prober"]["url"] == "prober.observability.svc:9115"
+    assert probe["metadata"]["labels"]["release"] == "prom-stack"
+    (monitor,) = [r.inputs for r in resources if r.inputs.get("kind") == "ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["team"] == "chat"
+    group = next(r for r in resources if r.type.endswith(":RuleGroup"))
+    query = group.inputs["rules"][0]["datas"][0]
+    assert query["datasourceUid"] == "managed-prom-42"
+    dashboard = next(r for r in resources if r.type.endswith(":Dashboard"))
+    assert "managed-prom-42" in dashboard.inputs["configJson"]
