@@ -44,7 +44,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True when a server could listen on ``port``. Binds the way uvicorn does (SO_REUSEADDR),
+    so the TIME_WAIT connections a stopped server leaves for up to a minute do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -91,6 +94,8 @@ class LocalStack:
     root: Path
     ports: Ports = field(default_factory=Ports)
     workers: int = 2
+    # RQ work loops per worker process (chats in flight each); `make run` passes WORKER_THREADS
+    threads: int = 1
     ingest_workers: int = 1
     env_overrides: dict[str, str] = field(default_factory=dict, repr=False)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
@@ -276,20 +281,27 @@ class LocalStack:
         )
         wait_until(lambda: http_ok(f"{self.flow_url}/_emulator/stats"), "Flow emulator", 30, proc)
 
-    def _start_pool(self, name: str, module: str, count: int, queue_name: str) -> None:
-        self._spawn(name, [sys.executable, "-m", module, "--workers", str(count)])
+    def _start_pool(
+        self, name: str, module: str, count: int, queue_name: str, threads: int | None = None
+    ) -> None:
+        """``count`` processes of ``module``; with ``threads``, that many RQ loops each."""
+        argv = [sys.executable, "-m", module, "--workers", str(count)]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
+        self._spawn(name, argv)
         import redis
         from rq import Queue, Worker
 
         client = redis.Redis.from_url(self.redis_url)
         queue = Queue(queue_name, connection=client)
         proc = self.procs[name]
-        wait_until(lambda: len(Worker.all(queue=queue)) >= count, name, 90, proc)
+        loops = count * (threads or 1)
+        wait_until(lambda: len(Worker.all(queue=queue)) >= loops, name, 90, proc)
         client.close()
 
     def start_workers(self) -> None:
-        """The chat pool (``flow_tasks`` only)."""
-        self._start_pool("worker", "app.worker", self.workers, QUEUE_NAME)
+        """The chat pool (``flow_tasks`` only): ``workers`` processes x ``threads`` loops."""
+        self._start_pool("worker", "app.worker", self.workers, QUEUE_NAME, self.threads)
 
     def stop_workers(self) -> None:
         self._stop("worker")

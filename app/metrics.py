@@ -1,7 +1,8 @@
 """Prometheus metrics shared by every process.
 
-Worker processes record their observations in Redis hashes (one ``HINCRBY`` pipeline per
-observation, so any number of workers aggregate naturally); the API's ``/metrics`` reads them at
+Worker processes record their observations in Redis hashes (``HINCRBY``, so any number of
+workers aggregate naturally; a job's observations go out in one pipeline, see
+:meth:`MetricsRecorder.batch`); the API's ``/metrics`` reads them at
 scrape time through :class:`FlowchatCollector`, together with the queue gauges that rq-exporter
 would give (``rq_jobs{queue,status}``, ``rq_workers{queue}``) and the vector store size.
 Names come from :mod:`app.contracts`.
@@ -10,10 +11,14 @@ Names come from :mod:`app.contracts`.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client.core import (
@@ -50,6 +55,8 @@ KEY_PREFIX = "flowchat:metrics"
 RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
 # the `reason` label values of METRIC_RATE_LIMITED (app.quotas refuses with these)
 RATE_LIMIT_REASONS = ("rate", "tokens", "queue_full")
+log = logging.getLogger("flowchat.metrics")
+_batches = threading.local()  # the pipeline of this thread's open MetricsRecorder.batch()
 
 
 def _hist_key(name: str) -> str:
@@ -62,15 +69,48 @@ class MetricsRecorder:
     def __init__(self, connection: redis.Redis) -> None:
         self.redis = connection
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every observation this thread records inside the block, through any recorder of the
+        process, goes to Redis in one round trip when the block ends (a worker loop wraps each
+        job in it). Metrics are best effort: a Redis error at the end is logged, never raised
+        into the job's bookkeeping."""
+        if getattr(_batches, "pipe", None) is not None:  # nested: the outer block sends
+            yield
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        _batches.pipe = pipe
+        try:
+            yield
+        finally:
+            _batches.pipe = None
+            try:
+                if len(pipe):
+                    pipe.execute()
+            except redis.RedisError as exc:
+                log.warning("could not write the job's metrics: %s", exc.__class__.__name__)
+            finally:
+                pipe.reset()
+
+    @contextmanager
+    def _writes(self) -> Iterator[Any]:
+        """The current batch, or a pipeline sent at the end of the block."""
+        batched = getattr(_batches, "pipe", None)
+        if batched is not None:
+            yield batched
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            yield pipe
+            pipe.execute()
+
     def _observe(self, name: str, buckets: Sequence[float], value: float, label: str = "") -> None:
         key = _hist_key(name)
         index = bisect.bisect_left(buckets, value)
         field = f"{label}|{buckets[index]}" if index < len(buckets) else f"{label}|+Inf"
-        with self.redis.pipeline(transaction=False) as pipe:
+        with self._writes() as pipe:
             pipe.hincrby(key, field, 1)
             pipe.hincrbyfloat(key, f"{label}|sum", value)
             pipe.hincrby(key, f"{label}|count", 1)
-            pipe.execute()
 
     def observe_chat_latency(self, seconds: float) -> None:
         self._observe(METRIC_CHAT_LATENCY, CHAT_LATENCY_BUCKETS, seconds)
@@ -84,7 +124,8 @@ class MetricsRecorder:
         self.redis.hincrby(_hist_key(METRIC_FEEDBACK), vote, 1)
 
     def flow_request(self, status: str, seconds: float) -> None:
-        self.redis.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
+        with self._writes() as pipe:
+            pipe.hincrby(_hist_key(METRIC_FLOW_REQUESTS), status, 1)
         self._observe(METRIC_FLOW_REQUEST_SECONDS, FLOW_BUCKETS, seconds)
 
     def rate_limited(self, reason: str) -> None:
@@ -100,7 +141,8 @@ class MetricsRecorder:
 
     def chat_answer(self, outcome: str) -> None:
         """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
-        self.redis.hincrby(_hist_key(METRIC_CHAT_ANSWERS), outcome, 1)
+        with self._writes() as pipe:
+            pipe.hincrby(_hist_key(METRIC_CHAT_ANSWERS), outcome, 1)
 
 
 def _read_histogram(

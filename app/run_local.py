@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ingest-workers", type=int, default=int(os.environ.get("INGEST_WORKERS", 1))
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="chats in flight per worker (WORKER_THREADS)"
+    )
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "var")
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs")
     args = parser.parse_args(argv)
@@ -169,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     ports = Ports(api=args.port, redis=free_port(), chroma=free_port(), flow=free_port())
     token, token_source = admin_token(args.data_dir)
+    threads = args.threads or settings.WORKER_THREADS
     stack = LocalStack(
         root=args.data_dir,
         ports=ports,
         workers=args.workers,
+        threads=threads,
         ingest_workers=args.ingest_workers,
         admin_token=token,
     )
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the Flow emulator" if not stack.flow_configured else "(Flow: real gateway)",
                 stack.start_emulator,
             ),
-            (f"{args.workers} chat workers", stack.start_workers),
+            (f"{args.workers} chat workers x {threads} chats in flight", stack.start_workers),
             (f"{args.ingest_workers} ingestion worker(s)", stack.start_ingest_workers),
             ("the API", stack.start_api),
         ):

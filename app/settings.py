@@ -62,6 +62,8 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     MAX_REQUEST_BYTES: int = Field(default=1_048_576, ge=1024)
     MAX_QUEUE_DEPTH: int = Field(default=100, ge=1)
     JOB_TIMEOUT_SECONDS: int = Field(default=120, ge=1)
+    # RQ work loops (chats in flight) per chat worker process (app.worker_threads)
+    WORKER_THREADS: int = Field(default=32, ge=1, le=256)
     RESULT_TTL_SECONDS: int = Field(default=86400, ge=60)
 
     ADMIN_TOKEN: SecretStr = SecretStr("")

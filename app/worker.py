@@ -1,8 +1,10 @@
 """The RQ worker: ``answer_chat`` jobs on ``flow_tasks``, run by a pool of worker processes.
 
-``python -m app.worker --workers N`` starts an RQ ``WorkerPool`` of :class:`FlowchatWorker`
-processes. Each is a ``SimpleWorker`` (jobs run in the worker process itself), so the embedding
-model, the Chroma client and the Flow client are loaded once per process, not once per job.
+``python -m app.worker --workers N --threads M`` starts an RQ ``WorkerPool`` of N processes, each
+running M :class:`FlowchatWorker` work loops as threads (:mod:`app.worker_threads`; M defaults to
+``WORKER_THREADS``), so one process carries M chats in flight. Each loop is a ``SimpleWorker``
+(jobs run in the worker process itself), so the embedding model, the Chroma client and the Flow
+client are loaded once per process, not once per job.
 
 Abandoned jobs: RQ leaves the job of a SIGKILLed worker in the started registry until its
 timeout runs out (minutes). Every worker process keeps a short-lived "alive" key in Redis and
@@ -334,10 +336,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the flowchat worker pool on the RQ queue.")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="RQ work loops (chats in flight) per process (default: WORKER_THREADS)",
+    )
     args = parser.parse_args(argv)
     configure_logging("worker")
     tracing.configure_tracing("worker")
     settings = get_settings()
+    threads = args.threads if args.threads is not None else settings.WORKER_THREADS
+    if threads < 1:
+        print("--threads must be at least 1")
+        return 2
     connection = redis_client(settings)
     try:
         connection.ping()
@@ -348,11 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         print("the embedding model is missing: run `python -m app.rag.model_setup`")
         return 1
     queue = job_queue(settings.RQ_QUEUE, connection)
+    from app.worker_threads import threaded_worker_class  # it builds on FlowchatWorker
+
     pool = WorkerPool(
         [queue],
         connection=connection,
         num_workers=args.workers,
-        worker_class=FlowchatWorker,
+        worker_class=threaded_worker_class(threads),
         serializer=JOB_SERIALIZER,
     )
     pool.start(burst=args.burst)

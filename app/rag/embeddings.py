@@ -29,7 +29,9 @@ class EmbeddingModelMissing(RuntimeError):
 class Embedder:
     """Thread-safe embedder; load it once per process (see :func:`get_embedder`)."""
 
-    def __init__(self, model_dir: Path = MODEL_DIR, *, batch_size: int = 32) -> None:
+    def __init__(
+        self, model_dir: Path = MODEL_DIR, *, batch_size: int = 32, intra_op_threads: int = 0
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -43,6 +45,11 @@ class Embedder:
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest input
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if intra_op_threads:
+            # one query at a time per thread: onnxruntime's own pool (one thread per core, and
+            # spinning while it waits) doubles the CPU a single query costs
+            options.intra_op_num_threads = intra_op_threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
@@ -79,10 +86,11 @@ _embedder: Embedder | None = None
 _embedder_lock = threading.Lock()
 
 
-def get_embedder() -> Embedder:
-    """The process-wide embedder (loaded on first use, then shared by every job)."""
+def get_embedder(*, intra_op_threads: int = 0) -> Embedder:
+    """The process-wide embedder (loaded on first use, then shared by every job). The first
+    call's ``intra_op_threads`` wins (0: onnxruntime's default, one thread per core)."""
     global _embedder
     with _embedder_lock:
         if _embedder is None:
-            _embedder = Embedder()
+            _embedder = Embedder(intra_op_threads=intra_op_threads)
         return _embedder

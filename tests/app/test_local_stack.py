@@ -91,3 +91,38 @@ def test_a_killed_redis_is_restarted_and_every_accepted_chat_is_answered(live_se
             time.sleep(0.5)
             if time.monotonic() > deadline:
                 break
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_counts_as_free() -> None:
+    """`make run` stopped and started at once: the previous API's connections linger in
+    TIME_WAIT on its port for up to a minute; uvicorn binds with SO_REUSEADDR, so may the check."""
+    import socket
+
+    from app.local_stack import port_is_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server closes first, as a stopping server does: TIME_WAIT is its side
+    client.recv(1)
+    client.close()
+    server.close()
+    # the old check: a bind without SO_REUSEADDR fails now
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
+    assert port_is_free(port)
+
+
+def test_a_port_with_a_listening_server_is_not_free() -> None:
+    import socket
+
+    from app.local_stack import port_is_free
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert not port_is_free(server.getsockname()[1])

@@ -114,3 +114,37 @@ def test_flow_tokens_add_up_per_kind_and_key(redis_url: str) -> None:
         (("key", "anonymous"), ("kind", "prompt")): 5.0,
         (("key", "anonymous"), ("kind", "completion")): 1.0,
     }
+
+
+def test_a_batch_sends_every_recorders_observations_at_its_end(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    shared = MetricsRecorder(redis.Redis.from_url(redis_url))  # e.g. the Flow client's recorder
+    with MetricsRecorder(connection).batch():
+        shared.flow_request("200", 0.3)
+        shared.chat_answer("answered")
+        shared.observe_chat_latency(1.2)
+        assert connection.keys("flowchat:metrics:*") == []  # nothing sent yet
+    samples = _scrape(connection, None)
+    assert samples[(METRIC_FLOW_REQUESTS, (("status", "200"),))] == 1
+    assert samples[(f"{METRIC_CHAT_LATENCY}_count", ())] == 1
+    # outside a batch every observation goes out at once
+    shared.chat_answer("empty")
+    assert _scrape(connection, None)[(METRIC_EMPTY_ANSWERS, ())] == 1
+
+
+def test_a_batch_that_cannot_reach_redis_does_not_fail_the_job() -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from app.local_stack import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    with MetricsRecorder(dead).batch():
+        MetricsRecorder(dead).chat_answer("answered")
+    # and the thread is out of the batch: a direct write reaches Redis (and fails here)
+    try:
+        MetricsRecorder(dead).chat_answer("answered")
+    except redis.ConnectionError:
+        pass
+    else:
+        raise AssertionError("a write outside the batch should have gone to Redis")
