@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -19,6 +22,15 @@ from app.settings import Settings
 JOB_SERIALIZER = JSONSerializer
 CONNECT_TIMEOUT_SECONDS = 2.0
 POOL_WAIT_SECONDS = 5.0  # a request waits this long for a free pooled connection, then fails
+# After a Redis restart every pooled connection is dead: a connection idle this long is PINGed
+# before use, and a command that meets a dropped connection is retried on a new one (twice,
+# 50-500 ms apart). Timeouts are not retried (a BLPOP that timed out must not run again).
+HEALTH_CHECK_SECONDS = 10
+RECONNECT_RETRIES = 2
+
+
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=0.5, base=0.05)
 
 
 def _password(settings: Settings) -> str | None:
@@ -34,6 +46,8 @@ def redis_client(settings: Settings, *, socket_timeout: float | None = None) -> 
         timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=socket_timeout or settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=HEALTH_CHECK_SECONDS,
+        retry=Retry(_backoff(), RECONNECT_RETRIES, supported_errors=(redis.ConnectionError,)),
     )
     return redis.Redis(connection_pool=pool)
 
@@ -48,6 +62,8 @@ def async_redis_client(settings: Settings) -> aioredis.Redis:
         timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=HEALTH_CHECK_SECONDS,
+        retry=AsyncRetry(_backoff(), RECONNECT_RETRIES, supported_errors=(redis.ConnectionError,)),
     )
     return aioredis.Redis(connection_pool=pool)
 
