@@ -47,24 +47,13 @@ from app.local_stack import LocalStack, Ports
 from app.rag.prompt import build_messages
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
+from bench.common import QUESTIONS, percentile
 
-QUESTIONS = [
-    "How do I restart the worker?",
-    "How are the Flow credentials rotated?",
-    "What should I do when messages are delayed?",
-    "How do I rebuild the vector store?",
-]
 CONCURRENCY_TARGET_SECONDS = 2.0
 MEMORY_TARGET_MB = 20.0
 OVERHEAD_TARGET_MS = 20.0
 THROUGHPUT_TARGET = 0.95
 SATURATION_ROUNDS = 16  # requests per loop at saturation: long enough to reach a steady state
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run_level(task: Callable[[int], float], concurrency: int, requests: int) -> tuple[list, float]:

@@ -38,20 +38,9 @@ from app.local_stack import LocalStack, Ports
 from app.rag.prompt import build_messages
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
+from bench.common import QUESTIONS, percentile
 
-QUESTIONS = [
-    "How do I restart the worker?",
-    "How are the Flow credentials rotated?",
-    "What should I do when messages are delayed?",
-    "How do I rebuild the vector store?",
-]
 TARGET_P95_MS = 30
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run_level(task, concurrency: int, requests: int) -> list[float]:

@@ -38,19 +38,9 @@ from hostile_corpus import CORPUS  # noqa: E402
 from app.local_stack import LocalStack, Ports  # noqa: E402
 from app.run_local import seed_documents  # noqa: E402
 from app.settings import load_settings  # noqa: E402
+from bench.common import QUESTIONS, percentile  # noqa: E402
 
-QUESTIONS = [
-    "How do I restart the worker?",
-    "How are the Flow credentials rotated?",
-    "What should I do when messages are delayed?",
-    "How do I rebuild the vector store?",
-]
 UPLOAD_FILES = 20
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def upload_files() -> list[tuple[str, tuple[str, bytes]]]:

@@ -38,17 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.local_stack import LocalStack, Ports, free_port
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
+from bench.common import QUESTIONS, percentile
 
 # without an exporter only these spans are made (unrecorded): the POST and the GET request's
 # server spans, the enqueue span and the job span; the httpx and Redis clients are not
 # instrumented and the @traced functions skip their spans outside a recording trace
 UNRECORDED_SPANS = 4
-QUESTIONS = [
-    "How do I restart the worker?",
-    "How are the Flow credentials rotated?",
-    "What should I do when messages are delayed?",
-    "How do I rebuild the vector store?",
-]
 
 
 class Collector(BaseHTTPRequestHandler):
@@ -73,11 +68,6 @@ class Collector(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def chat(client: httpx.Client, question: str) -> float:
