@@ -63,6 +63,10 @@ from policies.runbook.thresholds import (  # noqa: F401  (re-exported: the share
 QUEUE_KEY: Final = f"rq:queue:{QUEUE_NAME}"  # the Redis list whose length is the queue depth
 CHAT_JOB: Final = "app.worker.answer_chat"
 INGEST_QUEUE_KEY: Final = f"rq:queue:{INGEST_QUEUE_NAME}"
+# RQ work loops (chats in flight) per chat worker process (WORKER_THREADS, app.worker_threads);
+# a chat worker pod runs one such process (the stacks' worker.threadsPerPod)
+DEFAULT_WORKER_THREADS: Final = 32
+MAX_WORKER_THREADS: Final = 256
 
 # --- HTTP -------------------------------------------------------------------------------------
 READY_PATH: Final = "/api/health/ready"

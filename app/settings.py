@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from app.contracts import QUEUE_NAME
+from app.contracts import DEFAULT_WORKER_THREADS, MAX_WORKER_THREADS, QUEUE_NAME
 from app.logging_setup import LoggingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     MAX_QUEUE_DEPTH: int = Field(default=100, ge=1)
     JOB_TIMEOUT_SECONDS: int = Field(default=120, ge=1)
     # RQ work loops (chats in flight) per chat worker process (app.worker_threads)
-    WORKER_THREADS: int = Field(default=32, ge=1, le=256)
+    WORKER_THREADS: int = Field(default=DEFAULT_WORKER_THREADS, ge=1, le=MAX_WORKER_THREADS)
     RESULT_TTL_SECONDS: int = Field(default=86400, ge=60)
 
     ADMIN_TOKEN: SecretStr = SecretStr("")

@@ -28,7 +28,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from app.contracts import APP_NAME, key_vault_name, namespace_for
+from app.contracts import (
+    APP_NAME,
+    DEFAULT_WORKER_THREADS,
+    MAX_WORKER_THREADS,
+    key_vault_name,
+    namespace_for,
+)
 from stacks.alerts import Thresholds
 
 Cloud = Literal["azure", "aws"]
@@ -137,13 +143,28 @@ class ApiConfig(_Model):
 
 
 class WorkerConfig(_Model):
+    """Chat worker pods: one process each running ``threads_per_pod`` RQ work loops, i.e. that
+    many chats in flight (app.worker_threads). KEDA scales them on two targets per replica:
+
+    * ``queue_length_per_replica``: jobs no loop has taken yet (``rq:queue:flow_tasks``); any
+      such job means every loop is busy. Default: half a pod's loops.
+    * ``in_flight_per_replica``: jobs waiting or running (Prometheus ``rq_jobs`` queued +
+      started), so that busy pods are not scaled in while the list is empty. Default: three
+      quarters of a pod's loops, a pod is added before the others are full.
+
+    Sizing (docs/performance.md): ~300 MB and ~15 ms of CPU per chat for a 32-loop process.
+    """
+
     # >= 1: readiness (/api/health/ready) is 503 without a worker, so with zero workers the
     # ingress sends no chat, nothing is queued and KEDA's queue-length trigger never wakes one.
     min_replicas: int = Field(1, ge=1)
     max_replicas: Replicas = 4
-    # KEDA target: one worker replica per this many queued jobs (rq:queue:flow_tasks length).
-    queue_length_per_replica: int = Field(5, ge=1)
-    resources: Resources = Resources(memory_request="768Mi", memory_limit="2Gi")
+    threads_per_pod: int = Field(DEFAULT_WORKER_THREADS, ge=1, le=MAX_WORKER_THREADS)
+    queue_length_per_replica: int | None = Field(None, ge=1)
+    in_flight_per_replica: int | None = Field(None, ge=1)
+    resources: Resources = Resources(
+        cpu_request="250m", memory_request="512Mi", cpu_limit="1", memory_limit="1Gi"
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> WorkerConfig:
@@ -151,7 +172,27 @@ class WorkerConfig(_Model):
             raise ValueError(
                 f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
             )
+        for name, value in (
+            ("queueLengthPerReplica", self.queue_length_per_replica),
+            ("inFlightPerReplica", self.in_flight_per_replica),
+        ):
+            if value is not None and value > self.threads_per_pod:
+                raise ValueError(
+                    f"{name} ({value}) must be <= threadsPerPod ({self.threads_per_pod}): "
+                    "a pod carries at most that many chats, more per replica would leave "
+                    "chats waiting before KEDA adds a pod"
+                )
         return self
+
+    @property
+    def queue_length_target(self) -> int:
+        """Waiting chat jobs per replica (KEDA's redis trigger)."""
+        return self.queue_length_per_replica or max(1, self.threads_per_pod // 2)
+
+    @property
+    def in_flight_target(self) -> int:
+        """Waiting + running chat jobs per replica (KEDA's prometheus trigger)."""
+        return self.in_flight_per_replica or max(1, self.threads_per_pod * 3 // 4)
 
 
 class IngestWorkerConfig(_Model):

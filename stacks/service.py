@@ -552,7 +552,11 @@ class Service(pulumi.ComponentResource):
             "name": "worker",
             "image": config.image.ref,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["python", "-m", "app.worker"],  # the chat queue only
+            # the chat queue only; one process per pod, its loops are the pod's capacity
+            "command": [
+                *("python", "-m", "app.worker"),
+                *("--workers", "1", "--threads", str(worker.threads_per_pod)),
+            ],
             "env": env,
             "resources": worker.resources.manifest(),
             **self._worker_probes(QUEUE_NAME),
@@ -576,7 +580,10 @@ class Service(pulumi.ComponentResource):
             deployment,
             worker.min_replicas,
             worker.max_replicas,
-            [self._redis_trigger(QUEUE_KEY, worker.queue_length_per_replica)],
+            [
+                self._redis_trigger(QUEUE_KEY, worker.queue_length_target),
+                self._in_flight_trigger(QUEUE_NAME, worker.in_flight_target),
+            ],
         )
 
     def _ingest_worker(
@@ -620,7 +627,6 @@ class Service(pulumi.ComponentResource):
                 pulumi.ResourceOptions(ignore_changes=IGNORE_RESTARTS),
             ),
         )
-        in_flight = f'sum({METRIC_RQ_JOBS}{{queue="{INGEST_QUEUE_NAME}",status=~"queued|started"}})'
         self._scaled_object(
             INGEST_WORKER_DEPLOYMENT,
             "ingest-worker",
@@ -629,14 +635,7 @@ class Service(pulumi.ComponentResource):
             ingest.max_replicas,
             [
                 self._redis_trigger(INGEST_QUEUE_KEY, ingest.jobs_per_replica),
-                {
-                    "type": "prometheus",
-                    "metadata": {
-                        "serverAddress": config.addons.prometheus_url,
-                        "query": in_flight,
-                        "threshold": str(ingest.jobs_per_replica),
-                    },
-                },
+                self._in_flight_trigger(INGEST_QUEUE_NAME, ingest.jobs_per_replica),
             ],
             # scale in only after the in-flight count has stayed low for the grace period
             scale_down_window=min(ingest.termination_grace_seconds, 3600),
@@ -653,6 +652,19 @@ class Service(pulumi.ComponentResource):
                 "databaseIndex": "0",
             },
             "authenticationRef": {"name": KEDA_REDIS_AUTH},
+        }
+
+    def _in_flight_trigger(self, queue: str, per_replica: int) -> dict[str, object]:
+        """Jobs waiting or running on ``queue`` (the workers' rq_jobs gauge, via Prometheus):
+        the list alone is empty while every job is running, and would let KEDA scale in."""
+        in_flight = f'sum({METRIC_RQ_JOBS}{{queue="{queue}",status=~"queued|started"}})'
+        return {
+            "type": "prometheus",
+            "metadata": {
+                "serverAddress": self._config.addons.prometheus_url,
+                "query": in_flight,
+                "threshold": str(per_replica),
+            },
         }
 
     def _scaled_object(

@@ -46,6 +46,17 @@ def test_defaults_and_stack_derived_names() -> None:
         ({"worker": '{"maxReplicas": -2}'}, "flowchat:worker.maxReplicas: must be >= 0"),
         # no scale to zero: readiness is 503 without workers, so nothing could wake KEDA
         ({"worker": '{"minReplicas": 0}'}, "flowchat:worker.minReplicas: must be >= 1 (got 0)"),
+        # a pod carries threadsPerPod chats: a larger per-replica target leaves chats waiting
+        (
+            {"worker": '{"threadsPerPod": 8, "inFlightPerReplica": 9}'},
+            "flowchat:worker: inFlightPerReplica (9) must be <= threadsPerPod (8)",
+        ),
+        (
+            {"worker": '{"queueLengthPerReplica": 33}'},
+            "flowchat:worker: queueLengthPerReplica (33) must be <= threadsPerPod (32)",
+        ),
+        ({"worker": '{"threadsPerPod": 0}'}, "flowchat:worker.threadsPerPod: must be >= 1"),
+        ({"worker": '{"threadsPerPod": 257}'}, "flowchat:worker.threadsPerPod: must be <= 256"),
         ({"cloud": "gcp"}, "flowchat:cloud: must be one of 'azure' or 'aws' (got 'gcp')"),
         (
             {"thresholds": '{"queueDepth": "lots"}'},
@@ -253,3 +264,21 @@ def test_token_prices_are_per_1000_tokens_and_not_negative() -> None:
     prices = parse(tokenPrices='{"prompt": 0.002, "completion": 0.008}').token_prices
     assert (prices.prompt, prices.completion) == (0.002, 0.008)
     assert "flowchat:tokenPrices.prompt" in error_of(tokenPrices='{"prompt": -1}')
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_min_workers_drain_a_full_queue_within_the_runbook_window(stack: str) -> None:
+    """The runbook expects a full queue (the API's maxQueueDepth) to drain within
+    QUEUE_DRAIN_SECONDS. The stack's minimum worker pods must manage it even when every Flow
+    call takes its whole timeout: pods x threadsPerPod chats per FLOW_TIMEOUT_SECONDS. (With one
+    chat per pod, as before the threaded worker, staging would need 6 minutes.)"""
+    from app.contracts import QUEUE_DRAIN_SECONDS
+    from app.settings import Settings
+
+    values, _ = stack_config(stack)
+    raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
+    config = parse_config(stack, raw, frozenset({"alertingUrl"}))
+    flow_seconds = Settings.model_validate(config.env).FLOW_TIMEOUT_SECONDS
+    in_flight = config.worker.min_replicas * config.worker.threads_per_pod
+    drain_seconds = config.api.max_queue_depth * flow_seconds / in_flight
+    assert drain_seconds <= QUEUE_DRAIN_SECONDS, (stack, drain_seconds)

@@ -23,7 +23,6 @@ from stacks.service import ROTATION_ANNOTATION, quantity_bytes, redis_maxmemory
 
 API_REPLICAS = {"staging": 1, "prod": 3}
 CHROMA_SIZE = {"staging": "5Gi", "prod": "50Gi"}
-QUEUE_LENGTH = {"staging": "5", "prod": "4"}
 
 
 @pytest.fixture(params=COMBOS, ids=[f"{s}-{c}" for s, c in COMBOS])
@@ -148,26 +147,52 @@ def test_secrets_reach_pods_only_through_secret_key_refs(stack: Rendered) -> Non
 def test_worker_scales_on_the_rq_queue(stack: Rendered) -> None:
     worker = stack.manifest("Deployment", WORKER_DEPLOYMENT)
     (container,) = worker["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "app.worker"]
+    # one process per pod; its loops are the pod's capacity (32 chats in flight by default)
+    assert container["command"] == [
+        *("python", "-m", "app.worker", "--workers", "1", "--threads", "32")
+    ]
     assert "replicas" not in worker["spec"]  # KEDA owns the count
     scaler = stack.manifest("ScaledObject", WORKER_DEPLOYMENT)
     assert scaler["apiVersion"] == "keda.sh/v1alpha1"
     assert scaler["spec"]["scaleTargetRef"]["name"] == WORKER_DEPLOYMENT
-    (trigger,) = scaler["spec"]["triggers"]
-    assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] == QUEUE_KEY == "rq:queue:flow_tasks"
-    assert trigger["metadata"]["listLength"] == QUEUE_LENGTH[stack.stack]
+    waiting, in_flight = scaler["spec"]["triggers"]
+    assert waiting["type"] == "redis"
+    assert waiting["metadata"]["listName"] == QUEUE_KEY == "rq:queue:flow_tasks"
+    assert waiting["metadata"]["listLength"] == "16"  # half a pod's loops
+    # the list is empty while every job runs: waiting + running keeps busy pods from scaling in
+    assert in_flight["type"] == "prometheus"
+    assert in_flight["metadata"]["query"] == (
+        'sum(rq_jobs{queue="flow_tasks",status=~"queued|started"})'
+    )
+    assert in_flight["metadata"]["threshold"] == "24"  # three quarters of a pod's loops
     assert scaler["spec"]["minReplicaCount"] <= scaler["spec"]["maxReplicaCount"]
+
+
+def test_worker_resources_fit_one_threaded_process(stack: Rendered) -> None:
+    """The pod's memory limit holds one 32-loop process (~300 MB measured) with room, and is
+    far below the old one-chat-per-process sizing (3 GiB for a handful of chats)."""
+    (container,) = pod_spec(stack, "Deployment", WORKER_DEPLOYMENT)["containers"]
+    assert container["resources"]["requests"]["memory"] == "512Mi"
+    assert container["resources"]["limits"]["memory"] == "1Gi"
 
 
 def test_queue_length_and_worker_bounds_come_from_config() -> None:
     resources = render_components(
-        "staging", {"worker": '{"minReplicas": 3, "maxReplicas": 7, "queueLengthPerReplica": 9}'}
+        "staging",
+        {
+            "worker": '{"minReplicas": 3, "maxReplicas": 7, "threadsPerPod": 12,'
+            ' "queueLengthPerReplica": 9}'
+        },
     )
-    scaler = Rendered("staging", "azure", resources).manifest("ScaledObject", WORKER_DEPLOYMENT)
+    rendered = Rendered("staging", "azure", resources)
+    scaler = rendered.manifest("ScaledObject", WORKER_DEPLOYMENT)
     assert scaler["spec"]["minReplicaCount"] == 3
     assert scaler["spec"]["maxReplicaCount"] == 7
-    assert scaler["spec"]["triggers"][0]["metadata"]["listLength"] == "9"
+    waiting, in_flight = scaler["spec"]["triggers"]
+    assert waiting["metadata"]["listLength"] == "9"
+    assert in_flight["metadata"]["threshold"] == "9"  # derived: 3/4 of 12 loops
+    (container,) = pod_spec(rendered, "Deployment", WORKER_DEPLOYMENT)["containers"]
+    assert container["command"][-2:] == ["--threads", "12"]
 
 
 def test_containers_are_pinned_non_root_and_bounded(stack: Rendered) -> None:
@@ -453,7 +478,9 @@ def test_ingest_workers_drain_and_scale_on_waiting_and_running_jobs(stack: Rende
     assert container["command"] == ["python", "-m", "app.ingest.worker", "--workers", "1"]
     assert spec["terminationGracePeriodSeconds"] >= 600  # an OCR job finishes after SIGTERM
     chat = pod_spec(stack, "Deployment", WORKER_DEPLOYMENT)["containers"][0]
-    assert chat["command"] == ["python", "-m", "app.worker"]  # chat workers: flow_tasks only
+    # chat workers: flow_tasks only (app.worker serves no other queue)
+    assert chat["command"][:3] == ["python", "-m", "app.worker"]
+    assert not any("ingest" in part for part in chat["command"])
     scaler = stack.manifest("ScaledObject", INGEST_WORKER_DEPLOYMENT)["spec"]
     redis_trigger, prom = scaler["triggers"]
     assert redis_trigger["metadata"]["listName"] == INGEST_QUEUE_KEY
