@@ -25,7 +25,9 @@ import redis
 import redis.asyncio as aioredis
 
 STREAM_KEY = "flowchat:chat-stream:{}"
-STREAM_MAXLEN = 10_000  # entries; an answer streams one entry per Flow chunk
+STREAM_MAXLEN = 10_000  # entries; an answer streams at most one entry per Flow chunk
+# text arriving within this long of the last write is joined into one entry (StreamWriter)
+DELTA_FLUSH_SECONDS = 0.05
 STREAM_TTL_SECONDS = 3600
 READ_BLOCK_MS = 1000
 
@@ -37,39 +39,62 @@ def stream_key(job_id: str) -> str:
 
 
 class StreamWriter:
-    """Worker side: appends the events of one attempt at answering a job."""
+    """Worker side: appends the events of one attempt at answering a job.
 
-    def __init__(self, connection: redis.Redis, job_id: str) -> None:
+    The first piece of text is written at once (time to first token); later pieces that arrive
+    within ``flush_seconds`` of the last write are joined into one ``delta`` entry, written with
+    the next piece after that interval or with ``done``/``error``. Flow streams about one word per
+    chunk: one Redis round trip per word was most of a job's overhead (~0.2 ms each, hundreds
+    per answer), while a reader cannot tell 50 ms batches from single words."""
+
+    def __init__(
+        self, connection: redis.Redis, job_id: str, *, flush_seconds: float = DELTA_FLUSH_SECONDS
+    ) -> None:
         self.redis = connection
         self.key = stream_key(job_id)
         self.attempt = uuid.uuid4().hex[:12]
+        self.flush_seconds = flush_seconds
+        self._pending: list[str] = []
+        self._last_write: float | None = None  # of a delta, time.monotonic()
 
-    def _add(self, kind: str, data: Any) -> None:
+    def _add(self, *events: tuple[str, Any]) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(
-                self.key,
-                {"type": kind, "attempt": self.attempt, "data": json.dumps(data)},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
+            for kind, data in events:
+                pipe.xadd(
+                    self.key,
+                    {"type": kind, "attempt": self.attempt, "data": json.dumps(data)},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
             pipe.expire(self.key, STREAM_TTL_SECONDS)
             pipe.execute()
 
+    def _pending_delta(self) -> list[tuple[str, Any]]:
+        if not self._pending:
+            return []
+        text, self._pending = "".join(self._pending), []
+        return [("delta", text)]
+
     def start(self) -> None:
-        self._add("start", {"at": time.time()})
+        self._add(("start", {"at": time.time()}))
 
     def sources(self, sources: list[dict[str, Any]]) -> None:
-        self._add("sources", sources)
+        self._add(("sources", sources))
 
     def delta(self, text: str) -> None:
-        if text:
-            self._add("delta", text)
+        if not text:
+            return
+        self._pending.append(text)
+        now = time.monotonic()
+        if self._last_write is None or now - self._last_write >= self.flush_seconds:
+            self._last_write = now
+            self._add(*self._pending_delta())
 
     def done(self, result: dict[str, Any]) -> None:
-        self._add("done", result)
+        self._add(*self._pending_delta(), ("done", result))
 
     def error(self, reason: str) -> None:
-        self._add("error", {"reason": reason})
+        self._add(*self._pending_delta(), ("error", {"reason": reason}))
 
 
 @dataclass

@@ -4,11 +4,19 @@ coherent answer."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis
 import redis.asyncio as aioredis
 
-from app.chat.stream import STREAM_MAXLEN, STREAM_TTL_SECONDS, StreamWriter, follow, stream_key
+from app.chat.stream import (
+    DELTA_FLUSH_SECONDS,
+    STREAM_MAXLEN,
+    STREAM_TTL_SECONDS,
+    StreamWriter,
+    follow,
+    stream_key,
+)
 
 
 def collect(redis_url: str, job_id: str, outcome=None, deadline: float = 5.0) -> list:
@@ -36,7 +44,7 @@ def collect(redis_url: str, job_id: str, outcome=None, deadline: float = 5.0) ->
 
 def test_a_late_reader_gets_every_event_from_the_start(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
-    writer = StreamWriter(connection, "job1")
+    writer = StreamWriter(connection, "job1", flush_seconds=0)
     writer.start()
     writer.sources([{"n": 1}])
     for piece in ("Restart", " the", " worker."):
@@ -50,13 +58,50 @@ def test_a_late_reader_gets_every_event_from_the_start(redis_url: str) -> None:
     assert STREAM_MAXLEN >= 1000
 
 
+def test_fast_pieces_are_written_together_after_the_first(redis_url: str) -> None:
+    """The first piece is written at once; pieces that follow within the flush interval wait
+    and go out together, with the next write after the interval or with done/error."""
+    connection = redis.Redis.from_url(redis_url)
+    key = stream_key("job-batched")
+    writer = StreamWriter(connection, "job-batched")
+    writer.start()
+    writer.delta("Restart")
+    assert connection.xlen(key) == 2  # start + the first piece, at once
+    words = [f" w{i}" for i in range(200)]
+    for word in words:  # far faster than the interval
+        writer.delta(word)
+    assert connection.xlen(key) == 2  # held back
+    time.sleep(DELTA_FLUSH_SECONDS * 1.5)
+    writer.delta(" after.")  # the interval has passed: everything pending goes out now
+    assert connection.xlen(key) == 3
+    writer.done({"answer": "..."})
+    events = collect(redis_url, "job-batched")
+    assert [e.type for e in events] == ["delta", "delta", "done"]
+    assert "".join(e.data for e in events[:2]) == "Restart" + "".join(words) + " after."
+
+
+def test_pending_text_is_written_before_an_error(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    writer = StreamWriter(connection, "job-error")
+    writer.start()
+    for piece in ("Restart", " the", " worker"):
+        writer.delta(piece)
+    writer.error("the Flow LLM gateway broke off the answer mid-stream; try again later")
+    events = collect(redis_url, "job-error")
+    assert [(e.type, e.data) for e in events[:2]] == [
+        ("delta", "Restart"),
+        ("delta", " the worker"),
+    ]
+    assert events[2].type == "error"
+
+
 def test_a_retry_that_repeats_the_answer_sends_nothing_twice(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
-    first = StreamWriter(connection, "job2")
+    first = StreamWriter(connection, "job2", flush_seconds=0)
     first.start()
     first.delta("Restart")
     first.delta(" the")  # the worker dies here
-    retry = StreamWriter(connection, "job2")
+    retry = StreamWriter(connection, "job2", flush_seconds=0)
     retry.start()
     for piece in ("Restart", " the", " worker."):
         retry.delta(piece)
@@ -68,10 +113,10 @@ def test_a_retry_that_repeats_the_answer_sends_nothing_twice(redis_url: str) -> 
 
 def test_a_retry_that_says_something_else_resets_the_text_once(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
-    first = StreamWriter(connection, "job3")
+    first = StreamWriter(connection, "job3", flush_seconds=0)
     first.start()
     first.delta("Restart the pods")
-    retry = StreamWriter(connection, "job3")
+    retry = StreamWriter(connection, "job3", flush_seconds=0)
     retry.start()
     retry.delta("Roll out")
     retry.delta(" again.")
