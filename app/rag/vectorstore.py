@@ -26,6 +26,11 @@ from app.tracing import traced
 
 MetadataValue = str | int | float | bool
 POINTER_ID = "active"
+# Queries reuse the pointer's last read: as is for POINTER_FRESH_SECONDS, then once more while a
+# background thread reads it again (no query waits on that round trip), up to
+# POINTER_STALE_SECONDS, after which the query reads it itself.
+POINTER_FRESH_SECONDS = 1.0
+POINTER_STALE_SECONDS = 10.0
 
 
 class ChunkRecord(BaseModel):
@@ -84,6 +89,7 @@ class VectorStore:
         self._lock = threading.Lock()
         self._handles: dict[str, Any] = {}  # collection objects by name (saves a round trip)
         self._active: tuple[float, str] | None = None  # (monotonic time read, name)
+        self._refreshing = threading.Lock()  # one background pointer read at a time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VectorStore:
@@ -123,7 +129,7 @@ class VectorStore:
 
     def active_collection(self, *, max_age: float = 0.0) -> str:
         """Name of the serving collection; created (empty) on first use. ``max_age`` lets a
-        caller reuse a pointer read that recent (queries use 1 s, see :meth:`query`)."""
+        caller reuse a pointer read that recent (queries: :meth:`serving_collection`)."""
         cached = self._active
         if cached is not None and time.monotonic() - cached[0] <= max_age:
             return cached[1]
@@ -137,6 +143,31 @@ class VectorStore:
             self.create_collection(name)
             self.switch_active(name)
             return name
+
+    def serving_collection(self) -> str:
+        """The active collection's name for a query, without waiting on Chroma when a read of
+        the pointer is at most POINTER_STALE_SECONDS old (see the constants). A rebuild that
+        switched meanwhile is seen within a second of the next query; a query that meets a
+        dropped collection reads the pointer again (:meth:`query`)."""
+        cached = self._active
+        if cached is None:
+            return self.active_collection()
+        age = time.monotonic() - cached[0]
+        if age <= POINTER_FRESH_SECONDS:
+            return cached[1]
+        if age > POINTER_STALE_SECONDS:
+            return self.active_collection()
+        if self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._refresh_pointer, name="pointer-refresh").start()
+        return cached[1]
+
+    def _refresh_pointer(self) -> None:
+        try:
+            self.active_collection()
+        except Exception:  # Chroma unreachable: the next query past the stale limit reads it
+            pass
+        finally:
+            self._refreshing.release()
 
     def switch_active(self, name: str) -> None:
         existing = {
@@ -192,12 +223,12 @@ class VectorStore:
         return len(found["ids"])
 
     def query(self, text: str, k: int, collection: str | None = None) -> list[RetrievedChunk]:
-        """Top-k chunks. Without ``collection`` the active one, its name reused for up to 1 s:
+        """Top-k chunks. Without ``collection`` the active one (:meth:`serving_collection`):
         if a rebuild switched and dropped it meanwhile, the pointer is read again."""
         vector = self.embedder.embed([text])[0].tolist()
         if collection is not None:
             return self.query_vector(vector, k, target=self._collection(collection))
-        name = self.active_collection(max_age=1.0)
+        name = self.serving_collection()
         try:
             return self.query_vector(vector, k, target=self._collection(name))
         except Exception:

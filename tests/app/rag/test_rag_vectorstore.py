@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from app.rag.vectorstore import ChunkRecord, VectorStore, VectorStoreError
+from app.rag.vectorstore import (
+    POINTER_FRESH_SECONDS,
+    POINTER_STALE_SECONDS,
+    ChunkRecord,
+    VectorStore,
+    VectorStoreError,
+)
 from app.settings import load_settings
 
 TEXTS = {
@@ -81,3 +88,34 @@ def test_a_second_client_sees_the_switch(chroma_server: str, tmp_path: Path) -> 
     writer.switch_active(fresh)
     assert reader.active_collection() == fresh
     assert reader.query("queue drain", 1)[0].metadata["document_id"] == "doc"
+
+
+def test_queries_follow_another_clients_switch_without_waiting_on_the_pointer(
+    chroma_server: str, tmp_path: Path
+) -> None:
+    """A query reuses the pointer's last read; past POINTER_FRESH_SECONDS it still does, once,
+    while a background read catches up; past POINTER_STALE_SECONDS it reads the pointer first."""
+    settings = load_settings(CHROMA_URL=chroma_server, CHROMA_COLLECTION=f"p{tmp_path.name[-12:]}")
+    writer, reader = VectorStore.from_settings(settings), VectorStore.from_settings(settings)
+    writer.add(_records("old", prefix="old version: "))
+    old = reader.active_collection()
+    fresh = writer.new_collection_name()
+    writer.create_collection(fresh)
+    writer.add(_records("new", prefix="new version: "), collection=fresh)
+    writer.switch_active(fresh)
+
+    def top() -> str:
+        return str(reader.query("restart", 1)[0].metadata["document_id"])
+
+    assert top() == "old"  # a read this recent is used as is
+    reader._active = (time.monotonic() - POINTER_FRESH_SECONDS - 0.5, old)
+    assert top() == "old"  # served at once from the last read ...
+    deadline = time.monotonic() + 10
+    while reader._active[1] != fresh and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert top() == "new"  # ... which a background read brought up to date
+    reader._active = (time.monotonic() - POINTER_STALE_SECONDS - 1, old)
+    assert top() == "new"  # too old to serve: read before the query
+    reader._active = (time.monotonic(), old)
+    writer.drop_collection(old)
+    assert top() == "new"  # the collection it names is gone: read again
