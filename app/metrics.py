@@ -134,10 +134,9 @@ class MetricsRecorder:
 
     def flow_tokens(self, key: str, prompt: int, completion: int) -> None:
         """Tokens of one Flow call (its ``usage``), per hashed API key id."""
-        with self.redis.pipeline(transaction=False) as pipe:
+        with self._writes() as pipe:
             pipe.hincrby(_hist_key(METRIC_FLOW_TOKENS), f"prompt|{key}", prompt)
             pipe.hincrby(_hist_key(METRIC_FLOW_TOKENS), f"completion|{key}", completion)
-            pipe.execute()
 
     def chat_answer(self, outcome: str) -> None:
         """outcome: ``answered``, ``empty`` (no usable answer or no sources) or ``failed``."""
