@@ -32,6 +32,7 @@ from rq.worker_pool import WorkerPool
 
 from app import tracing
 from app.chat import conversations
+from app.chat.jobs import notify_done
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
 from app.contracts import CHAT_JOB
@@ -286,6 +287,15 @@ class FlowchatWorker(SimpleWorker):
         error = JobRefused(reason)
         self._finalize_failure(job, queue, execution, (JobRefused, error, None))
         return False
+
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """Record the success (RQ), then wake the API requests waiting on a chat: RQ runs a
+        job's success callback before it records the outcome, so a request woken by a callback
+        would find the job still running and poll until RQ catches up."""
+        super().handle_job_success(job, queue, *args, **kwargs)
+        if job.func_name == CHAT_JOB:
+            with contextlib.suppress(redis.RedisError):  # the waiter still wakes within 1 s
+                notify_done(job, self.connection)
 
     def warm_up(self) -> None:
         """Load what every job needs once, before the first job."""

@@ -42,7 +42,8 @@ class ChatRejected(Exception):
 
 
 def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
-    """RQ success/failure callback (runs in the worker): wake the API requests waiting on it."""
+    """Wake the API requests waiting on a chat job: after a success (the worker, once RQ has
+    recorded it) and as the job's RQ failure callback."""
     key = DONE_KEY.format(job.id)
     with connection.pipeline(transaction=False) as pipe:
         pipe.rpush(key, "1")
@@ -102,7 +103,8 @@ def submit_chat(
                 result_ttl=settings.RESULT_TTL_SECONDS,
                 failure_ttl=settings.RESULT_TTL_SECONDS,
                 retry=CHAT_RETRY,
-                on_success=Callback(notify_done),
+                # success: the worker wakes the waiters once RQ has recorded it
+                # (FlowchatWorker.handle_job_success); a failure may be recorded by the sweep
                 on_failure=Callback(notify_done),
                 meta={"kind": "chat"},
             )
@@ -149,11 +151,11 @@ def _done(view: ChatResponse) -> bool:
 async def wait_for_chat(job: Job, seconds: float, notifier: aioredis.Redis) -> ChatResponse:
     """The job's view once it is finished or failed, or after ``seconds``.
 
-    The request sleeps in ``BLPOP`` on the job's done-list until the worker's callback pushes to
-    it, so an answer is returned within a few milliseconds of being stored, without polling
-    Redis. RQ runs the callback just before it records the outcome, so a woken waiter looks
-    again for a few milliseconds; once the job is done it re-pushes the signal for other
-    requests waiting on the same job.
+    The request sleeps in ``BLPOP`` on the job's done-list until the worker pushes to it (after
+    RQ has recorded a success; a failure's callback runs just before RQ records it, so a woken
+    waiter looks again for a few milliseconds), so an answer is returned within a few
+    milliseconds of being stored, without polling Redis. Once the job is done it re-pushes the
+    signal for other requests waiting on the same job.
     """
     deadline = time.monotonic() + seconds
     key = DONE_KEY.format(job.id)

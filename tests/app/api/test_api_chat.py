@@ -230,6 +230,24 @@ def test_several_requests_waiting_on_one_job_all_get_the_answer(live_service, ap
         assert list(pool.map(wait, range(3))) == ["finished"] * 3
 
 
+def test_a_waiter_is_woken_once_the_answer_is_recorded(live_service, api) -> None:
+    """The done signal a waiting request sleeps on (BLPOP) comes after RQ has recorded the
+    success: a woken request finds the answer at once instead of polling for it."""
+    from app.chat.jobs import DONE_KEY
+
+    live_service.emulator.configure(latency_ms=300)
+    connection = redis.Redis.from_url(live_service.redis_url)
+    for _ in range(3):
+        job_id = api.post("/api/chat", json={"message": "How do I restart the worker?"}).json()[
+            "id"
+        ]
+        assert connection.blpop([DONE_KEY.format(job_id)], timeout=30) is not None
+        # read at the instant of waking, as the API does
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+        assert job.get_status() == "finished"
+    connection.close()
+
+
 def test_the_worker_charges_flows_tokens_to_the_callers_key(live_service, api) -> None:
     """The emulator reports usage.total_tokens; the worker adds it to the key's daily budget
     (the test service is open on loopback, so the caller is the anonymous key)."""
