@@ -47,7 +47,7 @@ from app.local_stack import LocalStack, Ports
 from app.rag.prompt import build_messages
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
-from bench.common import QUESTIONS, percentile
+from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
 
 CONCURRENCY_TARGET_SECONDS = 2.0
 MEMORY_TARGET_MB = 20.0
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         ports=Ports.free(),
         workers=args.workers,
         threads=args.threads,
-        env_overrides={"MAX_QUEUE_DEPTH": "10000"},
+        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
     )
     print(f"starting the service: {args.workers} worker(s) x {args.threads} loops ...", flush=True)
     stack.start()
@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def pipeline(i: int) -> float:
             t = time.perf_counter()
-            job = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]}).json()
+            sent = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
+            if sent.status_code != 202:
+                raise SystemExit(f"POST /api/chat answered {sent.status_code}: {sent.text}")
+            job = sent.json()
             while True:
                 view = api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
                 if view["status"] in ("finished", "failed"):

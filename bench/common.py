@@ -1,4 +1,5 @@
-"""What the benchmarks share: the questions they ask and how they read a percentile."""
+"""What the benchmarks share: the questions they ask, the limits they lift, how they read a
+percentile."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ QUESTIONS = [
     "What should I do when messages are delayed?",
     "How do I rebuild the vector store?",
 ]
+
+# A benchmark measures the service, not the per-key limits (app.quotas; bench/closed_service.py
+# measures those): its one anonymous client sends hundreds of chats a minute, which the default
+# RATE_LIMIT_PER_MINUTE and FLOW_TOKENS_PER_DAY would refuse with 429.
+NO_KEY_LIMITS = {"RATE_LIMIT_PER_MINUTE": "1000000", "FLOW_TOKENS_PER_DAY": "1000000000"}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -38,7 +38,7 @@ from app.local_stack import LocalStack, Ports
 from app.rag.prompt import build_messages
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
-from bench.common import QUESTIONS, percentile
+from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
 
 TARGET_P95_MS = 30
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         root=root,
         ports=Ports.free(),
         workers=args.workers,
-        env_overrides={"MAX_QUEUE_DEPTH": "10000"},
+        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
     )
     print(f"starting the service with {args.workers} workers ...", flush=True)
     stack.start()

@@ -38,7 +38,7 @@ from hostile_corpus import CORPUS  # noqa: E402
 from app.local_stack import LocalStack, Ports  # noqa: E402
 from app.run_local import seed_documents  # noqa: E402
 from app.settings import load_settings  # noqa: E402
-from bench.common import QUESTIONS, percentile  # noqa: E402
+from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile  # noqa: E402
 
 UPLOAD_FILES = 20
 
@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
-    stack = LocalStack(root=root, ports=Ports.free(), workers=2, ingest_workers=1)
+    stack = LocalStack(
+        root=root, ports=Ports.free(), workers=2, ingest_workers=1, env_overrides=NO_KEY_LIMITS
+    )
     print("starting the service (2 chat workers, 1 ingestion worker) ...", flush=True)
     stack.start()
     try:

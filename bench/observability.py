@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.local_stack import LocalStack, Ports, free_port
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
-from bench.common import QUESTIONS, percentile
+from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
 
 # without an exporter only these spans are made (unrecorded): the POST and the GET request's
 # server spans, the enqueue span and the job span; the httpx and Redis clients are not
@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for label, env in configs.items():
             root = Path(tempfile.mkdtemp(prefix="flowchat-bench-obs-"))
-            stack = LocalStack(root=root, ports=Ports.free(), workers=1, env_overrides=env)
+            stack = LocalStack(
+                root=root,
+                ports=Ports.free(),
+                workers=1,
+                env_overrides={**env, **NO_KEY_LIMITS},
+            )
             print(f"starting {label} ...", flush=True)
             stack.start()
             stacks[label] = stack
