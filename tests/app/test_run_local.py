@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.local_stack import free_port
 
@@ -29,6 +30,52 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _start_make_run(port: int, data: Path, docs: Path) -> tuple[subprocess.Popen, str]:
+    """`make run` on ``port``: the process, and its output up to "Press Ctrl-C to stop"."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_")}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "app.run_local"),
+            *("--port", str(port), "--data-dir", str(data), "--docs", str(docs)),
+            *("--workers", "1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "Press Ctrl-C to stop." in line:
+            break
+    return proc, "".join(output)
+
+
+def _ask(base: str) -> dict:
+    job = httpx.post(f"{base}/api/chat", json={"message": "How do I restart the worker?"}).json()
+    return httpx.get(f"{base}/api/chat/{job['id']}", params={"wait": 20}, timeout=30).json()
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    return proc.stdout.read()
+
+
+def _server_closes_a_connection(port: int) -> None:
+    """A request with `Connection: close`, read to the end: the server closes first, so the
+    connection lingers in TIME_WAIT on the API's port, as a browser's connections do."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while sock.recv(65536):
+            pass
+
+
 def test_make_run_serves_a_cited_answer_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -39,57 +86,33 @@ def test_make_run_serves_a_cited_answer_and_ctrl_c_stops_everything(tmp_path: Pa
     )
     data = tmp_path / "var"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.run_local",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data),
-            "--docs",
-            str(docs),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    output: list[str] = []
+    base = f"http://127.0.0.1:{port}"
+    proc, text = _start_make_run(port, data, docs)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if "Press Ctrl-C to stop." in line:
-                break
-        text = "".join(output)
         assert "flowchat is running on http://127.0.0.1:" in text, text
         assert "1 document(s) ready" in text
         assert _processes_mentioning(str(data)), "redis/chroma should be running under the data dir"
-
-        base = f"http://127.0.0.1:{port}"
-        job = httpx.post(
-            f"{base}/api/chat", json={"message": "How do I restart the worker?"}
-        ).json()
-        answer = httpx.get(f"{base}/api/chat/{job['id']}", params={"wait": 20}, timeout=30).json()
+        answer = _ask(base)
         assert answer["status"] == "finished", answer
         assert answer["sources"][0]["document"] == "runbook.md"
         assert answer["sources"][0]["heading"].endswith("Restart Worker")
+        _server_closes_a_connection(port)
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
-    assert code == 0
-    assert "stopped" in proc.stdout.read()
+        stopped = _stop(proc)
+    assert "stopped" in stopped
     assert _processes_mentioning(str(data)) == []
-    with socket.socket() as sock:  # the API's port is free again
+    # the old port check (a bind without SO_REUSEADDR) would refuse to start again now
+    with socket.socket() as sock, pytest.raises(OSError):
         sock.bind(("127.0.0.1", port))
+
+    # started again at once, on the same port and data: it comes up and answers
+    proc, text = _start_make_run(port, data, docs)
+    try:
+        assert "flowchat is running on" in text, text
+        assert _ask(base)["status"] == "finished"
+    finally:
+        _stop(proc)
+    assert _processes_mentioning(str(data)) == []
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
