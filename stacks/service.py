@@ -655,9 +655,12 @@ class Service(pulumi.ComponentResource):
         }
 
     def _in_flight_trigger(self, queue: str, per_replica: int) -> dict[str, object]:
-        """Jobs waiting or running on ``queue`` (the workers' rq_jobs gauge, via Prometheus):
-        the list alone is empty while every job is running, and would let KEDA scale in."""
-        in_flight = f'sum({METRIC_RQ_JOBS}{{queue="{queue}",status=~"queued|started"}})'
+        """Jobs waiting or running on ``queue`` (the rq_jobs gauge, via Prometheus): the list
+        alone is empty while every job is running, and would let KEDA scale in. Every API
+        replica exports the same gauge (read from Redis), hence ``max`` over replicas per status
+        before the sum."""
+        series = f'{METRIC_RQ_JOBS}{{queue="{queue}",status=~"queued|started"}}'
+        in_flight = f"sum(max by (status) ({series}))"
         return {
             "type": "prometheus",
             "metadata": {

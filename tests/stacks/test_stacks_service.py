@@ -161,8 +161,9 @@ def test_worker_scales_on_the_rq_queue(stack: Rendered) -> None:
     assert waiting["metadata"]["listLength"] == "16"  # half a pod's loops
     # the list is empty while every job runs: waiting + running keeps busy pods from scaling in
     assert in_flight["type"] == "prometheus"
+    # every API replica exports the same gauge: one copy per status, then their sum
     assert in_flight["metadata"]["query"] == (
-        'sum(rq_jobs{queue="flow_tasks",status=~"queued|started"})'
+        'sum(max by (status) (rq_jobs{queue="flow_tasks",status=~"queued|started"}))'
     )
     assert in_flight["metadata"]["threshold"] == "24"  # three quarters of a pod's loops
     assert scaler["spec"]["minReplicaCount"] <= scaler["spec"]["maxReplicaCount"]
