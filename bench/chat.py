@@ -5,7 +5,9 @@
 Starts the whole service as `make run` does (Redis, Chroma, the Flow emulator at the given
 latency, the chat workers, the API) in a temporary directory, ingests docs/, then measures
 
-* the floor: the same chat completion sent straight to the emulator (token cached);
+* the floor: the Flow call the worker makes (the question with the sources retrieval found
+  for it, streamed and read to its end) sent straight to the emulator (token cached); the
+  same call without streaming is printed for comparison;
 * the threaded design: ``--workers`` processes x ``--threads`` work loops (WORKER_THREADS);
 * today's design: the same ``--workers`` processes with one loop each (one chat per process),
   restarted in the same service.
@@ -44,7 +46,7 @@ from app.contracts import QUEUE_DRAIN_SECONDS
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
 from app.flow.client import TOKEN_PATH
 from app.local_stack import LocalStack, Ports
-from app.rag.prompt import build_messages
+from app.rag.prompt import Source, build_messages
 from app.run_local import seed_documents
 from app.settings import REPO_ROOT, load_settings
 from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
@@ -177,15 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             "FlowTenant": env["FLOW_TENANT"],
             "FlowAgent": env["FLOW_AGENT"],
         }
-        body = {"model": "gpt-4o-mini", "messages": build_messages(QUESTIONS[0], [])}
         api = httpx.Client(base_url=stack.base_url, timeout=120, limits=limits)
-
-        def direct(_i: int) -> float:
-            t = time.perf_counter()
-            flow.post(FLOW_CHAT_PATH, headers=flow_headers, json=body).raise_for_status()
-            return time.perf_counter() - t
-
         timings: list[dict[str, float]] = []
+        answers: dict[int, dict] = {}
 
         def pipeline(i: int) -> float:
             t = time.perf_counter()
@@ -199,6 +195,37 @@ def main(argv: list[str] | None = None) -> int:
                     break
             assert view["status"] == "finished", view
             timings.append(view["timings"])
+            answers[i % len(QUESTIONS)] = view
+            return time.perf_counter() - t
+
+        # The floor is the Flow call the worker makes, sent straight to the emulator: the same
+        # messages (question + the sources retrieval found for it), streamed and read to its end
+        print("asking each question once for the floor's messages ...", flush=True)
+        run_level(pipeline, 1, len(QUESTIONS))
+        messages = [
+            build_messages(q, [Source.model_validate(s) for s in answers[n]["sources"]])
+            for n, q in enumerate(QUESTIONS)
+        ]
+
+        def direct(i: int) -> float:
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": messages[i % len(QUESTIONS)],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            t = time.perf_counter()
+            with flow.stream("POST", FLOW_CHAT_PATH, headers=flow_headers, json=body) as r:
+                r.raise_for_status()
+                for _line in r.iter_lines():
+                    pass
+            return time.perf_counter() - t
+
+        def direct_whole(i: int) -> float:
+            """The same call without streaming (one JSON answer): shown for comparison."""
+            body = {"model": "gpt-4o-mini", "messages": messages[i % len(QUESTIONS)]}
+            t = time.perf_counter()
+            flow.post(FLOW_CHAT_PATH, headers=flow_headers, json=body).raise_for_status()
             return time.perf_counter() - t
 
         def measure(label: str, in_flight: int) -> dict[str, float]:
@@ -235,6 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         print("measuring the floor ...", flush=True)
         floor_burst, _ = run_level(direct, capacity, capacity)
         floor_single, _ = run_level(direct, 1, args.requests)
+        whole_single, _ = run_level(direct_whole, 1, args.requests)
+        print(
+            f"  one Flow call at concurrency 1, p50 / p95: streamed "
+            f"{statistics.median(floor_single) * 1000:.0f} / "
+            f"{percentile(floor_single, 95) * 1000:.0f} ms (the floor), not streamed "
+            f"{statistics.median(whole_single) * 1000:.0f} / "
+            f"{percentile(whole_single, 95) * 1000:.0f} ms",
+            flush=True,
+        )
         _, floor_steady = saturate(direct, capacity, SATURATION_ROUNDS, capacity)
         floor = {
             "burst": max(floor_burst),

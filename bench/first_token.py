@@ -1,6 +1,6 @@
 """Time to first token through the service, over the floor of the emulator's own first token.
 
-    python bench/first_token.py [--workers 8] [--latency-ms 300] [--token-latency-ms 10]
+    python bench/first_token.py [--workers 1] [--latency-ms 300] [--token-latency-ms 10]
                                 [--requests 32] [--concurrency 1 8]
 
 Starts the whole service as `make run` does (Redis, Chroma, the Flow emulator streaming with the
@@ -12,8 +12,9 @@ ingests docs/, then for each concurrency level measures, in the same run:
 * the pipeline: POST /api/chat, then GET /api/chat/{id}/stream, from the POST to the first
   `delta` event (queue -> worker -> retrieval -> Flow stream -> Redis Stream -> SSE).
 
-Prints p50/p95 of both and the overhead (pipeline minus floor). Run with at least as many
-workers as the highest concurrency, or the overhead includes waiting for a free worker.
+Prints p50/p95 of both and the overhead (pipeline minus floor). Each worker process carries
+WORKER_THREADS chats at once: keep the highest concurrency within workers x WORKER_THREADS, or
+the overhead includes waiting for a free loop.
 Target: p95 overhead <= 30 ms. Figures go to docs/performance.md by hand.
 """
 
@@ -68,7 +69,9 @@ def first_data(response: httpx.Response, wanted) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (each WORKER_THREADS loops)"
+    )
     parser.add_argument("--latency-ms", type=int, default=300, help="emulator: first token")
     parser.add_argument("--token-latency-ms", type=int, default=10, help="emulator: per token")
     parser.add_argument("--requests", type=int, default=32)
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         root=root,
         ports=Ports.free(),
         workers=args.workers,
+        threads=load_settings().WORKER_THREADS,  # as `make run`: many chats per process
         env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
     )
     print(f"starting the service with {args.workers} workers ...", flush=True)
