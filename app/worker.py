@@ -173,64 +173,70 @@ def answer_chat(
 
     history = [t.model_dump() for t in conversations.bounded(turns)]
     try:
-        completion = res.flow.chat_stream(
-            build_messages(spec.question, sources, history=history), on_delta
-        )
-    except FlowError as exc:
-        res.maintenance.flow_failed(exc.reason)
-        res.metrics.chat_answer("failed")
-        reason = (  # a fixed sentence per kind: Flow's own words stay in the worker's log
-            "the Flow LLM gateway broke off the answer mid-stream; try again later"
-            if isinstance(exc, FlowStreamError)
-            else "the Flow LLM gateway did not answer; try again later"
-        )
-        if stream is not None:
-            stream.error(reason)
-        if job is not None:  # the Flow client already retried with backoff: do not retry again
-            job.retries_left = 0
-        # the reason stays in the worker's log; the client gets a fixed sentence
-        log.warning("chat job failed: Flow did not answer: %s", exc.reason)
-        raise ChatFailed(reason) from None
-    res.maintenance.flow_succeeded()
-    if completion.usage is not None:
+        try:
+            completion = res.flow.chat_stream(
+                build_messages(spec.question, sources, history=history), on_delta
+            )
+        except FlowError as exc:
+            res.maintenance.flow_failed(exc.reason)
+            res.metrics.chat_answer("failed")
+            reason = (  # a fixed sentence per kind: Flow's own words stay in the worker's log
+                "the Flow LLM gateway broke off the answer mid-stream; try again later"
+                if isinstance(exc, FlowStreamError)
+                else "the Flow LLM gateway did not answer; try again later"
+            )
+            if stream is not None:
+                stream.error(reason)
+            if job is not None:  # the Flow client already retried with backoff: do not retry again
+                job.retries_left = 0
+            # the reason stays in the worker's log; the client gets a fixed sentence
+            log.warning("chat job failed: Flow did not answer: %s", exc.reason)
+            raise ChatFailed(reason) from None
+        res.maintenance.flow_succeeded()
+        if completion.usage is not None:
+            usage = completion.usage
+            if spec.key_id:  # the key's daily Flow-token budget (app/quotas.py)
+                res.quotas.charge_tokens(spec.key_id, usage.total_tokens)
+            # per hashed key id: the job's key_id is the same hash the API logs (app.keys.key_id)
+            key = spec.key_id or current_ids().get("api_key_id", ANONYMOUS_KEY)
+            res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
+            tokens = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            }
+            log.info("flow usage", extra=tokens)
+        answered = time.time()
+        answer = completion.content.strip()
+        empty = not answer or not sources
+        res.metrics.chat_answer("empty" if empty else "answered")
+        res.metrics.observe_chat_latency(answered - submitted)
         usage = completion.usage
-        if spec.key_id:  # the key's daily Flow-token budget (app/quotas.py)
-            res.quotas.charge_tokens(spec.key_id, usage.total_tokens)
-        # per hashed key id: the job's key_id is the same hash the API logs (app.keys.key_id)
-        key = spec.key_id or current_ids().get("api_key_id", ANONYMOUS_KEY)
-        res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
-        tokens = {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-        }
-        log.info("flow usage", extra=tokens)
-    answered = time.time()
-    answer = completion.content.strip()
-    empty = not answer or not sources
-    res.metrics.chat_answer("empty" if empty else "answered")
-    res.metrics.observe_chat_latency(answered - submitted)
-    usage = completion.usage
-    result = ChatResult(
-        answer=answer,
-        sources=sources,
-        timings=Timings(
-            queued_seconds=round(started - submitted, 4),
-            retrieval_seconds=round(retrieved - started, 4),
-            flow_seconds=round(answered - retrieved, 4),
-            total_seconds=round(answered - submitted, 4),
-            first_token_seconds=round(first_token[0] - submitted, 4) if first_token else None,
-        ),
-        empty=empty,
-        usage=Usage.model_validate(usage.model_dump()) if usage else Usage(),
-        conversation_id=spec.conversation_id,
-        standalone_question=standalone if standalone != spec.question else None,
-    )
-    if spec.conversation_id:
-        conversations.append(res.redis, spec.conversation_id, spec.question, answer)
-    stored = result.model_dump(mode="json")
-    if stream is not None:
-        stream.done(stored)
-    return stored
+        result = ChatResult(
+            answer=answer,
+            sources=sources,
+            timings=Timings(
+                queued_seconds=round(started - submitted, 4),
+                retrieval_seconds=round(retrieved - started, 4),
+                flow_seconds=round(answered - retrieved, 4),
+                total_seconds=round(answered - submitted, 4),
+                first_token_seconds=round(first_token[0] - submitted, 4) if first_token else None,
+            ),
+            empty=empty,
+            usage=Usage.model_validate(usage.model_dump()) if usage else Usage(),
+            conversation_id=spec.conversation_id,
+            standalone_question=standalone if standalone != spec.question else None,
+        )
+        if spec.conversation_id:
+            conversations.append(res.redis, spec.conversation_id, spec.question, answer)
+        stored = result.model_dump(mode="json")
+        if stream is not None:
+            stream.done(stored)
+        return stored
+    except BaseException:
+        if stream is not None:  # e.g. the job timed out: the reader keeps the text so far
+            with contextlib.suppress(redis.RedisError):
+                stream.flush()
+        raise
 
 
 def sweep_abandoned(

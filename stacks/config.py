@@ -142,6 +142,9 @@ class ApiConfig(_Model):
     resources: Resources = Resources(memory_request="512Mi", memory_limit="1536Mi")
 
 
+SHUTDOWN_MARGIN_SECONDS = 30  # a chat worker's grace period beyond its longest job
+
+
 class WorkerConfig(_Model):
     """Chat worker pods: one process each running ``threads_per_pod`` RQ work loops, i.e. that
     many chats in flight (app.worker_threads). KEDA scales them on two targets per replica:
@@ -149,10 +152,13 @@ class WorkerConfig(_Model):
     * ``queue_length_per_replica``: jobs no loop has taken yet (``rq:queue:flow_tasks``); any
       such job means every loop is busy. Default: half a pod's loops.
     * ``in_flight_per_replica``: jobs waiting or running (Prometheus ``rq_jobs`` queued +
-      started), so that busy pods are not scaled in while the list is empty. Default: three
-      quarters of a pod's loops, a pod is added before the others are full.
+      started), so that KEDA does not scale in while every loop is busy and the list is empty.
+      Default: three quarters of a pod's loops, a pod is added before the others are full.
 
-    Sizing (docs/performance.md): ~300 MB and ~15 ms of CPU per chat for a 32-loop process.
+    A pod that is scaled in (or evicted) stops taking jobs and finishes the ones it runs: its
+    grace period is the job timeout (``JOB_TIMEOUT_SECONDS``) plus
+    ``SHUTDOWN_MARGIN_SECONDS``. Sizing (docs/performance.md): ~300 MB per 32-loop process,
+    15-22 ms of worker CPU per chat.
     """
 
     # >= 1: readiness (/api/health/ready) is 503 without a worker, so with zero workers the
@@ -371,6 +377,7 @@ STACK_OWNED_ENV = frozenset(
         "API_KEYS",
         "API_KEYS_FILE",
         "OTEL_EXPORTER_OTLP_ENDPOINT",  # flowchat:otlpEndpoint (it also opens the egress)
+        "WORKER_THREADS",  # flowchat:worker.threadsPerPod (KEDA's targets derive from it)
     }
 )
 FORBIDDEN_ENV = {
@@ -454,6 +461,18 @@ class StackConfig(_Model):
     @classmethod
     def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
         return validate_app_env(value)
+
+    def app_settings(self) -> Any:
+        """The app's settings as the stack's pods get them (defaults + ``env``), e.g. the job
+        timeout a chat worker's grace period covers."""
+        from app.settings import Settings
+
+        return Settings.model_validate(self.env)
+
+    @property
+    def worker_grace_seconds(self) -> int:
+        """Chat worker pods: their longest job, then the margin (SIGTERM is a warm shutdown)."""
+        return int(self.app_settings().JOB_TIMEOUT_SECONDS) + SHUTDOWN_MARGIN_SECONDS
 
     @field_validator("otlp_endpoint")
     @classmethod

@@ -567,7 +567,13 @@ class Service(pulumi.ComponentResource):
             metadata=self._meta(WORKER_DEPLOYMENT, "worker"),
             spec={
                 "selector": {"matchLabels": selector_labels(config.stack, "worker")},
-                "template": self._pod_template("worker", container, documents, {}),
+                "template": self._pod_template(
+                    "worker",
+                    container,
+                    documents,
+                    {},
+                    grace_seconds=config.worker_grace_seconds,
+                ),
             },
             opts=pulumi.ResourceOptions.merge(
                 self._opts(documents, *depends_on),
@@ -659,7 +665,10 @@ class Service(pulumi.ComponentResource):
         alone is empty while every job is running, and would let KEDA scale in. Every API
         replica exports the same gauge (read from Redis), hence ``max`` over replicas per status
         before the sum."""
-        series = f'{METRIC_RQ_JOBS}{{queue="{queue}",status=~"queued|started"}}'
+        namespace = self._config.namespace  # another stack's series in the same Prometheus
+        series = (
+            f'{METRIC_RQ_JOBS}{{namespace="{namespace}",queue="{queue}",status=~"queued|started"}}'
+        )
         in_flight = f"sum(max by (status) ({series}))"
         return {
             "type": "prometheus",

@@ -42,10 +42,12 @@ class StreamWriter:
     """Worker side: appends the events of one attempt at answering a job.
 
     The first piece of text is written at once (time to first token); later pieces that arrive
-    within ``flush_seconds`` of the last write are joined into one ``delta`` entry, written with
-    the next piece after that interval or with ``done``/``error``. Flow streams about one word per
-    chunk: one Redis round trip per word was most of a job's overhead (~0.2 ms each, hundreds
-    per answer), while a reader cannot tell 50 ms batches from single words."""
+    within ``flush_seconds`` of the last write are held and joined into one ``delta`` entry,
+    written with the first piece that arrives after that interval, with ``done``/``error``, or
+    by :meth:`flush` (the worker calls it when the job ends any other way). Held text waits for
+    the next piece: if Flow pauses mid-answer, the reader sees the pause up to one interval
+    early. Flow streams about one word per chunk: one Redis round trip per word was most of a
+    job's Redis traffic, while a reader cannot tell 50 ms batches from single words."""
 
     def __init__(
         self, connection: redis.Redis, job_id: str, *, flush_seconds: float = DELTA_FLUSH_SECONDS
@@ -88,6 +90,11 @@ class StreamWriter:
         now = time.monotonic()
         if self._last_write is None or now - self._last_write >= self.flush_seconds:
             self._last_write = now
+            self._add(*self._pending_delta())
+
+    def flush(self) -> None:
+        """Write the text held back so far, if any."""
+        if self._pending:
             self._add(*self._pending_delta())
 
     def done(self, result: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ that run alone (the evaluation command, benchmarks, single-process tests).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from app.rag.embeddings import DIMENSIONS, Embedder, get_embedder
 from app.settings import Settings
 from app.tracing import traced
 
+log = logging.getLogger(__name__)
 MetadataValue = str | int | float | bool
 POINTER_ID = "active"
 # Queries reuse the pointer's last read: as is for POINTER_FRESH_SECONDS, then once more while a
@@ -158,14 +160,20 @@ class VectorStore:
         if age > POINTER_STALE_SECONDS:
             return self.active_collection()
         if self._refreshing.acquire(blocking=False):
-            threading.Thread(target=self._refresh_pointer, name="pointer-refresh").start()
+            try:
+                threading.Thread(
+                    target=self._refresh_pointer, name="pointer-refresh", daemon=True
+                ).start()
+            except BaseException:  # no thread (or the job's timeout landed): refresh later
+                self._refreshing.release()
+                raise
         return cached[1]
 
     def _refresh_pointer(self) -> None:
         try:
             self.active_collection()
-        except Exception:  # Chroma unreachable: the next query past the stale limit reads it
-            pass
+        except Exception as exc:  # Chroma unreachable: a query past the stale limit reads it
+            log.warning("could not refresh the active collection: %s", type(exc).__name__)
         finally:
             self._refreshing.release()
 

@@ -101,7 +101,10 @@ def test_make_run_serves_a_cited_answer_and_ctrl_c_stops_everything(tmp_path: Pa
         stopped = _stop(proc)
     assert "stopped" in stopped
     assert _processes_mentioning(str(data)) == []
-    # the old port check (a bind without SO_REUSEADDR) would refuse to start again now
+    with socket.socket() as sock:  # nothing listens any more: a bind as uvicorn's succeeds
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    # but the old port check (a bind without SO_REUSEADDR) would refuse to start again now
     with socket.socket() as sock, pytest.raises(OSError):
         sock.bind(("127.0.0.1", port))
 

@@ -57,6 +57,10 @@ def test_defaults_and_stack_derived_names() -> None:
         ),
         ({"worker": '{"threadsPerPod": 0}'}, "flowchat:worker.threadsPerPod: must be >= 1"),
         ({"worker": '{"threadsPerPod": 257}'}, "flowchat:worker.threadsPerPod: must be <= 256"),
+        (
+            {"env": '{"WORKER_THREADS": "8"}'},
+            "WORKER_THREADS is set by the stack itself",
+        ),
         ({"cloud": "gcp"}, "flowchat:cloud: must be one of 'azure' or 'aws' (got 'gcp')"),
         (
             {"thresholds": '{"queueDepth": "lots"}'},
@@ -269,9 +273,11 @@ def test_token_prices_are_per_1000_tokens_and_not_negative() -> None:
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_min_workers_drain_a_full_queue_within_the_runbook_window(stack: str) -> None:
     """The runbook expects a full queue (the API's maxQueueDepth) to drain within
-    QUEUE_DRAIN_SECONDS. The stack's minimum worker pods must manage it even when every Flow
-    call takes its whole timeout: pods x threadsPerPod chats per FLOW_TIMEOUT_SECONDS. (With one
-    chat per pod, as before the threaded worker, staging would need 6 minutes.)"""
+    QUEUE_DRAIN_SECONDS. The stack's minimum worker pods manage it when every chat's Flow call
+    takes one whole FLOW_TIMEOUT_SECONDS: pods x threadsPerPod chats per timeout. (With one chat
+    per loop, staging's one loop would need 1,000 s. Flow failing outright is not draining: the
+    client's retries then take up to Settings' worst case per chat, and the maintenance mode
+    stops new chats.)"""
     from app.contracts import QUEUE_DRAIN_SECONDS
     from app.settings import Settings
 

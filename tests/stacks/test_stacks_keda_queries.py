@@ -35,7 +35,7 @@ def test_in_flight_counts_each_job_once_however_many_api_replicas(
     series = []
     for pod in ("api-0", "api-1", "api-2"):  # prod runs three API replicas
         for status, value in (("queued", 5), ("started", 20), ("finished", 700)):
-            labels = f'queue="{queue}",status="{status}",pod="{pod}"'
+            labels = f'namespace="flowchat-prod",queue="{queue}",status="{status}",pod="{pod}"'
             series.append({"series": f"rq_jobs{{{labels}}}", "values": f"{value}x4"})
     # the other queue's jobs do not count
     series.append(

@@ -162,19 +162,28 @@ def test_worker_scales_on_the_rq_queue(stack: Rendered) -> None:
     # the list is empty while every job runs: waiting + running keeps busy pods from scaling in
     assert in_flight["type"] == "prometheus"
     # every API replica exports the same gauge: one copy per status, then their sum
+    namespace = f"flowchat-{stack.stack}"
     assert in_flight["metadata"]["query"] == (
-        'sum(max by (status) (rq_jobs{queue="flow_tasks",status=~"queued|started"}))'
+        f'sum(max by (status) (rq_jobs{{namespace="{namespace}",queue="flow_tasks",'
+        'status=~"queued|started"}))'
     )
     assert in_flight["metadata"]["threshold"] == "24"  # three quarters of a pod's loops
     assert scaler["spec"]["minReplicaCount"] <= scaler["spec"]["maxReplicaCount"]
 
 
-def test_worker_resources_fit_one_threaded_process(stack: Rendered) -> None:
-    """The pod's memory limit holds one 32-loop process (~300 MB measured) with room, and is
-    far below the old one-chat-per-process sizing (3 GiB for a handful of chats)."""
-    (container,) = pod_spec(stack, "Deployment", WORKER_DEPLOYMENT)["containers"]
-    assert container["resources"]["requests"]["memory"] == "512Mi"
-    assert container["resources"]["limits"]["memory"] == "1Gi"
+def test_chat_workers_get_their_longest_job_to_finish_when_scaled_in(stack: Rendered) -> None:
+    """KEDA may stop any pod, busy or not: SIGTERM is a warm shutdown (each loop finishes its
+    chat), and the grace period covers the job timeout, or up to 32 chats would be cut off."""
+    from app.settings import Settings
+
+    spec = pod_spec(stack, "Deployment", WORKER_DEPLOYMENT)
+    assert spec["terminationGracePeriodSeconds"] > Settings().JOB_TIMEOUT_SECONDS
+
+
+def test_the_grace_period_follows_the_stacks_job_timeout() -> None:
+    resources = render_components("staging", {"env": '{"JOB_TIMEOUT_SECONDS": "300"}'})
+    spec = pod_spec(Rendered("staging", "azure", resources), "Deployment", WORKER_DEPLOYMENT)
+    assert spec["terminationGracePeriodSeconds"] > 300
 
 
 def test_queue_length_and_worker_bounds_come_from_config() -> None:
@@ -182,7 +191,7 @@ def test_queue_length_and_worker_bounds_come_from_config() -> None:
         "staging",
         {
             "worker": '{"minReplicas": 3, "maxReplicas": 7, "threadsPerPod": 12,'
-            ' "queueLengthPerReplica": 9}'
+            ' "queueLengthPerReplica": 5}'
         },
     )
     rendered = Rendered("staging", "azure", resources)
@@ -190,7 +199,7 @@ def test_queue_length_and_worker_bounds_come_from_config() -> None:
     assert scaler["spec"]["minReplicaCount"] == 3
     assert scaler["spec"]["maxReplicaCount"] == 7
     waiting, in_flight = scaler["spec"]["triggers"]
-    assert waiting["metadata"]["listLength"] == "9"
+    assert waiting["metadata"]["listLength"] == "5"
     assert in_flight["metadata"]["threshold"] == "9"  # derived: 3/4 of 12 loops
     (container,) = pod_spec(rendered, "Deployment", WORKER_DEPLOYMENT)["containers"]
     assert container["command"][-2:] == ["--threads", "12"]

@@ -4,7 +4,6 @@ coherent answer."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import redis
 import redis.asyncio as aioredis
@@ -63,16 +62,17 @@ def test_fast_pieces_are_written_together_after_the_first(redis_url: str) -> Non
     and go out together, with the next write after the interval or with done/error."""
     connection = redis.Redis.from_url(redis_url)
     key = stream_key("job-batched")
-    writer = StreamWriter(connection, "job-batched")
+    writer = StreamWriter(connection, "job-batched", flush_seconds=60)
     writer.start()
     writer.delta("Restart")
     assert connection.xlen(key) == 2  # start + the first piece, at once
     words = [f" w{i}" for i in range(200)]
-    for word in words:  # far faster than the interval
+    for word in words:  # within the interval
         writer.delta(word)
     assert connection.xlen(key) == 2  # held back
-    time.sleep(DELTA_FLUSH_SECONDS * 1.5)
-    writer.delta(" after.")  # the interval has passed: everything pending goes out now
+    assert writer._last_write is not None
+    writer._last_write -= 61  # the interval has passed ...
+    writer.delta(" after.")  # ... so everything pending goes out with this piece
     assert connection.xlen(key) == 3
     writer.done({"answer": "..."})
     events = collect(redis_url, "job-batched")
@@ -82,7 +82,7 @@ def test_fast_pieces_are_written_together_after_the_first(redis_url: str) -> Non
 
 def test_pending_text_is_written_before_an_error(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
-    writer = StreamWriter(connection, "job-error")
+    writer = StreamWriter(connection, "job-error", flush_seconds=60)
     writer.start()
     for piece in ("Restart", " the", " worker"):
         writer.delta(piece)
@@ -93,6 +93,20 @@ def test_pending_text_is_written_before_an_error(redis_url: str) -> None:
         ("delta", " the worker"),
     ]
     assert events[2].type == "error"
+
+
+def test_flush_writes_the_held_text_and_nothing_when_none_is_held(redis_url: str) -> None:
+    """The worker flushes when a job ends without done/error (e.g. its timeout)."""
+    connection = redis.Redis.from_url(redis_url)
+    writer = StreamWriter(connection, "job-flush", flush_seconds=60)
+    writer.start()
+    for piece in ("Restart", " the", " worker"):
+        writer.delta(piece)
+    writer.flush()
+    writer.flush()
+    entries = connection.xrange(stream_key("job-flush"))
+    assert [e[1][b"type"] for e in entries] == [b"start", b"delta", b"delta"]
+    assert DELTA_FLUSH_SECONDS <= 0.1  # the default: readers cannot tell batches from words
 
 
 def test_a_retry_that_repeats_the_answer_sends_nothing_twice(redis_url: str) -> None:

@@ -110,12 +110,34 @@ def test_queries_follow_another_clients_switch_without_waiting_on_the_pointer(
     assert top() == "old"  # a read this recent is used as is
     reader._active = (time.monotonic() - POINTER_FRESH_SECONDS - 0.5, old)
     assert top() == "old"  # served at once from the last read ...
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + POINTER_STALE_SECONDS - POINTER_FRESH_SECONDS - 1
     while reader._active[1] != fresh and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert top() == "new"  # ... which a background read brought up to date
+    assert reader._active[1] == fresh  # ... which a background read brought up to date
+    assert top() == "new"
     reader._active = (time.monotonic() - POINTER_STALE_SECONDS - 1, old)
     assert top() == "new"  # too old to serve: read before the query
     reader._active = (time.monotonic(), old)
     writer.drop_collection(old)
     assert top() == "new"  # the collection it names is gone: read again
+
+
+def test_a_refresh_that_cannot_start_leaves_the_query_served_and_retries_later(
+    chroma_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    settings = load_settings(CHROMA_URL=chroma_server, CHROMA_COLLECTION=f"q{tmp_path.name[-12:]}")
+    store = VectorStore.from_settings(settings)
+    store.add(_records("doc"))
+    name = store.active_collection()
+    store._active = (time.monotonic() - POINTER_FRESH_SECONDS - 0.5, name)
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(RuntimeError):
+        store.serving_collection()
+    assert store._refreshing.acquire(blocking=False)  # not left held: a later query refreshes
+    store._refreshing.release()
