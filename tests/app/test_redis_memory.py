@@ -70,11 +70,14 @@ def test_full_redis_refuses_new_chats_with_503_and_recovers_when_results_expire(
         assert client.post("/api/chat", json={"message": "queued before"}).status_code == 202
         used = int(admin.info("memory")["used_memory"])
         admin.config_set("maxmemory", used + 1_000_000)
-        # stand-ins for stored answers: 5 KB each, expiring in 2 s, until Redis is full
+        # stand-ins for stored answers: 5 KB each, expiring in 3 s, until Redis is full
         filler = "x" * 5000
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             for i in range(10_000):
-                admin.set(f"result:{i}", filler, ex=2)
+                admin.set(f"result:{i}", filler, ex=3)
+        # full is a hair's breadth: a freed client buffer would let the next write in; keep it
+        # full until the stand-ins expire (they free ~1 MB)
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 200_000)
         refused = client.post("/api/chat", json={"message": "one more"})
         assert refused.status_code == 503
         assert "maxmemory" in refused.json()["detail"]
