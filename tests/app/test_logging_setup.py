@@ -146,8 +146,9 @@ def test_a_chat_through_the_real_stack_is_joined_by_job_and_trace_ids(
     logs = live_service.stack.root / "logs"
 
     def read(name: str) -> list[dict]:
-        lines = (logs / f"{name}.log").read_text().splitlines()
-        return [json.loads(line) for line in lines]  # every line is JSON
+        # the processes keep writing: a last line without its newline is still being written
+        complete = (logs / f"{name}.log").read_text().rpartition("\n")[0]
+        return [json.loads(line) for line in complete.splitlines()]  # every line is JSON
 
     deadline = time.monotonic() + 15  # the worker logs "job ended" just after it stores the answer
     while not any(
