@@ -47,10 +47,10 @@ from app.flow.models import (
     TokenResponse,
     Usage,
 )
-from app.tracing import traced, usage_attributes
+from app.observability.tracing import traced, usage_attributes
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

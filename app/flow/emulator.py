@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from app.flow.client import CHAT_PATH, TOKEN_PATH
 from app.flow.models import ChatCompletionRequest, ChatMessage, TokenRequest
 from app.flow.token_estimate import estimate_prompt_tokens, estimate_tokens
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 
 DEFAULT_CLIENT_ID = "flowchat-local"
 DEFAULT_CLIENT_SECRET = "flowchat-local-secret"  # a development default

@@ -279,7 +279,7 @@ def test_min_workers_drain_a_full_queue_within_the_runbook_window(stack: str) ->
     client's retries then take up to Settings' worst case per chat, and the maintenance mode
     stops new chats.)"""
     from app.contracts import QUEUE_DRAIN_SECONDS
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     values, _ = stack_config(stack)
     raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
