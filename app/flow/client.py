@@ -7,6 +7,11 @@
   retried at most ``max_retries`` times with bounded exponential backoff and jitter; then a typed
   :class:`~app.flow.errors.FlowError` says what happened.
 - The agent secret and the token never appear in logs, exception messages or reprs.
+
+This file is over 500 lines and stays one: the token cache, the retry loop and the stream
+reader share one HTTP connection pool, one lock and one cached token in :class:`FlowClient`, and
+each path (a 401 renews the token inside the retry loop, a stream retries only before its first
+byte) crosses the others; split apart they would be mixins reaching into each other's state.
 """
 
 from __future__ import annotations
