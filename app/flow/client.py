@@ -25,13 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr, ValidationError
 
+from app.core.closing import ClosedOnExit
 from app.flow.errors import (
     FlowAuthError,
     FlowBadResponseError,
@@ -113,7 +113,7 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class FlowClient:
+class FlowClient(ClosedOnExit):
     """Talks to Flow's token and chat-completions endpoints; see the module docstring."""
 
     def __init__(
@@ -188,25 +188,13 @@ class FlowClient:
         max_tokens: int | None = None,
     ) -> ChatCompletion:
         """One chat completion. Raises a :class:`FlowError` subclass when Flow cannot answer."""
-        try:
-            request = ChatCompletionRequest(
-                model=self.model,
-                messages=[ChatMessage.model_validate(m) for m in messages],
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        except ValidationError as exc:
-            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+        request = self._request(messages, temperature=temperature, max_tokens=max_tokens)
         body = request.model_dump(mode="json", exclude_none=True, exclude={"stream"})
 
         renewed = False
         while True:
             token = self._get_token()
-            headers = {
-                "Authorization": f"Bearer {token.value}",
-                "FlowTenant": self._tenant,
-                "FlowAgent": self._agent,
-            }
+            headers = self._headers(token)
             response = self._post_with_retries(
                 "chat completions", CHAT_PATH, body, headers, self.max_retries, observe=True
             )
@@ -234,27 +222,18 @@ class FlowClient:
         that breaks off afterwards raises :class:`FlowStreamError`. A gateway that answers a
         streaming request with a plain JSON completion is accepted: its text is one delta.
         """
-        try:
-            request = ChatCompletionRequest(
-                model=self.model,
-                messages=[ChatMessage.model_validate(m) for m in messages],
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        except ValidationError as exc:
-            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+        request = self._request(
+            messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         body = request.model_dump(mode="json", exclude_none=True)
         renewed = False
         while True:
             token = self._get_token()
-            headers = {
-                "Authorization": f"Bearer {token.value}",
-                "FlowTenant": self._tenant,
-                "FlowAgent": self._agent,
-                "Accept": "text/event-stream",
-            }
+            headers = {**self._headers(token), "Accept": "text/event-stream"}
             response = self._post_with_retries(
                 "chat completions",
                 CHAT_PATH,
@@ -280,6 +259,26 @@ class FlowClient:
                 return self._read_stream(response, on_delta)
             finally:
                 response.close()
+
+    def _request(
+        self, messages: Sequence[dict[str, str]] | Sequence[ChatMessage], **fields: Any
+    ) -> ChatCompletionRequest:
+        """The validated chat request (a ValueError that names no content when it is invalid)."""
+        try:
+            return ChatCompletionRequest(
+                model=self.model,
+                messages=[ChatMessage.model_validate(m) for m in messages],
+                **fields,
+            )
+        except ValidationError as exc:
+            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+
+    def _headers(self, token: _Token) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {token.value}",
+            "FlowTenant": self._tenant,
+            "FlowAgent": self._agent,
+        }
 
     def _read_stream(self, response: httpx.Response, on_delta: OnDelta) -> ChatCompletion:
         parts: list[str] = []
@@ -350,17 +349,6 @@ class FlowClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> FlowClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

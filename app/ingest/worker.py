@@ -24,7 +24,7 @@ import redis
 from rq.worker_pool import WorkerPool
 
 from app.contracts import INGEST_QUEUE_NAME
-from app.core.redis_clients import JOB_SERIALIZER, redis_client
+from app.core.redis_clients import JOB_SERIALIZER
 from app.core.settings import get_settings
 from app.documents.store import DocumentStore
 from app.ingest import jobs
@@ -32,8 +32,7 @@ from app.ingest.queueing import ingest_queue, reconcile
 from app.observability import tracing
 from app.observability.logs import configure_logging
 from app.rag.embeddings import get_embedder
-from app.rag.model_setup import MODEL_DIR
-from app.worker.runner import FlowchatWorker
+from app.worker.runner import FlowchatWorker, pool_connection
 
 log = logging.getLogger("flowchat.ingest.worker")
 
@@ -62,14 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("ingest-worker")
     tracing.configure_tracing("ingest-worker")
     settings = get_settings()
-    connection = redis_client(settings)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        print(f"cannot reach Redis at REDIS_URL: {exc}")
-        return 1
-    if not (MODEL_DIR / "model.onnx").exists():  # fail fast, before the pool starts
-        print("the embedding model is missing: run `python -m app.rag.model_setup`")
+    connection = pool_connection(settings)
+    if connection is None:
         return 1
     pool = WorkerPool(
         [ingest_queue(connection)],

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-import redis
 from rq.worker_pool import WorkerPool
 
-from app.core.redis_clients import JOB_SERIALIZER, job_queue, redis_client
+from app.core.redis_clients import JOB_SERIALIZER, job_queue
 from app.core.settings import get_settings
 from app.observability import tracing
 from app.observability.logs import configure_logging
-from app.rag.model_setup import MODEL_DIR
+from app.worker.runner import pool_connection
 from app.worker.threads import threaded_worker_class
 
 
@@ -40,14 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if threads < 1:
         print("--threads must be at least 1")
         return 2
-    connection = redis_client(settings)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        print(f"cannot reach Redis at REDIS_URL: {exc}")
-        return 1
-    if not (MODEL_DIR / "model.onnx").exists():  # fail fast, before the pool starts
-        print("the embedding model is missing: run `python -m app.rag.model_setup`")
+    connection = pool_connection(settings)
+    if connection is None:
         return 1
     queue = job_queue(settings.RQ_QUEUE, connection)
 

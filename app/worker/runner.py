@@ -31,13 +31,15 @@ from app.chat.jobs import notify_done
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
 from app.contracts import ALIVE_PREFIX, ALIVE_TTL_SECONDS, CHAT_JOB
-from app.core.redis_clients import JOB_SERIALIZER
+from app.core.redis_clients import JOB_SERIALIZER, redis_client
+from app.core.settings import Settings
 from app.flow.errors import FlowError, FlowStreamError
 from app.ingest.jobs import REBUILD_JOB
 from app.ingest.queueing import INGEST_FAILED_CALLBACK, INGEST_JOB
 from app.observability import tracing
 from app.observability.logs import ANONYMOUS_KEY, current_ids
 from app.rag.embeddings import get_embedder
+from app.rag.model_setup import MODEL_DIR
 from app.rag.prompt import build_messages
 from app.rag.retrieval import retrieve, retrieve_any
 from app.worker.resources import worker_resources
@@ -227,6 +229,21 @@ def sweep_abandoned(
         registry.cleanup()
         log.warning("requeued or failed abandoned jobs: %s", ", ".join(abandoned.values()))
     return list(abandoned.values())
+
+
+def pool_connection(settings: Settings) -> redis.Redis | None:
+    """Redis for a worker pool about to start, or None after printing the one sentence that says
+    why it cannot: Redis unreachable, or the embedding model missing (fail before forking)."""
+    connection = redis_client(settings)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        print(f"cannot reach Redis at REDIS_URL: {exc}")
+        return None
+    if not (MODEL_DIR / "model.onnx").exists():
+        print("the embedding model is missing: run `python -m app.rag.model_setup`")
+        return None
+    return connection
 
 
 class FlowchatWorker(SimpleWorker):

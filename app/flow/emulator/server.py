@@ -9,12 +9,12 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
 
+from app.core.closing import ClosedOnExit
 from app.flow.emulator.config import (
     DEFAULT_CLIENT_ID,
     DEFAULT_TENANT,
@@ -41,7 +41,7 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class EmulatorHandle:
+class EmulatorHandle(ClosedOnExit):
     """A running in-process emulator (uvicorn in a background thread)."""
 
     def __init__(
@@ -73,15 +73,8 @@ class EmulatorHandle:
         self._thread.join(timeout)
         self._sock.close()
 
-    def __enter__(self) -> EmulatorHandle:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """The same as :meth:`stop` (``with run_emulator(...)`` stops it on the way out)."""
         self.stop()
 
     def __repr__(self) -> str:
