@@ -24,7 +24,7 @@ def failure_reason(job: Job, default: str = "the job failed without a reason") -
 
 
 # exceptions whose message is written for the user (a fixed sentence, never internal details)
-# (the second name: chats failed before app/worker.py became app/worker/runner.py)
+# (the second name: chats failed before the worker module moved into the app.worker package)
 USER_FACING_ERRORS = (
     "app.worker.runner.ChatFailed",
     "app.worker.ChatFailed",  # regroup: keep
