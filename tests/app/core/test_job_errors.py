@@ -17,7 +17,7 @@ REASON = "the Flow LLM gateway did not answer; try again later"
     ("exception", "seen"),
     [
         ("app.worker.runner.ChatFailed", REASON),  # raised by today's worker
-        ("app.worker.ChatFailed", REASON),  # a chat failed before app/worker.py became a package
+        ("app.worker.ChatFailed", REASON),  # failed before the move (regroup: keep)
         ("builtins.RuntimeError", INTERNAL_FAILURE),  # anything else stays internal
     ],
 )
