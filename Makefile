@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m app.run_local
+	$(BIN)/python -m app.local
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

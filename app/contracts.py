@@ -63,10 +63,14 @@ from policies.runbook.thresholds import (  # noqa: F401  (re-exported: the share
 QUEUE_KEY: Final = f"rq:queue:{QUEUE_NAME}"  # the Redis list whose length is the queue depth
 CHAT_JOB: Final = "app.worker.answer_chat"
 INGEST_QUEUE_KEY: Final = f"rq:queue:{INGEST_QUEUE_NAME}"
-# RQ work loops (chats in flight) per chat worker process (WORKER_THREADS, app.worker_threads);
+# RQ work loops (chats in flight) per chat worker process (WORKER_THREADS, app.worker.threads);
 # a chat worker pod runs one such process (the stacks' worker.threadsPerPod)
 DEFAULT_WORKER_THREADS: Final = 32
 MAX_WORKER_THREADS: Final = 256
+# every worker beats ALIVE_PREFIX + <worker name> (TTL ALIVE_TTL_SECONDS): the sweep of abandoned
+# jobs, the workers' liveness probe (app.worker.probe) and the API's readiness read these keys
+ALIVE_PREFIX: Final = "flowchat:worker-alive:"
+ALIVE_TTL_SECONDS: Final = 15
 
 # --- HTTP -------------------------------------------------------------------------------------
 READY_PATH: Final = "/api/health/ready"

@@ -43,12 +43,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.contracts import QUEUE_DRAIN_SECONDS
+from app.core.settings import REPO_ROOT, load_settings
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
 from app.flow.client import TOKEN_PATH
-from app.local_stack import LocalStack, Ports
+from app.local.run import seed_documents
+from app.local.stack import LocalStack, Ports
 from app.rag.prompt import Source, build_messages
-from app.run_local import seed_documents
-from app.settings import REPO_ROOT, load_settings
 from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
 
 CONCURRENCY_TARGET_SECONDS = 2.0

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.api.main import create_app
 from app.contracts import CHAT_JOB, QUEUE_NAME
-from app.local_stack import REDIS_MAXMEMORY, free_port, wait_until
-from app.redis_clients import job_queue
-from app.settings import load_settings
+from app.core.redis_clients import job_queue
+from app.core.settings import load_settings
+from app.local.stack import REDIS_MAXMEMORY, free_port, wait_until
 
 PASSWORD = "bench-password"
 KEY = "bench-key"

@@ -11,9 +11,9 @@ QUESTIONS = [
     "How do I rebuild the vector store?",
 ]
 
-# A benchmark measures the service, not the per-key limits (app.quotas; bench/closed_service.py
-# measures those): its one anonymous client sends hundreds of chats a minute, which the default
-# RATE_LIMIT_PER_MINUTE and FLOW_TOKENS_PER_DAY would refuse with 429.
+# A benchmark measures the service, not the per-key limits (app.access.quotas;
+# bench/closed_service.py measures those): its one anonymous client sends hundreds of chats a
+# minute, which the default RATE_LIMIT_PER_MINUTE and FLOW_TOKENS_PER_DAY would refuse with 429.
 NO_KEY_LIMITS = {"RATE_LIMIT_PER_MINUTE": "1000000", "FLOW_TOKENS_PER_DAY": "1000000000"}
 
 

@@ -30,10 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from app.core.settings import load_settings  # noqa: E402
 from app.ingest import LOADERS, chunk_records, load_document  # noqa: E402
 from app.rag.embeddings import DIMENSIONS, get_embedder  # noqa: E402
 from app.rag.vectorstore import ChunkRecord, VectorStore  # noqa: E402
-from app.settings import load_settings  # noqa: E402
 
 QUERIES = [
     "How do I restart the worker?",

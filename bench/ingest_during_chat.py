@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "app" / "ingest"))
 
 from hostile_corpus import CORPUS  # noqa: E402
 
-from app.local_stack import LocalStack, Ports  # noqa: E402
-from app.run_local import seed_documents  # noqa: E402
-from app.settings import load_settings  # noqa: E402
+from app.core.settings import load_settings  # noqa: E402
+from app.local.run import seed_documents  # noqa: E402
+from app.local.stack import LocalStack, Ports  # noqa: E402
 from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile  # noqa: E402
 
 UPLOAD_FILES = 20

@@ -35,9 +35,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.local_stack import LocalStack, Ports, free_port
-from app.run_local import seed_documents
-from app.settings import REPO_ROOT, load_settings
+from app.core.settings import REPO_ROOT, load_settings
+from app.local.run import seed_documents
+from app.local.stack import LocalStack, Ports, free_port
 from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
 
 # without an exporter only these spans are made (unrecorded): the POST and the GET request's
@@ -92,8 +92,8 @@ def unit_costs(n: int = 20000) -> dict[str, float]:
     """Microseconds per log line (JSON, ids bound) and per span (off / recorded)."""
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-    from app import tracing
-    from app.logging_setup import bound, configure_logging
+    from app.observability import tracing
+    from app.observability.logs import bound, configure_logging
 
     class Discard(SpanExporter):
         def export(self, spans):  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from app.logging_setup import LOG_FIELDS, configure_logging
+from app.observability.logs import LOG_FIELDS, configure_logging
 from ops.summary import fail
 
 _KUBECTL_PREFIX = re.compile(r"^\[[^\]\s]+\]\s")

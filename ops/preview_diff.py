@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 from ops.summary import OpsError, fail, md_escape, md_table
 
 MAX_KEYS = 8  # changed keys listed per resource

@@ -26,7 +26,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from app.contracts import QUEUE_DRAIN_SECONDS, QUEUE_KEY, QUEUE_NAME
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -42,7 +42,7 @@ from app.contracts import (
     namespace_for,
     secret_entry_name,
 )
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 from ops import kube
 from ops.secret_store import SecretStore, SecretVersion, open_store
 from ops.smoke import (

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from app.contracts import CHAT_LATENCY_P95_SECONDS, CHAT_PATH, PING_PATH, READY_PATH
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

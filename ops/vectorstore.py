@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from app.contracts import CHAT_LATENCY_P95_SECONDS, INGEST_PATH
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 from ops.smoke import API_KEY_ENV, DEFAULT_PROMPTS, load_prompts, run_smoke
 from ops.summary import OpsError, fail, md_table, say, write_summary
 

@@ -24,7 +24,7 @@ import sys
 from kubernetes import client
 
 from app.contracts import QUEUE_DRAIN_SECONDS, WORKER_DEPLOYMENT, namespace_for
-from app.logging_setup import configure_logging
+from app.observability.logs import configure_logging
 from ops import kube
 from ops.queue import connect, watch
 from ops.summary import OpsError, fail, md_table, say, write_summary

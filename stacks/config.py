@@ -147,7 +147,7 @@ SHUTDOWN_MARGIN_SECONDS = 30  # a chat worker's grace period beyond its longest 
 
 class WorkerConfig(_Model):
     """Chat worker pods: one process each running ``threads_per_pod`` RQ work loops, i.e. that
-    many chats in flight (app.worker_threads). KEDA scales them on two targets per replica:
+    many chats in flight (app.worker.threads). KEDA scales them on two targets per replica:
 
     * ``queue_length_per_replica``: jobs no loop has taken yet (``rq:queue:flow_tasks``); any
       such job means every loop is busy. Default: half a pod's loops.
@@ -386,8 +386,8 @@ FORBIDDEN_ENV = {
 
 
 def validate_app_env(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` entries are app.settings.Settings fields with values Settings accepts."""
-    from app.settings import Settings  # the service's own settings model
+    """`env` entries are app.core.settings.Settings fields with values Settings accepts."""
+    from app.core.settings import Settings  # the service's own settings model
 
     problems = []
     for name in env:
@@ -396,7 +396,7 @@ def validate_app_env(env: Mapping[str, str]) -> dict[str, str]:
         elif name in STACK_OWNED_ENV:
             problems.append(f"{name} is set by the stack itself")
         elif name not in Settings.model_fields:
-            problems.append(f"{name} is not an app setting (app.settings.Settings)")
+            problems.append(f"{name} is not an app setting (app.core.settings.Settings)")
         elif "SecretStr" in str(Settings.model_fields[name].annotation):
             problems.append(f"{name} is a secret: it comes from the secret manager")
     if problems:
@@ -444,7 +444,7 @@ class StackConfig(_Model):
     otlp_endpoint: str | None = None
     # Pod-template annotation value; ops.rotate_credentials bumps it (see stacks/service.py).
     credentials_version: str = "0"
-    # Extra app settings for the API and worker containers (app.settings.Settings names, e.g.
+    # Extra app settings for the API and worker containers (app.core.settings.Settings names, e.g.
     # CHUNK_SIZE), validated against Settings; names the stack sets itself are refused.
     env: dict[str, str] = {}
 
@@ -465,7 +465,7 @@ class StackConfig(_Model):
     def app_settings(self) -> Any:
         """The app's settings as the stack's pods get them (defaults + ``env``), e.g. the job
         timeout a chat worker's grace period covers."""
-        from app.settings import Settings
+        from app.core.settings import Settings
 
         return Settings.model_validate(self.env)
 

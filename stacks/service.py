@@ -316,9 +316,9 @@ class Service(pulumi.ComponentResource):
             "DOCUMENTS_PATH": DOCUMENTS_MOUNT,
             "MAX_QUEUE_DEPTH": str(config.api.max_queue_depth),
         }
-        if config.otlp_endpoint:  # traces to the stack's collector (app.tracing)
+        if config.otlp_endpoint:  # traces to the stack's collector (app.observability.tracing)
             plain["OTEL_EXPORTER_OTLP_ENDPOINT"] = config.otlp_endpoint
-        plain.update(config.env)  # validated against app.settings.Settings (stacks.config)
+        plain.update(config.env)  # validated against app.core.settings.Settings (stacks.config)
         env: list[dict[str, object]] = [{"name": k, "value": v} for k, v in plain.items()]
         env += [_secret_env(key, secret_name, key) for key in SECRET_KEYS]
         env.append(_secret_env("REDIS_PASSWORD", secret_name, REDIS_PASSWORD_SECRET))
@@ -521,8 +521,8 @@ class Service(pulumi.ComponentResource):
         )
 
     def _worker_probes(self, queue: str) -> dict[str, object]:
-        """Liveness/readiness from the alive keys this pod's workers beat (app.worker_probe)."""
-        command = ["python", "-m", "app.worker_probe", "--queue", queue]
+        """Liveness/readiness from the alive keys this pod's workers beat (app.worker.probe)."""
+        command = ["python", "-m", "app.worker.probe", "--queue", queue]
         return {
             "readinessProbe": {
                 "exec": {"command": command},

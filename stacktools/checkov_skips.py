@@ -18,7 +18,7 @@ SKIPS: dict[str, str] = {
     ),
     "CKV_K8S_35": (
         "Secrets as files: the service reads its credentials from environment variables "
-        "(pydantic-settings, app.settings); the one secret the API re-reads at runtime, "
+        "(pydantic-settings, app.core.settings); the one secret the API re-reads at runtime, "
         "API_KEYS, is mounted as a file"
     ),
 }

@@ -3,7 +3,7 @@
 - ``redis_server``: Debian's redis-server (session-wide); ``redis_url`` gives each test a clean db.
 - ``chroma_server``: ``chroma run`` on a temporary directory (session-wide).
 - ``live_service``: the whole service started exactly as ``make run`` starts it
-  (:class:`app.local_stack.LocalStack`), with ``docs/`` ingested.
+  (:class:`app.local.stack.LocalStack`), with ``docs/`` ingested.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import httpx
 import pytest
 import redis
 
-from app.local_stack import LocalStack, Ports, free_port, wait_until
-from app.settings import REPO_ROOT
+from app.core.settings import REPO_ROOT
+from app.local.stack import LocalStack, Ports, free_port, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +158,8 @@ class LiveService:
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     """The whole service as `make run` starts it, with docs/ ingested. Shared by the session:
     tests that break something (Flow faults, stopped workers) must put it back."""
-    from app.run_local import seed_documents
-    from app.settings import load_settings
+    from app.core.settings import load_settings
+    from app.local.run import seed_documents
 
     root = tmp_path_factory.mktemp("service")
     stack = LocalStack(
@@ -191,8 +191,8 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
 def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A service of its own (one worker, docs/ ingested) for the API fuzzer, which deletes
     documents, starts rebuilds and flips the maintenance flag: it must not share live_service."""
-    from app.run_local import seed_documents
-    from app.settings import load_settings
+    from app.core.settings import load_settings
+    from app.local.run import seed_documents
 
     stack = LocalStack(
         root=tmp_path_factory.mktemp("fuzzed"),

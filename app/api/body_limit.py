@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.openai_errors import is_v1, openai_error_body
 from app.contracts import DOCUMENTS_PATH
-from app.settings import Settings
+from app.core.settings import Settings
 
 LimitFor = Callable[[str, str], tuple[int, str]]  # (method, path) -> (bytes, what it is)
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rq.job import Job
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.access.quotas import REASON_QUEUE
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, RedisDep, SettingsDep
 from app.api.models import ChatAccepted, ChatRequest, ChatResponse
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
@@ -23,9 +24,8 @@ from app.chat.jobs import ChatRejected, fetch_chat, job_outcome, submit_chat, wa
 from app.chat.results import ChatResult
 from app.chat.stream import StreamEvent, follow
 from app.contracts import CHAT_PATH
-from app.logging_setup import bind
-from app.metrics import MetricsRecorder
-from app.quotas import REASON_QUEUE
+from app.observability.logs import bind
+from app.observability.metrics import MetricsRecorder
 
 router = APIRouter(
     prefix=CHAT_PATH,

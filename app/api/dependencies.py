@@ -9,11 +9,11 @@ import redis
 from fastapi import Depends, Header, HTTPException, Request, status
 from rq import Queue
 
+from app.access.keys import ANONYMOUS, KeyCheck, KeyRing
+from app.access.quotas import Quotas
 from app.contracts import SECRET_PLACEHOLDER
-from app.keys import ANONYMOUS, KeyCheck, KeyRing
-from app.metrics import MetricsRecorder
-from app.quotas import Quotas
-from app.settings import Settings
+from app.core.settings import Settings
+from app.observability.metrics import MetricsRecorder
 
 
 def get_app_settings(request: Request) -> Settings:

@@ -21,10 +21,12 @@ from rq.job import Job, JobStatus
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app import tracing
 from app.api.dependencies import AdminDep, RedisDep, SettingsDep
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.contracts import DOCUMENTS_PATH, INGEST_PATH
+from app.core.job_errors import failure_reason
+from app.core.redis_clients import JOB_SERIALIZER
+from app.core.settings import Settings
 from app.documents.store import (
     DocumentMeta,
     DocumentStatus,
@@ -35,10 +37,8 @@ from app.documents.store import (
 from app.ingest.jobs import REBUILD_JOB
 from app.ingest.queueing import enqueue_ingest, ingest_depth, ingest_queue, ingest_retry
 from app.ingest.rebuild_lock import REBUILD_JOB_TIMEOUT, RebuildLock, rebuild_space_problem
-from app.job_errors import failure_reason
+from app.observability import tracing
 from app.rag.vectorstore import VectorStore
-from app.redis_clients import JOB_SERIALIZER
-from app.settings import Settings
 
 router = APIRouter(
     prefix=DOCUMENTS_PATH,

@@ -13,9 +13,8 @@ from rq import Worker
 from app.api.dependencies import AdminDep, QueueDep, RedisDep, SettingsDep, is_admin
 from app.api.models import Check, Readiness, StatusUpdate
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
-from app.contracts import PING_PATH, READY_PATH, STATUS_PATH
-from app.maintenance import MaintenanceTracker, Status
-from app.worker import ALIVE_PREFIX
+from app.contracts import ALIVE_PREFIX, PING_PATH, READY_PATH, STATUS_PATH
+from app.core.maintenance import MaintenanceTracker, Status
 
 router = APIRouter(tags=["health"])
 

@@ -16,24 +16,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from app import tracing
+from app.access.keys import KeyRing, require_key_source
+from app.access.quotas import Quotas
 from app.api import chat, documents, health, metrics_route, openai_compat, openapi, passages
 from app.api.body_limit import BodyLimitMiddleware, limits_from_settings
 from app.api.openai_errors import is_v1, openai_error
 from app.api.request_context import RequestContextMiddleware
-from app.flow.client import FlowClient
-from app.keys import KeyRing, require_key_source
-from app.logging_setup import configure_logging
-from app.metrics import FlowchatCollector
-from app.quotas import Quotas
-from app.redis_clients import (
+from app.core.redis_clients import (
     REDIS_FULL,
     async_redis_client,
     is_out_of_memory,
     job_queue,
     redis_client,
 )
-from app.settings import Settings, get_settings
+from app.core.settings import Settings, get_settings
+from app.flow.client import FlowClient
+from app.observability import tracing
+from app.observability.logs import configure_logging
+from app.observability.metrics import FlowchatCollector
 from app.web import install as install_web
 
 REDIS_UNREACHABLE = "the job queue (Redis) is unreachable; retry in a moment"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from app.contracts import METRICS_PATH, PING_PATH
-from app.logging_setup import api_key_id, bound, clear_ids
+from app.observability.logs import api_key_id, bound, clear_ids
 
 log = logging.getLogger("flowchat.access")
 

@@ -17,13 +17,13 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from app import tracing
 from app.chat.results import ChatJob, ChatResponse, ChatResult, Turn
 from app.contracts import CHAT_JOB
-from app.job_errors import chat_failure_reason
-from app.logging_setup import bound
-from app.redis_clients import JOB_SERIALIZER, REDIS_FULL, is_out_of_memory
-from app.settings import Settings
+from app.core.job_errors import chat_failure_reason
+from app.core.redis_clients import JOB_SERIALIZER, REDIS_FULL, is_out_of_memory
+from app.core.settings import Settings
+from app.observability import tracing
+from app.observability.logs import bound
 
 CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow errors don't retry
 DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends

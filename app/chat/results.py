@@ -28,7 +28,9 @@ class ChatJob(BaseModel):
     submitted_at: float | None = None
     conversation_id: str | None = None
     history: list[Turn] = Field(default_factory=list)
-    key_id: str | None = None  # the caller's short key hash (app.keys): Flow tokens charged to it
+    key_id: str | None = (
+        None  # the caller's short key hash (app.access.keys): Flow tokens charged to it
+    )
 
 
 class Timings(BaseModel):

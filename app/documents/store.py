@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 BLOCK_SIZE = 1024 * 1024
 ID_LENGTH = 16

@@ -1,6 +1,7 @@
 """Client of the CI&T Flow LLM gateway (``FlowClient``) and, in ``app.flow.emulator``, a local
 emulator of the same contract. Importing this package does not import the emulator (FastAPI,
-uvicorn), so worker processes stay light."""
+uvicorn), so worker processes stay light. May import core, observability, contracts and the
+other service packages; never api, worker, local or access (tests/app/test_layers.py)."""
 
 from __future__ import annotations
 

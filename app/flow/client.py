@@ -7,6 +7,11 @@
   retried at most ``max_retries`` times with bounded exponential backoff and jitter; then a typed
   :class:`~app.flow.errors.FlowError` says what happened.
 - The agent secret and the token never appear in logs, exception messages or reprs.
+
+This file is over 500 lines and stays one: the token cache, the retry loop and the stream
+reader share one HTTP connection pool, one lock and one cached token in :class:`FlowClient`, and
+each path (a 401 renews the token inside the retry loop, a stream retries only before its first
+byte) crosses the others; split apart they would be mixins reaching into each other's state.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr, ValidationError
 
+from app.core.closing import ClosedOnExit
 from app.flow.errors import (
     FlowAuthError,
     FlowBadResponseError,
@@ -47,10 +52,10 @@ from app.flow.models import (
     TokenResponse,
     Usage,
 )
-from app.tracing import traced, usage_attributes
+from app.observability.tracing import traced, usage_attributes
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +113,7 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class FlowClient:
+class FlowClient(ClosedOnExit):
     """Talks to Flow's token and chat-completions endpoints; see the module docstring."""
 
     def __init__(
@@ -183,25 +188,13 @@ class FlowClient:
         max_tokens: int | None = None,
     ) -> ChatCompletion:
         """One chat completion. Raises a :class:`FlowError` subclass when Flow cannot answer."""
-        try:
-            request = ChatCompletionRequest(
-                model=self.model,
-                messages=[ChatMessage.model_validate(m) for m in messages],
-                temperature=temperature,
-                max_tokens=max_tokens,
-            )
-        except ValidationError as exc:
-            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+        request = self._request(messages, temperature=temperature, max_tokens=max_tokens)
         body = request.model_dump(mode="json", exclude_none=True, exclude={"stream"})
 
         renewed = False
         while True:
             token = self._get_token()
-            headers = {
-                "Authorization": f"Bearer {token.value}",
-                "FlowTenant": self._tenant,
-                "FlowAgent": self._agent,
-            }
+            headers = self._headers(token)
             response = self._post_with_retries(
                 "chat completions", CHAT_PATH, body, headers, self.max_retries, observe=True
             )
@@ -229,27 +222,18 @@ class FlowClient:
         that breaks off afterwards raises :class:`FlowStreamError`. A gateway that answers a
         streaming request with a plain JSON completion is accepted: its text is one delta.
         """
-        try:
-            request = ChatCompletionRequest(
-                model=self.model,
-                messages=[ChatMessage.model_validate(m) for m in messages],
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        except ValidationError as exc:
-            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+        request = self._request(
+            messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         body = request.model_dump(mode="json", exclude_none=True)
         renewed = False
         while True:
             token = self._get_token()
-            headers = {
-                "Authorization": f"Bearer {token.value}",
-                "FlowTenant": self._tenant,
-                "FlowAgent": self._agent,
-                "Accept": "text/event-stream",
-            }
+            headers = {**self._headers(token), "Accept": "text/event-stream"}
             response = self._post_with_retries(
                 "chat completions",
                 CHAT_PATH,
@@ -275,6 +259,26 @@ class FlowClient:
                 return self._read_stream(response, on_delta)
             finally:
                 response.close()
+
+    def _request(
+        self, messages: Sequence[dict[str, str]] | Sequence[ChatMessage], **fields: Any
+    ) -> ChatCompletionRequest:
+        """The validated chat request (a ValueError that names no content when it is invalid)."""
+        try:
+            return ChatCompletionRequest(
+                model=self.model,
+                messages=[ChatMessage.model_validate(m) for m in messages],
+                **fields,
+            )
+        except ValidationError as exc:
+            raise ValueError(f"invalid chat request: {exc.error_count()} error(s)") from None
+
+    def _headers(self, token: _Token) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {token.value}",
+            "FlowTenant": self._tenant,
+            "FlowAgent": self._agent,
+        }
 
     def _read_stream(self, response: httpx.Response, on_delta: OnDelta) -> ChatCompletion:
         parts: list[str] = []
@@ -345,17 +349,6 @@ class FlowClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> FlowClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -2,7 +2,9 @@
 records the vector store embeds (``chunk_records``).
 
 Both the worker jobs (``app.ingest.jobs``) and the evaluation command (``app.rag.eval``) go
-through these two functions, so what is measured is what is served.
+through these two functions, so what is measured is what is served. May import core,
+observability, contracts and the other service packages; never api or local; only
+``app.ingest.worker`` imports the chat worker (its pool builds on ``FlowchatWorker``).
 """
 
 from __future__ import annotations

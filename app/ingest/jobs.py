@@ -23,6 +23,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
+from app.core.settings import Settings, get_settings
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
 from app.ingest import IngestError, chunk_records
 from app.ingest.queueing import INGEST_JOB, INGEST_JOB_TIMEOUT  # noqa: F401 (re-exported)
@@ -33,7 +34,6 @@ from app.ingest.rebuild_lock import (  # noqa: F401 (re-exported)
 )
 from app.ingest.sandbox import load_in_sandbox
 from app.rag.vectorstore import ChunkRecord, VectorStore
-from app.settings import Settings, get_settings
 
 log = logging.getLogger("flowchat.ingest")
 

@@ -18,8 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.settings import Settings, get_settings
 from app.ingest.models import DocumentLoadError
-from app.settings import Settings, get_settings
 
 MB = 1024 * 1024
 POINTS_PER_INCH = 72

@@ -20,12 +20,12 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from app import tracing
 from app.contracts import INGEST_QUEUE_NAME
+from app.core.job_errors import failure_reason
+from app.core.redis_clients import JOB_SERIALIZER, job_queue
+from app.core.settings import Settings
 from app.documents.store import DocumentStatus, DocumentStore
-from app.job_errors import failure_reason
-from app.redis_clients import JOB_SERIALIZER, job_queue
-from app.settings import Settings
+from app.observability import tracing
 
 log = logging.getLogger("flowchat.ingest")
 

@@ -18,10 +18,10 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from app.core.redis_clients import JOB_SERIALIZER
 from app.ingest.limits import MB
 from app.ingest.queueing import ACTIVE_JOB_STATES
-from app.metrics import directory_bytes
-from app.redis_clients import JOB_SERIALIZER
+from app.observability.metrics import directory_bytes
 
 REBUILD_LOCK_KEY = "flowchat:ingest:rebuild"  # the running rebuild's job id
 REBUILD_JOB_TIMEOUT = 6 * 3600

@@ -3,7 +3,7 @@
 It listens only to ``flow_ingest`` (uploads and rebuilds); chat workers (``python -m app.worker``)
 listen only to ``flow_tasks``, so a long OCR job or a rebuild never delays a chat.
 
-:class:`IngestWorker` is the chat pool's :class:`app.worker.FlowchatWorker` (same alive key,
+:class:`IngestWorker` is the chat pool's :class:`app.worker.runner.FlowchatWorker` (same alive key,
 heartbeat and abandoned-job sweep, reused, not copied) with two differences: it loads the
 vector store instead of the chat resources, and after each sweep it runs the document
 reconciler (:func:`app.ingest.queueing.reconcile`), which fails documents left ``queued`` or
@@ -23,17 +23,16 @@ import logging
 import redis
 from rq.worker_pool import WorkerPool
 
-from app import tracing
 from app.contracts import INGEST_QUEUE_NAME
+from app.core.redis_clients import JOB_SERIALIZER
+from app.core.settings import get_settings
 from app.documents.store import DocumentStore
 from app.ingest import jobs
 from app.ingest.queueing import ingest_queue, reconcile
-from app.logging_setup import configure_logging
+from app.observability import tracing
+from app.observability.logs import configure_logging
 from app.rag.embeddings import get_embedder
-from app.rag.model_setup import MODEL_DIR
-from app.redis_clients import JOB_SERIALIZER, redis_client
-from app.settings import get_settings
-from app.worker import FlowchatWorker
+from app.worker.runner import FlowchatWorker, pool_connection
 
 log = logging.getLogger("flowchat.ingest.worker")
 
@@ -62,14 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("ingest-worker")
     tracing.configure_tracing("ingest-worker")
     settings = get_settings()
-    connection = redis_client(settings)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        print(f"cannot reach Redis at REDIS_URL: {exc}")
-        return 1
-    if not (MODEL_DIR / "model.onnx").exists():  # fail fast, before the pool starts
-        print("the embedding model is missing: run `python -m app.rag.model_setup`")
+    connection = pool_connection(settings)
+    if connection is None:
         return 1
     pool = WorkerPool(
         [ingest_queue(connection)],

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.observability.tracing import traced
 from app.rag.model_setup import MODEL_DIR
-from app.tracing import traced
 
 MAX_TOKENS = 256  # the model's training length; Chroma truncates at the same point
 DIMENSIONS = 384

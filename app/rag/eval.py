@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from app.chat.conversations import standalone_question
 from app.chat.results import Turn
+from app.core.settings import load_settings
 from app.ingest import LOADERS, IngestError, chunk_records, load_document
 from app.rag.retrieval import retrieve_any
 from app.rag.vectorstore import VectorStore
-from app.settings import load_settings
 
 
 class Question(BaseModel):

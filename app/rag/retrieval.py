@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from app.observability.tracing import traced
 from app.rag.prompt import Source, to_sources
 from app.rag.vectorstore import RetrievedChunk, VectorStore
-from app.tracing import traced
 
 MIN_SCORE = 0.15  # below this a chunk shares (almost) nothing with the question
 

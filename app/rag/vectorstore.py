@@ -21,9 +21,9 @@ from urllib.parse import urlparse
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 
+from app.core.settings import Settings
+from app.observability.tracing import traced
 from app.rag.embeddings import DIMENSIONS, Embedder, get_embedder
-from app.settings import Settings
-from app.tracing import traced
 
 log = logging.getLogger(__name__)
 MetadataValue = str | int | float | bool

@@ -3,7 +3,8 @@
 No build step: ``static/app.js`` is a dependency-free ES module. Every response of the page
 carries a strict Content-Security-Policy (scripts, styles and connections from this origin only;
 no inline script or style), and the module renders answers and sources with ``textContent``
-only, so a source containing ``<script>`` shows as text.
+only, so a source containing ``<script>`` shows as text. May import core, observability and
+contracts only (tests/app/test_layers.py).
 """
 
 from __future__ import annotations

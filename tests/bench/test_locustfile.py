@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.local_stack import free_port
-from app.settings import REPO_ROOT
+from app.core.settings import REPO_ROOT
+from app.local.stack import free_port
 
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from app.chat.feedback import FeedbackRecord, record
-from app.local_stack import free_port
+from app.local.stack import free_port
 from ops.feedback import main
 from ops.smoke import DEFAULT_PROMPTS, load_prompts
 

@@ -11,7 +11,7 @@ import redis
 from rq import Queue, Worker
 
 from app.contracts import QUEUE_KEY, QUEUE_NAME
-from app.local_stack import free_port
+from app.local.stack import free_port
 from ops import queue as q
 
 RQ = Path(sys.executable).with_name("rq")

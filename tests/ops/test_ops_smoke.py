@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.local_stack import free_port
+from app.local.stack import free_port
 from ops import smoke
 
 

@@ -224,7 +224,11 @@ def test_requirements_txt_covers_the_program_with_pyproject_bounds() -> None:
     }
     for name, line in reqs.items():
         assert pinned.get(name) == line, name
-    files = [ROOT / "__main__.py", ROOT / "app" / "contracts.py", ROOT / "app" / "settings.py"]
+    files = [
+        ROOT / "__main__.py",
+        ROOT / "app" / "contracts.py",
+        ROOT / "app" / "core" / "settings.py",
+    ]
     files += sorted((ROOT / "stacks").glob("*.py"))
     modules = set()
     for path in files:
@@ -279,7 +283,7 @@ def test_min_workers_drain_a_full_queue_within_the_runbook_window(stack: str) ->
     client's retries then take up to Settings' worst case per chat, and the maintenance mode
     stops new chats.)"""
     from app.contracts import QUEUE_DRAIN_SECONDS
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     values, _ = stack_config(stack)
     raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}

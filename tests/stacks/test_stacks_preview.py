@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.contracts import API_DEPLOYMENT
-from app.settings import REPO_ROOT
+from app.core.settings import REPO_ROOT
 from stacks import preview
 from stacks.render import render_stack
 

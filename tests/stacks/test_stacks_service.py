@@ -174,7 +174,7 @@ def test_worker_scales_on_the_rq_queue(stack: Rendered) -> None:
 def test_chat_workers_get_their_longest_job_to_finish_when_scaled_in(stack: Rendered) -> None:
     """KEDA may stop any pod, busy or not: SIGTERM is a warm shutdown (each loop finishes its
     chat), and the grace period covers the job timeout, or up to 32 chats would be cut off."""
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     spec = pod_spec(stack, "Deployment", WORKER_DEPLOYMENT)
     assert spec["terminationGracePeriodSeconds"] > Settings().JOB_TIMEOUT_SECONDS
@@ -453,7 +453,7 @@ def test_workers_have_probes_from_their_alive_keys(stack: Rendered) -> None:
         (container,) = pod_spec(stack, "Deployment", name)["containers"]
         for probe in ("livenessProbe", "readinessProbe"):
             command = container[probe]["exec"]["command"]
-            assert command == ["python", "-m", "app.worker_probe", "--queue", queue], name
+            assert command == ["python", "-m", "app.worker.probe", "--queue", queue], name
 
 
 def test_disruption_budgets_for_every_workload(stack: Rendered) -> None:

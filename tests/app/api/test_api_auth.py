@@ -13,10 +13,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from app.access.keys import key_id
 from app.api.main import create_app
 from app.contracts import METRIC_RATE_LIMITED
-from app.keys import key_id
-from app.settings import REPO_ROOT, load_settings
+from app.core.settings import REPO_ROOT, load_settings
 
 ADMIN = "admin-secret"
 KEY = "key-one"
@@ -161,7 +161,7 @@ def test_per_minute_limit_answers_429_with_retry_after_and_counts_the_refusal(
 
 
 def test_daily_token_budget_refuses_once_spent(redis_url: str) -> None:
-    from app.quotas import Quotas
+    from app.access.quotas import Quotas
 
     settings = load_settings(REDIS_URL=redis_url, API_KEYS=KEY, FLOW_TOKENS_PER_DAY=100)
     with TestClient(create_app(settings)) as client:

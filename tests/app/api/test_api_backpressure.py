@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.contracts import QUEUE_KEY
-from app.local_stack import free_port
-from app.settings import load_settings
+from app.core.settings import load_settings
+from app.local.stack import free_port
 
 
 @pytest.fixture

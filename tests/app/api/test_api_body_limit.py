@@ -20,7 +20,7 @@ from app.api.openai_compat import (
     OpenAIRequest,
 )
 from app.contracts import QUEUE_KEY
-from app.settings import load_settings
+from app.core.settings import load_settings
 
 ADMIN = "admin-secret"
 

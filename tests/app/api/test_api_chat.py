@@ -22,7 +22,7 @@ from app.contracts import (
     METRIC_RQ_JOBS,
     METRIC_RQ_WORKERS,
 )
-from app.redis_clients import JOB_SERIALIZER
+from app.core.redis_clients import JOB_SERIALIZER
 
 
 def _admin(live_service) -> dict[str, str]:
@@ -251,9 +251,9 @@ def test_a_waiter_is_woken_once_the_answer_is_recorded(live_service, api) -> Non
 def test_the_worker_charges_flows_tokens_to_the_callers_key(live_service, api) -> None:
     """The emulator reports usage.total_tokens; the worker adds it to the key's daily budget
     (the test service is open on loopback, so the caller is the anonymous key)."""
-    from app.keys import ANONYMOUS
-    from app.quotas import Quotas
-    from app.settings import load_settings
+    from app.access.keys import ANONYMOUS
+    from app.access.quotas import Quotas
+    from app.core.settings import load_settings
 
     connection = redis.Redis.from_url(live_service.redis_url)
     quotas = Quotas(connection, load_settings(FLOW_TOKENS_PER_DAY=10**12))  # never capped

@@ -8,7 +8,7 @@ import redis
 
 from app.chat.conversations import CONVERSATION_KEY
 from app.contracts import METRIC_FEEDBACK
-from app.settings import REPO_ROOT
+from app.core.settings import REPO_ROOT
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from rq import Worker
 from rq.job import Job
 
 from app.chat.stream import stream_key
-from app.redis_clients import JOB_SERIALIZER
+from app.core.redis_clients import JOB_SERIALIZER
 from tests.app.api.sse import events, read_stream
 
 QUESTION = "How do I restart the worker?"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from app.local_stack import LocalStack
+from app.local.stack import LocalStack
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 10

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from openai import AsyncOpenAI, OpenAI
 
 from app.api.main import create_app
-from app.settings import load_settings
+from app.core.settings import load_settings
 
 RESTART = "How do I restart the worker?"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from app.settings import REPO_ROOT
+from app.core.settings import REPO_ROOT
 
 
 def test_the_chat_package_imports_neither_the_api_nor_the_worker() -> None:

@@ -13,11 +13,11 @@ from rq import Queue, SimpleWorker
 
 from app.api.main import create_app
 from app.contracts import INGEST_QUEUE_NAME, QUEUE_NAME
+from app.core.settings import get_settings
 from app.documents.store import DocumentStore
 from app.ingest import jobs
 from app.ingest.jobs import REBUILD_LOCK_KEY
 from app.ingest.queueing import ingest_queue
-from app.settings import get_settings
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.core.settings import load_settings
 from app.flow import (
     ChatMessage,
     FlowAuthError,
@@ -21,7 +22,6 @@ from app.flow import (
     FlowUnavailableError,
 )
 from app.flow.emulator import EmulatorConfig, EmulatorHandle, run_emulator
-from app.settings import load_settings
 
 AGENT = "agent-under-test"
 SECRET = "s3cr3t-value-that-must-not-leak"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from app.core.settings import get_settings
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
 from app.ingest import jobs
 from app.rag.vectorstore import ChunkRecord, VectorStore
-from app.settings import get_settings
 
 REDIS_DOC = b"# Redis Operations\n\n## Persistence\nEnable AOF with appendfsync everysec.\n"
 CHROMA_DOC = b"# Chroma Sizing\n\n## Disk\nPlan two gigabytes of disk per million chunks.\n"

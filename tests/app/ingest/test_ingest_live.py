@@ -16,11 +16,11 @@ from hostile_corpus import CORPUS
 from rq import Queue, Worker
 
 from app.contracts import INGEST_QUEUE_NAME
+from app.core.redis_clients import JOB_SERIALIZER
+from app.core.settings import get_settings
 from app.ingest import jobs
 from app.ingest.queueing import ingest_job_id
-from app.redis_clients import JOB_SERIALIZER
-from app.settings import get_settings
-from app.worker import ALIVE_PREFIX, sweep_abandoned
+from app.worker.runner import ALIVE_PREFIX, sweep_abandoned
 
 DEADLINE_SECONDS = 180  # a polling limit, not an assertion about speed
 # ~150 chunks: long enough to be caught while it runs

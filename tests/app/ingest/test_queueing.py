@@ -14,11 +14,11 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from app.contracts import INGEST_QUEUE_NAME
+from app.core.redis_clients import JOB_SERIALIZER
+from app.core.settings import Settings, get_settings
 from app.documents.store import DocumentMeta, DocumentStatus, DocumentStore
 from app.ingest import jobs
 from app.ingest.queueing import enqueue_ingest, ingest_job_id, ingest_queue, reconcile
-from app.redis_clients import JOB_SERIALIZER
-from app.settings import Settings, get_settings
 
 DOC = b"# Redis\n\n## Persistence\nEnable AOF with appendfsync everysec.\n"
 
@@ -115,7 +115,7 @@ def test_the_reconciler_fails_a_document_whose_job_failed_without_updating_it(en
 
 def test_the_collector_reports_the_ingest_queue_next_to_the_chat_queue(env) -> None:
     from app.contracts import METRIC_RQ_JOBS, QUEUE_NAME
-    from app.metrics import FlowchatCollector
+    from app.observability.metrics import FlowchatCollector
 
     store, queue, settings = env
     enqueue_ingest(queue, settings, upload(store).id)

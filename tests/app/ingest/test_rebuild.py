@@ -13,12 +13,12 @@ import redis
 from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 
+from app.core.redis_clients import JOB_SERIALIZER
+from app.core.settings import get_settings
 from app.documents.store import DocumentStatus, DocumentStore
 from app.ingest import jobs, rebuild_lock
 from app.ingest.queueing import ingest_queue
 from app.ingest.rebuild_lock import RebuildLock, rebuild_space_problem
-from app.redis_clients import JOB_SERIALIZER
-from app.settings import get_settings
 
 DOCS = {
     "redis.md": b"# Redis\n\n## Persistence\nEnable AOF with appendfsync everysec.\n",

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from hostile_corpus import CORPUS, Hostile, write
 
+from app.core.settings import REPO_ROOT, load_settings
 from app.ingest.limits import IngestLimits, LimitExceeded, check_archive
 from app.ingest.models import DocumentLoadError, IngestError
 from app.ingest.sandbox import load_in_sandbox
-from app.settings import REPO_ROOT, load_settings
 
 DEFAULTS = IngestLimits.from_settings(load_settings())
 

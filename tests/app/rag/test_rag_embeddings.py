@@ -134,7 +134,7 @@ def test_missing_model_is_a_clear_error(tmp_path) -> None:
 
 
 def test_one_intra_op_thread_gives_the_same_vectors(embedder: Embedder) -> None:
-    """Chat workers embed on the calling thread (app.worker_threads): same model, same vectors."""
+    """Chat workers embed on the calling thread (app.worker.threads): same model, same vectors."""
     single = Embedder(intra_op_threads=1)
     assert single.session.get_session_options().intra_op_num_threads == 1
     texts = ["How do I restart the worker?", "Rotate the Flow credentials"]

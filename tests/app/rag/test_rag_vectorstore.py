@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core.settings import load_settings
 from app.rag.vectorstore import (
     POINTER_FRESH_SECONDS,
     POINTER_STALE_SECONDS,
@@ -12,7 +13,6 @@ from app.rag.vectorstore import (
     VectorStore,
     VectorStoreError,
 )
-from app.settings import load_settings
 
 TEXTS = {
     "restart": "Restart the worker with docker compose restart worker, then watch the queue drain.",

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 
 from app.api.main import create_app
-from app.local_stack import free_port
-from app.settings import REPO_ROOT, load_settings
+from app.core.settings import REPO_ROOT, load_settings
+from app.local.stack import free_port
 from app.web import CONTENT_SECURITY_POLICY
 
 ARTIFACTS = REPO_ROOT / "var" / "artifacts" / "web"

@@ -1,0 +1,326 @@
+"""The RQ worker: ``answer_chat`` jobs on ``flow_tasks``, run by a pool of worker processes.
+
+``python -m app.worker --workers N --threads M`` starts an RQ ``WorkerPool`` of N processes, each
+running M :class:`FlowchatWorker` work loops as threads (:mod:`app.worker.threads`; M defaults to
+``WORKER_THREADS``), so one process carries M chats in flight. Each loop is a ``SimpleWorker``
+(jobs run in the worker process itself), so the embedding model, the Chroma client and the Flow
+client are loaded once per process, not once per job.
+
+Abandoned jobs: RQ leaves the job of a SIGKILLed worker in the started registry until its
+timeout runs out (minutes). Every worker process keeps a short-lived "alive" key in Redis and
+sweeps the registry every few seconds: a started job whose worker has no alive key is handed to
+RQ's own ``StartedJobRegistry.cleanup``, which requeues it (jobs carry a ``Retry``) or fails it
+with ``AbandonedJobError``. A killed worker's job is back in the queue within ~30 seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker, get_current_job
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+
+from app.chat import conversations
+from app.chat.jobs import notify_done
+from app.chat.results import ChatJob, ChatResult, Timings, Usage
+from app.chat.stream import StreamWriter
+from app.contracts import ALIVE_PREFIX, ALIVE_TTL_SECONDS, CHAT_JOB
+from app.core.redis_clients import JOB_SERIALIZER, redis_client
+from app.core.settings import Settings
+from app.flow.errors import FlowError, FlowStreamError
+from app.ingest.jobs import REBUILD_JOB
+from app.ingest.queueing import INGEST_FAILED_CALLBACK, INGEST_JOB
+from app.observability import tracing
+from app.observability.logs import ANONYMOUS_KEY, current_ids
+from app.rag.embeddings import get_embedder
+from app.rag.model_setup import MODEL_DIR
+from app.rag.prompt import build_messages
+from app.rag.retrieval import retrieve, retrieve_any
+from app.worker.resources import worker_resources
+
+log = logging.getLogger("flowchat.worker")
+
+HEARTBEAT_SECONDS = 5
+SWEEP_SECONDS = 10
+SWEEP_LOCK = "flowchat:sweep-lock"
+
+# The only functions a worker runs, and the only callbacks it calls: a job naming anything else
+# (``os.system``, say) is failed before anything is imported. Write access to Redis is then not
+# code execution. A new job function or callback must be added here.
+ALLOWED_JOB_FUNCTIONS = frozenset(
+    {
+        CHAT_JOB,
+        INGEST_JOB,
+        REBUILD_JOB,
+    }
+)
+ALLOWED_CALLBACKS = frozenset({"app.chat.jobs.notify_done", INGEST_FAILED_CALLBACK})
+
+
+class JobRefused(RuntimeError):
+    """A job that names a function or callback outside the allowlists."""
+
+
+def job_refusal(job: Job) -> str | None:
+    """Why ``job`` must not run, or None when it only names allowed functions."""
+    if job.func_name not in ALLOWED_JOB_FUNCTIONS:
+        return f"job function {str(job.func_name)[:100]!r} is not one of the service's jobs"
+    for name in (
+        job._success_callback_name,
+        job._failure_callback_name,
+        job._stopped_callback_name,
+    ):
+        if name is not None and name not in ALLOWED_CALLBACKS:
+            return f"job callback {name[:100]!r} is not one of the service's callbacks"
+    return None
+
+
+class ChatFailed(RuntimeError):
+    """A chat job that cannot produce an answer; the message is the reason shown to the user."""
+
+
+def answer_chat(
+    question: str,
+    top_k: int | None = None,
+    submitted_at: float | None = None,
+    conversation_id: str | None = None,
+    history: list[dict] | None = None,
+    key_id: str | None = None,
+) -> dict:
+    """Retrieve sources for ``question`` (made standalone from the conversation), ask Flow with
+    streaming, publish the answer to the job's stream as it arrives, return answer + sources +
+    usage + timings (the job's stored result).
+
+    The Flow tokens the answer used are charged to ``key_id``'s daily budget."""
+    res = worker_resources()
+    spec = ChatJob(
+        question=question,
+        top_k=top_k,
+        submitted_at=submitted_at,
+        conversation_id=conversation_id,
+        history=history or [],
+        key_id=key_id,
+    )
+    started = time.time()
+    submitted = spec.submitted_at or started
+    job = get_current_job()
+    stream = StreamWriter(res.redis, job.id) if job is not None else None
+    if stream is not None:
+        stream.start()
+    turns = spec.history
+    if spec.conversation_id and not turns:
+        turns = conversations.load(res.redis, spec.conversation_id)
+    standalone = conversations.standalone_question(spec.question, turns)
+    k = spec.top_k or res.settings.TOP_K
+    if standalone == spec.question:
+        sources = retrieve(res.store, spec.question, k)
+    else:  # a follow-up: the best chunks for it alone or made standalone
+        sources = retrieve_any(res.store, [spec.question, standalone], k)
+    retrieved = time.time()
+    if stream is not None:
+        stream.sources([s.model_dump(mode="json") for s in sources])
+    first_token: list[float] = []
+
+    def on_delta(text: str) -> None:
+        if text and not first_token:
+            first_token.append(time.time())
+            res.metrics.observe_first_token(first_token[0] - submitted)
+        if stream is not None:
+            stream.delta(text)
+
+    history = [t.model_dump() for t in conversations.bounded(turns)]
+    try:
+        try:
+            completion = res.flow.chat_stream(
+                build_messages(spec.question, sources, history=history), on_delta
+            )
+        except FlowError as exc:
+            res.maintenance.flow_failed(exc.reason)
+            res.metrics.chat_answer("failed")
+            reason = (  # a fixed sentence per kind: Flow's own words stay in the worker's log
+                "the Flow LLM gateway broke off the answer mid-stream; try again later"
+                if isinstance(exc, FlowStreamError)
+                else "the Flow LLM gateway did not answer; try again later"
+            )
+            if stream is not None:
+                stream.error(reason)
+            if job is not None:  # the Flow client already retried with backoff: do not retry again
+                job.retries_left = 0
+            # the reason stays in the worker's log; the client gets a fixed sentence
+            log.warning("chat job failed: Flow did not answer: %s", exc.reason)
+            raise ChatFailed(reason) from None
+        res.maintenance.flow_succeeded()
+        if completion.usage is not None:
+            usage = completion.usage
+            if spec.key_id:  # the key's daily Flow-token budget (app/access/quotas.py)
+                res.quotas.charge_tokens(spec.key_id, usage.total_tokens)
+            # per hashed key id: the job's key_id is the hash the API logs (app.access.keys.key_id)
+            key = spec.key_id or current_ids().get("api_key_id", ANONYMOUS_KEY)
+            res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
+            tokens = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            }
+            log.info("flow usage", extra=tokens)
+        answered = time.time()
+        answer = completion.content.strip()
+        empty = not answer or not sources
+        res.metrics.chat_answer("empty" if empty else "answered")
+        res.metrics.observe_chat_latency(answered - submitted)
+        usage = completion.usage
+        result = ChatResult(
+            answer=answer,
+            sources=sources,
+            timings=Timings(
+                queued_seconds=round(started - submitted, 4),
+                retrieval_seconds=round(retrieved - started, 4),
+                flow_seconds=round(answered - retrieved, 4),
+                total_seconds=round(answered - submitted, 4),
+                first_token_seconds=round(first_token[0] - submitted, 4) if first_token else None,
+            ),
+            empty=empty,
+            usage=Usage.model_validate(usage.model_dump()) if usage else Usage(),
+            conversation_id=spec.conversation_id,
+            standalone_question=standalone if standalone != spec.question else None,
+        )
+        if spec.conversation_id:
+            conversations.append(res.redis, spec.conversation_id, spec.question, answer)
+        stored = result.model_dump(mode="json")
+        if stream is not None:
+            stream.done(stored)
+        return stored
+    except BaseException:
+        if stream is not None:  # e.g. the job timed out: the reader keeps the text so far
+            with contextlib.suppress(redis.RedisError):
+                stream.flush()
+        raise
+
+
+def sweep_abandoned(
+    connection: redis.Redis, queue_name: str, *, grace: float = ALIVE_TTL_SECONDS
+) -> list[str]:
+    """Hand the jobs of dead workers to RQ's cleanup (requeue with Retry, else fail)."""
+    # cleanup() fetches the jobs and runs their failure callbacks: read them as JSON
+    registry = StartedJobRegistry(queue_name, connection=connection, serializer=JOB_SERIALIZER)
+    abandoned: dict[str, str] = {}
+    for entry, _score in connection.zrange(registry.key, 0, -1, withscores=True):
+        member = entry.decode()
+        job_id = member.split(":", 1)[0]
+        try:
+            job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+        except Exception:
+            continue
+        if job.get_status(refresh=False) != JobStatus.STARTED or not job.worker_name:
+            continue
+        if connection.exists(ALIVE_PREFIX + job.worker_name):
+            continue
+        started_at = job.started_at.timestamp() if job.started_at else 0.0
+        if time.time() - started_at < grace:  # the worker may not have sent its first beat yet
+            continue
+        abandoned[member] = job_id
+    if abandoned:
+        connection.zadd(registry.key, {member: 0 for member in abandoned})
+        registry.cleanup()
+        log.warning("requeued or failed abandoned jobs: %s", ", ".join(abandoned.values()))
+    return list(abandoned.values())
+
+
+def pool_connection(settings: Settings) -> redis.Redis | None:
+    """Redis for a worker pool about to start, or None after printing the one sentence that says
+    why it cannot: Redis unreachable, or the embedding model missing (fail before forking)."""
+    connection = redis_client(settings)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        print(f"cannot reach Redis at REDIS_URL: {exc}")
+        return None
+    if not (MODEL_DIR / "model.onnx").exists():
+        print("the embedding model is missing: run `python -m app.rag.model_setup`")
+        return None
+    return connection
+
+
+class FlowchatWorker(SimpleWorker):
+    """A SimpleWorker that loads the model up front, beats, sweeps abandoned jobs, runs only
+    the allowlisted job functions, and never logs a job's description (it holds the question)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["log_job_description"] = False
+        kwargs["serializer"] = JOB_SERIALIZER
+        super().__init__(*args, **kwargs)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
+        reason = job_refusal(job)
+        if reason is None:
+            with tracing.job_scope(job) as run:  # the job's span and log ids (from its meta)
+                return run.finish(super().perform_job(job, queue, execution)) == "finished"
+        log.error("refused job %s: %s", job.id, reason)
+        # nothing the job names is imported: not its function, not its callbacks
+        job._success_callback_name = None
+        job._failure_callback_name = None
+        job._stopped_callback_name = None
+        job._success_callback = job._failure_callback = job._stopped_callback = None
+        job.retries_left = 0
+        self.prepare_job_execution(job, len(self.queues) == 1)
+        error = JobRefused(reason)
+        self._finalize_failure(job, queue, execution, (JobRefused, error, None))
+        return False
+
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """Record the success (RQ), then wake the API requests waiting on a chat: RQ runs a
+        job's success callback before it records the outcome, so a request woken by a callback
+        would find the job still running and poll until RQ catches up."""
+        super().handle_job_success(job, queue, *args, **kwargs)
+        if job.func_name == CHAT_JOB:
+            with contextlib.suppress(redis.RedisError):  # the waiter still wakes within 1 s
+                notify_done(job, self.connection)
+
+    def warm_up(self) -> None:
+        """Load what every job needs once, before the first job."""
+        get_embedder()
+        worker_resources()
+
+    def after_sweep(self) -> None:
+        """Runs after each sweep, under the sweep lock (subclasses add their own checks)."""
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        self.warm_up()
+        self._stop_beating = threading.Event()
+        beat = threading.Thread(target=self._beat, name="flowchat-heartbeat", daemon=True)
+        beat.start()
+        try:
+            return super().work(*args, **kwargs)
+        except Exception:
+            # e.g. Redis gone while RQ tears down: one JSON line, not multiprocessing's raw
+            # traceback on stderr; the exit code still says it died (the pool or supervisor
+            # restarts it)
+            log.exception("worker %s stopped on an error", self.name)
+            raise SystemExit(1) from None
+        finally:
+            self._stop_beating.set()
+            with contextlib.suppress(redis.RedisError):  # else it expires (ALIVE_TTL_SECONDS)
+                self.connection.delete(ALIVE_PREFIX + self.name)
+
+    def _beat(self) -> None:
+        last_sweep = 0.0
+        while not self._stop_beating.is_set():
+            try:
+                self.connection.set(ALIVE_PREFIX + self.name, "1", ex=ALIVE_TTL_SECONDS)
+                if time.monotonic() - last_sweep >= SWEEP_SECONDS:
+                    last_sweep = time.monotonic()
+                    # one sweeper at a time per queue set (chat and ingest pools each sweep
+                    # their own): two could requeue the same abandoned job twice
+                    lock = ":".join([SWEEP_LOCK, *sorted(q.name for q in self.queues)])
+                    if self.connection.set(lock, self.name, nx=True, ex=SWEEP_SECONDS):
+                        for queue in self.queues:
+                            sweep_abandoned(self.connection, queue.name)
+                        self.after_sweep()
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            self._stop_beating.wait(HEARTBEAT_SECONDS)

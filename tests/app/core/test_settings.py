@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+from app.contracts import QUEUE_NAME
+from app.core.settings import SettingsError, load_settings
+
+
+def test_defaults_serve_make_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLOW_TENANT", "FLOW_AGENT", "FLOW_AGENT_SECRET", "CHROMA_URL", "API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.RQ_QUEUE == QUEUE_NAME == "flow_tasks"
+    assert settings.FLOW_APP_TO_ACCESS == "llm-api"
+    assert settings.REDIS_URL.startswith("redis://127.0.0.1")
+    assert settings.CHROMA_URL is None
+    assert not settings.flow_configured
+    assert settings.CHUNK_OVERLAP < settings.CHUNK_SIZE
+
+
+def test_lists_parse_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_EXTENSIONS", "PDF, .txt,md")
+    monkeypatch.setenv("API_KEYS", "k1, k2")
+    settings = load_settings()
+    assert settings.ALLOWED_EXTENSIONS == [".pdf", ".txt", ".md"]
+    assert [k.get_secret_value() for k in settings.API_KEYS] == ["k1", "k2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CHUNK_SIZE", "abc", "CHUNK_SIZE"),
+        ("MAX_QUEUE_DEPTH", "0", "MAX_QUEUE_DEPTH"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL"),
+        ("FLOW_BASE_URL", "flow.example", "FLOW_BASE_URL"),
+        ("CHROMA_URL", "chroma:8000", "CHROMA_URL"),
+        ("MAX_UPLOAD_MB", "-1", "MAX_UPLOAD_MB"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert caught.value.code != 0
+
+
+def test_overlap_must_be_smaller_than_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHUNK_SIZE", "200")
+    monkeypatch.setenv("CHUNK_OVERLAP", "200")
+    with pytest.raises(SettingsError, match="CHUNK_OVERLAP"):
+        load_settings()
+
+
+def test_secret_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW_AGENT_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("FLOW_TENANT", "t")
+    monkeypatch.setenv("FLOW_AGENT", "a")
+    settings = load_settings()
+    assert settings.flow_configured
+    assert "s3cr3t-value" not in repr(settings)
+    assert "s3cr3t-value" not in str(settings.model_dump())
+
+
+def test_job_timeout_must_outlive_the_flow_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW_TIMEOUT_SECONDS", "30")
+    monkeypatch.setenv("FLOW_MAX_RETRIES", "4")  # 5 x 30 s + 4 x 8 s = 182 s
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "120")
+    with pytest.raises(SettingsError, match=r"JOB_TIMEOUT_SECONDS .*182"):
+        load_settings()
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "200")
+    assert load_settings().JOB_TIMEOUT_SECONDS == 200

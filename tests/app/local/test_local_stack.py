@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.local.stack import LocalStack, Ports
+
+
+@pytest.fixture(autouse=True)
+def _no_flow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLOW_TENANT", "FLOW_AGENT", "FLOW_AGENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_secrets_stay_out_of_the_repr(tmp_path: Path) -> None:
+    stack = LocalStack(
+        root=tmp_path,
+        ports=Ports.free(),
+        admin_token="admin-s3cret",
+        env_overrides={"FLOW_AGENT_SECRET": "flow-s3cret"},
+    )
+    assert "admin-s3cret" not in repr(stack)
+    assert "flow-s3cret" not in repr(stack)
+
+
+def test_the_emulator_stands_in_unless_all_three_flow_credentials_are_set(tmp_path: Path) -> None:
+    only_secret = LocalStack(root=tmp_path, env_overrides={"FLOW_AGENT_SECRET": "s"})
+    assert only_secret.flow_configured is False
+    env = only_secret.env()
+    assert env["FLOW_BASE_URL"] == only_secret.flow_url  # the emulator, with its own credentials
+    assert env["FLOW_AGENT_SECRET"] == "s"  # an explicit override still wins
+
+    real = LocalStack(
+        root=tmp_path,
+        env_overrides={"FLOW_TENANT": "t", "FLOW_AGENT": "a", "FLOW_AGENT_SECRET": "s"},
+    )
+    assert real.flow_configured is True
+    assert real.env().get("FLOW_BASE_URL") != real.flow_url
+
+
+def test_a_killed_redis_is_restarted_and_every_accepted_chat_is_answered(live_service) -> None:
+    """`kill -9` of redis-server under `make run`: the API answers 503 with a reason meanwhile,
+    the supervisor restarts Redis (AOF on, so acknowledged jobs survive) and every chat that got
+    its 202 before the kill is answered after it."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    stack = live_service.stack
+    live_service.emulator.configure(latency_ms=400)  # keep some chats queued at the kill
+    try:
+        with httpx.Client(base_url=live_service.base_url, timeout=60) as api:
+            ids = []
+            for i in range(6):
+                accepted = api.post("/api/chat", json={"message": f"How do I restart {i}?"})
+                assert accepted.status_code == 202
+                ids.append(accepted.json()["id"])
+            redis_proc = stack.procs["redis"]
+            os.kill(redis_proc.pid, signal.SIGKILL)
+            redis_proc.wait(10)
+            down = api.post("/api/chat", json={"message": "while Redis is down"})
+            assert down.status_code == 503
+            assert "Redis" in down.json()["detail"]
+            assert api.get("/api/health/ping").status_code == 200
+
+            deadline = time.monotonic() + 60  # polling limits, not timing assertions
+            while stack.procs["redis"].poll() is not None and time.monotonic() < deadline:
+                stack.supervise()
+                time.sleep(0.2)
+            assert stack.procs["redis"].poll() is None
+            live_service.emulator.configure(latency_ms=0)
+            answers = {}
+            deadline = time.monotonic() + 120
+            while len(answers) < len(ids) and time.monotonic() < deadline:
+                stack.supervise()  # workers that lost Redis come back too
+                for job_id in ids:
+                    if job_id in answers:
+                        continue
+                    view = api.get(f"/api/chat/{job_id}", params={"wait": 2})
+                    if view.status_code == 200 and view.json()["status"] == "finished":
+                        answers[job_id] = view.json()
+            assert set(answers) == set(ids)  # nothing acknowledged was lost
+    finally:
+        live_service.emulator.configure(latency_ms=0)
+        deadline = time.monotonic() + 60
+        while any(p.poll() is not None for p in stack.procs.values()):
+            stack.supervise()
+            time.sleep(0.5)
+            if time.monotonic() > deadline:
+                break
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_counts_as_free() -> None:
+    """`make run` stopped and started at once: the previous API's connections linger in
+    TIME_WAIT on its port for up to a minute; uvicorn binds with SO_REUSEADDR, so may the check."""
+    import socket
+
+    from app.local.stack import port_is_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server closes first, as a stopping server does: TIME_WAIT is its side
+    client.recv(1)
+    client.close()
+    server.close()
+    # the old check: a bind without SO_REUSEADDR fails now
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
+    assert port_is_free(port)
+
+
+def test_a_port_with_a_listening_server_is_not_free() -> None:
+    import socket
+
+    from app.local.stack import port_is_free
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert not port_is_free(server.getsockname()[1])

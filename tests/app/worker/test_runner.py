@@ -1,0 +1,74 @@
+"""The sweep that puts a killed worker's job back in the queue, with a real RQ worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import redis
+from rq import Queue, Retry
+from rq.job import Job
+
+from app.contracts import QUEUE_NAME
+from app.worker.runner import ALIVE_PREFIX, sweep_abandoned
+
+WORKER = """
+import sys, redis
+from rq import SimpleWorker, Queue
+connection = redis.Redis.from_url(sys.argv[1])
+SimpleWorker([Queue(sys.argv[2], connection=connection)], connection=connection).work(burst=True)
+"""
+
+
+def _start_job(redis_url: str, retry: Retry | None) -> tuple[Job, subprocess.Popen]:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    job = queue.enqueue("time.sleep", 60, job_timeout=600, retry=retry)
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, redis_url, QUEUE_NAME])
+    deadline = time.monotonic() + 30
+    while job.get_status(refresh=True) != "started" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.get_status() == "started"
+    job.refresh()
+    return job, proc
+
+
+def test_killed_workers_job_goes_back_to_the_queue(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    job, proc = _start_job(redis_url, Retry(max=2))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # RQ alone would leave it "started" for job_timeout + 60 s
+    assert sweep_abandoned(connection, QUEUE_NAME, grace=0) == [job.id]
+    assert job.get_status(refresh=True) == "queued"
+    assert job.id in Queue(QUEUE_NAME, connection=connection).job_ids
+    job.refresh()
+    assert job.retries_left == 1
+
+
+def test_without_retries_the_job_fails_with_a_reason(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    job, proc = _start_job(redis_url, None)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    sweep_abandoned(connection, QUEUE_NAME, grace=0)
+    assert job.get_status(refresh=True) == "failed"
+    assert "AbandonedJobError" in (job.latest_result().exc_string or "")
+
+
+def test_a_live_workers_job_is_left_alone(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    job, proc = _start_job(redis_url, Retry(max=2))
+    try:
+        connection.set(ALIVE_PREFIX + job.worker_name, "1", ex=15)  # what FlowchatWorker beats
+        assert sweep_abandoned(connection, QUEUE_NAME, grace=0) == []
+        assert job.get_status(refresh=True) == "started"
+        # and within the grace period even a silent worker is not swept
+        connection.delete(ALIVE_PREFIX + job.worker_name)
+        assert sweep_abandoned(connection, QUEUE_NAME, grace=60) == []
+    finally:
+        proc.kill()
+        proc.wait()
