@@ -281,15 +281,15 @@ def check_loaders(workdir: Path) -> None:
 
 
 def writable_places() -> list[Path]:
-    """Where the service may write: the temp dir and the volumes."""
+    """Where the service may write: the temp dir and the volumes (the documents volume, and the
+    vector store's only when Chroma is embedded, i.e. CHROMA_URL is unset)."""
     from app.settings import get_settings
 
     settings = get_settings()
-    return [
-        Path(tempfile.gettempdir()),
-        Path(settings.DOCUMENTS_PATH),
-        Path(settings.VECTOR_STORE_PATH),
-    ]
+    places = [Path(tempfile.gettempdir()), Path(settings.DOCUMENTS_PATH)]
+    if not settings.CHROMA_URL:
+        places.append(Path(settings.VECTOR_STORE_PATH))
+    return places
 
 
 def _writable(directory: Path) -> bool:
