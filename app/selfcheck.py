@@ -313,6 +313,7 @@ def check_read_only_root(_: Path) -> None:
         raise CheckFailed(f"places outside the temp dir and volumes are writable: {writable}")
 
 
+READ_ONLY_ROOT = Check("read-only root", check_read_only_root)
 CHECKS = (
     Check("imports", check_imports),
     Check("embedding model", check_embedding),
@@ -321,9 +322,9 @@ CHECKS = (
 )
 
 
-def run(read_only_root: bool = False) -> list[str]:
-    """Run every check; the failures, one sentence each (empty when all passed)."""
-    checks = ((Check("read-only root", check_read_only_root),) if read_only_root else ()) + CHECKS
+def run(read_only_root: bool = False, only: tuple[Check, ...] | None = None) -> list[str]:
+    """Run every check (or ``only`` these); the failures, one sentence each (empty: passed)."""
+    checks = only if only is not None else ((READ_ONLY_ROOT,) if read_only_root else ()) + CHECKS
     failures = []
     with tempfile.TemporaryDirectory(prefix="flowchat-selfcheck-") as tmp:
         for check in checks:
@@ -338,6 +339,21 @@ def run(read_only_root: bool = False) -> list[str]:
     return failures
 
 
+def run_one(name: str) -> None:
+    """Run the check called ``name`` alone, printing and exiting like :func:`main`."""
+    (check,) = [c for c in (READ_ONLY_ROOT, *CHECKS) if c.name == name]
+    sys.exit(_report(run(only=(check,))))
+
+
+def _report(failures: list[str]) -> int:
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    if failures:
+        return 1
+    print("self-check passed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -346,13 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also check that only the temp dir and the volumes are writable (container mode)",
     )
     args = parser.parse_args(argv)
-    failures = run(read_only_root=args.read_only_root)
-    for failure in failures:
-        print(failure, file=sys.stderr)
-    if failures:
-        return 1
-    print("self-check passed")
-    return 0
+    return _report(run(read_only_root=args.read_only_root))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,62 @@ def test_selfcheck_fails_without_tesseract(tmp_path: Path) -> None:
     assert len(lines) == 2  # imports and the embedding model still pass
 
 
+# A private mount namespace whose root is read-only, with a tmpfs on /tmp: what the deploy
+# workflow's `docker run --read-only --tmpfs /tmp ...` gives the image. The remount happens in
+# the new namespace only (`unshare -m`: bash runs only if the namespace was created).
+READ_ONLY_ROOT = """
+set -e
+mount -o remount,bind,ro /
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p /tmp/documents /tmp/chroma
+exec "$@"
+"""
+
+
+def _read_only_root_available() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", READ_ONLY_ROOT, "_", "true"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    return probe.returncode == 0
+
+
+needs_namespaces = pytest.mark.skipif(
+    not _read_only_root_available(), reason="cannot create a mount namespace here (needs root)"
+)
+
+
+def _in_read_only_root(*argv: str, documents: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "DOCUMENTS_PATH": documents,
+           "VECTOR_STORE_PATH": "/tmp/chroma"}  # fmt: skip
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", READ_ONLY_ROOT, "_",
+         sys.executable, *argv],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+@needs_namespaces
+def test_selfcheck_passes_on_a_read_only_root() -> None:
+    """Every check (model, OCR, loaders in their sandbox) runs writing only to the temp dir."""
+    done = _in_read_only_root("-m", "app.selfcheck", "--read-only-root", documents="/tmp/documents")
+    assert done.returncode == 0, done.stderr
+    assert "self-check passed" in done.stdout
+
+
+@needs_namespaces
+def test_read_only_root_check_fails_when_the_documents_volume_is_not_writable() -> None:
+    probe = "from app.selfcheck import run_one; run_one('read-only root')"
+    done = _in_read_only_root("-c", probe, documents=str(ROOT / "var" / "documents"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "read-only root: places the service writes to are not writable: "
+        f"['{ROOT / 'var' / 'documents'}']"
+    )
+
+
 @pytest.mark.skipif(
     os.statvfs("/").f_flag & os.ST_RDONLY, reason="the root filesystem is read-only here"
 )
