@@ -58,7 +58,8 @@ def test_pip_compile_manager_covers_every_lock() -> None:
     locks = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "requirements").glob("*.lock"))
     assert locks
     for lock in locks:
-        assert any(p.search(lock) for p in patterns), lock
+        # model.lock is locked --no-deps, which Renovate cannot re-run: updated by hand
+        assert any(p.search(lock) for p in patterns) == (lock != "requirements/model.lock"), lock
 
 
 def test_docker_regex_finds_every_digest_pin_of_the_stacks() -> None:
