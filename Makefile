@@ -18,7 +18,7 @@ help:
 	@echo "make format  - ruff format + ruff check --fix"
 	@echo "make preview - offline Pulumi preview of both stacks"
 	@echo "make bench   - benchmarks (print figures)"
-	@echo "make lock    - regenerate requirements/*.lock (UPGRADE=1 moves every pin)"
+	@echo "make lock    - regenerate requirements/*.lock (UPGRADE=1: every pin, PACKAGES=x: one)"
 
 $(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ system-packages:
 	bash scripts/system-packages.sh
 
 lock: $(STAMP)
-	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade) $(addprefix --upgrade-package=,$(PACKAGES))
 
 # what the image checks before it is pushed: imports, model, OCR binaries, every loader
 selfcheck: $(STAMP)

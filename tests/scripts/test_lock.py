@@ -28,7 +28,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 ENVIRONMENT = {
     **default_environment(),
     "python_version": "3.11",
-    "python_full_version": "3.11.15",
+    "python_full_version": "3.11.7",
     "sys_platform": "linux",
     "platform_system": "Linux",
     "platform_machine": "x86_64",
@@ -149,7 +149,7 @@ def test_headers_use_only_options_renovate_can_rerun(name: str) -> None:
 def test_the_platform_of_the_locks_is_the_image_s() -> None:
     """uv reads the target platform from pyproject.toml (not the header), Renovate's run too."""
     assert PYPROJECT["tool"]["uv"]["pip"] == {
-        "python-version": "3.11",
+        "python-version": "3.11.7",
         "python-platform": "x86_64-manylinux_2_28",
     }
 
