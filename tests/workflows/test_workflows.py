@@ -579,6 +579,9 @@ def test_deploy_verifies_the_attestation_before_pulumi_up(job_name: str) -> None
     verify = _run_index(job, "gh attestation verify")
     up = index_of(job, lambda s: action(s) == "pulumi/actions" and s["with"]["command"] == "up")
     assert verify < up
+    # and before any cloud credential is obtained for an image that may not be ours
+    oidc = {"pulumi/auth-actions", "azure/login", "aws-actions/configure-aws-credentials"}
+    assert verify < index_of(job, lambda s: action(s) in oidc)
     step = job["steps"][verify]
     assert '"oci://$IMAGE_REPOSITORY@$DIGEST"' in step["run"]
     assert '--repo "$GITHUB_REPOSITORY"' in step["run"]
