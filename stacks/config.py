@@ -36,6 +36,7 @@ from app.contracts import (
     namespace_for,
 )
 from stacks.alerts import Thresholds
+from stacks.images import CHROMA_IMAGE, REDIS_IMAGE
 
 Cloud = Literal["azure", "aws"]
 CLOUDS: tuple[str, ...] = ("azure", "aws")
@@ -223,13 +224,13 @@ class IngestWorkerConfig(_Model):
 
 
 class RedisConfig(_Model):
-    image: PinnedImage = "redis:7.2.5"
+    image: PinnedImage = REDIS_IMAGE
     volume_size: Quantity = "2Gi"
     resources: Resources = Resources(memory_request="128Mi", memory_limit="512Mi", cpu_limit="500m")
 
 
 class ChromaConfig(_Model):
-    image: PinnedImage = "chromadb/chroma:1.5.9"
+    image: PinnedImage = CHROMA_IMAGE
     volume_size: Quantity = "10Gi"
     resources: Resources = Resources(memory_request="512Mi", memory_limit="2Gi")
 

