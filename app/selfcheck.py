@@ -257,9 +257,9 @@ def _samples(workdir: Path, extensions: list[str]) -> dict[str, Path]:
 
 
 def check_loaders(workdir: Path) -> None:
+    from app.core.settings import get_settings
     from app.ingest import LOADERS, IngestError
     from app.ingest.sandbox import load_in_sandbox
-    from app.settings import get_settings
 
     allowed = [e.lower() for e in get_settings().ALLOWED_EXTENSIONS]
     without_loader = [e for e in allowed if e not in LOADERS]
@@ -283,7 +283,7 @@ def check_loaders(workdir: Path) -> None:
 def writable_places() -> list[Path]:
     """Where the service may write: the temp dir and the volumes (the documents volume, and the
     vector store's only when Chroma is embedded, i.e. CHROMA_URL is unset)."""
-    from app.settings import get_settings
+    from app.core.settings import get_settings
 
     settings = get_settings()
     places = [Path(tempfile.gettempdir()), Path(settings.DOCUMENTS_PATH)]
