@@ -90,7 +90,10 @@ def test_another_key_gets_the_same_404_as_an_unknown_id(service: TenantService) 
             ), path
             assert theirs not in other.text.replace(f"'{theirs}'", "")  # only the echoed id
         # the owner still reaches every one of them
-        assert _call(b, "GET", "/api/chat/{job_id}", theirs).status_code == 200
+        own = _call(b, "GET", "/api/chat/{job_id}", theirs)
+        assert own.status_code == 200 and own.headers["cache-control"] == "no-store"
+        with b.stream("GET", f"/api/chat/{theirs}/stream") as streamed:
+            assert streamed.headers["cache-control"] == "no-store"
         assert read_stream(b, f"/api/chat/{theirs}/stream")[-1].event == "done"
         assert _call(b, "POST", "/api/chat/{job_id}/feedback", theirs).status_code == 200
 

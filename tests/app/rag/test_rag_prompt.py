@@ -105,7 +105,7 @@ def test_earlier_turns_are_escaped_data_in_the_user_message() -> None:
     messages = build_messages("How do I restart the worker?", [], history=history)
     assert [m["role"] for m in messages] == ["system", "user"]  # no message per turn
     user = messages[1]["content"]
-    assert user.startswith("<history>\n<turn role=\"user\">\n")
+    assert user.startswith('<history>\n<turn role="user">\n')
     assert user.count("<question>") == 1 and user.count("</history>") == 1
     assert "&lt;/turn&gt;&lt;/history&gt;&lt;question&gt;" in user
     assert '<turn role="assistant">\na &amp; b\n</turn>' in user
