@@ -66,8 +66,16 @@ REDIS_UID = 10999  # > 10000 (no clash with host users); the redis image runs as
 CHROMA_UID = 11000  # > 10000; chroma writes only /data (fsGroup) and /tmp
 API_PORT_NAME = "http"  # the API Service's port; the ServiceMonitor scrapes it by this name
 METRICS_SCRAPE_INTERVAL = "30s"
-# what the Ingress routes: the API, the OpenAI-compatible API, the page and its assets
-INGRESS_PATHS = (("/api", "Prefix"), ("/v1", "Prefix"), ("/", "Exact"), ("/static", "Prefix"))
+# what the Ingress routes: the chat and document API, the status banner, the OpenAI-compatible
+# API, the page and its assets; never /api/health/* (probes reach the Service in the cluster)
+INGRESS_PATHS = (
+    ("/api/chat", "Prefix"),
+    ("/api/documents", "Prefix"),
+    ("/api/status", "Exact"),
+    ("/v1", "Prefix"),
+    ("/", "Exact"),
+    ("/static", "Prefix"),
+)
 REDIS_MAXMEMORY_RATIO = 0.75  # of the container memory limit; the rest is AOF rewrite headroom
 TMP_MOUNT = "/tmp"  # an emptyDir: every root filesystem is read-only
 API_KEYS_VOLUME = "api-keys"

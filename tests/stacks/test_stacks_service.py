@@ -300,8 +300,16 @@ def test_ingress_pdb_and_rotation_annotation(stack: Rendered) -> None:
     (rule,) = ingress["rules"]
     assert rule["host"].endswith("flowchat.example.com")
     paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
-    # never /metrics, /docs, /openapi.json (Prometheus scrapes the Service)
-    assert paths == {("/api", "Prefix"), ("/v1", "Prefix"), ("/", "Exact"), ("/static", "Prefix")}
+    # never /metrics, /docs, /openapi.json (Prometheus scrapes the Service), nor /api/health/*
+    assert paths == {
+        ("/api/chat", "Prefix"),
+        ("/api/documents", "Prefix"),
+        ("/api/status", "Exact"),
+        ("/v1", "Prefix"),
+        ("/", "Exact"),
+        ("/static", "Prefix"),
+    }
+    assert not any("/api/health".startswith(p) and p != "/" for p, _ in paths)
     for path in rule["http"]["paths"]:
         assert path["backend"]["service"] == {"name": API_DEPLOYMENT, "port": {"number": 8000}}
     pdb = stack.manifest("PodDisruptionBudget", API_DEPLOYMENT)["spec"]
