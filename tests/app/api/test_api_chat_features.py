@@ -7,8 +7,8 @@ import pytest
 import redis
 
 from app.chat.conversations import conversation_key
-from app.keys import ANONYMOUS
 from app.contracts import METRIC_FEEDBACK
+from app.keys import ANONYMOUS
 from app.settings import REPO_ROOT
 
 
