@@ -257,7 +257,7 @@ def test_network_policies_admit_exactly_the_listed_peers(rendered: dict) -> None
         keda, ingress = KEDA_NS[stack_name], INGRESS_NS[stack_name]
         expected = {
             API_DEPLOYMENT: (
-                {(f"ns:{ingress}", 8000), ("ns:monitoring", 8000)},
+                {(f"ns:{ingress}", 8000), ("ns:monitoring", 8000), ("ns:monitoring", 9464)},
                 DNS | {("redis", 6379), ("chroma", 8000), ("ip:0.0.0.0/0", 443)},
             ),
             WORKER_DEPLOYMENT: (
@@ -293,6 +293,28 @@ def test_addons_namespaces_come_from_config() -> None:
     assert ("ns:traefik", 8000) in _peers(api["ingress"])
     monitor = stack.manifest("ServiceMonitor", API_DEPLOYMENT)
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_metrics_are_scraped_on_their_own_port_that_the_ingress_does_not_route(
+    stack: Rendered,
+) -> None:
+    monitor = stack.manifest("ServiceMonitor", API_DEPLOYMENT)["spec"]
+    (endpoint,) = monitor["endpoints"]
+    service = stack.manifest("Service", API_DEPLOYMENT)["spec"]
+    ports = {p["name"]: p for p in service["ports"]}
+    assert ports[endpoint["port"]]["port"] == 9464 != ports["http"]["port"]
+    api = stack.manifest("Deployment", API_DEPLOYMENT)["spec"]["template"]["spec"]
+    (container,) = [c for c in api["containers"] if c["name"] == "api"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["METRICS_PORT"] == "9464"
+    assert {"name": "metrics", "containerPort": 9464} in container["ports"]
+    ingress = stack.manifest("Ingress", API_DEPLOYMENT)["spec"]
+    backends = {
+        p["backend"]["service"]["port"]["number"]
+        for r in ingress["rules"]
+        for p in r["http"]["paths"]
+    }
+    assert backends == {8000}
 
 
 def test_ingress_pdb_and_rotation_annotation(stack: Rendered) -> None:
