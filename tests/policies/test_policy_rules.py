@@ -615,7 +615,8 @@ def test_missing_or_misdirected_service_monitor_fires() -> None:
     expected = (
         "no ServiceMonitor selects Service flowchat-api (labels app.kubernetes.io/component=api, "
         "app.kubernetes.io/instance=staging, app.kubernetes.io/name=flowchat, "
-        "app.kubernetes.io/part-of=flowchat) and scrapes /metrics on one of its ports (http, metrics); "
+        "app.kubernetes.io/part-of=flowchat) and scrapes /metrics on one of its ports "
+        "(http, metrics); "
     )
     resources = [r for r in rendered("staging") if not r.type.endswith(":ServiceMonitor")]
     assert fired(resources) == {
