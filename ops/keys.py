@@ -5,7 +5,8 @@ requests this minute, its Flow tokens today (reservations of chats in flight inc
 bytes its chats stored while results are kept, each with its limit and the seconds until the
 window resets. ``reset`` forgets those counters, so the key is admitted again at once (for
 example after benchmarks against the emulator, or an incident that burnt a team's budget).
-``--key KEY`` instead of ``--key-id`` computes the id with ``KEY_ID_SECRET``.
+``--key -`` instead of ``--key-id`` asks for a key you hold (typed, not echoed, never on the
+command line) and computes its id with ``KEY_ID_SECRET``.
 
 Redis comes from ``--redis-url`` (default ``$REDIS_URL``) and ``REDIS_PASSWORD``, as every ops
 command. Exit status 1 with one sentence when Redis cannot be reached.
@@ -14,6 +15,7 @@ command. Exit status 1 with one sentence when Redis cannot be reached.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -32,7 +34,8 @@ KEY_ID = re.compile(r"^(anonymous|[0-9a-f]{12})$")
 
 def _key_id(args: argparse.Namespace) -> str:
     if args.key is not None:
-        return key_id(args.key, os.environ.get("KEY_ID_SECRET", ""))
+        key = getpass.getpass("API key: ") if args.key == "-" else args.key
+        return key_id(key, os.environ.get("KEY_ID_SECRET", ""))
     if not KEY_ID.match(args.key_id):
         raise OpsError(f"{args.key_id!r} is no key id: give 12 hex digits or 'anonymous'")
     return args.key_id
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         who = cmd.add_mutually_exclusive_group(required=True)
         who.add_argument("--key-id", help="the key id (12 hex digits, as in metrics and logs)")
-        who.add_argument("--key", help="the key itself (its id is computed with KEY_ID_SECRET)")
+        who.add_argument("--key", help="the key ('-': asked for, not echoed); its id is computed with KEY_ID_SECRET")
         cmd.add_argument(
             "--redis-url",
             default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
