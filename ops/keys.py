@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         who = cmd.add_mutually_exclusive_group(required=True)
         who.add_argument("--key-id", help="the key id (12 hex digits, as in metrics and logs)")
-        who.add_argument("--key", help="the key ('-': asked for, not echoed); its id is computed with KEY_ID_SECRET")
+        who.add_argument(
+            "--key",
+            help="the key ('-': asked for, not echoed); its id is computed with KEY_ID_SECRET",
+        )
         cmd.add_argument(
             "--redis-url",
             default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
