@@ -111,4 +111,10 @@ def test_open_slots_are_bounded_per_key_and_released(redis_url: str) -> None:
         assert isinstance(await stale.acquire("c"), str)
         await connection.aclose()
 
-    asyncio.run(scenario())
+    # a loop of its own, never the thread's current one: asyncio.run() would leave the main
+    # thread without an event loop, which later Pulumi mock tests need
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
