@@ -57,9 +57,15 @@ if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) en
 return {1, now, redis.call('TTL', KEYS[1])}
 """
 # add ARGV[1] (may be negative) to the counter KEYS[1], never below 0; a reservation of a window
-# that has ended is not refunded into the next one, an overshoot is charged to the current one
+# that has ended is not refunded into the next one, an overshoot is charged to the current one.
+# With KEYS[2] (a job's settle marker, kept ARGV[3] seconds): only the job's first settlement
+# replaces its reservation; a later one (a retried attempt that called Flow again) adds its
+# whole usage ARGV[4].
 _SETTLE = """
 local delta = tonumber(ARGV[1])
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  delta = tonumber(ARGV[4])
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if delta <= 0 then return 0 end
   redis.call('SET', KEYS[1], delta, 'EX', ARGV[2])
@@ -177,9 +183,17 @@ class Quotas:
         self.settle(key_id, tokens, 0)
         self._settle([self._key(self.stored_bytes, key_id)], [-stored_bytes, 1])
 
-    def settle(self, key_id: str, reserved: int, used: int) -> None:
-        """Replace a chat's reserved estimate by the tokens Flow reported it used."""
-        if used != reserved:
+    def settle(self, key_id: str, reserved: int, used: int, job_id: str | None = None) -> None:
+        """Replace a chat's reserved estimate by the tokens Flow reported it used. With
+        ``job_id`` it is idempotent per job: a retried attempt that settles again is charged
+        its whole usage, never refunded the reservation a second time (one round trip)."""
+        if job_id is not None:
+            window = self.tokens.get_expiry()
+            marker = f"{KEY_PREFIX}:settled:{job_id}"
+            self._settle(
+                [self._key(self.tokens, key_id), marker], [used - reserved, window, window, used]
+            )
+        elif used != reserved:
             self._settle(
                 [self._key(self.tokens, key_id)], [used - reserved, self.tokens.get_expiry()]
             )

@@ -203,7 +203,12 @@ def answer_chat(
         if completion.usage is not None:
             usage = completion.usage
             if spec.key_id:  # the key's daily Flow-token budget (app/quotas.py)
-                res.quotas.settle(spec.key_id, spec.reserved_tokens, usage.total_tokens)
+                res.quotas.settle(
+                    spec.key_id,
+                    spec.reserved_tokens,
+                    usage.total_tokens,
+                    job_id=job.id if job is not None else None,
+                )
             # per hashed key id: the job's key_id is the same hash the API logs (app.keys.key_id)
             key = spec.key_id or current_ids().get("api_key_id", ANONYMOUS_KEY)
             res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)

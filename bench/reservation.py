@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.chats
     ping = _mean_ms(lambda _i: connection.ping(), n)
     reserve = _mean_ms(lambda i: quotas.reserve(f"bench-{i % 50}", 5000, 30000), n)
-    settle = _mean_ms(lambda i: quotas.settle(f"bench-{i % 50}", 5000, 1200), n)
+    settle = _mean_ms(lambda i: quotas.settle(f"bench-{i % 50}", 5000, 1200, f"job-{i}"), n)
     old_test = _mean_ms(lambda i: quotas._limiter.test(quotas.tokens, f"bench-{i % 50}"), n)
     for i in range(50):
         quotas.reset(f"bench-{i}")

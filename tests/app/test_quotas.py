@@ -57,6 +57,17 @@ def test_the_job_settles_the_reservation_with_the_actual_usage(redis_url: str) -
     assert quotas.reserve("a", 1, 10) is not None
 
 
+def test_a_job_settles_once_and_a_retried_attempt_pays_its_whole_usage(redis_url: str) -> None:
+    quotas = _quotas(redis_url, FLOW_TOKENS_PER_DAY=10_000)
+    assert quotas.reserve("a", 700, 10) is None
+    quotas.settle("a", 700, 150, job_id="job-1")
+    assert quotas.tokens_used("a") == 150
+    quotas.settle("a", 700, 200, job_id="job-1")  # the attempt after a killed worker's
+    assert quotas.tokens_used("a") == 350  # no second refund of the reservation
+    quotas.settle("a", 700, 700, job_id="job-2")  # no usage reported: the estimate stays
+    assert quotas.tokens_used("a") == 350
+
+
 def test_refused_bytes_give_the_tokens_back(redis_url: str) -> None:
     quotas = _quotas(redis_url, FLOW_TOKENS_PER_DAY=1000, MAX_STORED_BYTES_PER_KEY=100_000)
     assert quotas.reserve("a", 100, 90_000) is None
