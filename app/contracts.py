@@ -79,9 +79,11 @@ CHAT_PATH: Final = "/api/chat"
 DOCUMENTS_PATH: Final = "/api/documents"
 INGEST_PATH: Final = "/api/documents/ingest"
 DEFAULT_PORT: Final = 8000
+METRICS_PORT: Final = 9464  # the API's /metrics listener in the stacks (METRICS_PORT setting)
 
 # --- secrets (metrics, thresholds and the Flow credential names: policies.runbook.thresholds) --
 REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
+KEY_ID_SECRET_KEY: Final = "KEY_ID_SECRET"  # key ids are HMACs under it (app.access.keys)
 
 # --- deployed names (Kubernetes objects and secret-manager entries) ---------------------------
 WORKER_DEPLOYMENT: Final = "flowchat-worker"
@@ -89,7 +91,12 @@ INGEST_WORKER_DEPLOYMENT: Final = "flowchat-ingest-worker"
 CHROMA_STATEFULSET: Final = "flowchat-chroma"
 CHROMA_PVC: Final = f"data-{CHROMA_STATEFULSET}-0"  # claim template "data", first replica
 # every secret-manager entry a stack delivers through External Secrets (SECRET_KEYS + issue 10's)
-STACK_SECRET_KEYS: Final = (*SECRET_KEYS, API_KEYS_SECRET, REDIS_PASSWORD_SECRET)
+STACK_SECRET_KEYS: Final = (
+    *SECRET_KEYS,
+    API_KEYS_SECRET,
+    REDIS_PASSWORD_SECRET,
+    KEY_ID_SECRET_KEY,
+)
 # the value a secret-manager entry holds until ops.rotate_credentials writes a real one; the
 # service treats it as "not set" (an admin token equal to it never opens the admin routes)
 SECRET_PLACEHOLDER: Final = "placeholder: run ops.rotate_credentials"

@@ -58,6 +58,12 @@ class NoLimits:
     def admit(self, _key_id: str) -> None:
         return None
 
+    def reserve(self, _key_id: str, _tokens: int, _stored_bytes: int) -> None:
+        return None
+
+    def release(self, _key_id: str, _tokens: int, _stored_bytes: int) -> None:
+        return None
+
 
 def time_requests(client: TestClient, count: int) -> float:
     headers = {"X-API-Key": KEY}
@@ -74,6 +80,8 @@ def limits_overhead(port: int, count: int) -> tuple[float, float]:
         REDIS_PASSWORD=PASSWORD,
         API_KEYS=KEY,
         RATE_LIMIT_PER_MINUTE=10**9,
+        FLOW_TOKENS_PER_DAY=10**12,  # every request reserves; none is refused
+        MAX_STORED_BYTES_PER_KEY=10**15,
         MAX_QUEUE_DEPTH=10**9,
     )
     with TestClient(create_app(settings)) as client:

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from app.contracts import (
     APP_NAME,
+    KEY_ID_SECRET_KEY,
     REDIS_PASSWORD_SECRET,
     SECRET_PLACEHOLDER,
     STACK_SECRET_KEYS,
@@ -42,7 +43,8 @@ from ops.summary import OpsError, say
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 PULUMI_ISSUER = "https://api.pulumi.com/oidc"
-GENERATED = (REDIS_PASSWORD_SECRET,)  # generated when the environment does not set them
+# generated when the environment does not set them
+GENERATED = (REDIS_PASSWORD_SECRET, KEY_ID_SECRET_KEY)
 GITHUB_ENVIRONMENT = {"staging": "staging", "prod": "production"}
 
 

@@ -1,7 +1,7 @@
 """Secret-manager entries, the identity that reads them, and their delivery to pods.
 
 Entries (one per key of `app.contracts.STACK_SECRET_KEYS`, named by `secret_entry_name`): the
-Flow credentials, ADMIN_TOKEN, API_KEYS and REDIS_PASSWORD.
+Flow credentials, ADMIN_TOKEN, API_KEYS, REDIS_PASSWORD and KEY_ID_SECRET.
 
 Values never flow through Pulumi. The program creates no value at all, so no later change
 (tags, content type, a replacement) can write a placeholder over a real value:

@@ -37,8 +37,10 @@ from app.contracts import (
     INGEST_QUEUE_KEY,
     INGEST_QUEUE_NAME,
     INGEST_WORKER_DEPLOYMENT,
+    KEY_ID_SECRET_KEY,
     METRIC_RQ_JOBS,
     METRICS_PATH,
+    METRICS_PORT,
     PING_PATH,
     QUEUE_KEY,
     QUEUE_NAME,
@@ -64,10 +66,19 @@ DOCUMENTS_PVC = f"{APP_NAME}-documents"
 APP_UID = 10001  # the user of the flowchat image (Dockerfile)
 REDIS_UID = 10999  # > 10000 (no clash with host users); the redis image runs as any uid
 CHROMA_UID = 11000  # > 10000; chroma writes only /data (fsGroup) and /tmp
-API_PORT_NAME = "http"  # the API Service's port; the ServiceMonitor scrapes it by this name
+API_PORT_NAME = "http"  # the API Service's port (what the Ingress routes)
+METRICS_PORT_NAME = "metrics"  # the API's /metrics port; the ServiceMonitor scrapes it by name
 METRICS_SCRAPE_INTERVAL = "30s"
-# what the Ingress routes: the API, the OpenAI-compatible API, the page and its assets
-INGRESS_PATHS = (("/api", "Prefix"), ("/v1", "Prefix"), ("/", "Exact"), ("/static", "Prefix"))
+# what the Ingress routes: the chat and document API, the status banner, the OpenAI-compatible
+# API, the page and its assets; never /api/health/* (probes reach the Service in the cluster)
+INGRESS_PATHS = (
+    ("/api/chat", "Prefix"),
+    ("/api/documents", "Prefix"),
+    ("/api/status", "Exact"),
+    ("/v1", "Prefix"),
+    ("/", "Exact"),
+    ("/static", "Prefix"),
+)
 REDIS_MAXMEMORY_RATIO = 0.75  # of the container memory limit; the rest is AOF rewrite headroom
 TMP_MOUNT = "/tmp"  # an emptyDir: every root filesystem is read-only
 API_KEYS_VOLUME = "api-keys"
@@ -322,6 +333,7 @@ class Service(pulumi.ComponentResource):
         env: list[dict[str, object]] = [{"name": k, "value": v} for k, v in plain.items()]
         env += [_secret_env(key, secret_name, key) for key in SECRET_KEYS]
         env.append(_secret_env("REDIS_PASSWORD", secret_name, REDIS_PASSWORD_SECRET))
+        env.append(_secret_env("KEY_ID_SECRET", secret_name, KEY_ID_SECRET_KEY))
         return env
 
     def _pod_template(
@@ -374,10 +386,18 @@ class Service(pulumi.ComponentResource):
             "name": "api",
             "image": config.image.ref,
             "imagePullPolicy": "IfNotPresent",
-            "ports": [{"name": "http", "containerPort": DEFAULT_PORT}],
+            "ports": [
+                {"name": "http", "containerPort": DEFAULT_PORT},
+                {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT},
+            ],
             # the API re-reads the key file at request time; a Secret volume (no subPath) is
             # updated in place when External Secrets syncs, so revoking a key needs no restart
-            "env": [*env, {"name": "API_KEYS_FILE", "value": API_KEYS_FILE_IN_POD}],
+            "env": [
+                *env,
+                {"name": "API_KEYS_FILE", "value": API_KEYS_FILE_IN_POD},
+                # /metrics only on its own port, which the Ingress does not route
+                {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
+            ],
             "livenessProbe": {
                 "httpGet": {"path": PING_PATH, "port": "http"},
                 "periodSeconds": int(thresholds.health_probe_interval_seconds),
@@ -399,7 +419,7 @@ class Service(pulumi.ComponentResource):
         }
         scrape = {
             "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(DEFAULT_PORT),
+            "prometheus.io/port": str(METRICS_PORT),
             "prometheus.io/path": METRICS_PATH,
         }
         k8s.apps.v1.Deployment(
@@ -423,7 +443,14 @@ class Service(pulumi.ComponentResource):
             spec={
                 "type": "ClusterIP",
                 "selector": selector_labels(config.stack, "api"),
-                "ports": [{"name": API_PORT_NAME, "port": DEFAULT_PORT, "targetPort": "http"}],
+                "ports": [
+                    {"name": API_PORT_NAME, "port": DEFAULT_PORT, "targetPort": "http"},
+                    {
+                        "name": METRICS_PORT_NAME,
+                        "port": METRICS_PORT,
+                        "targetPort": METRICS_PORT_NAME,
+                    },
+                ],
             },
             opts=self._opts(),
         )
@@ -471,7 +498,7 @@ class Service(pulumi.ComponentResource):
                 "namespaceSelector": {"matchNames": [config.namespace]},
                 "endpoints": [
                     {
-                        "port": API_PORT_NAME,
+                        "port": METRICS_PORT_NAME,
                         "path": METRICS_PATH,
                         "interval": METRICS_SCRAPE_INTERVAL,
                         "scheme": "http",
@@ -806,7 +833,10 @@ class Service(pulumi.ComponentResource):
                 [
                     {"from": [namespace(addons.ingress_namespace)], "ports": tcp(DEFAULT_PORT)},
                     # Prometheus scrapes /metrics and the blackbox exporter probes the ping
-                    {"from": [namespace(addons.monitoring_namespace)], "ports": tcp(DEFAULT_PORT)},
+                    {
+                        "from": [namespace(addons.monitoring_namespace)],
+                        "ports": tcp(DEFAULT_PORT) + tcp(METRICS_PORT),
+                    },
                 ],
                 [dns, to_redis, to_chroma, to_flow, *otlp],
             ),

@@ -211,3 +211,41 @@ def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSt
         yield stack
     finally:
         stack.stop()
+
+
+@dataclass
+class TenantService:
+    """A service with two API keys that distrust each other (``API_KEYS=a,b``, as a shared
+    deployment has them), a Redis with a password and nothing pre-seeded."""
+
+    stack: LocalStack
+    emulator: EmulatorControl
+    key_a: str
+    key_b: str
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+
+@pytest.fixture(scope="module")
+def tenant_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenantService]:
+    import secrets
+
+    key_a, key_b = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    stack = LocalStack(
+        root=tmp_path_factory.mktemp("tenants"),
+        ports=Ports.free(),
+        workers=2,
+        threads=4,
+        ingest_workers=0,
+        env_overrides={
+            "API_KEYS": f"{key_a},{key_b}",
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "MAX_OPEN_STREAMS_PER_KEY": "3",
+        },
+    )
+    stack.start()
+    try:
+        yield TenantService(stack, EmulatorControl(stack.flow_url), key_a, key_b)
+    finally:
+        stack.stop()

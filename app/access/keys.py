@@ -5,13 +5,13 @@ lines and ``#`` comments ignored; in a pod the file is the External Secrets moun
 ``app.contracts.API_KEYS_FILE_IN_POD``). The file is re-read at request time, at most every
 ``API_KEYS_CACHE_SECONDS``, so adding or revoking a key needs no restart.
 
-Metrics, logs and jobs name a key by :func:`key_id`, a short hash, never by the key itself. This
-module imports neither the API nor the worker, so both can use it.
+Metrics, logs, jobs and quotas name a key by :func:`key_id`, a short HMAC under the server's
+``KEY_ID_SECRET``, never by the key itself. This module imports neither the API nor the worker,
+so both can use it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core.settings import Settings, SettingsError
+from app.observability.logs import add_secrets, hmac_id
 
 ANONYMOUS = "anonymous"  # the key_id of keyless requests when ALLOW_ANONYMOUS_CHAT is on
 KEY_ID_LENGTH = 12
 
 
-def key_id(key: str) -> str:
-    """A short, stable, non-reversible name of ``key`` for metrics, logs and jobs."""
-    return hashlib.sha256(key.encode()).hexdigest()[:KEY_ID_LENGTH]
+def key_id(key: str, secret: str = "") -> str:
+    """A short, stable, non-reversible name of ``key`` for metrics, logs and jobs: an HMAC under
+    ``secret`` (the server's ``KEY_ID_SECRET``)."""
+    return hmac_id(key, secret)[:KEY_ID_LENGTH]
 
 
 def parse_key_file(text: str) -> list[str]:
@@ -53,6 +55,7 @@ class KeyRing:
     env_keys: tuple[str, ...]
     path: Path | None
     cache_seconds: float
+    secret: str = field(default="", repr=False)  # KEY_ID_SECRET: key ids are HMACs under it
     _cached: tuple[float, tuple[str, ...]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -62,9 +65,10 @@ class KeyRing:
             env_keys=tuple(k.get_secret_value() for k in settings.API_KEYS if k.get_secret_value()),
             path=settings.API_KEYS_FILE,
             cache_seconds=settings.API_KEYS_CACHE_SECONDS,
+            secret=settings.KEY_ID_SECRET.get_secret_value(),
         )
 
-    def __repr__(self) -> str:  # never the keys
+    def __repr__(self) -> str:  # never the keys nor the secret
         return f"KeyRing(env_keys={len(self.env_keys)}, path={self.path})"
 
     def _file_keys(self) -> tuple[str, ...]:
@@ -80,8 +84,12 @@ class KeyRing:
             except OSError:
                 # a missing or unreadable file means no keys from it: closed, not open
                 keys = ()
+            add_secrets(keys)  # a key added to the file is blanked from the logs from now on
             self._cached = (now, keys)
         return keys
+
+    def key_id(self, key: str) -> str:
+        return key_id(key, self.secret)
 
     def keys(self) -> tuple[str, ...]:
         return self.env_keys + self._file_keys()
@@ -95,7 +103,7 @@ class KeyRing:
         for key in self.keys():  # no early exit: the time taken does not depend on the position
             match |= secrets.compare_digest(presented, key.encode())
         if match:
-            return KeyCheck.VALID, key_id(given)
+            return KeyCheck.VALID, self.key_id(given)
         return KeyCheck.INVALID, None
 
 

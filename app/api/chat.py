@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -14,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rq.job import Job
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.access.quotas import REASON_QUEUE
-from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, RedisDep, SettingsDep
+from app.access.quotas import REASON_QUEUE, OpenSlots, Refusal
+from app.api.dependencies import ApiKeyDep, ChatKeyDep, KeyIdDep, QueueDep, SettingsDep
 from app.api.models import ChatAccepted, ChatRequest, ChatResponse
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat import feedback
@@ -39,14 +38,31 @@ STREAM_PING_SECONDS = 15  # SSE comment lines keep proxies from closing a quiet 
 VOTE_SETTLE_POLLS = 40  # x 50 ms
 
 
+NO_STORE = {"Cache-Control": "no-store"}  # chat results and streams are one key's, not shared
+
+
 def rejected(exc: ChatRejected, request: Request | None = None) -> HTTPException:
-    if exc.status == 429 and request is not None:  # the chat queue is full
-        MetricsRecorder(request.app.state.redis).rate_limited(REASON_QUEUE)
+    if exc.status == 429 and request is not None:  # a per-key limit, or the chat queue is full
+        MetricsRecorder(request.app.state.redis).rate_limited(exc.limit or REASON_QUEUE)
     return HTTPException(exc.status, exc.reason, headers=exc.headers)
 
 
 def not_found(job_id: str) -> HTTPException:
+    """The one answer for an unknown id and for another key's job (same status, same body)."""
     return HTTPException(404, f"no chat job with id {job_id[:64]!r} (it may have expired)")
+
+
+def too_many_open(request: Request, refusal: Refusal) -> HTTPException:
+    MetricsRecorder(request.app.state.redis).rate_limited(refusal.reason)
+    return HTTPException(429, refusal.detail, headers={"Retry-After": str(refusal.retry_after)})
+
+
+async def owned_chat(request: Request, job_id: str, key_id: str) -> Job:
+    """The caller's chat job, or the 404 an unknown id gets."""
+    job = await asyncio.to_thread(fetch_chat, request.app.state.redis, job_id, key_id)
+    if job is None:
+        raise not_found(job_id)
+    return job
 
 
 @router.post(
@@ -69,6 +85,7 @@ def submit(
             body.top_k,
             conversation_id=conversation_id,
             key_id=key_id,
+            quotas=request.app.state.quotas,
         )
     except ChatRejected as exc:
         raise rejected(exc, request) from None
@@ -79,18 +96,24 @@ def submit(
     )
 
 
-@router.get("/{job_id}", response_model=ChatResponse, responses={404: {}})
+@router.get("/{job_id}", response_model=ChatResponse, responses={404: {}, 429: {}})
 async def read(
     job_id: str,
     request: Request,
-    connection: RedisDep,
+    response: Response,
+    key_id: KeyIdDep,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the answer")] = 0,
 ):
     bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
-    job = await asyncio.to_thread(fetch_chat, connection, job_id)
-    if job is None:
-        raise not_found(job_id)
-    return await wait_for_chat(job, wait, request.app.state.aioredis)
+    job = await owned_chat(request, job_id, key_id)
+    response.headers.update(NO_STORE)
+    if wait <= 0:
+        return await wait_for_chat(job, 0, request.app.state.aioredis)
+    slots: OpenSlots = request.app.state.open_slots
+    async with slots.held(key_id) as refusal:
+        if refusal is not None:
+            raise too_many_open(request, refusal)
+        return await wait_for_chat(job, wait, request.app.state.aioredis)
 
 
 async def job_events(request: Request, job: Job, deadline: float) -> AsyncIterator[StreamEvent]:
@@ -112,6 +135,7 @@ def _sse(event: StreamEvent) -> ServerSentEvent:
     "/{job_id}/stream",
     responses={
         404: {},
+        429: {},
         200: {
             "description": "Server-Sent Events from the start of the answer: `sources` (list), "
             "`delta` and `reset` ({text}), then `done` (the stored result) or `error` "
@@ -120,11 +144,13 @@ def _sse(event: StreamEvent) -> ServerSentEvent:
         },
     },
 )
-async def stream(job_id: str, request: Request, connection: RedisDep, settings: SettingsDep):
+async def stream(job_id: str, request: Request, settings: SettingsDep, key_id: KeyIdDep):
     bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
-    job = await asyncio.to_thread(fetch_chat, connection, job_id)
-    if job is None:
-        raise not_found(job_id)
+    job = await owned_chat(request, job_id, key_id)
+    slots: OpenSlots = request.app.state.open_slots
+    slot = await slots.acquire(key_id)
+    if isinstance(slot, Refusal):
+        raise too_many_open(request, slot)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
@@ -132,10 +158,10 @@ async def stream(job_id: str, request: Request, connection: RedisDep, settings: 
                 yield _sse(event)
         except redis.RedisError:
             yield _sse(StreamEvent("error", {"reason": REDIS_DOWN}))
+        finally:
+            await slots.release(key_id, slot)
 
-    return EventSourceResponse(
-        events(), ping=STREAM_PING_SECONDS, headers={"Cache-Control": "no-store"}
-    )
+    return EventSourceResponse(events(), ping=STREAM_PING_SECONDS, headers=NO_STORE)
 
 
 class FeedbackRequest(BaseModel):
@@ -155,27 +181,35 @@ class FeedbackAccepted(BaseModel):
     response_model=FeedbackAccepted,
     responses={404: {}, 409: {}},
 )
-def vote(job_id: str, body: FeedbackRequest, connection: RedisDep) -> FeedbackAccepted:
-    job = fetch_chat(connection, job_id)
-    if job is None:
-        raise not_found(job_id)
+async def vote(
+    job_id: str, body: FeedbackRequest, request: Request, key_id: KeyIdDep
+) -> FeedbackAccepted:
+    """Async: the wait for a just-finished job to be recorded sleeps on the event loop, never in
+    the thread pool that chat submissions and readiness share."""
+    connection: redis.Redis = request.app.state.redis
+    job = await owned_chat(request, job_id, key_id)
     # the stream's `done` event is written just before RQ stores the result: a vote sent
     # right after it waits a moment for the job to be recorded as finished
     for _ in range(VOTE_SETTLE_POLLS):
-        if job.get_status(refresh=True) == "finished":
+        if await asyncio.to_thread(job.get_status, refresh=True) == "finished":
             break
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     else:
         raise HTTPException(409, "the answer is not finished yet: vote once it is")
-    result = ChatResult.model_validate(job.return_value())
-    entry = feedback.FeedbackRecord(
-        job_id=job.id,
-        vote=body.vote,
-        comment=body.comment,
-        question=str(job.kwargs.get("question", "")),
-        answer=result.answer,
-        documents=[s.document for s in result.sources],
-    )
-    if feedback.record(connection, entry):
-        MetricsRecorder(connection).feedback(body.vote)
+
+    def store() -> bool:
+        result = ChatResult.model_validate(job.return_value())
+        entry = feedback.FeedbackRecord(
+            job_id=job.id,
+            key_id=key_id,
+            vote=body.vote,
+            comment=body.comment,
+            question=str(job.kwargs.get("question", "")),
+            answer=result.answer,
+            documents=[s.document for s in result.sources],
+        )
+        return feedback.record(connection, entry)
+
+    if await asyncio.to_thread(store):
+        await asyncio.to_thread(MetricsRecorder(connection).feedback, body.vote)
     return FeedbackAccepted(id=job.id, vote=body.vote)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis
@@ -19,6 +21,7 @@ from app.core.maintenance import MaintenanceTracker, Status
 router = APIRouter(tags=["health"])
 
 FLOW_CHECK_TTL = 30.0  # seconds a Flow token check result is reused (probes come every 10 s)
+READY_CHECK_TTL = 1.0  # seconds the dependency checks are reused: at most one round a second
 FLOW_CHECK_TIMEOUT = 2.0  # the readiness probe's own timeout is 5 s
 
 
@@ -86,6 +89,37 @@ def _check_flow(request: Request) -> Check:
 Authorization = Annotated[str | None, Header()]
 
 
+@dataclass
+class ReadinessCache:
+    """The last round of dependency checks, reused for ``READY_CHECK_TTL``: whatever the rate of
+    readiness requests (the route is public), Redis, Chroma and the worker registry see at most
+    one round of checks a second. One request refreshes it; meanwhile the others get the last
+    round (or, before the first round, wait for it) instead of starting their own."""
+
+    ttl: float = READY_CHECK_TTL
+    clock: Callable[[], float] = time.monotonic
+    rounds: int = 0  # dependency rounds run (what the tests count)
+    _last: tuple[float, dict[str, Check]] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def checks(self, run: Callable[[], dict[str, Check]]) -> dict[str, Check]:
+        last = self._last
+        if last is not None and self.clock() - last[0] < self.ttl:
+            return last[1]
+        if not self._lock.acquire(blocking=last is None):
+            return last[1]  # type: ignore[index]  # another request is refreshing it
+        try:
+            last = self._last  # refreshed while this request waited for the lock
+            if last is not None and self.clock() - last[0] < self.ttl:
+                return last[1]
+            result = run()
+            self.rounds += 1
+            self._last = (self.clock(), result)
+            return result
+        finally:
+            self._lock.release()
+
+
 @router.get(
     READY_PATH,
     response_model=Readiness,
@@ -102,10 +136,17 @@ def ready(
 ):
     """503 when Redis, Chroma or the workers are missing; Flow trouble only degrades.
     Each check's detail (internal URLs, error text) is shown to the admin token only."""
-    checks = {"redis": _check_redis(connection)}
-    checks["chroma"] = _check_chroma(request)
-    checks["workers"] = _check_workers(connection, queue)
-    checks["flow"] = _check_flow(request)
+
+    def run() -> dict[str, Check]:
+        return {
+            "redis": _check_redis(connection),
+            "chroma": _check_chroma(request),
+            "workers": _check_workers(connection, queue),
+            "flow": _check_flow(request),
+        }
+
+    cache: ReadinessCache = request.app.state.readiness
+    checks = cache.checks(run)
     if not is_admin(settings, authorization):
         checks = {name: Check(ok=check.ok) for name, check in checks.items()}
     if not all(checks[name].ok for name in ("redis", "chroma", "workers")):

@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from app.access.keys import KeyRing, require_key_source
-from app.access.quotas import Quotas
+from app.access.keys import KeyRing, key_id, require_key_source
+from app.access.quotas import OpenSlots, Quotas
 from app.api import chat, documents, health, metrics_route, openai_compat, openapi, passages
 from app.api.body_limit import BodyLimitMiddleware, limits_from_settings
 from app.api.openai_errors import is_v1, openai_error
@@ -102,6 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.queue = job_queue(settings.RQ_QUEUE, connection)
         app.state.keyring = KeyRing.from_settings(settings)
         app.state.quotas = Quotas(connection, settings)
+        # a stream or wait lasts at most the job's timeout plus a wait's 30 s
+        app.state.open_slots = OpenSlots(
+            app.state.aioredis,
+            settings.MAX_OPEN_STREAMS_PER_KEY,
+            hold_seconds=settings.JOB_TIMEOUT_SECONDS + 60,
+        )
+        app.state.readiness = health.ReadinessCache()
         app.state.flow_client = FlowClient.from_settings(
             settings, max_retries=0, timeout=health.FLOW_CHECK_TIMEOUT
         )
@@ -113,9 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store_path = settings.VECTOR_STORE_PATH  # `make run`: the server's directory is local
         registry.register(FlowchatCollector(connection, settings.RQ_QUEUE, store_path))
         app.state.registry = registry
+        metrics_server = metrics_route.serve(registry, settings.METRICS_PORT)
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             app.state.flow_client.close()
             await app.state.aioredis.aclose()
             connection.close()
@@ -125,11 +136,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Retrieval-augmented chat on the CI&T Flow LLM gateway. See docs/api.md.",
         lifespan=lifespan,
+        # interactive docs only when enabled; the schema stays at /openapi.json
+        docs_url="/docs" if settings.API_DOCS_ENABLED else None,
+        redoc_url="/redoc" if settings.API_DOCS_ENABLED else None,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(redis.RedisError, _redis_error)  # type: ignore[arg-type]
-    for module in (health, chat, documents, metrics_route, openai_compat):
+    for module in (health, chat, documents, openai_compat):
         app.include_router(module.router)
+    if settings.METRICS_PORT is None:  # no port of its own: served by the API (`make run`)
+        app.include_router(metrics_route.router)
     app.include_router(passages.router)  # cited passages (API key) and original files (admin)
     install_web(app)  # the chat page at / and its assets under /static
     app.add_middleware(BodyLimitMiddleware, limit_for=limits_from_settings(settings))
@@ -140,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_keys=lambda: (
             getattr(app.state, "keyring", None).keys() if hasattr(app.state, "keyring") else ()
         ),
+        key_id=lambda key: key_id(key, settings.KEY_ID_SECRET.get_secret_value()),
     )
     tracing.instrument_app(app)
     return app
@@ -153,6 +170,8 @@ def __getattr__(name: str) -> FastAPI:
         application = create_app(settings)  # configures logging: warn after it, as JSON
         if settings.ALLOW_ANONYMOUS_CHAT:
             log.warning("ALLOW_ANONYMOUS_CHAT is on: chat without an API key is accepted")
+        if not settings.KEY_ID_SECRET.get_secret_value():
+            log.warning("KEY_ID_SECRET is not set: key ids are HMACs under an empty secret")
         globals()["app"] = application
         return application
     raise AttributeError(name)

@@ -20,6 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import redis
@@ -30,7 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.chat import REDIS_DOWN, STREAM_PING_SECONDS, job_events, rejected
+from app.access.quotas import OpenSlots, Refusal
+from app.api.chat import (
+    NO_STORE,
+    REDIS_DOWN,
+    STREAM_PING_SECONDS,
+    job_events,
+    rejected,
+    too_many_open,
+)
 from app.api.dependencies import ApiKeyDep, ChatKeyDep, QueueDep, SettingsDep
 from app.api.models import NOT_BLANK, has_text
 from app.api.openai_errors import openai_error
@@ -245,20 +254,61 @@ async def completions(
     settings: SettingsDep,
     queue: QueueDep,
     key_id: ChatKeyDep,
+    response_headers: Response,
 ):
     question, history = split_messages(body.messages)
+    slots: OpenSlots = request.app.state.open_slots
+    slot = await slots.acquire(key_id)  # the answer is streamed or waited for: a slot is held
+    if isinstance(slot, Refusal):
+        raise too_many_open(request, slot)
     try:
-        job = await asyncio.to_thread(
-            submit_chat, queue, settings, question, None, history=history, key_id=key_id
+        try:
+            job = await asyncio.to_thread(
+                partial(
+                    submit_chat,
+                    queue,
+                    settings,
+                    question,
+                    None,
+                    history=history,  # bounded before the job is written
+                    key_id=key_id,
+                    quotas=request.app.state.quotas,
+                )
+            )
+        except ChatRejected as exc:
+            raise rejected(exc, request) from None
+        created = int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            chunks = _chunks(request, job, body.model, created, include_usage, settings)
+            response = EventSourceResponse(
+                _released(chunks, slots, key_id, slot), ping=STREAM_PING_SECONDS, headers=NO_STORE
+            )
+            slot = None  # the stream releases it when it ends
+            return response
+        view = await wait_for_chat(
+            job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis
         )
-    except ChatRejected as exc:
-        raise rejected(exc, request) from None
-    created = int(time.time())
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = _chunks(request, job, body.model, created, include_usage, settings)
-        return EventSourceResponse(chunks, ping=STREAM_PING_SECONDS)
-    view = await wait_for_chat(job, float(settings.JOB_TIMEOUT_SECONDS), request.app.state.aioredis)
+    finally:
+        if slot is not None:
+            await slots.release(key_id, slot)
+    return _completion(view, job, created, body.model, settings, response_headers)
+
+
+async def _released(
+    chunks: AsyncIterator[ServerSentEvent], slots: OpenSlots, key_id: str, slot: str
+) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        await slots.release(key_id, slot)
+
+
+def _completion(
+    view: Any, job: Any, created: int, model: str, settings: Any, response: Response
+) -> OpenAIResponse:
+    response.headers.update(NO_STORE)
     if view.status == "failed":
         raise HTTPException(502, view.error or "the answer could not be produced")
     if view.status != "finished":
@@ -268,7 +318,7 @@ async def completions(
     return OpenAIResponse(
         id=f"chatcmpl-{job.id}",
         created=created,
-        model=body.model,
+        model=model,
         choices=[OpenAIChoice(message=OpenAIChoiceMessage(content=view.answer or ""))],
         usage=view.usage or Usage(),
         sources=view.sources,

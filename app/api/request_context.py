@@ -36,9 +36,15 @@ def _given_key(headers: dict[bytes, bytes]) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, api_keys: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_keys: Callable[[], Iterable[str]],
+        key_id: Callable[[str], str] = api_key_id,
+    ) -> None:
         self.app = app
         self.api_keys = api_keys
+        self.key_id = key_id  # the server's (an HMAC under KEY_ID_SECRET)
 
     def _key_id(self, headers: dict[bytes, bytes]) -> str | None:
         """The id of a configured API key the request presents; nothing for anything else
@@ -48,7 +54,7 @@ class RequestContextMiddleware:
             return None
         for key in self.api_keys():
             if secrets.compare_digest(given.encode(), key.encode()):
-                return api_key_id(key)
+                return self.key_id(key)
         return None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

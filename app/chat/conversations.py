@@ -17,7 +17,8 @@ import redis
 
 from app.chat.results import Turn
 
-CONVERSATION_KEY = "flowchat:conversation:{}"
+# scoped to the key that owns it: two keys naming the same conversation id get two conversations
+CONVERSATION_KEY = "flowchat:conversation:{owner}:{conversation_id}"
 CONVERSATION_TTL_SECONDS = 24 * 3600  # a conversation idle for a day is forgotten
 STORED_TURNS = 20  # kept per conversation (user and assistant messages)
 HISTORY_TURNS = 6  # carried in the prompt: the last three exchanges
@@ -28,13 +29,20 @@ def new_conversation_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-def load(connection: redis.Redis, conversation_id: str) -> list[Turn]:
-    raw = connection.lrange(CONVERSATION_KEY.format(conversation_id), 0, -1)
+def conversation_key(owner: str, conversation_id: str) -> str:
+    """The Redis key of ``owner``'s (a key id) conversation ``conversation_id``."""
+    return CONVERSATION_KEY.format(owner=owner, conversation_id=conversation_id)
+
+
+def load(connection: redis.Redis, owner: str, conversation_id: str) -> list[Turn]:
+    raw = connection.lrange(conversation_key(owner, conversation_id), 0, -1)
     return [Turn.model_validate_json(item) for item in raw]
 
 
-def append(connection: redis.Redis, conversation_id: str, question: str, answer: str) -> None:
-    key = CONVERSATION_KEY.format(conversation_id)
+def append(
+    connection: redis.Redis, owner: str, conversation_id: str, question: str, answer: str
+) -> None:
+    key = conversation_key(owner, conversation_id)
     turns = [Turn(role="user", content=question), Turn(role="assistant", content=answer)]
     with connection.pipeline(transaction=False) as pipe:
         pipe.rpush(key, *(t.model_dump_json() for t in turns))

@@ -11,7 +11,7 @@ import redis
 from pydantic import BaseModel, Field
 
 FEEDBACK_KEY = "flowchat:feedback"  # hash: job id -> FeedbackRecord JSON
-FEEDBACK_TTL_SECONDS = 90 * 24 * 3600  # refreshed by every vote
+FEEDBACK_TTL_SECONDS = 90 * 24 * 3600  # set by the first vote, never refreshed: votes expire
 COMMENT_MAX_CHARS = 1000
 
 Vote = Literal["up", "down"]
@@ -19,6 +19,7 @@ Vote = Literal["up", "down"]
 
 class FeedbackRecord(BaseModel):
     job_id: str
+    key_id: str | None = None  # the key that owns the job and cast the vote
     vote: Vote
     comment: str | None = Field(default=None, max_length=COMMENT_MAX_CHARS)
     question: str
@@ -32,7 +33,7 @@ def record(connection: redis.Redis, entry: FeedbackRecord) -> bool:
     previous = connection.hget(FEEDBACK_KEY, entry.job_id)
     with connection.pipeline(transaction=False) as pipe:
         pipe.hset(FEEDBACK_KEY, entry.job_id, entry.model_dump_json())
-        pipe.expire(FEEDBACK_KEY, FEEDBACK_TTL_SECONDS)
+        pipe.expire(FEEDBACK_KEY, FEEDBACK_TTL_SECONDS, nx=True)  # NX: a vote never extends it
         pipe.execute()
     if previous is None:
         return True

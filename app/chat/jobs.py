@@ -9,6 +9,8 @@ route).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
 
 import redis
@@ -17,6 +19,10 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from app.access.keys import ANONYMOUS
+from app.access.quotas import Quotas
+from app.chat import conversations
+from app.chat.budget import estimate
 from app.chat.results import ChatJob, ChatResponse, ChatResult, Turn
 from app.contracts import CHAT_JOB
 from app.core.job_errors import chat_failure_reason
@@ -34,11 +40,18 @@ RETRY_AFTER_SECONDS = 5
 class ChatRejected(Exception):
     """A question the service will not queue: ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        limit: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.limit = limit  # the app.access.quotas REASON_* of a 429 (the metric's label)
 
 
 def notify_done(job: Job, connection: redis.Redis, *_outcome: object) -> None:
@@ -59,14 +72,17 @@ def submit_chat(
     *,
     conversation_id: str | None = None,
     history: list[Turn] | None = None,
-    key_id: str | None = None,
+    key_id: str = ANONYMOUS,
+    quotas: Quotas | None = None,
 ) -> Job:
     """Validate and enqueue a question; :class:`ChatRejected` says why when it is refused.
 
-    ``conversation_id``: the worker reads the conversation's turns and appends this one;
-    ``history``: the earlier messages given by the caller (``/v1`` multi-turn ``messages``);
-    ``key_id`` (the caller's short key hash) travels with the job: the worker charges the
-    answer's Flow tokens to it.
+    ``conversation_id``: the worker reads the key's conversation of that id and appends this
+    turn; ``history``: the earlier messages given by the caller (``/v1`` multi-turn
+    ``messages``), bounded here (:func:`app.chat.conversations.bounded`) before the job is
+    written; ``key_id`` (the caller's key id) owns the job: only it can read, stream or vote on
+    it. ``quotas``: the chat's Flow tokens and stored bytes are reserved against the key's
+    limits first (429 when they do not fit; the worker settles the tokens).
     """
     question = message.strip()
     if not question:
@@ -77,6 +93,10 @@ def submit_chat(
             f"message is {len(question)} characters long; the limit is "
             f"{settings.MAX_MESSAGE_CHARS} (MAX_MESSAGE_CHARS)",
         )
+    if history is not None:
+        history = conversations.bounded(history)  # what the worker would use: no more is stored
+    reservation = estimate(settings, question, history, top_k)
+    reserved = False
     try:
         depth = queue.count
         if depth >= settings.MAX_QUEUE_DEPTH:
@@ -86,8 +106,15 @@ def submit_chat(
                 "retry later",
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        if quotas is not None:
+            refusal = quotas.reserve(key_id, reservation.tokens, reservation.stored_bytes)
+            if refusal is not None:
+                raise ChatRejected(
+                    429, refusal.detail, {"Retry-After": str(refusal.retry_after)}, refusal.reason
+                )
+            reserved = True
         with bound(conversation_id=conversation_id):  # in the job's meta: the worker's lines too
-            return tracing.enqueue(
+            job = tracing.enqueue(
                 queue,
                 CHAT_JOB,
                 kwargs=ChatJob(
@@ -97,6 +124,7 @@ def submit_chat(
                     conversation_id=conversation_id,
                     history=history or [],
                     key_id=key_id,
+                    reserved_tokens=reservation.tokens if reserved else 0,
                 ).model_dump(mode="json"),
                 description="chat",  # RQ shows the description; the question stays out of it
                 job_timeout=settings.JOB_TIMEOUT_SECONDS,
@@ -108,20 +136,33 @@ def submit_chat(
                 on_failure=Callback(notify_done),
                 meta={"kind": "chat"},
             )
+            reserved = False  # queued: the worker settles it
+            return job
     except redis.RedisError as exc:
         if is_out_of_memory(exc):
             raise ChatRejected(503, REDIS_FULL, {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         raise ChatRejected(
             503, "the job queue (Redis) is unreachable; nothing was queued"
         ) from None
+    finally:
+        if reserved and quotas is not None:  # refused after the reservation: give it back
+            with contextlib.suppress(redis.RedisError):
+                quotas.release(key_id, reservation.tokens, reservation.stored_bytes)
 
 
-def fetch_chat(connection: redis.Redis, job_id: str) -> Job | None:
+def fetch_chat(connection: redis.Redis, job_id: str, owner: str) -> Job | None:
+    """The chat job ``job_id`` if ``owner`` (a key id) created it; None for an unknown id and
+    for another key's job alike (the caller answers both with the same 404)."""
     try:
         job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
     except (NoSuchJobError, ValueError, UnicodeError):
         return None
-    return job if job.func_name == CHAT_JOB else None
+    if job.func_name != CHAT_JOB:
+        return None
+    created_by = str((job.kwargs or {}).get("key_id") or "")
+    if not secrets.compare_digest(created_by.encode(), owner.encode()):
+        return None
+    return job
 
 
 def chat_view(job: Job) -> ChatResponse:

@@ -28,9 +28,8 @@ class ChatJob(BaseModel):
     submitted_at: float | None = None
     conversation_id: str | None = None
     history: list[Turn] = Field(default_factory=list)
-    key_id: str | None = (
-        None  # the caller's short key hash (app.access.keys): Flow tokens charged to it
-    )
+    key_id: str | None = None  # the key id (app.access.keys) that owns the job and pays its tokens
+    reserved_tokens: int = 0  # reserved at admission (app.access.quotas); the worker settles it
 
 
 class Timings(BaseModel):
@@ -50,13 +49,16 @@ class Usage(BaseModel):
 
 
 class ChatResult(BaseModel):
+    """The stored result of a chat job; every field of it may reach the client that owns the
+    job (the stream's ``done`` event carries it), so retrieval internals such as the standalone
+    question the worker searched with stay out of it."""
+
     answer: str
     sources: list[Source]
     timings: Timings
     empty: bool
     usage: Usage = Field(default_factory=Usage)
     conversation_id: str | None = None
-    standalone_question: str | None = None
 
 
 JobState = Literal["queued", "started", "finished", "failed"]

@@ -88,6 +88,19 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     # per-key limits, counted in Redis (app.access.quotas)
     RATE_LIMIT_PER_MINUTE: int = Field(default=60, ge=1)
     FLOW_TOKENS_PER_DAY: int = Field(default=200_000, ge=1)
+    # sent to Flow as max_tokens; a chat reserves its prompt's estimate plus this (access.quotas)
+    CHAT_MAX_TOKENS: int = Field(default=1024, ge=16, le=16384)
+    # bytes one key's chats may write while their results are kept (RESULT_TTL_SECONDS):
+    # job, result, answer stream and conversation turns, estimated at admission
+    MAX_STORED_BYTES_PER_KEY: int = Field(default=32 * 1024 * 1024, ge=65536)
+    # answer streams and ?wait= requests one key may hold open at once (every API replica)
+    MAX_OPEN_STREAMS_PER_KEY: int = Field(default=8, ge=1)
+    # key ids (metrics, logs, jobs, quotas) are an HMAC of the key under this secret
+    KEY_ID_SECRET: SecretStr = SecretStr("")
+    # interactive API docs (/docs, /redoc); the schema stays at /openapi.json
+    API_DOCS_ENABLED: bool = False
+    # /metrics is served on this port (a second listener in the API process), not the API's
+    METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)
 
     # every Redis client (API, workers, ops commands) authenticates with it when set
     REDIS_PASSWORD: SecretStr = SecretStr("")

@@ -181,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         ingest_workers=args.ingest_workers,
         admin_token=token,
     )
+    if stack.local_budget:
+        say(
+            "the Flow emulator answers: chats are not held to the production daily Flow-token "
+            "budget (set FLOW_TOKENS_PER_DAY to try one; see or reset a key's usage with "
+            "`python -m ops.keys usage|reset --key-id ID`)"
+        )
     if stack.anonymous_chat:
         say(
             "chat is open without an API key (ALLOW_ANONYMOUS_CHAT=true, loopback only); "

@@ -87,6 +87,9 @@ class Ports:
         return cls(api=free_port(), redis=free_port(), chroma=free_port(), flow=free_port())
 
 
+EMULATOR_TOKENS_PER_DAY = 10**12  # the emulator's daily budget per key: no production limit
+
+
 @dataclass
 class LocalStack:
     """The service's processes under ``root`` (data and logs), on the given loopback ports."""
@@ -115,6 +118,27 @@ class LocalStack:
 
         self.flow_configured = load_settings(**self._flow_overrides()).flow_configured
         self._emulator_secret = secrets.token_urlsafe(24)
+        self.key_id_secret = self._key_id_secret()
+
+    def _key_id_secret(self) -> str:
+        """KEY_ID_SECRET: from the environment, else generated once and kept (owner-readable
+        only) under ``root``, so key ids (quotas, conversations) survive a restart."""
+        given = self.env_overrides.get("KEY_ID_SECRET") or os.environ.get("KEY_ID_SECRET")
+        if given:
+            return given
+        path = self.root / "key-id-secret"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    @property
+    def local_budget(self) -> bool:
+        """With the emulator (which costs nothing) chats are not held to the production daily
+        Flow-token budget, unless FLOW_TOKENS_PER_DAY is set explicitly."""
+        given = {**os.environ, **self.env_overrides}.get("FLOW_TOKENS_PER_DAY")
+        return not self.flow_configured and not given
 
     def _flow_overrides(self) -> dict[str, str]:
         names = ("FLOW_TENANT", "FLOW_AGENT", "FLOW_AGENT_SECRET")
@@ -159,9 +183,12 @@ class LocalStack:
                 "VECTOR_STORE_PATH": str(self.root / "chroma"),
                 "DOCUMENTS_PATH": str(self.root / "documents"),
                 "ADMIN_TOKEN": self.admin_token,
+                "KEY_ID_SECRET": self.key_id_secret,
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.local_budget:
+            env["FLOW_TOKENS_PER_DAY"] = str(EMULATOR_TOKENS_PER_DAY)
         if self.anonymous_chat:
             env["ALLOW_ANONYMOUS_CHAT"] = "true"
         if not self.flow_configured:  # the emulator stands in for Flow, with local credentials

@@ -20,10 +20,12 @@ Settings (environment): ``LOG_FORMAT`` = ``auto`` (console on a terminal, JSON o
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -55,14 +57,20 @@ QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "chromadb", "urllib3")
 _secrets: set[str] = set()
 
 
-def api_key_id(key: str | None) -> str:
-    """The id of an API key in logs and metrics: a short hash, never the key itself.
+def api_key_id(key: str | None, secret: str = "") -> str:
+    """The id of an API key in logs, metrics, jobs and quotas: 12 hex digits of an HMAC-SHA256
+    of the key under the server's ``KEY_ID_SECRET``, never the key itself; without the secret
+    nobody can test a guessed key against an id seen in a metric or a log.
 
-    The same 12 hex digits as ``app.access.keys.key_id`` (the id jobs carry and quotas count
-    by), so a log line, a token metric and a quota counter name one key the same way."""
+    ``app.access.keys.key_id`` is this function, so a log line, a token metric and a quota counter
+    name one key the same way."""
     if not key:
         return ANONYMOUS_KEY
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+    return hmac_id(key, secret)
+
+
+def hmac_id(key: str, secret: str) -> str:
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 def add_secrets(values: Iterable[str | None]) -> None:
@@ -71,20 +79,31 @@ def add_secrets(values: Iterable[str | None]) -> None:
 
 
 def _settings_secrets(settings: Settings | None = None) -> list[str]:
+    """Every secret value the settings hold, found by type rather than by name (so a secret
+    setting added later is blanked too): each ``SecretStr`` field and each item of a list of
+    them (``API_KEYS``), the password in ``REDIS_URL``, and the keys of ``API_KEYS_FILE``."""
     from urllib.parse import urlsplit
+
+    from pydantic import SecretStr
 
     try:
         settings = settings or get_settings()
     except SettingsError:  # the caller reports bad settings itself
         return []
-    values = [
-        settings.FLOW_AGENT_SECRET.get_secret_value(),
-        settings.ADMIN_TOKEN.get_secret_value(),
-        *(k.get_secret_value() for k in settings.API_KEYS),
-    ]
+    values: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        items = value if isinstance(value, list | tuple) else [value]
+        values.extend(v.get_secret_value() for v in items if isinstance(v, SecretStr))
     password = urlsplit(settings.REDIS_URL).password
     if password:
         values.append(password)
+    path = getattr(settings, "API_KEYS_FILE", None)
+    if path is not None:
+        from app.access.keys import parse_key_file  # the keys module imports this one
+
+        with suppress(OSError):
+            values.extend(parse_key_file(path.read_text(encoding="utf-8")))
     return values
 
 
@@ -118,6 +137,29 @@ def _drop_empty_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[s
     for field in LOG_FIELDS:
         if event.get(field) in (None, ""):
             event.pop(field, None)
+    return event
+
+
+# ids that name one user's chat: never on an access line (its path is templated instead)
+PRIVATE_IDS = ("job_id", "conversation_id")
+ACCESS_LOGGERS = ("flowchat.access", "uvicorn.access")
+_CHAT_ID_IN_PATH = re.compile(r"(/api/chat/)(?!\{)[^/?\s\"]+")
+
+
+def template_path(path: str) -> str:
+    """A request path with any chat job id replaced by ``{job_id}``."""
+    return _CHAT_ID_IN_PATH.sub(r"\1{job_id}", path)
+
+
+def _access_lines(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """An access line (ours or uvicorn's) carries no job or conversation id, in its fields or
+    in its path."""
+    if event.get("logger") in ACCESS_LOGGERS:
+        for name in PRIVATE_IDS:
+            event.pop(name, None)
+        for name in ("path", "event"):
+            if isinstance(event.get(name), str):
+                event[name] = template_path(event[name])
     return event
 
 
@@ -177,6 +219,7 @@ def configure_logging(
         _add_trace,
         _process_name(process),
         _drop_empty_ids,
+        _access_lines,
     ]
     if _use_json(fmt, stream):
         final: list[structlog.typing.Processor] = [

@@ -54,7 +54,7 @@ FLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 KEY_PREFIX = "flowchat:metrics"
 RQ_STATUSES = ("queued", "started", "finished", "failed", "deferred", "scheduled")
 # the `reason` label values of METRIC_RATE_LIMITED (app.access.quotas refuses with these)
-RATE_LIMIT_REASONS = ("rate", "tokens", "queue_full")
+RATE_LIMIT_REASONS = ("rate", "tokens", "queue_full", "stored_bytes", "open_streams")
 log = logging.getLogger("flowchat.metrics")
 _batches = threading.local()  # the pipeline of this thread's open MetricsRecorder.batch()
 

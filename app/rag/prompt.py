@@ -17,6 +17,10 @@ answers extractively from these sources:
     <question>
     the question
     </question>
+
+Earlier turns of the conversation are untrusted too (a caller of ``/v1`` writes them all): they
+come first, as escaped ``<turn role="user|assistant">`` blocks inside one ``<history>`` block of
+the same user message, never as messages of their own.
 """
 
 from __future__ import annotations
@@ -101,18 +105,24 @@ def build_messages(
     history: list[dict[str, str]] | None = None,
     **_extensions: object,
 ) -> list[dict[str, str]]:
-    """System prompt, the conversation's earlier messages (``history``, already bounded by the
-    caller: user and assistant turns), then the sources and the question in escaped, delimited
-    blocks (other keyword arguments are reserved for additions)."""
+    """System prompt, then one user message: the conversation's earlier messages (``history``,
+    already bounded by the caller: user and assistant turns), the sources and the question, each
+    in escaped, delimited blocks (other keyword arguments are reserved for additions)."""
     blocks = "\n".join(source_block(s) for s in sources) or "(no sources were found)"
     user = f"<sources>\n{blocks}\n</sources>\n\n<question>\n{escape(question.strip())}\n</question>"
-    earlier = [
-        {"role": t["role"], "content": t["content"]}
-        for t in history or []
-        if t.get("role") in ("user", "assistant")
-    ]
+    turns = [turn_block(t["role"], t["content"]) for t in history or [] if is_turn(t)]
+    if turns:
+        user = "<history>\n" + "\n".join(turns) + "\n</history>\n\n" + user
     return [
         {"role": "system", "content": system_prompt()},
-        *earlier,
         {"role": "user", "content": user},
     ]
+
+
+def is_turn(turn: dict[str, str]) -> bool:
+    return turn.get("role") in ("user", "assistant")
+
+
+def turn_block(role: str, content: str) -> str:
+    """An earlier message as data: escaped, so it can open or close no delimiter."""
+    return f'<turn role="{role}">\n{escape(content.strip())}\n</turn>'

@@ -92,12 +92,15 @@ def answer_chat(
     conversation_id: str | None = None,
     history: list[dict] | None = None,
     key_id: str | None = None,
+    reserved_tokens: int = 0,
 ) -> dict:
     """Retrieve sources for ``question`` (made standalone from the conversation), ask Flow with
     streaming, publish the answer to the job's stream as it arrives, return answer + sources +
     usage + timings (the job's stored result).
 
-    The Flow tokens the answer used are charged to ``key_id``'s daily budget."""
+    The Flow tokens the answer used settle ``key_id``'s reservation (``reserved_tokens``); when
+    Flow reports no usage, or the answer breaks off or times out, the reservation stays
+    charged."""
     res = worker_resources()
     spec = ChatJob(
         question=question,
@@ -106,7 +109,9 @@ def answer_chat(
         conversation_id=conversation_id,
         history=history or [],
         key_id=key_id,
+        reserved_tokens=reserved_tokens,
     )
+    owner = spec.key_id or ANONYMOUS_KEY
     started = time.time()
     submitted = spec.submitted_at or started
     job = get_current_job()
@@ -115,7 +120,7 @@ def answer_chat(
         stream.start()
     turns = spec.history
     if spec.conversation_id and not turns:
-        turns = conversations.load(res.redis, spec.conversation_id)
+        turns = conversations.load(res.redis, owner, spec.conversation_id)
     standalone = conversations.standalone_question(spec.question, turns)
     k = spec.top_k or res.settings.TOP_K
     if standalone == spec.question:
@@ -138,7 +143,9 @@ def answer_chat(
     try:
         try:
             completion = res.flow.chat_stream(
-                build_messages(spec.question, sources, history=history), on_delta
+                build_messages(spec.question, sources, history=history),
+                on_delta,
+                max_tokens=res.settings.CHAT_MAX_TOKENS,
             )
         except FlowError as exc:
             res.maintenance.flow_failed(exc.reason)
@@ -159,8 +166,13 @@ def answer_chat(
         if completion.usage is not None:
             usage = completion.usage
             if spec.key_id:  # the key's daily Flow-token budget (app/access/quotas.py)
-                res.quotas.charge_tokens(spec.key_id, usage.total_tokens)
-            # per hashed key id: the job's key_id is the hash the API logs (app.access.keys.key_id)
+                res.quotas.settle(
+                    spec.key_id,
+                    spec.reserved_tokens,
+                    usage.total_tokens,
+                    job_id=job.id if job is not None else None,
+                )
+            # per key id: the job's key_id is the hash the API logs (app.access.keys.key_id)
             key = spec.key_id or current_ids().get("api_key_id", ANONYMOUS_KEY)
             res.metrics.flow_tokens(key, usage.prompt_tokens, usage.completion_tokens)
             tokens = {
@@ -187,10 +199,9 @@ def answer_chat(
             empty=empty,
             usage=Usage.model_validate(usage.model_dump()) if usage else Usage(),
             conversation_id=spec.conversation_id,
-            standalone_question=standalone if standalone != spec.question else None,
         )
         if spec.conversation_id:
-            conversations.append(res.redis, spec.conversation_id, spec.question, answer)
+            conversations.append(res.redis, owner, spec.conversation_id, spec.question, answer)
         stored = result.model_dump(mode="json")
         if stream is not None:
             stream.done(stored)

@@ -615,7 +615,8 @@ def test_missing_or_misdirected_service_monitor_fires() -> None:
     expected = (
         "no ServiceMonitor selects Service flowchat-api (labels app.kubernetes.io/component=api, "
         "app.kubernetes.io/instance=staging, app.kubernetes.io/name=flowchat, "
-        "app.kubernetes.io/part-of=flowchat) and scrapes /metrics on one of its ports (http); "
+        "app.kubernetes.io/part-of=flowchat) and scrapes /metrics on one of its ports "
+        "(http, metrics); "
     )
     resources = [r for r in rendered("staging") if not r.type.endswith(":ServiceMonitor")]
     assert fired(resources) == {
@@ -625,7 +626,7 @@ def test_missing_or_misdirected_service_monitor_fires() -> None:
         resources = rendered("staging")
         monitor = find(resources, ":ServiceMonitor", "flowchat-api-metrics")
         if mutate == "port":
-            monitor.inputs["spec"]["endpoints"][0]["port"] = "metrics"
+            monitor.inputs["spec"]["endpoints"][0]["port"] = "not-a-port"
         else:
             monitor.inputs["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "x"
         assert fired(resources) == {

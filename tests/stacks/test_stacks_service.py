@@ -257,7 +257,7 @@ def test_network_policies_admit_exactly_the_listed_peers(rendered: dict) -> None
         keda, ingress = KEDA_NS[stack_name], INGRESS_NS[stack_name]
         expected = {
             API_DEPLOYMENT: (
-                {(f"ns:{ingress}", 8000), ("ns:monitoring", 8000)},
+                {(f"ns:{ingress}", 8000), ("ns:monitoring", 8000), ("ns:monitoring", 9464)},
                 DNS | {("redis", 6379), ("chroma", 8000), ("ip:0.0.0.0/0", 443)},
             ),
             WORKER_DEPLOYMENT: (
@@ -295,13 +295,43 @@ def test_addons_namespaces_come_from_config() -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_metrics_are_scraped_on_their_own_port_that_the_ingress_does_not_route(
+    stack: Rendered,
+) -> None:
+    monitor = stack.manifest("ServiceMonitor", API_DEPLOYMENT)["spec"]
+    (endpoint,) = monitor["endpoints"]
+    service = stack.manifest("Service", API_DEPLOYMENT)["spec"]
+    ports = {p["name"]: p for p in service["ports"]}
+    assert ports[endpoint["port"]]["port"] == 9464 != ports["http"]["port"]
+    api = stack.manifest("Deployment", API_DEPLOYMENT)["spec"]["template"]["spec"]
+    (container,) = [c for c in api["containers"] if c["name"] == "api"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["METRICS_PORT"] == "9464"
+    assert {"name": "metrics", "containerPort": 9464} in container["ports"]
+    ingress = stack.manifest("Ingress", API_DEPLOYMENT)["spec"]
+    backends = {
+        p["backend"]["service"]["port"]["number"]
+        for r in ingress["rules"]
+        for p in r["http"]["paths"]
+    }
+    assert backends == {8000}
+
+
 def test_ingress_pdb_and_rotation_annotation(stack: Rendered) -> None:
     ingress = stack.manifest("Ingress", API_DEPLOYMENT)["spec"]
     (rule,) = ingress["rules"]
     assert rule["host"].endswith("flowchat.example.com")
     paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
-    # never /metrics, /docs, /openapi.json (Prometheus scrapes the Service)
-    assert paths == {("/api", "Prefix"), ("/v1", "Prefix"), ("/", "Exact"), ("/static", "Prefix")}
+    # never /metrics, /docs, /openapi.json (Prometheus scrapes the Service), nor /api/health/*
+    assert paths == {
+        ("/api/chat", "Prefix"),
+        ("/api/documents", "Prefix"),
+        ("/api/status", "Exact"),
+        ("/v1", "Prefix"),
+        ("/", "Exact"),
+        ("/static", "Prefix"),
+    }
+    assert not any("/api/health".startswith(p) and p != "/" for p, _ in paths)
     for path in rule["http"]["paths"]:
         assert path["backend"]["service"] == {"name": API_DEPLOYMENT, "port": {"number": 8000}}
     pdb = stack.manifest("PodDisruptionBudget", API_DEPLOYMENT)["spec"]

@@ -16,6 +16,16 @@ def test_key_id_is_short_stable_and_not_the_key() -> None:
     assert key_id("") != ANONYMOUS
 
 
+def test_key_id_is_an_hmac_under_the_server_secret() -> None:
+    """Without the secret, an id seen in a metric cannot be matched to a guessed key."""
+    import hashlib
+    import hmac
+
+    assert key_id("k1", "s1") != key_id("k1", "s2")
+    assert key_id("k1", "s1") == hmac.new(b"s1", b"k1", hashlib.sha256).hexdigest()[:12]
+    assert key_id("k1", "s1") != hashlib.sha256(b"k1").hexdigest()[:12]  # the old unsalted id
+
+
 def test_key_file_ignores_blank_lines_and_comments() -> None:
     assert parse_key_file("# prod\n\n  alpha  \n#beta\ngamma\n") == ["alpha", "gamma"]
 

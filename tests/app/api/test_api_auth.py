@@ -45,7 +45,7 @@ PROTECTION: dict[tuple[str, str], str] = {
 }
 # served by the app but not part of its schema (Prometheus scrapes the Service; the Ingress
 # does not route them)
-OUTSIDE_SCHEMA = {("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs")}
+OUTSIDE_SCHEMA = {("GET", "/metrics"), ("GET", "/openapi.json")}
 
 
 @pytest.fixture
@@ -91,6 +91,17 @@ def test_each_route_is_protected_as_the_table_says(
 @pytest.mark.parametrize(("method", "path"), sorted(OUTSIDE_SCHEMA))
 def test_routes_outside_the_schema_are_served(client: TestClient, method: str, path: str) -> None:
     assert client.request(method, path).status_code == 200
+
+
+def test_interactive_docs_are_off_unless_enabled(redis_url: str) -> None:
+    settings = load_settings(REDIS_URL=redis_url, API_KEYS=KEY)
+    with TestClient(create_app(settings)) as closed:
+        assert closed.get("/docs").status_code == 404
+        assert closed.get("/redoc").status_code == 404
+        assert closed.get("/openapi.json").status_code == 200  # clients and fuzzers read it
+    enabled = load_settings(REDIS_URL=redis_url, API_KEYS=KEY, API_DOCS_ENABLED=True)
+    with TestClient(create_app(enabled)) as opened:
+        assert opened.get("/docs").status_code == 200
 
 
 def test_401_and_403_say_why(client: TestClient) -> None:
@@ -163,17 +174,23 @@ def test_per_minute_limit_answers_429_with_retry_after_and_counts_the_refusal(
 def test_daily_token_budget_refuses_once_spent(redis_url: str) -> None:
     from app.access.quotas import Quotas
 
-    settings = load_settings(REDIS_URL=redis_url, API_KEYS=KEY, FLOW_TOKENS_PER_DAY=100)
+    budget = 100_000
+    settings = load_settings(REDIS_URL=redis_url, API_KEYS=KEY, FLOW_TOKENS_PER_DAY=budget)
     with TestClient(create_app(settings)) as client:
         headers = {"X-API-Key": KEY}
         assert client.post("/api/chat", json={"message": "q"}, headers=headers).status_code == 202
-        # what the worker does when Flow's answer reports usage.total_tokens
-        Quotas(redis.Redis.from_url(redis_url), settings).charge_tokens(key_id(KEY), 150)
+        # the worker settles with Flow's usage.total_tokens: here, all but 100 tokens
+        quotas = Quotas(redis.Redis.from_url(redis_url), settings)
+        quotas.charge_tokens(key_id(KEY), budget - 100 - quotas.tokens_used(key_id(KEY)))
         refused = client.post("/api/chat", json={"message": "q"}, headers=headers)
         assert refused.status_code == 429
-        assert "daily budget of 100 Flow tokens" in refused.json()["detail"]
+        assert f"has 100 of its daily {budget} Flow tokens left" in refused.json()["detail"]
         assert int(refused.headers["Retry-After"]) > 3600  # the day's window, not a minute
-        other = load_settings(REDIS_URL=redis_url, API_KEYS=f"{KEY},other", FLOW_TOKENS_PER_DAY=100)
+        metrics = client.get("/metrics").text
+        assert f'{METRIC_RATE_LIMITED}{{reason="tokens"}} 1.0' in metrics
+        other = load_settings(
+            REDIS_URL=redis_url, API_KEYS=f"{KEY},other", FLOW_TOKENS_PER_DAY=budget
+        )
     with TestClient(create_app(other)) as client:  # another key keeps its own budget
         ok = client.post("/api/chat", json={"message": "q"}, headers={"X-API-Key": "other"})
         assert ok.status_code == 202

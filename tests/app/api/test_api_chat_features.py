@@ -6,7 +6,8 @@ import httpx
 import pytest
 import redis
 
-from app.chat.conversations import CONVERSATION_KEY
+from app.access.keys import ANONYMOUS
+from app.chat.conversations import conversation_key
 from app.contracts import METRIC_FEEDBACK
 from app.core.settings import REPO_ROOT
 
@@ -40,7 +41,9 @@ def test_a_follow_up_in_a_conversation_retrieves_with_its_context(live_service, 
     assert any("rotate" in h for h in headings(within)[:3]), headings(within)
     assert headings(alone) != headings(within)
     turns = redis.Redis.from_url(live_service.redis_url).lrange(
-        CONVERSATION_KEY.format(conversation), 0, -1
+        conversation_key(ANONYMOUS, conversation),
+        0,
+        -1,  # live_service has no keys
     )
     assert len(turns) == 4  # two questions and two answers
     bad = api.post("/api/chat", json={"message": "hi", "conversation_id": "no spaces allowed"})

@@ -39,6 +39,31 @@ def test_the_emulator_stands_in_unless_all_three_flow_credentials_are_set(tmp_pa
     assert real.env().get("FLOW_BASE_URL") != real.flow_url
 
 
+def test_the_emulator_is_not_held_to_the_production_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.core.settings import Settings
+    from app.local.stack import EMULATOR_TOKENS_PER_DAY
+
+    monkeypatch.delenv("FLOW_TOKENS_PER_DAY", raising=False)
+    monkeypatch.delenv("KEY_ID_SECRET", raising=False)
+    emulated = LocalStack(root=tmp_path)
+    env = emulated.env()
+    assert emulated.local_budget
+    assert int(env["FLOW_TOKENS_PER_DAY"]) == EMULATOR_TOKENS_PER_DAY
+    assert EMULATOR_TOKENS_PER_DAY > 1000 * Settings().FLOW_TOKENS_PER_DAY
+    # the key-id secret is generated once, owner-only, and kept across restarts
+    assert env["KEY_ID_SECRET"] == LocalStack(root=tmp_path).env()["KEY_ID_SECRET"]
+    assert (tmp_path / "key-id-secret").stat().st_mode & 0o077 == 0
+    chosen = LocalStack(root=tmp_path, env_overrides={"FLOW_TOKENS_PER_DAY": "5000"})
+    assert not chosen.local_budget and chosen.env()["FLOW_TOKENS_PER_DAY"] == "5000"
+    real = LocalStack(
+        root=tmp_path,
+        env_overrides={"FLOW_TENANT": "t", "FLOW_AGENT": "a", "FLOW_AGENT_SECRET": "s"},
+    )
+    assert not real.local_budget and "FLOW_TOKENS_PER_DAY" not in real.env()
+
+
 def test_a_killed_redis_is_restarted_and_every_accepted_chat_is_answered(live_service) -> None:
     """`kill -9` of redis-server under `make run`: the API answers 503 with a reason meanwhile,
     the supervisor restarts Redis (AOF on, so acknowledged jobs survive) and every chat that got

@@ -201,3 +201,59 @@ def test_the_settings_are_app_settings_a_stack_may_set() -> None:
         validate_app_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     with pytest.raises(SettingsError, match="LOG_FORMAT"):
         load_settings(LOG_FORMAT="xml")
+
+
+def test_every_secret_setting_and_each_key_of_the_key_file_is_blanked(tmp_path) -> None:
+    """The list comes from the settings' secret fields (any SecretStr), not from names."""
+    from app.core.settings import load_settings
+
+    key_file = tmp_path / "keys"
+    key_file.write_text("# team keys\nfile-key-number-one\nfile-key-number-two\n")
+    settings = load_settings(
+        REDIS_PASSWORD="redis-password-value",
+        API_KEYS="env-key-value",
+        API_KEYS_FILE=str(key_file),
+        ADMIN_TOKEN="admin-token-value",
+        KEY_ID_SECRET="key-id-secret-value",
+        FLOW_AGENT_SECRET="flow-agent-secret",
+    )
+    out = io.StringIO()
+    configure_logging("test", fmt="json", stream=out, settings=settings)
+    values = [
+        "redis-password-value",
+        "env-key-value",
+        "file-key-number-one",
+        "file-key-number-two",
+        "admin-token-value",
+        "key-id-secret-value",
+        "flow-agent-secret",
+    ]
+    logging.getLogger("flowchat.test").warning("leak: %s", " ".join(values))
+    configure_logging("test", fmt="json")
+    line = out.getvalue()
+    assert "leak:" in line
+    assert not [v for v in values if v in line]
+
+
+def test_access_lines_carry_no_job_or_conversation_id(stream: io.StringIO) -> None:
+    with bound(job_id="job-secret-1", conversation_id="conv-secret-2", request_id="req-9"):
+        logging.getLogger("flowchat.access").info(
+            "request", extra={"path": "/api/chat/job-secret-1/stream", "status": 200}
+        )
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/api/chat/job-secret-1?wait=5",
+            "1.1",
+            200,
+        )
+        logging.getLogger("flowchat.worker").info("a job line keeps its ids")
+    ours, uvicorn, worker = _lines(stream)
+    for line in (ours, uvicorn):
+        text = json.dumps(line)
+        assert "job-secret-1" not in text and "conv-secret-2" not in text, line
+        assert line["request_id"] == "req-9"  # the request is still joined by its own id
+    assert ours["path"] == "/api/chat/{job_id}/stream"
+    assert "/api/chat/{job_id}?wait=5" in uvicorn["message"]
+    assert worker["job_id"] == "job-secret-1"  # other lines keep joining the chat
