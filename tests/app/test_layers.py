@@ -22,8 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "contracts": set(),  # names shared by the service, the stacks and the policies
     "core": {"contracts"},  # settings, Redis clients: everything builds on them
     "observability": {"contracts", "core"},  # logs read the settings, never the other way
-    "access": FOUNDATION,  # keys and quotas
-    **{package: FOUNDATION | SERVICE for package in SERVICE},
+    "access": FOUNDATION,  # keys and quotas: below the service, which admits chats by them
+    **{package: FOUNDATION | SERVICE | {"access"} for package in SERVICE},
     "web": FOUNDATION,  # the static chat page
     "worker": FOUNDATION | SERVICE | {"access"},  # runs the jobs: never the API
     "api": FOUNDATION | SERVICE | {"access", "web"},  # serves: never a worker or local running
