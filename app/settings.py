@@ -107,6 +107,21 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
             return [e.lower() if str(e).startswith(".") else f".{str(e).lower()}" for e in items]
         return items
 
+    @field_validator("ALLOWED_EXTENSIONS")
+    @classmethod
+    def _extensions_have_loaders(cls, value: list[str]) -> list[str]:
+        """An extension without a loader would be accepted at upload and fail every ingestion:
+        refuse it here, naming the extensions that have one (app.ingest.LOADERS)."""
+        from app.ingest import LOADERS  # the registry; imported late (it imports the settings)
+
+        unknown = [e for e in value if e not in LOADERS]
+        if unknown:
+            raise ValueError(
+                f"no loader for {', '.join(unknown)}; the extensions with a loader are "
+                f"{', '.join(sorted(LOADERS))}"
+            )
+        return value
+
     @field_validator("INGEST_RETRY_INTERVALS", mode="before")
     @classmethod
     def _parse_intervals(cls, value: object) -> object:

@@ -72,3 +72,19 @@ def test_job_timeout_must_outlive_the_flow_retry_budget(monkeypatch: pytest.Monk
         load_settings()
     monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "200")
     assert load_settings().JOB_TIMEOUT_SECONDS == 200
+
+
+def test_an_extension_without_a_loader_is_refused_at_config_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21 item 10: `.rtf` used to be accepted, then fail every upload at ingestion."""
+    from app.ingest import LOADERS
+
+    monkeypatch.setenv("ALLOWED_EXTENSIONS", ".md,.rtf")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "ALLOWED_EXTENSIONS" in message and "no loader for .rtf" in message
+    assert ", ".join(sorted(LOADERS)) in message
+    monkeypatch.setenv("ALLOWED_EXTENSIONS", ",".join(LOADERS))
+    assert load_settings().ALLOWED_EXTENSIONS == list(LOADERS)
