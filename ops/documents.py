@@ -243,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("folder", type=Path, nargs="?", default=DEFAULT_FOLDER, help="default: docs/")
     s.add_argument("--dry-run", action="store_true", help="print which documents would change")
+    s.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="plan against another checkout's folder instead of a stack (the PR preview: "
+        "base docs/ -> head docs/); implies --dry-run",
+    )
     r = sub.add_parser("reprocess", parents=[common], help="ingest one stored document again")
     r.add_argument("--ocr", action="store_true", help="OCR every page of a PDF")
     r.add_argument("document_id", help="the document's id (GET /api/documents)")
@@ -263,6 +270,21 @@ def run(args: argparse.Namespace) -> int:
     from app.settings import load_settings
     from ops.stack import resolve
 
+    if args.command == "sync" and args.against is not None:
+        allowed = load_settings().ALLOWED_EXTENSIONS
+        base = [
+            {"id": d.sha256[:16], "filename": d.name, "sha256": d.sha256, "status": "ingested"}
+            for d in local_documents(args.against, allowed)
+        ] if args.against.is_dir() else []  # fmt: skip
+        plan = make_plan(local_documents(args.folder, allowed), base)
+        say(f"Plan for {args.folder} against {args.against}:")
+        for line in plan.lines():
+            say(f"  {line}")
+        rows = [(line[:1], line[2:]) for line in plan.lines()]
+        write_summary(
+            f"### Knowledge base ({args.folder}) changes\n\n" + md_table(("", "Document"), rows)
+        )
+        return 0
     api_url, token = None, os.environ.get(args.admin_token_env) or None
     if args.stack and not args.base_url:
         with resolve(

@@ -24,10 +24,10 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 import yaml
-from kubernetes import client
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from app.contracts import (
@@ -37,7 +37,6 @@ from app.contracts import (
     namespace_for,
 )
 from app.local_stack import DEFAULT_STACK_FILE, STACK_FILE_ENV, StackFile
-from ops import kube
 from ops.summary import OpsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -116,8 +115,11 @@ def api_url_of_stack(stack: str, pulumi_dir: Path = REPO_ROOT) -> str:
     return f"https://{host}"
 
 
-def read_stack_secret(core: client.CoreV1Api, namespace: str) -> dict[str, SecretStr]:
-    """The Redis password and admin token from the stack's Kubernetes Secret."""
+def read_stack_secret(core: Any, namespace: str) -> dict[str, SecretStr]:
+    """The Redis password and admin token from the stack's Kubernetes Secret (``core``: the
+    official client's CoreV1Api)."""
+    from ops import kube  # the Kubernetes client (ops extra) only where a cluster is used
+
     with kube._calling(f"reading Secret {namespace}/{EXTERNAL_SECRET}"):
         secret = core.read_namespaced_secret(EXTERNAL_SECRET, namespace)
     data = getattr(secret, "data", None) or {}
@@ -207,6 +209,10 @@ def resolve(
     api_url = api_url_of_stack(stack)
     values: dict[str, SecretStr] = {}
     if need_secrets or need_redis:
+        from kubernetes import client
+
+        from ops import kube
+
         api = kube.load_api_client(context, kubeconfig)
         try:
             values = read_stack_secret(client.CoreV1Api(api), namespace)

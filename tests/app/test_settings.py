@@ -87,4 +87,4 @@ def test_an_extension_without_a_loader_is_refused_at_config_time(
     assert "ALLOWED_EXTENSIONS" in message and "no loader for .rtf" in message
     assert ", ".join(sorted(LOADERS)) in message
     monkeypatch.setenv("ALLOWED_EXTENSIONS", ",".join(LOADERS))
-    assert load_settings().ALLOWED_EXTENSIONS == list(LOADERS)
+    assert list(LOADERS) == load_settings().ALLOWED_EXTENSIONS

@@ -71,3 +71,45 @@ def test_monitoring_says_alerts_route_per_rule() -> None:
     (routing,) = [r for r in rules.RULES if r.name == "alert-routing"]
     assert "notificationSettings.contactPoint" in routing.description
     assert "no org-wide NotificationPolicy" in routing.description
+
+
+# --- issue 21 item 9: names and figures the runbook states are the stacks' own -------------
+
+
+def test_grafana_names_are_the_real_titles() -> None:
+    from stacks.monitoring import dashboard_title, folder_title
+
+    text = " ".join(section("## On-call checklist").split())
+    for stack in ("prod", "staging"):
+        assert f'"{folder_title(stack)}"' in text
+    assert f'dashboard "{dashboard_title("prod")}"' in text
+    assert 'folder "flowchat",' not in text
+
+
+def test_chunking_is_checked_on_the_ingestion_workers() -> None:
+    from app.contracts import INGEST_WORKER_DEPLOYMENT
+
+    text = " ".join(section("### Empty answers").split())
+    assert f"get deployment {INGEST_WORKER_DEPLOYMENT} -o yaml" in text
+    assert "get deployment flowchat-worker -o yaml" not in text
+    assert "EMBEDDINGS_MODEL" not in RUNBOOK  # read by nothing: not a knob to check
+
+
+def test_readiness_detail_says_it_needs_the_admin_token() -> None:
+    text = " ".join(section("### Flow errors").split())
+    assert "GET URL/api/health/ready` with the admin token" in text
+
+
+def test_key_revocation_states_the_external_secret_refresh_interval() -> None:
+    from stacks.secrets import REFRESH_INTERVAL
+
+    text = " ".join(section("### Daily Flow tokens over budget").split())
+    assert f"refresh interval of {REFRESH_INTERVAL}" in text
+    assert "force-sync" in text
+
+
+def test_no_command_assembles_a_redis_url() -> None:
+    """Items 1-3: on-call never types a Redis URL (or port-forwards Redis by hand)."""
+    assert "redis://127.0.0.1:6379" not in RUNBOOK
+    assert "port-forward svc/flowchat-redis" not in RUNBOOK
+    assert "if Redis is published" not in RUNBOOK
