@@ -112,3 +112,50 @@ def test_a_wrong_admin_token_is_one_sentence(
     code = d.main(["sync", "--base-url", url, "--admin-token-env", "OPS_TEST_TOKEN", str(DOCS)])
     assert code == 1
     assert "refused the admin token (HTTP 401)" in capsys.readouterr().err
+
+
+def _indexed_text(stack: Any, document_id: str) -> str:
+    """The text the stack's vector store holds for a document (what retrieval can find)."""
+    from app.rag.vectorstore import VectorStore
+    from app.settings import load_settings
+
+    vectors = VectorStore.from_settings(load_settings(CHROMA_URL=stack.chroma_url))
+    target = vectors._target(None)
+    found = target.get(where={"document_id": document_id}, include=["documents"])
+    return " ".join(found["documents"] or [])
+
+
+@pytest.mark.skipif(not shutil.which("tesseract"), reason="OCR tools missing")
+def test_reprocess_ocr_forces_ocr_on_one_document(
+    ops_stack: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21 item 10: a scan with a garbage text layer is indexed as garbage until
+    `python -m ops.documents reprocess --ocr ID` OCRs it."""
+    from tests.app.ingest.test_pdf_loader import garbage_layer_pdf
+
+    monkeypatch.setenv("FLOWCHAT_LOCAL_STACK", str(ops_stack.stack_file))
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    garbage_layer_pdf(folder / "scan.pdf", ["Rotate the credentials monthly"], "xq7 zzv")
+    (folder / "scan.png").unlink()
+    (folder / "note.md").write_text("# Note\n\nPlain text.\n")
+    assert d.main(["sync", "--stack", "local", str(folder)]) == 0
+    headers = {"Authorization": f"Bearer {ops_stack.stack.admin_token}"}
+    listing = httpx.get(f"{ops_stack.stack.base_url}{DOCUMENTS_PATH}", headers=headers).json()
+    ids = {x["filename"]: x["id"] for x in listing["documents"]}
+    assert "xq7" in _indexed_text(ops_stack.stack, ids["scan.pdf"])
+
+    capsys.readouterr()
+    assert d.main(["reprocess", "--stack", "local", "--ocr", ids["scan.pdf"]]) == 0
+    assert "scan.pdf re-ingested" in capsys.readouterr().out
+    text = _indexed_text(ops_stack.stack, ids["scan.pdf"]).lower()
+    assert "credentials" in text and "xq7" not in text
+
+    assert d.main(["reprocess", "--stack", "local", "--ocr", ids["note.md"]]) == 1
+    assert "OCR applies to PDF files only" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert d.main(["sync", "--stack", "local", str(empty)]) == 0

@@ -113,3 +113,39 @@ def test_no_command_assembles_a_redis_url() -> None:
     assert "redis://127.0.0.1:6379" not in RUNBOOK
     assert "port-forward svc/flowchat-redis" not in RUNBOOK
     assert "if Redis is published" not in RUNBOOK
+
+
+# --- issue 21: the runbook map -----------------------------------------------------------------
+
+
+def _map_rows() -> list[list[str]]:
+    text = section("## Runbook map")
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_the_map_has_one_row_per_seed_runbook_line() -> None:
+    """16 lines: 3 checklist items, 4 monitoring items, 4 troubleshooting rows, 3 runbooks,
+    escalation tiers and the incident log (the seed runbook, ../shared/runbook.md)."""
+    rows = _map_rows()
+    assert [int(r[0]) for r in rows] == list(range(1, 17))
+    assert all(len(r) == 6 for r in rows)
+
+
+def test_every_test_alert_and_status_of_the_map_is_real() -> None:
+    from stacks.alerts import ALERTS
+
+    alert_names = set(ALERTS)
+    counts = {"full": 0, "partial": 0, "missing": 0}
+    for number, _line, _command, alert, tests, status in _map_rows():
+        for name in re.findall(r"`(Flowchat\w+)`", alert):
+            assert name in alert_names, f"row {number}: no alert {name}"
+        for path, func in re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", tests):
+            source = (ROOT / path).read_text()
+            assert re.search(rf"^def {func}\(", source, re.M), f"row {number}: no {path}::{func}"
+        kind = status.split(":", 1)[0]
+        counts[kind] += 1
+        if kind != "full":
+            assert ":" in status, f"row {number}: say what is missing"
+    stated = re.search(r"full (\d+), partial (\d+), missing (\d+)", section("## Runbook map"))
+    assert stated and tuple(map(int, stated.groups())) == tuple(counts.values())
