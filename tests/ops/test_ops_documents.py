@@ -111,7 +111,7 @@ def test_a_wrong_admin_token_is_one_sentence(
     url = ops_stack.stack.base_url
     code = d.main(["sync", "--base-url", url, "--admin-token-env", "OPS_TEST_TOKEN", str(DOCS)])
     assert code == 1
-    assert "refused the admin token (HTTP 401)" in capsys.readouterr().err
+    assert "refused the admin token (HTTP 403)" in capsys.readouterr().err
 
 
 def _indexed_text(stack: Any, document_id: str) -> str:
