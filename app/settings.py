@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -50,7 +50,9 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     CHROMA_URL: str | None = None
     CHROMA_COLLECTION: str = "flowchat"
     DOCUMENTS_PATH: Path = DEFAULT_VAR / "documents"
-    EMBEDDINGS_MODEL: str = "all-MiniLM-L6-v2"
+    # the one model the image installs (app.rag.model_setup): any other name is refused at start
+    # rather than silently ignored (nothing selects among models; docs/runbook.md names none)
+    EMBEDDINGS_MODEL: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
     CHUNK_SIZE: int = Field(default=800, ge=100, le=8000)
     CHUNK_OVERLAP: int = Field(default=120, ge=0)
     TOP_K: int = Field(default=5, ge=1, le=50)
