@@ -149,3 +149,11 @@ def test_every_test_alert_and_status_of_the_map_is_real() -> None:
             assert ":" in status, f"row {number}: say what is missing"
     stated = re.search(r"full (\d+), partial (\d+), missing (\d+)", section("## Runbook map"))
     assert stated and tuple(map(int, stated.groups())) == tuple(counts.values())
+
+
+def test_the_extensions_the_runbook_lists_are_the_loaders() -> None:
+    from app.ingest import LOADERS
+
+    text = " ".join(section("### Document ingestion fails").split())
+    listed = ", ".join(f"`{e}`" for e in LOADERS)
+    assert f"Only extensions with a loader are accepted ({listed})" in text
