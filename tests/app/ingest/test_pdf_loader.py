@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from fpdf import FPDF
+from fpdf.enums import TextMode
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfWriter
 
@@ -134,6 +135,7 @@ def garbage_layer_pdf(path: Path, lines: list[str], garbage: str) -> Path:
     pdf.add_page()
     pdf.image(str(picture), x=0, y=30, w=210)
     pdf.set_font("helvetica", size=8)
+    pdf.text_mode = TextMode.INVISIBLE  # as a scanner's OCR layer: extracted, never drawn
     pdf.cell(0, 5, garbage)
     pdf.output(str(path))
     return path
