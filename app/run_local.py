@@ -121,7 +121,7 @@ def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
         try:
-            plan = sync(client, docs_dir, allowed, timeout=300, progress=say)
+            plan = sync(client, docs_dir, allowed, timeout=600, progress=say)
         except OpsError as exc:
             raise StartupError(f"deploying {docs_dir}: {exc}") from None
     return len(plan.upload) + len(plan.unchanged)
