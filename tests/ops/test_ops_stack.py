@@ -115,3 +115,17 @@ def test_a_stack_secret_without_the_redis_password_is_one_sentence(
     assert code == 1
     assert f"has no {REDIS_PASSWORD_SECRET}" in capsys.readouterr().err
     assert not fake_kubectl.exists()  # nothing forwarded before the password is known
+
+
+def test_smoke_of_a_cloud_stack_needs_no_cluster_access(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`ops.smoke --stack staging` takes the URL from Pulumi.staging.yaml and reads nothing from
+    Kubernetes (the smoke workflow has no cluster credentials)."""
+    from ops import smoke
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    code = smoke.main(["--stack", "staging", "--timeout", "2"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"Smoke test of {st.api_url_of_stack('staging')}" in out
