@@ -2,7 +2,7 @@
 
 Reads the votes the chat page and API stored in Redis (``POST /api/chat/{id}/feedback``) and
 writes every down-voted question, once, in the format of the regression prompts file that
-``python -m ops.smoke --prompts`` reads (``tests/data/eval/regression_prompts.yaml``: a list of
+``python -m ops.smoke --prompts`` reads (``docs/smoke-prompts.yaml``: a list of
 ``{prompt, expect_source, expect_any}``). ``expect_source`` is the document the answer cited
 first and ``expect_any`` is left empty: a person reviews each candidate (which document *should*
 answer it, which words a good answer has) before adding it to the regression file. Questions
@@ -30,7 +30,7 @@ from ops.summary import OpsError, fail
 HEADER = (
     "# Candidate regression prompts from down-voted answers (python -m ops.feedback export).\n"
     "# Review each one: set expect_source to the document that should answer it and list the\n"
-    "# words a good answer contains in expect_any, then move it to regression_prompts.yaml.\n"
+    "# words a good answer contains in expect_any, then move it to docs/smoke-prompts.yaml.\n"
 )
 UNKNOWN_SOURCE = "unknown (the answer cited no document)"
 

@@ -32,10 +32,11 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from app.contracts import CHAT_LATENCY_P95_SECONDS, CHAT_PATH, PING_PATH, READY_PATH
 from app.observability.logs import configure_logging
+from ops.stack import STACKS, resolve
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PROMPTS = REPO_ROOT / "tests" / "data" / "eval" / "regression_prompts.yaml"
+DEFAULT_PROMPTS = REPO_ROOT / "docs" / "smoke-prompts.yaml"  # next to the documents it asks
 API_KEY_ENV = "FLOWCHAT_API_KEY"
 SMOKE_MESSAGE = "How do I restart the worker?"
 MAX_WAIT_PARAM = 30.0  # the API accepts ?wait= from 0 to 30 s
@@ -325,7 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Smoke-test a flowchat deployment: health, readiness, one chat round trip "
         "with sources, then the regression prompts. Exit 0 only if all pass.",
     )
-    parser.add_argument("--base-url", required=True, help="service URL, e.g. https://chat.example")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--base-url", help="service URL, e.g. https://chat.example")
+    where.add_argument(
+        "--stack",
+        choices=STACKS,
+        help="the stack's URL (and, for local, its API key) from ops.stack; instead of --base-url",
+    )
     parser.add_argument(
         "--api-key",
         default=None,
@@ -335,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts",
         type=Path,
         default=DEFAULT_PROMPTS,
-        help="regression prompts YAML (default: tests/data/eval/regression_prompts.yaml)",
+        help="regression prompts YAML (default: docs/smoke-prompts.yaml)",
     )
     parser.add_argument(
         "--budget",
@@ -360,13 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging("ops.smoke", stream=sys.stderr)  # library warnings, off stdout
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     try:
         prompts = load_prompts(args.prompts)
+        if args.stack:
+            with resolve(args.stack, need_redis=False, need_secrets=False) as target:
+                args.base_url = target.api_url
+                if api_key is None and target.api_key is not None:
+                    api_key = target.api_key.get_secret_value()
     except OpsError as exc:
         return fail(str(exc))
     report = run_smoke(
         args.base_url,
-        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        api_key=api_key,
         allow_open=args.allow_open,
         prompts=prompts,
         budget=args.budget,

@@ -23,6 +23,7 @@ import httpx
 from app.contracts import CHAT_LATENCY_P95_SECONDS, INGEST_PATH
 from app.observability.logs import configure_logging
 from ops.smoke import API_KEY_ENV, DEFAULT_PROMPTS, load_prompts, run_smoke
+from ops.stack import STACKS, resolve
 from ops.summary import OpsError, fail, md_table, say, write_summary
 
 DONE = {"done", "finished", "completed", "complete", "succeeded", "ingested"}
@@ -80,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("rebuild", help="re-ingest every document, then run the smoke prompts")
-    r.add_argument("--base-url", required=True, help="service URL")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--base-url", help="service URL (admin token from --admin-token-env)")
+    where.add_argument(
+        "--stack", choices=STACKS, help="the stack's URL and admin token from ops.stack"
+    )
     r.add_argument(
         "--admin-token-env",
         default="ADMIN_TOKEN",
@@ -102,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging("ops.vectorstore", stream=sys.stderr)  # library warnings, off stdout
     token = os.environ.get(args.admin_token_env)
+    api_key = os.environ.get(API_KEY_ENV) or None
+    try:
+        if args.stack:
+            with resolve(args.stack, need_redis=False) as target:
+                args.base_url = target.api_url
+                if target.admin_token is not None:
+                    token = target.admin_token.get_secret_value()
+                if api_key is None and target.api_key is not None:
+                    api_key = target.api_key.get_secret_value()
+    except OpsError as exc:
+        return fail(str(exc))
     if not token:
         return fail(f"the environment variable {args.admin_token_env} (admin token) is not set")
     try:
@@ -115,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Re-ingestion finished: {job.get('done')}/{job.get('total')} documents")
     report = run_smoke(
         args.base_url,
-        api_key=os.environ.get(API_KEY_ENV) or None,
+        api_key=api_key,
         allow_open=args.allow_open,
         prompts=prompts,
         budget=args.budget,

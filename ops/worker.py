@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--redis-url",
         default=os.environ.get("FLOWCHAT_REDIS_URL"),
-        help="Redis URL to watch the queue drain (default: $FLOWCHAT_REDIS_URL; none: skip)",
+        help="Redis URL to watch the queue drain, password in $REDIS_PASSWORD (default: "
+        "$FLOWCHAT_REDIS_URL; none: skip; or run `python -m ops.queue drain --stack STACK`)",
     )
     r.add_argument("--rollout-timeout", type=float, default=300.0)
     r.add_argument("--drain-timeout", type=float, default=float(QUEUE_DRAIN_SECONDS))

@@ -70,6 +70,16 @@ def _secret_text(value: Any) -> Any:
     return pulumi.Output.secret(value)
 
 
+def folder_title(stack: str) -> str:
+    """The Grafana folder of a stack (docs/runbook.md names it; a test keeps them equal)."""
+    return f"{contracts.APP_NAME} ({stack})"
+
+
+def dashboard_title(stack: str) -> str:
+    """The stack's dashboard in that folder."""
+    return f"{contracts.APP_NAME} ({stack})"
+
+
 def contact_point_name(alerting: Any, stack: str) -> str:
     name = getattr(alerting, "contact_point", None) or getattr(alerting, "contact_point_name", "")
     return name or f"{contracts.APP_NAME}-{stack}"
@@ -288,7 +298,7 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
         )
     return {
         "uid": args.dashboard_uid,
-        "title": f"flowchat ({args.stack})",
+        "title": dashboard_title(args.stack),
         "tags": [contracts.APP_NAME, args.stack],
         "timezone": "browser",
         "schemaVersion": 39,
@@ -331,7 +341,7 @@ class Monitoring(pulumi.ComponentResource):
 
         self.folder = grafana.oss.Folder(
             f"{name}-folder",
-            title=f"flowchat ({stack})",
+            title=folder_title(stack),
             uid=f"{contracts.APP_NAME}-{stack}",
             opts=child,
         )

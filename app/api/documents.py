@@ -286,6 +286,41 @@ def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) 
     return Deleted(id=document_id, deleted=True, chunks_removed=removed)
 
 
+@router.post(
+    "/{document_id}/reprocess",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentOut,
+    responses={404: {}, 409: {}, 422: {}, 503: {}},
+)
+def reprocess(
+    document_id: str,
+    store: StoreDep,
+    queue: IngestQueueDep,
+    settings: SettingsDep,
+    ocr: bool = False,
+) -> DocumentOut:
+    """Ingest one stored document again; ``ocr=true`` OCRs every PDF page that holds an image
+    (a scan whose text layer is garbage). ``ops.documents reprocess --ocr ID`` calls it."""
+    meta = store.get(document_id)
+    if meta is None:
+        raise HTTPException(404, f"no document with id {document_id[:64]!r}")
+    if ocr and meta.extension != ".pdf":
+        raise HTTPException(422, f"OCR applies to PDF files only, not {meta.extension}")
+    if meta.status in (DocumentStatus.queued, DocumentStatus.ingesting):
+        raise HTTPException(409, "the document is being ingested now; try again when it is done")
+    queued = store.mark(document_id, DocumentStatus.queued)
+    if queued is None:
+        raise HTTPException(404, f"no document with id {document_id[:64]!r}")
+    try:
+        enqueue_ingest(queue, settings, document_id, force_ocr=ocr)
+    except redis.RedisError:
+        store.mark(document_id, meta.status, chunks=meta.chunks, error=meta.error)
+        raise HTTPException(
+            503, "the job queue (Redis) is unreachable; nothing was queued"
+        ) from None
+    return DocumentOut.of(queued)
+
+
 # --- rebuild --------------------------------------------------------------------------------
 def _accepted(job_id: str) -> JSONResponse:
     url = f"{INGEST_PATH}/{job_id}"

@@ -62,7 +62,9 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     CHROMA_URL: str | None = None
     CHROMA_COLLECTION: str = "flowchat"
     DOCUMENTS_PATH: Path = DEFAULT_VAR / "documents"
-    EMBEDDINGS_MODEL: str = "all-MiniLM-L6-v2"
+    # the one model the image installs (app.rag.model_setup): any other name is refused at start
+    # rather than silently ignored (nothing selects among models; docs/runbook.md names none)
+    EMBEDDINGS_MODEL: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
     CHUNK_SIZE: int = Field(default=800, ge=100, le=8000)
     CHUNK_OVERLAP: int = Field(default=120, ge=0)
     TOP_K: int = Field(default=5, ge=1, le=50)
@@ -131,6 +133,21 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
         if isinstance(items, list):
             return [e.lower() if str(e).startswith(".") else f".{str(e).lower()}" for e in items]
         return items
+
+    @field_validator("ALLOWED_EXTENSIONS")
+    @classmethod
+    def _extensions_have_loaders(cls, value: list[str]) -> list[str]:
+        """An extension without a loader would be accepted at upload and fail every ingestion:
+        refuse it here, naming the extensions that have one (app.ingest.LOADERS)."""
+        from app.ingest import LOADERS  # the registry; imported late (it imports the settings)
+
+        unknown = [e for e in value if e not in LOADERS]
+        if unknown:
+            raise ValueError(
+                f"no loader for {', '.join(unknown)}; the extensions with a loader are "
+                f"{', '.join(sorted(LOADERS))}"
+            )
+        return value
 
     @field_validator("INGEST_RETRY_INTERVALS", mode="before")
     @classmethod

@@ -53,9 +53,10 @@ LOADERS: dict[str, Loader] = {
 }
 
 
-def load_document(path: Path, filename: str) -> LoadedDocument:
+def load_document(path: Path, filename: str, *, force_ocr: bool = False) -> LoadedDocument:
     """Load ``path`` with the loader for ``filename``'s extension (the stored file may have a
-    content-addressed name; ``filename`` is the display name the user gave)."""
+    content-addressed name; ``filename`` is the display name the user gave). ``force_ocr``
+    (PDFs only) OCRs every page that holds an image."""
     name = Path(filename.replace("\\", "/")).name
     suffix = Path(name).suffix.lower() or path.suffix.lower()
     loader = LOADERS.get(suffix)
@@ -63,7 +64,11 @@ def load_document(path: Path, filename: str) -> LoadedDocument:
         known = ", ".join(sorted(LOADERS))
         raise UnsupportedFileType(f"unsupported file type {suffix or '(none)'!r}; use {known}")
     fallback_title = Path(name).stem or path.stem
+    if force_ocr and suffix != ".pdf":
+        raise UnsupportedFileType(f"OCR applies to PDF files only, not {suffix}")
     try:
+        if force_ocr:
+            return load_pdf(path, fallback_title, force_ocr=True)
         return loader(path, fallback_title)
     except (IngestError, MemoryError):  # MemoryError: the sandbox reports its memory limit
         raise

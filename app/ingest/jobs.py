@@ -47,13 +47,14 @@ def _vector_store() -> VectorStore:
 
 
 def build_records(
-    meta: DocumentMeta, store: DocumentStore, settings: Settings
+    meta: DocumentMeta, store: DocumentStore, settings: Settings, *, force_ocr: bool = False
 ) -> list[ChunkRecord]:
     """Load and chunk one stored document (raises IngestError with a user-facing reason)."""
     path = store.file_path(meta)
     if not path.exists():
         raise IngestError("the stored file is missing; upload the document again")
-    loaded = load_in_sandbox(path, meta.filename)  # untrusted bytes: a limited child process
+    # untrusted bytes: a limited child process
+    loaded = load_in_sandbox(path, meta.filename, force_ocr=force_ocr)
     records = chunk_records(
         meta.id,
         meta.filename,
@@ -66,8 +67,9 @@ def build_records(
     return records
 
 
-def ingest_document(document_id: str) -> dict[str, Any]:
+def ingest_document(document_id: str, force_ocr: bool = False) -> dict[str, Any]:
     """Replace one document's chunks in the serving collection; returns a short summary.
+    ``force_ocr`` (``ops.documents reprocess --ocr``) OCRs every PDF page with an image.
 
     Unreadable documents end ``failed`` with the reason (the job itself succeeds: retrying
     would not help). Vector store errors mark the document failed and re-raise, so RQ's Retry
@@ -80,7 +82,7 @@ def ingest_document(document_id: str) -> dict[str, Any]:
         return {"id": document_id, "status": "missing"}
     store.mark(document_id, DocumentStatus.ingesting)
     try:
-        records = build_records(meta, store, settings)
+        records = build_records(meta, store, settings, force_ocr=force_ocr)
     except IngestError as exc:
         log.warning("document %s (%s) failed: %s", document_id, meta.filename, exc.reason)
         store.mark(document_id, DocumentStatus.failed, error=exc.reason)

@@ -58,9 +58,11 @@ def _fetch(connection: redis.Redis, job_id: str) -> Job | None:
         return None
 
 
-def enqueue_ingest(queue: Queue, settings: Settings, document_id: str) -> bool:
+def enqueue_ingest(
+    queue: Queue, settings: Settings, document_id: str, *, force_ocr: bool = False
+) -> bool:
     """Enqueue the ingestion of one document unless its job is already waiting or running.
-    Returns True when a job was enqueued."""
+    Returns True when a job was enqueued. ``force_ocr`` is a flag of the job (kept by retries)."""
     job_id = ingest_job_id(document_id)
     previous = _fetch(queue.connection, job_id)
     if previous is not None:
@@ -72,6 +74,7 @@ def enqueue_ingest(queue: Queue, settings: Settings, document_id: str) -> bool:
         queue,
         INGEST_JOB,
         document_id,
+        *((True,) if force_ocr else ()),  # ingest_document's force_ocr
         job_id=job_id,
         job_timeout=INGEST_JOB_TIMEOUT,
         retry=retry if retry.max else None,

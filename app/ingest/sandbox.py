@@ -44,9 +44,9 @@ CPU_GRACE_SECONDS = 5  # between SIGXCPU (soft limit) and SIGKILL (hard limit)
 
 
 def load_in_sandbox(
-    path: Path, filename: str, limits: IngestLimits | None = None
+    path: Path, filename: str, limits: IngestLimits | None = None, *, force_ocr: bool = False
 ) -> LoadedDocument:
-    """``app.ingest.load_document(path, filename)`` in a limited child process."""
+    """``app.ingest.load_document(path, filename, force_ocr=...)`` in a limited child process."""
     limits = limits or active_limits()
     with tempfile.TemporaryDirectory(prefix="flowchat-parse-") as tmp:
         out = Path(tmp) / "out.json"
@@ -55,6 +55,7 @@ def load_in_sandbox(
             "filename": filename,
             "out": str(out),
             "parent": os.getpid(),
+            "force_ocr": force_ocr,
             **asdict(limits),
         }
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TMPDIR": tmp}
@@ -151,7 +152,9 @@ def _child(argv: list[str]) -> int:
     try:
         from app.ingest import load_document
 
-        loaded = load_document(Path(request["path"]), request["filename"])
+        loaded = load_document(
+            Path(request["path"]), request["filename"], force_ocr=bool(request.get("force_ocr"))
+        )
         payload: dict = {
             "title": loaded.title,
             "sections": [

@@ -1,9 +1,12 @@
 """``make run``: the whole service on localhost with embedded defaults and no cloud account.
 
 Starts redis-server, ``chroma run``, the Flow emulator (unless FLOW_* credentials are set), the
-worker pool and the API on http://127.0.0.1:8000 (``PORT`` overrides); uploads ``docs/`` through
-the API on start (idempotent: unchanged files are not ingested twice); prints the URL and an
-example; stops every process it started on Ctrl-C or SIGTERM.
+worker pool and the API on http://127.0.0.1:8000 (``PORT`` overrides); deploys ``docs/`` with
+``python -m ops.documents sync`` (the command every stack's deploy runs: unchanged files are not
+ingested twice, removed ones are deleted); writes how to reach it (Redis URL, the files holding
+the Redis password, the admin token and the API keys, the API URL) to ``var/local-stack.json``
+(mode 0600), which the ops commands read for ``--stack local``, and prints that path, the URL
+and an example; stops every process it started on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,9 +23,16 @@ from pathlib import Path
 
 import httpx
 
-from app.contracts import CHAT_PATH, DEFAULT_PORT, DOCUMENTS_PATH
+from app.contracts import CHAT_PATH, DEFAULT_PORT
 from app.core.settings import REPO_ROOT, SettingsError, load_settings
-from app.local.stack import LocalStack, Ports, StartupError, free_port, port_is_free
+from app.local.stack import (
+    STACK_FILE_NAME,
+    LocalStack,
+    Ports,
+    StartupError,
+    free_port,
+    port_is_free,
+)
 from app.observability.logs import configure_logging
 from app.rag.model_setup import ModelSetupError, setup
 
@@ -103,36 +113,18 @@ def admin_token(data_dir: Path) -> tuple[str, str]:
 
 
 def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]) -> int:
-    """Upload docs/ through the API; replace older versions of the same file names."""
+    """Deploy ``docs_dir`` the way every stack's deploy does (``ops.documents sync``); return
+    the number of documents the stack serves from it."""
+    from ops.documents import sync
+    from ops.summary import OpsError
+
     headers = {"Authorization": f"Bearer {token}"}
-    files = sorted(p for p in docs_dir.rglob("*") if p.is_file() and p.suffix.lower() in allowed)
-    if not files:
-        return 0
     with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
-        listing = client.get(DOCUMENTS_PATH)
-        listing.raise_for_status()
-        before = listing.json()["documents"]
-        upload = [("files", (p.name, p.read_bytes())) for p in files]
-        response = client.post(DOCUMENTS_PATH, files=upload)
-        response.raise_for_status()
-        kept = {d["id"] for d in response.json()["documents"]}
-        names = {p.name for p in files}
-        for old in before:
-            if old["filename"] in names and old["id"] not in kept:
-                client.delete(f"{DOCUMENTS_PATH}/{old['id']}").raise_for_status()
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            docs = client.get(DOCUMENTS_PATH).json()["documents"]
-            pending = [
-                d for d in docs if d["id"] in kept and d["status"] in ("queued", "ingesting")
-            ]
-            if not pending:
-                failed = [d for d in docs if d["id"] in kept and d["status"] == "failed"]
-                for doc in failed:
-                    say(f"could not ingest {doc['filename']}: {doc['error']}")
-                return len(kept) - len(failed)
-            time.sleep(0.5)
-    raise StartupError("ingesting docs/ took longer than 5 minutes; see var/logs/ingest-worker.log")
+        try:
+            plan = sync(client, docs_dir, allowed, timeout=600, progress=say)
+        except OpsError as exc:
+            raise StartupError(f"deploying {docs_dir}: {exc}") from None
+    return len(plan.upload) + len(plan.unchanged)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.base_url, stack.admin_token, args.docs, settings.ALLOWED_EXTENSIONS
         )
         say(f"{count} document(s) ready")
+        stack_file = stack.write_stack_file(args.data_dir / STACK_FILE_NAME)
         print(
             f"\nflowchat is running on {stack.base_url}  (logs in {args.data_dir / 'logs'})\n"
+            f"  connection details (ops commands: --stack local): {stack_file}\n"
             f"  admin token (document routes): {token_source}\n"
             f"  try:  curl -s -X POST {stack.base_url}{CHAT_PATH} "
             "-H 'Content-Type: application/json' "
@@ -244,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         stack.stop()
+        (args.data_dir / STACK_FILE_NAME).unlink(missing_ok=True)
         say("stopped")
 
 

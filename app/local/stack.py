@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME
 from app.core.settings import REPO_ROOT
@@ -35,6 +36,36 @@ RESTART_RESET_SECONDS = 60.0
 
 class StartupError(RuntimeError):
     pass
+
+
+# where `make run` writes how to reach it (the ops commands' `--stack local` reads it);
+# FLOWCHAT_LOCAL_STACK points them at another file (the tests' production-shaped stack)
+STACK_FILE_NAME = "local-stack.json"
+STACK_FILE_ENV = "FLOWCHAT_LOCAL_STACK"
+DEFAULT_STACK_FILE = REPO_ROOT / "var" / STACK_FILE_NAME
+
+
+class StackFile(BaseModel):
+    """Connection details of a running local stack. Secrets are never in it, only the paths of
+    the owner-only files that hold them."""
+
+    redis_url: str  # redis://127.0.0.1:PORT/0, without the password
+    redis_password_file: Path
+    admin_token_file: Path
+    api_url: str
+    api_key_file: Path | None = None  # one key per line (API_KEYS_FILE); None: chat is open
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600), replacing the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+    return path
 
 
 def free_port() -> int:
@@ -421,6 +452,26 @@ class LocalStack:
             self._restarts[name] = (count + 1, now + delay, time.monotonic())
             restarted.append(name)
         return restarted
+
+    def write_stack_file(self, path: Path | None = None) -> Path:
+        """Write the connection details (``StackFile``, mode 0600) and the secret files they
+        name, under ``root``; return the file's path (default ``root/local-stack.json``)."""
+        secrets_dir = self.root / "secrets"
+        password = write_private(secrets_dir / "redis-password", self.redis_password + "\n")
+        token = write_private(secrets_dir / "admin-token", self.admin_token + "\n")
+        env = {**os.environ, **self.env_overrides}
+        keys_file = env.get("API_KEYS_FILE") or None
+        if keys_file is None and env.get("API_KEYS"):
+            keys = [k.strip() for k in env["API_KEYS"].split(",") if k.strip()]
+            keys_file = str(write_private(secrets_dir / "api-keys", "\n".join(keys) + "\n"))
+        details = StackFile(
+            redis_url=self.plain_redis_url,
+            redis_password_file=password,
+            admin_token_file=token,
+            api_url=self.base_url,
+            api_key_file=Path(keys_file) if keys_file else None,
+        )
+        return write_private(path or self.root / STACK_FILE_NAME, details.model_dump_json(indent=2))
 
     def stop(self) -> None:
         for name in ("api", "worker", "ingest-worker", "flow-emulator", "chroma", "redis"):

@@ -102,16 +102,22 @@ class _JsonHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def ops_redis(tmp_path: Path) -> Iterator[str]:
-    """URL of a real redis-server on a free loopback port (no persistence)."""
+    """URL of a real redis-server on a free loopback port (no persistence) that requires a
+    password, as in every stack; the URL carries it (``ops_redis_plain`` splits them)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
+    password = uuid.uuid4().hex
+    config = tmp_path / "redis-auth.conf"
+    config.write_text(f"requirepass {password}\n")
+    config.chmod(0o600)
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, str(config), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    )  # fmt: skip
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     conn = redis.Redis.from_url(url)
     for _ in range(200):
         try:
@@ -128,6 +134,75 @@ def ops_redis(tmp_path: Path) -> Iterator[str]:
     proc.wait(timeout=10)
 
 
+@pytest.fixture
+def ops_redis_plain(ops_redis: str) -> tuple[str, str]:
+    """(URL without the password, the password) of ``ops_redis``: what on-call has after a
+    port-forward, with the password in the stack's Secret."""
+    parts = urlsplit(ops_redis)
+    return f"redis://127.0.0.1:{parts.port}/0", str(parts.password)
+
+
+# --- the production-shaped local stack ----------------------------------------------------------
+
+
+@dataclass
+class OpsStack:
+    """A running local stack shaped like production (Redis password, API keys, an admin token,
+    nothing seeded) and the connection file ``make run`` writes for it."""
+
+    stack: Any  # app.local.stack.LocalStack
+    stack_file: Path
+    api_key: str
+    other_key: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a runbook command runs in: the stack file, nothing else secret."""
+        import os
+
+        from app.local.stack import STACK_FILE_ENV
+
+        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        env[STACK_FILE_ENV] = str(self.stack_file)
+        return env
+
+
+_SECRET_ENV = ("REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "FLOWCHAT_API_KEY", "API_KEYS")
+
+
+@pytest.fixture(scope="session")
+def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
+    """The whole service as `make run` starts it, but production-shaped: two API keys that
+    distrust each other (chat refuses a keyless request), a Redis password, nothing seeded.
+    ``ops_stack.stack_file`` is its connection file (``--stack local`` with
+    ``FLOWCHAT_LOCAL_STACK`` pointing at it)."""
+    from app.local.stack import LocalStack, Ports
+
+    root = tmp_path_factory.mktemp("ops-stack")
+    api_key, other_key = uuid.uuid4().hex, uuid.uuid4().hex
+    keys = root / "api-keys"
+    keys.write_text(f"{api_key}\n{other_key}\n")
+    keys.chmod(0o600)
+    stack = LocalStack(
+        root=root,
+        ports=Ports.free(),
+        workers=1,
+        threads=4,
+        env_overrides={
+            "API_KEYS_FILE": str(keys),
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "FLOW_TOKENS_PER_DAY": "100000000",
+        },
+    )
+    assert not stack.anonymous_chat
+    stack.start()
+    try:
+        path = stack.write_stack_file()
+        yield OpsStack(stack=stack, stack_file=path, api_key=api_key, other_key=other_key)
+    finally:
+        stack.stop()
+
+
 # --- Kubernetes ---------------------------------------------------------------------------------
 
 DEPLOY_RE = "/apis/apps/v1/namespaces/{ns}/deployments/{name}"
@@ -140,6 +215,7 @@ class FakeKube:
     kubeconfig: Path = Path()
     deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     external_secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, str, Any]] = field(default_factory=list)  # method, path, ct
     reads_to_roll: int = 2  # reads of a deployment before a new rollout completes
     rollout_stuck: bool = False
@@ -151,6 +227,18 @@ class FakeKube:
     _pending: dict[tuple[str, str], int] = field(default_factory=dict)
     _clock: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_secret(self, namespace: str, name: str, values: dict[str, str]) -> None:
+        import base64
+
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+        self.secrets[(namespace, name)] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "data": data,
+        }
 
     def add_deployment(self, namespace: str, name: str, replicas: int = 2) -> None:
         self.deployments[(namespace, name)] = {
@@ -257,6 +345,9 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
                 and parts[5] == "externalsecrets"
             ):
                 return "es", (parts[4], parts[6])
+            # api/v1/namespaces/NS/secrets/NAME
+            if len(parts) == 6 and parts[:2] == ["api", "v1"] and parts[4] == "secrets":
+                return "secret", (parts[3], parts[5])
             return None
 
         def _faulted(self, method: str) -> bool:
@@ -294,6 +385,8 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
                     return self.send_json(200, kube.read_deployment(route[1]))
                 if route and route[0] == "es" and route[1] in kube.external_secrets:
                     return self.send_json(200, kube.external_secrets[route[1]])
+                if route and route[0] == "secret" and route[1] in kube.secrets:
+                    return self.send_json(200, kube.secrets[route[1]])
             self._not_found()
 
         def do_PATCH(self) -> None:

@@ -71,3 +71,89 @@ def test_monitoring_says_alerts_route_per_rule() -> None:
     (routing,) = [r for r in rules.RULES if r.name == "alert-routing"]
     assert "notificationSettings.contactPoint" in routing.description
     assert "no org-wide NotificationPolicy" in routing.description
+
+
+# --- issue 21 item 9: names and figures the runbook states are the stacks' own -------------
+
+
+def test_grafana_names_are_the_real_titles() -> None:
+    from stacks.monitoring import dashboard_title, folder_title
+
+    text = " ".join(section("## On-call checklist").split())
+    for stack in ("prod", "staging"):
+        assert f'"{folder_title(stack)}"' in text
+    assert f'dashboard "{dashboard_title("prod")}"' in text
+    assert 'folder "flowchat",' not in text
+
+
+def test_chunking_is_checked_on_the_ingestion_workers() -> None:
+    from app.contracts import INGEST_WORKER_DEPLOYMENT
+
+    text = " ".join(section("### Empty answers").split())
+    assert f"get deployment {INGEST_WORKER_DEPLOYMENT} -o yaml" in text
+    assert "get deployment flowchat-worker -o yaml" not in text
+    assert "EMBEDDINGS_MODEL" not in RUNBOOK  # read by nothing: not a knob to check
+
+
+def test_readiness_detail_says_it_needs_the_admin_token() -> None:
+    text = " ".join(section("### Flow errors").split())
+    assert "GET URL/api/health/ready` with the admin token" in text
+
+
+def test_key_revocation_states_the_external_secret_refresh_interval() -> None:
+    from stacks.secrets import REFRESH_INTERVAL
+
+    text = " ".join(section("### Daily Flow tokens over budget").split())
+    assert f"refresh interval of {REFRESH_INTERVAL}" in text
+    assert "force-sync" in text
+
+
+def test_no_command_assembles_a_redis_url() -> None:
+    """Items 1-3: on-call never types a Redis URL (or port-forwards Redis by hand)."""
+    assert "redis://127.0.0.1:6379" not in RUNBOOK
+    assert "port-forward svc/flowchat-redis" not in RUNBOOK
+    assert "if Redis is published" not in RUNBOOK
+
+
+# --- issue 21: the runbook map -----------------------------------------------------------------
+
+
+def _map_rows() -> list[list[str]]:
+    text = section("## Runbook map")
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_the_map_has_one_row_per_seed_runbook_line() -> None:
+    """16 lines: 3 checklist items, 4 monitoring items, 4 troubleshooting rows, 3 runbooks,
+    escalation tiers and the incident log (the seed runbook, ../shared/runbook.md)."""
+    rows = _map_rows()
+    assert [int(r[0]) for r in rows] == list(range(1, 17))
+    assert all(len(r) == 6 for r in rows)
+
+
+def test_every_test_alert_and_status_of_the_map_is_real() -> None:
+    from stacks.alerts import ALERTS
+
+    alert_names = set(ALERTS)
+    counts = {"full": 0, "partial": 0, "missing": 0}
+    for number, _line, _command, alert, tests, status in _map_rows():
+        for name in re.findall(r"`(Flowchat\w+)`", alert):
+            assert name in alert_names, f"row {number}: no alert {name}"
+        for path, func in re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", tests):
+            source = (ROOT / path).read_text()
+            assert re.search(rf"^def {func}\(", source, re.M), f"row {number}: no {path}::{func}"
+        kind = status.split(":", 1)[0]
+        counts[kind] += 1
+        if kind != "full":
+            assert ":" in status, f"row {number}: say what is missing"
+    stated = re.search(r"full (\d+), partial (\d+), missing (\d+)", section("## Runbook map"))
+    assert stated and tuple(map(int, stated.groups())) == tuple(counts.values())
+
+
+def test_the_extensions_the_runbook_lists_are_the_loaders() -> None:
+    from app.ingest import LOADERS
+
+    text = " ".join(section("### Document ingestion fails").split())
+    listed = ", ".join(f"`{e}`" for e in LOADERS)
+    assert f"Only extensions with a loader are accepted ({listed})" in text

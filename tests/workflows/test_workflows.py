@@ -602,3 +602,22 @@ def test_every_python_install_is_hash_locked(name: str) -> None:
             )
             project = re.search(r"pip install -q --no-deps --no-build-isolation -e \S+$", line)
             assert locked or project, f"{name}: {line.strip()}"
+
+
+def test_deploy_syncs_the_knowledge_base_after_pulumi_up_and_before_smoke() -> None:
+    """Issue 21: a new stack's first smoke test finds its documents because deploy synced them."""
+    deploy = load("deploy")
+    for stack in ("staging", "prod"):
+        up, smoke = f"up-{stack}", f"smoke-{stack}"
+        steps = deploy["jobs"][up]["steps"]
+        names = [s.get("name", "") for s in steps]
+        sync = names.index("Deploy the knowledge base (docs/)")
+        assert sync > names.index("pulumi up") and sync > names.index("Wait for rollout")
+        assert f"python -m ops.documents sync --stack {stack} docs" in steps[sync]["run"]
+        assert up in str(deploy["jobs"][smoke]["needs"])
+
+
+def test_preview_prints_the_documents_plan() -> None:
+    steps = load("preview")["jobs"]["offline"]["steps"]
+    (step,) = [s for s in steps if s.get("name") == "Knowledge base changes (docs/)"]
+    assert "python -m ops.documents sync --dry-run --against ../base/docs docs" in step["run"]

@@ -80,7 +80,9 @@ def _page_size(reader: PdfReader, index: int) -> tuple[float, float]:
         raise DocumentLoadError(f"corrupt PDF: page {index + 1} has no size: {exc}") from exc
 
 
-def load_pdf(path: Path, fallback_title: str) -> LoadedDocument:
+def load_pdf(path: Path, fallback_title: str, *, force_ocr: bool = False) -> LoadedDocument:
+    """One section per page; image-only pages are OCRed. ``force_ocr`` OCRs every page with an
+    image, replacing its text layer (a scan whose embedded text is garbage)."""
     check_envelope(path)
     reader = _open(path)
     check_page_count(len(reader.pages))
@@ -90,7 +92,9 @@ def load_pdf(path: Path, fallback_title: str) -> LoadedDocument:
             texts[index + 1] = clean_text(page.extract_text() or "")
         except (PyPdfError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise DocumentLoadError(f"corrupt PDF: page {index + 1}: {_first_line(exc)}") from exc
-    image_only = [n for n, text in texts.items() if not text and _has_images(reader, n - 1)]
+    image_only = [
+        n for n, text in texts.items() if (force_ocr or not text) and _has_images(reader, n - 1)
+    ]
     if image_only:
         for number in image_only:  # the bitmap pdftoppm would render, before it does
             width, height = _page_size(reader, number - 1)

@@ -72,3 +72,30 @@ def test_job_timeout_must_outlive_the_flow_retry_budget(monkeypatch: pytest.Monk
         load_settings()
     monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "200")
     assert load_settings().JOB_TIMEOUT_SECONDS == 200
+
+
+def test_an_extension_without_a_loader_is_refused_at_config_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21 item 10: `.rtf` used to be accepted, then fail every upload at ingestion."""
+    from app.ingest import LOADERS
+
+    monkeypatch.setenv("ALLOWED_EXTENSIONS", ".md,.rtf")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "ALLOWED_EXTENSIONS" in message and "no loader for .rtf" in message
+    assert ", ".join(sorted(LOADERS)) in message
+    monkeypatch.setenv("ALLOWED_EXTENSIONS", ",".join(LOADERS))
+    assert list(LOADERS) == load_settings().ALLOWED_EXTENSIONS
+
+
+def test_an_embeddings_model_that_is_not_installed_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21 item 8: EMBEDDINGS_MODEL was read by nothing, so any value was accepted."""
+    monkeypatch.setenv("EMBEDDINGS_MODEL", "text-embedding-3-large")
+    with pytest.raises(SettingsError, match="EMBEDDINGS_MODEL"):
+        load_settings()
+    monkeypatch.setenv("EMBEDDINGS_MODEL", "all-MiniLM-L6-v2")
+    assert load_settings().EMBEDDINGS_MODEL == "all-MiniLM-L6-v2"

@@ -203,3 +203,25 @@ def test_a_full_disk_answers_507_and_leaves_nothing_half_stored(
     assert store.list() == []  # the first file's record was rolled back too
     assert list(store.files_dir.iterdir()) == [] and list(store.tmp_dir.iterdir()) == []
     assert queue.count == 0
+
+
+def test_reprocess_queues_one_document_with_the_ocr_flag(api: tuple[TestClient, Queue]) -> None:
+    """Issue 21 item 10: the route `ops.documents reprocess --ocr` calls."""
+    client, queue = api
+    pdf = client.post(
+        "/api/documents", files=[("files", ("scan.pdf", b"%PDF-1.4 fake", "application/pdf"))],
+        headers=AUTH,
+    ).json()["documents"][0]  # fmt: skip
+    md = client.post(
+        "/api/documents", files=[("files", ("runbook.md", RUNBOOK, "text/markdown"))], headers=AUTH
+    ).json()["documents"][0]
+    busy = client.post(f"/api/documents/{pdf['id']}/reprocess?ocr=true", headers=AUTH)
+    assert busy.status_code == 409  # its first ingestion is still queued
+    run_worker(queue)
+    assert client.post("/api/documents/nope/reprocess", headers=AUTH).status_code == 404
+    not_pdf = client.post(f"/api/documents/{md['id']}/reprocess?ocr=true", headers=AUTH)
+    assert not_pdf.status_code == 422 and "PDF files only" in not_pdf.json()["detail"]
+    again = client.post(f"/api/documents/{pdf['id']}/reprocess?ocr=true", headers=AUTH)
+    assert again.status_code == 202 and again.json()["status"] == "queued"
+    job = queue.fetch_job(f"ingest-{pdf['id']}")
+    assert job is not None and list(job.args) == [pdf["id"], True]  # (id, force_ocr), JSON

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from fpdf import FPDF
+from fpdf.enums import TextMode
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfWriter
 
@@ -118,3 +119,33 @@ def test_not_a_pdf_is_a_load_error(tmp_path: Path) -> None:
     fake.write_text("<html>not a pdf</html>")
     with pytest.raises(DocumentLoadError, match="not a PDF"):
         load_pdf(fake, "fake")
+
+
+def garbage_layer_pdf(path: Path, lines: list[str], garbage: str) -> Path:
+    """A scan whose embedded text layer is garbage (a bad OCR of the scanner): the page has a
+    picture of ``lines`` and the text ``garbage``."""
+    image = Image.new("L", (1654, 1100), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(FONT), 44) if FONT.exists() else ImageFont.load_default(44)
+    for row, line in enumerate(lines):
+        draw.text((150, 200 + row * 80), line, fill=0, font=font)
+    picture = path.with_suffix(".png")
+    image.save(picture)
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.image(str(picture), x=0, y=30, w=210)
+    pdf.set_font("helvetica", size=8)
+    pdf.text_mode = TextMode.INVISIBLE  # as a scanner's OCR layer: extracted, never drawn
+    pdf.cell(0, 5, garbage)
+    pdf.output(str(path))
+    return path
+
+
+@needs_ocr_tools
+def test_force_ocr_replaces_a_garbage_text_layer(tmp_path: Path) -> None:
+    """Issue 21 item 10: without force_ocr the garbage layer is all that is read."""
+    path = garbage_layer_pdf(tmp_path / "scan.pdf", ["Rotate the credentials monthly"], "xq7 zzv")
+    assert [s.text for s in load_pdf(path, "scan").sections] == ["xq7 zzv"]
+    (section,) = load_pdf(path, "scan", force_ocr=True).sections
+    assert "rotate" in section.text.lower() and "credentials" in section.text.lower()
+    assert "xq7" not in section.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from app.local.stack import free_port
 
@@ -30,7 +33,9 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def _start_make_run(port: int, data: Path, docs: Path) -> tuple[subprocess.Popen, str]:
+def _start_make_run(
+    port: int, data: Path, docs: Path, timeout: float = 180
+) -> tuple[subprocess.Popen, str]:
     """`make run` on ``port``: the process, and its output up to "Press Ctrl-C to stop"."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_")}
     proc = subprocess.Popen(
@@ -45,7 +50,7 @@ def _start_make_run(port: int, data: Path, docs: Path) -> tuple[subprocess.Popen
         env=env,
     )
     output: list[str] = []
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -91,6 +96,16 @@ def test_make_run_serves_a_cited_answer_and_ctrl_c_stops_everything(tmp_path: Pa
     try:
         assert "flowchat is running on http://127.0.0.1:" in text, text
         assert "1 document(s) ready" in text
+        # issue 21 item 2: where Redis (port, password) is, written down and printed
+        stack_file = data / "local-stack.json"
+        assert f"(ops commands: --stack local): {stack_file}" in text
+        assert stack_file.stat().st_mode & 0o777 == 0o600
+        details = json.loads(stack_file.read_text())
+        assert details["api_url"] == base
+        assert re.fullmatch(r"redis://127\.0\.0\.1:\d+/0", details["redis_url"])
+        password = Path(details["redis_password_file"]).read_text().strip()
+        assert password and password not in text
+        assert redis.Redis.from_url(details["redis_url"], password=password).ping()
         assert _processes_mentioning(str(data)), "redis/chroma should be running under the data dir"
         answer = _ask(base)
         assert answer["status"] == "finished", answer
@@ -100,6 +115,7 @@ def test_make_run_serves_a_cited_answer_and_ctrl_c_stops_everything(tmp_path: Pa
     finally:
         stopped = _stop(proc)
     assert "stopped" in stopped
+    assert not (data / "local-stack.json").exists()  # `--stack local` now says it is not running
     assert _processes_mentioning(str(data)) == []
     with socket.socket() as sock:  # nothing listens any more: a bind as uvicorn's succeeds
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -170,3 +186,43 @@ def test_missing_ocr_tools_without_root_say_exactly_what_to_install(monkeypatch,
     out = capsys.readouterr().out
     assert "scanned PDFs will fail" in out
     assert "sudo apt-get install poppler-utils" in out
+
+
+def test_the_documented_smoke_test_passes_against_make_run(tmp_path: Path) -> None:
+    """Issue 21 items 6 and 7: `make run` deploys docs/ (so the smoke prompts find their
+    documents) and `python -m ops.smoke --stack local --allow-open`, as docs/runbook.md gives
+    it, passes against it."""
+    from app.core.settings import REPO_ROOT
+
+    data = tmp_path / "var"
+    port = free_port()
+    # docs/ is deployed before make run says it runs: ingestion of every document, on a busy
+    # machine with retries after Chroma timeouts, takes minutes
+    proc, text = _start_make_run(port, data, REPO_ROOT / "docs", timeout=900)
+    try:
+        assert "flowchat is running on" in text, text
+        env = {k: v for k, v in os.environ.items() if k not in ("FLOWCHAT_API_KEY", "REDIS_URL")}
+        env["FLOWCHAT_LOCAL_STACK"] = str(data / "local-stack.json")
+        smoke = subprocess.run(
+            [sys.executable, "-m", "ops.smoke", "--stack", "local", "--allow-open"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert "SKIP  keyless chat refused" in smoke.stdout  # open: only with --allow-open
+        closed = subprocess.run(
+            [sys.executable, "-m", "ops.smoke", "--stack", "local"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert closed.returncode == 1 and "the chat API is open to anyone" in closed.stderr
+    finally:
+        _stop(proc)

@@ -151,3 +151,27 @@ def test_a_port_with_a_listening_server_is_not_free() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         assert not port_is_free(server.getsockname()[1])
+
+
+def test_the_stack_file_names_where_the_secrets_are_and_holds_none(tmp_path: Path) -> None:
+    """Issue 21 item 2: `make run`'s Redis port and password are written down (0600 files),
+    never printed or put in the connection file itself."""
+    import json
+    import stat
+
+    stack = LocalStack(root=tmp_path, ports=Ports.free(), env_overrides={"API_KEYS": "k1, k2"})
+    path = stack.write_stack_file()
+    details = json.loads(path.read_text())
+    assert details["redis_url"] == f"redis://127.0.0.1:{stack.ports.redis}/0"
+    assert details["api_url"] == stack.base_url
+    assert stack.redis_password not in path.read_text()
+    files = {
+        "redis_password_file": stack.redis_password,
+        "admin_token_file": stack.admin_token,
+        "api_key_file": "k1\nk2",
+    }
+    for key, value in files.items():
+        secret = Path(details[key])
+        assert secret.read_text().strip() == value
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -76,7 +76,7 @@ def test_regression_prompts_retrieve_the_runbook() -> None:
     ingested (what the service does on first start)."""
     from app.rag.eval import Question, evaluate
 
-    prompts = yaml.safe_load((EVAL / "regression_prompts.yaml").read_text())
+    prompts = yaml.safe_load((RUNBOOK.parent / "smoke-prompts.yaml").read_text())
     assert 5 <= len(prompts) <= 8
     assert all(p["expect_source"] == "runbook.md" and p["expect_any"] for p in prompts)
     report = evaluate(
