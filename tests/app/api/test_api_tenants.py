@@ -38,6 +38,7 @@ SHARED = {
     ("GET", "/api/documents/{document_id}/passages/{n}"),  # cited passages of the shared docs
     ("GET", "/api/documents/{document_id}/file"),  # admin
     ("DELETE", "/api/documents/{document_id}"),  # admin
+    ("POST", "/api/documents/{document_id}/reprocess"),  # admin: re-ingest (e.g. forced OCR)
     ("GET", "/api/documents/ingest/{job_id}"),  # admin: ingestion jobs
 }
 
