@@ -78,6 +78,16 @@ DEFAULT_PORT: Final = 8000
 
 # --- secrets (metrics, thresholds and the Flow credential names: policies.runbook.thresholds) --
 REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
+# Chroma's token (issue 18): every Chroma client sends it, `chroma run` and the pod require it
+CHROMA_TOKEN_SECRET: Final = "CHROMA_TOKEN"
+
+# --- Redis durability (issue 18) --------------------------------------------------------------
+# Redis writes and fsyncs the AOF before it answers a write (`always`): the enqueue that a 202
+# acknowledges survives a SIGKILL of redis-server and a crash of its node. `everysec` answers
+# before writing when an fsync is still running (a busy disk), and a crash loses those writes.
+# Redis 7.2's WAITAOF would make only the enqueue wait, but Debian's redis-server here is 7.0.
+REDIS_APPENDFSYNC: Final = "always"
+REDIS_AOF_ARGS: Final = ("--appendonly", "yes", "--appendfsync", REDIS_APPENDFSYNC)
 
 # --- deployed names (Kubernetes objects and secret-manager entries) ---------------------------
 WORKER_DEPLOYMENT: Final = "flowchat-worker"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME
+from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME, REDIS_APPENDFSYNC
 from app.settings import REPO_ROOT
 
 REDIS_MAXMEMORY = "256mb"
@@ -102,6 +102,7 @@ class LocalStack:
     # redis-server gets a password generated per start: only the service's processes know it
     redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     redis_maxmemory: str = REDIS_MAXMEMORY
+    redis_appendfsync: str = REDIS_APPENDFSYNC
     quiet: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     # name -> (restarts in a row, monotonic time of the next attempt, time it last started)
@@ -216,13 +217,12 @@ class LocalStack:
                 "127.0.0.1",
                 "--dir",
                 str(data),
+                # every write reaches the AOF (fsynced) before Redis answers it, so a 202 survives
+                # a kill -9 (app.contracts.REDIS_APPENDFSYNC; the bench compares `everysec`)
                 "--appendonly",
                 "yes",
-                # fsync the AOF once a second: a crash loses at most the last second of writes
-                # (a 202 is sent after the enqueue reached Redis, so a kill -9 can lose a chat
-                # queued in that second); `always` would fsync every write, ~10x slower writes
                 "--appendfsync",
-                "everysec",
+                self.redis_appendfsync,
                 "--save",
                 "",
                 "--protected-mode",

@@ -43,6 +43,7 @@ from app.contracts import (
     QUEUE_KEY,
     QUEUE_NAME,
     READY_PATH,
+    REDIS_AOF_ARGS,
     REDIS_PASSWORD_SECRET,
     RESTARTED_AT_ANNOTATION,
     SECRET_KEYS,
@@ -248,7 +249,8 @@ class Service(pulumi.ComponentResource):
                 # $(REDIS_PASSWORD) is expanded by the kubelet from the env below
                 "args": [
                     *("--requirepass", "$(REDIS_PASSWORD)"),
-                    *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data"),
+                    *REDIS_AOF_ARGS,  # fsync before answering: a 202 survives a crash
+                    *("--dir", "/data"),
                     *("--maxmemory", str(redis_maxmemory(redis.resources.memory_limit))),
                     *("--maxmemory-policy", "noeviction"),  # never drop a queued job
                 ],

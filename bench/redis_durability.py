@@ -1,0 +1,122 @@
+"""What a durable 202 costs: the service with Redis at `appendfsync everysec` and at `always`.
+
+    python bench/redis_durability.py [--acks 200] [--chats 40] [--clients 16] [--burst 160]
+
+For each policy, starts the whole service as `make run` does (LocalStack: Redis, Chroma, the
+Flow emulator at 0 ms latency so Redis's share is visible, one chat worker with 32 loops, the
+API) in a temporary directory on the same disk, and measures
+
+* the acknowledgement: POST /api/chat until its 202, one at a time (what a caller waits for the
+  enqueue to be on disk), p50 / p95;
+* a whole chat, one at a time: the 202, then GET /api/chat/{id}?wait= until it is finished (the
+  worker's writes pay the fsync too: stream entries, result, metrics), p50 / p95;
+* throughput: ``--clients`` clients sending ``--burst`` whole chats together, chats/s.
+
+and prints both policies side by side with their ratio (`always` / `everysec`). No documents are
+ingested: retrieval finds nothing and the chat path is otherwise the production one. Figures go
+to docs/performance.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.contracts import REDIS_APPENDFSYNC
+from app.local_stack import LocalStack, Ports
+from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
+
+POLICIES = ("everysec", REDIS_APPENDFSYNC)
+
+
+def _ack(api: httpx.Client, i: int) -> tuple[str, float]:
+    started = time.perf_counter()
+    accepted = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
+    elapsed = time.perf_counter() - started
+    if accepted.status_code != 202:
+        raise SystemExit(f"chat {i} was refused: {accepted.status_code} {accepted.text[:200]}")
+    return accepted.json()["id"], elapsed
+
+
+def _chat(api: httpx.Client, i: int) -> float:
+    started = time.perf_counter()
+    job_id, _ = _ack(api, i)
+    while True:
+        view = api.get(f"/api/chat/{job_id}", params={"wait": 10})
+        status = view.json().get("status") if view.status_code == 200 else None
+        if status == "finished":
+            return time.perf_counter() - started
+        if status == "failed":
+            raise SystemExit(f"chat {job_id} failed: {view.text[:200]}")
+
+
+def measure(policy: str, args: argparse.Namespace, root: Path) -> dict[str, float]:
+    stack = LocalStack(
+        root=root / policy,
+        ports=Ports.free(),
+        workers=1,
+        threads=32,
+        ingest_workers=0,
+        env_overrides=dict(NO_KEY_LIMITS),
+        redis_appendfsync=policy,
+    )
+    print(f"starting the service with appendfsync {policy} ...", flush=True)
+    stack.start()
+    try:
+        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": 0}, timeout=5)
+        with httpx.Client(base_url=stack.base_url, timeout=60) as api:
+            for i in range(5):  # warm-up: the worker's first chat loads the model
+                _chat(api, i)
+            acks = [_ack(api, i)[1] for i in range(args.acks)]
+            chats = [_chat(api, i) for i in range(args.chats)]
+            with ThreadPoolExecutor(args.clients) as pool:
+                started = time.perf_counter()
+                list(pool.map(lambda i: _chat(api, i), range(args.burst)))
+                burst = time.perf_counter() - started
+    finally:
+        stack.stop()
+    return {
+        "ack_p50": percentile(acks, 50) * 1000,
+        "ack_p95": percentile(acks, 95) * 1000,
+        "chat_p50": percentile(chats, 50) * 1000,
+        "chat_p95": percentile(chats, 95) * 1000,
+        "rate": args.burst / burst,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--acks", type=int, default=200, help="202s measured one at a time")
+    parser.add_argument("--chats", type=int, default=40, help="whole chats one at a time")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--burst", type=int, default=160, help="chats sent by those clients")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="flowchat-durability-", dir=os.getcwd()) as tmp:
+        figures = {policy: measure(policy, args, Path(tmp)) for policy in POLICIES}
+    slow, safe = (figures[p] for p in POLICIES)
+    print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'':36} {'everysec':>10} {'always':>10} {'always/everysec':>16}")
+    rows = (
+        ("202 one at a time, p50 (ms)", "ack_p50"),
+        ("202 one at a time, p95 (ms)", "ack_p95"),
+        ("whole chat one at a time, p50 (ms)", "chat_p50"),
+        ("whole chat one at a time, p95 (ms)", "chat_p95"),
+        (f"chats/s, {args.clients} clients", "rate"),
+    )
+    for label, key in rows:
+        ratio = safe[key] / slow[key] if slow[key] else float("nan")
+        print(f"{label:36} {slow[key]:>10.1f} {safe[key]:>10.1f} {ratio:>15.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
