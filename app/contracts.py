@@ -78,8 +78,14 @@ DEFAULT_PORT: Final = 8000
 
 # --- secrets (metrics, thresholds and the Flow credential names: policies.runbook.thresholds) --
 REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
-# Chroma's token (issue 18): every Chroma client sends it, `chroma run` and the pod require it
+# Chroma's token (issue 18): every Chroma client sends it (`Authorization: Bearer`), the server
+# requires it. chromadb's Python server (`uvicorn chromadb.app:app`) enforces it when given these
+# two variables; the Rust server of `chroma run` and of the chromadb/chroma 1.x image ignores them.
 CHROMA_TOKEN_SECRET: Final = "CHROMA_TOKEN"
+CHROMA_SERVER_APP: Final = "chromadb.app:app"
+CHROMA_AUTHN_PROVIDER_ENV: Final = "CHROMA_SERVER_AUTHN_PROVIDER"
+CHROMA_AUTHN_CREDENTIALS_ENV: Final = "CHROMA_SERVER_AUTHN_CREDENTIALS"
+CHROMA_AUTHN_PROVIDER: Final = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
 
 # --- Redis durability (issue 18) --------------------------------------------------------------
 # Redis writes and fsyncs the AOF before it answers a write (`always`): the enqueue that a 202
@@ -95,7 +101,12 @@ INGEST_WORKER_DEPLOYMENT: Final = "flowchat-ingest-worker"
 CHROMA_STATEFULSET: Final = "flowchat-chroma"
 CHROMA_PVC: Final = f"data-{CHROMA_STATEFULSET}-0"  # claim template "data", first replica
 # every secret-manager entry a stack delivers through External Secrets (SECRET_KEYS + issue 10's)
-STACK_SECRET_KEYS: Final = (*SECRET_KEYS, API_KEYS_SECRET, REDIS_PASSWORD_SECRET)
+STACK_SECRET_KEYS: Final = (
+    *SECRET_KEYS,
+    API_KEYS_SECRET,
+    REDIS_PASSWORD_SECRET,
+    CHROMA_TOKEN_SECRET,
+)
 # the value a secret-manager entry holds until ops.rotate_credentials writes a real one; the
 # service treats it as "not set" (an admin token equal to it never opens the admin routes)
 SECRET_PLACEHOLDER: Final = "placeholder: run ops.rotate_credentials"

@@ -82,6 +82,8 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     REDIS_SOCKET_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
     REDIS_MAX_CONNECTIONS: int = Field(default=50, ge=2)
     CHROMA_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    # every Chroma server client sends it (Authorization: Bearer); the server requires it
+    CHROMA_TOKEN: SecretStr = SecretStr("")
 
     MAINTENANCE_AFTER_FAILURES: int = Field(default=3, ge=1)
 

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from app.contracts import (
     APP_NAME,
+    CHROMA_TOKEN_SECRET,
     REDIS_PASSWORD_SECRET,
     SECRET_PLACEHOLDER,
     STACK_SECRET_KEYS,
@@ -42,7 +43,8 @@ from ops.summary import OpsError, say
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 PULUMI_ISSUER = "https://api.pulumi.com/oidc"
-GENERATED = (REDIS_PASSWORD_SECRET,)  # generated when the environment does not set them
+# generated when the environment does not set them
+GENERATED = (REDIS_PASSWORD_SECRET, CHROMA_TOKEN_SECRET)
 GITHUB_ENVIRONMENT = {"staging": "staging", "prod": "production"}
 
 
@@ -139,7 +141,8 @@ def secret_store_urns(stack: str) -> list[str]:
 
 
 def first_values(env: Mapping[str, str]) -> dict[str, SecretStr]:
-    """Every STACK_SECRET_KEYS value from `env` (REDIS_PASSWORD generated when unset)."""
+    """Every STACK_SECRET_KEYS value from `env` (REDIS_PASSWORD, CHROMA_TOKEN generated when
+    unset)."""
     missing = [k for k in STACK_SECRET_KEYS if not env.get(k) and k not in GENERATED]
     if missing:
         raise OpsError(f"set {', '.join(missing)} in the environment; nothing was written")

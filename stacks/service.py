@@ -32,6 +32,7 @@ from app.contracts import (
     APP_NAME,
     CHROMA_PVC,
     CHROMA_STATEFULSET,
+    CHROMA_TOKEN_SECRET,
     DEFAULT_PORT,
     EXTERNAL_SECRET,
     INGEST_QUEUE_KEY,
@@ -49,6 +50,7 @@ from app.contracts import (
     SECRET_KEYS,
     WORKER_DEPLOYMENT,
 )
+from stacks.chroma_auth import chroma_server
 from stacks.config import Resources, StackConfig
 from stacks.kube import Component, KubeNamespace, labels, metadata, selector_labels
 
@@ -283,11 +285,9 @@ class Service(pulumi.ComponentResource):
         self._stateful_set(
             CHROMA_NAME,
             "chroma",
-            {
-                "name": "chroma",
-                "image": chroma.image,
+            chroma_server(self._config.image.ref, self._secret_name, CHROMA_PORT, CHROMA_DATA_DIR)
+            | {
                 "ports": [{"name": "http", "containerPort": CHROMA_PORT}],
-                "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "FALSE"}],
                 "volumeMounts": [{"name": "data", "mountPath": CHROMA_DATA_DIR}],
                 "readinessProbe": {
                     "httpGet": {"path": "/api/v2/heartbeat", "port": "http"},
@@ -324,6 +324,7 @@ class Service(pulumi.ComponentResource):
         env: list[dict[str, object]] = [{"name": k, "value": v} for k, v in plain.items()]
         env += [_secret_env(key, secret_name, key) for key in SECRET_KEYS]
         env.append(_secret_env("REDIS_PASSWORD", secret_name, REDIS_PASSWORD_SECRET))
+        env.append(_secret_env("CHROMA_TOKEN", secret_name, CHROMA_TOKEN_SECRET))
         return env
 
     def _pod_template(

@@ -11,6 +11,9 @@ child with these, in this order:
   supplementary groups) before it opens the upload, and for good; it reads a copy of the upload
   in its own directory. A non-root parent (a pod, `make run` as a normal user) cannot switch
   and the child keeps its user;
+- **the parent's secrets**: the worker that starts the child is non-dumpable
+  (:func:`keep_environment_private`), so a child of the same user cannot read them from
+  ``/proc/<worker>/environ``;
 - **death**: the child and each program it starts (``pdftoppm``, ``tesseract``) get
   ``PR_SET_PDEATHSIG`` = SIGKILL: when their parent dies, they die, whoever killed it;
 - **sockets**: a seccomp filter (libseccomp, through ``pyseccomp``) makes ``socket()`` and
@@ -44,6 +47,8 @@ SANDBOX_USER = "nobody"
 NOBODY_ID = 65534  # Debian's nobody/nogroup, used when the account is missing
 APP_ROOT = Path(app.__file__).resolve().parent.parent  # what `python -m app...` must import
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 DENIED_SYSCALLS = ("socket", "io_uring_setup")  # io_uring could open sockets without socket()
 
 
@@ -97,6 +102,15 @@ def drop_to(ids: tuple[int, int] | None) -> None:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)  # clears PR_SET_PDEATHSIG: set it again afterwards
+
+
+def keep_environment_private() -> None:
+    """Make this process non-dumpable (PR_SET_DUMPABLE 0): its /proc/<pid>/environ and memory
+    become root's, so a parsing child that keeps this process's user (a pod, `make run` as a
+    normal user) cannot read the secrets in its environment there. Inherited by forks, reset
+    by exec (the child itself stays dumpable). No-op off Linux."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0)
 
 
 def die_with_parent() -> None:

@@ -55,6 +55,7 @@ def load_in_sandbox(
 ) -> LoadedDocument:
     """``app.ingest.load_document(path, filename)`` in a limited child process."""
     limits = limits or active_limits()
+    confine.keep_environment_private()  # the child must not read our secrets from /proc
     with tempfile.TemporaryDirectory(prefix="flowchat-parse-") as tmp:
         home = Path(tmp)
         upload = home / f"upload{Path(filename).suffix.lower()}"

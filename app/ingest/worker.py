@@ -26,7 +26,7 @@ from rq.worker_pool import WorkerPool
 from app import tracing
 from app.contracts import INGEST_QUEUE_NAME
 from app.documents.store import DocumentStore
-from app.ingest import jobs
+from app.ingest import confine, jobs
 from app.ingest.queueing import ingest_queue, reconcile
 from app.logging_setup import configure_logging
 from app.rag.embeddings import get_embedder
@@ -42,6 +42,7 @@ class IngestWorker(FlowchatWorker):
     """A FlowchatWorker for the ingestion queue that also reconciles stuck documents."""
 
     def warm_up(self) -> None:
+        confine.keep_environment_private()  # parsing children must not read it (/proc)
         get_embedder()
         jobs._vector_store()
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
+    confine.keep_environment_private()  # parsing children must not read it (/proc)
     configure_logging("ingest-worker")
     tracing.configure_tracing("ingest-worker")
     settings = get_settings()

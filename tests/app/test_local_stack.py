@@ -126,3 +126,30 @@ def test_a_port_with_a_listening_server_is_not_free() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         assert not port_is_free(server.getsockname()[1])
+
+
+def test_chroma_refuses_a_client_without_the_token(tmp_path: Path) -> None:
+    """`make run`'s Chroma requires CHROMA_TOKEN: a child without secrets reaches no data."""
+    import chromadb
+    import httpx
+
+    from app.rag.vectorstore import make_client
+    from app.settings import load_settings
+
+    stack = LocalStack(root=tmp_path, ports=Ports.free())
+    try:
+        stack.start_chroma()
+        assert stack.env()["CHROMA_TOKEN"] == stack.chroma_token
+        with_token = make_client(
+            load_settings(CHROMA_URL=stack.chroma_url, CHROMA_TOKEN=stack.chroma_token)
+        )
+        with_token.create_collection("guarded")
+        assert [c.name for c in with_token.list_collections()] == ["guarded"]
+        for token in ("", "a-guess"):  # refused when the client checks its tenant
+            with pytest.raises(chromadb.errors.ChromaError, match=r"Forbidden|Unauthorized"):
+                settings = load_settings(CHROMA_URL=stack.chroma_url, CHROMA_TOKEN=token)
+                make_client(settings).list_collections()
+        raw = httpx.get(f"{stack.chroma_url}/api/v2/tenants/default_tenant/databases", timeout=5)
+        assert raw.status_code in (401, 403)
+    finally:
+        stack.stop()

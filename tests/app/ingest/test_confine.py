@@ -225,3 +225,19 @@ def _stopped_ocr_program(child: int) -> int | None:
                 if _alive(pid):
                     return pid
     return None
+
+
+def test_the_worker_that_parses_keeps_its_environment_private(tmp_path: Path) -> None:
+    """After a parse the worker is non-dumpable: a child of the same user (pods, `make run` as
+    a normal user) cannot read its secrets from /proc/<worker>/environ."""
+    doc = tmp_path / "note.md"
+    doc.write_text("# Note\n\nplain text\n")
+    code = (
+        "import ctypes; from pathlib import Path; from app.ingest.sandbox import load_in_sandbox; "
+        "libc = ctypes.CDLL(None); before = libc.prctl(3); "
+        f"load_in_sandbox(Path({str(doc)!r}), 'note.md'); print(before, libc.prctl(3))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["1", "0"]  # PR_GET_DUMPABLE: dumpable before, not after
