@@ -14,8 +14,9 @@ runs none: they need an admin of the Pulumi org and of the cloud account.
 (app.contracts.STACK_SECRET_KEYS) that has no value yet, after the targeted `pulumi up` created
 the vault (Azure) or the entries (AWS). Values come from the environment, never from arguments:
 FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET, ADMIN_TOKEN and API_KEYS (one key per line) are
-required; REDIS_PASSWORD is generated when unset. An entry that already has a value is left alone
-(change it with ops.rotate_credentials). Every value is checked before anything is written.
+required; REDIS_PASSWORD and CHROMA_TOKEN are generated when unset. An entry that already has a
+value is left alone (change it with ops.rotate_credentials). Every value is checked before
+anything is written.
 """
 
 from __future__ import annotations

@@ -72,3 +72,46 @@ def test_dockerfile_one_image_non_root_with_model() -> None:
     assert "--uid 10001" in text  # matches runAsUser in stacks/service.py
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".env", "tests"} <= set(ignored)
+
+
+def test_compose_is_closed_like_the_stacks() -> None:
+    """Item 8 of issue 18: Redis requires a password from a secret file and fsyncs every write,
+    the API reads its keys from a file, Chroma requires its token; no value is in the file."""
+    from app.contracts import CHROMA_AUTHN_PROVIDER, CHROMA_SERVER_APP, REDIS_APPENDFSYNC
+    from ops.compose_secrets import COMPOSE_SECRETS, INGEST_WORKER_ENV
+
+    spec = compose()
+    services = spec["services"]
+    assert spec["secrets"] == {name: {"file": f"./secrets/{name}"} for name in COMPOSE_SECRETS}
+    assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+
+    redis = services["redis"]
+    assert redis["secrets"] == ["REDIS_PASSWORD"]
+    script = redis["entrypoint"][2]
+    assert "requirepass" in script and "$$(cat /run/secrets/REDIS_PASSWORD)" in script
+    assert "redis-server /tmp/auth.conf" in script  # the password stays off the command line
+    args = dict(zip(redis["command"][::2], redis["command"][1::2], strict=True))
+    assert args == {"--appendonly": "yes", "--appendfsync": REDIS_APPENDFSYNC}
+    assert "/run/secrets/REDIS_PASSWORD" in redis["healthcheck"]["test"][1]
+
+    chroma = services["chroma"]
+    assert CHROMA_SERVER_APP in chroma["command"]
+    assert chroma["environment"]["CHROMA_SERVER_AUTHN_PROVIDER"] == CHROMA_AUTHN_PROVIDER
+    credentials = chroma["environment"]["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"]
+    assert credentials == "/run/secrets/CHROMA_TOKEN"
+    assert chroma["secrets"] == ["CHROMA_TOKEN"]
+
+    api = services["api"]
+    assert api["environment"]["API_KEYS_FILE"] == "/run/secrets/API_KEYS"
+    assert set(api["secrets"]) == set(COMPOSE_SECRETS)
+    assert api["environment"]["SECRETS_DIR"] == "/run/secrets"  # REDIS_PASSWORD, CHROMA_TOKEN
+    assert set(services["worker"]["secrets"]) == {"REDIS_PASSWORD", "CHROMA_TOKEN"}
+    ingest = services["ingest-worker"]  # variables, not files its parsing child could read
+    assert ingest["secrets"] == [] and ingest["env_file"] == [f"./secrets/{INGEST_WORKER_ENV}"]
+    assert services["emulator"]["secrets"] == []
+
+    secret_names = {*COMPOSE_SECRETS, "FLOW_AGENT_SECRET", "CHROMA_SERVER_AUTHN_CREDENTIALS"}
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        for key in secret_names & set(env):
+            assert key == "FLOW_AGENT_SECRET", (name, key)  # the emulator's, checked above
