@@ -1,9 +1,10 @@
 """``make run``: the whole service on localhost with embedded defaults and no cloud account.
 
-Starts redis-server, ``chroma run``, the Flow emulator (unless FLOW_* credentials are set), the
-worker pool and the API on http://127.0.0.1:8000 (``PORT`` overrides); uploads ``docs/`` through
-the API on start (idempotent: unchanged files are not ingested twice); prints the URL and an
-example; stops every process it started on Ctrl-C or SIGTERM.
+Starts redis-server, Chroma (chromadb's server, with a token), the Flow emulator (unless FLOW_*
+credentials are set), the worker pool and the API on http://127.0.0.1:8000 (``PORT``
+overrides); uploads ``docs/`` through the API on start (idempotent: unchanged files are not
+ingested twice); prints the URL and an example; stops every process it started on Ctrl-C or
+SIGTERM.
 """
 
 from __future__ import annotations

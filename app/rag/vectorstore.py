@@ -6,8 +6,9 @@ serving, then moves the pointer (a single upsert, so readers see either the old 
 collection, never a half-built one) and drops the old generation.
 
 Two processes must never open one embedded path (FINDINGS): under ``make run`` and in
-Kubernetes every process talks to one ``chroma run`` server; the embedded mode serves tools
-that run alone (the evaluation command, benchmarks, single-process tests).
+Kubernetes every process talks to one Chroma server (chromadb's, requiring ``CHROMA_TOKEN``);
+the embedded mode serves tools that run alone (the evaluation command, benchmarks,
+single-process tests).
 """
 
 from __future__ import annotations
