@@ -1,10 +1,12 @@
 """What a durable 202 costs: the service with Redis at `appendfsync everysec` and at `always`.
 
     python bench/redis_durability.py [--acks 200] [--chats 40] [--clients 16] [--burst 160]
+        [--rounds 4]
 
-For each policy, starts the whole service as `make run` does (LocalStack: Redis, Chroma, the
-Flow emulator at 0 ms latency so Redis's share is visible, one chat worker with 32 loops, the
-API) in a temporary directory on the same disk, and measures
+Starts the whole service twice as `make run` does (LocalStack: Redis, Chroma, the Flow emulator
+at 0 ms latency so Redis's share is visible, one chat worker with 32 loops, the API), once per
+policy, in a temporary directory on the same disk, and measures, alternating between the two in
+``--rounds`` blocks,
 
 * the acknowledgement: POST /api/chat until its 202, one at a time (what a caller waits for the
   enqueue to be on disk), p50 / p95;
@@ -59,7 +61,7 @@ def _chat(api: httpx.Client, i: int) -> float:
             raise SystemExit(f"chat {job_id} failed: {view.text[:200]}")
 
 
-def measure(policy: str, args: argparse.Namespace, root: Path) -> dict[str, float]:
+def start(policy: str, root: Path) -> LocalStack:
     stack = LocalStack(
         root=root / policy,
         ports=Ports.free(),
@@ -71,25 +73,36 @@ def measure(policy: str, args: argparse.Namespace, root: Path) -> dict[str, floa
     )
     print(f"starting the service with appendfsync {policy} ...", flush=True)
     stack.start()
-    try:
-        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": 0}, timeout=5)
-        with httpx.Client(base_url=stack.base_url, timeout=60) as api:
-            for i in range(5):  # warm-up: the worker's first chat loads the model
-                _chat(api, i)
-            acks = [_ack(api, i)[1] for i in range(args.acks)]
-            chats = [_chat(api, i) for i in range(args.chats)]
+    httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": 0}, timeout=5)
+    return stack
+
+
+def measure(apis: dict[str, httpx.Client], args: argparse.Namespace) -> dict[str, dict]:
+    """Both services measured in alternating blocks (``--rounds``), so a change in the machine's
+    load during the run weighs on both policies alike."""
+    samples = {p: {"acks": [], "chats": [], "burst": 0.0} for p in apis}
+    for api in apis.values():
+        for i in range(5):  # warm-up: the worker's first chat loads the model
+            _chat(api, i)
+    for _ in range(args.rounds):
+        for policy, api in apis.items():
+            samples[policy]["acks"] += [_ack(api, i)[1] for i in range(args.acks // args.rounds)]
+            samples[policy]["chats"] += [_chat(api, i) for i in range(args.chats // args.rounds)]
+            per_round = args.burst // args.rounds
             with ThreadPoolExecutor(args.clients) as pool:
                 started = time.perf_counter()
-                list(pool.map(lambda i: _chat(api, i), range(args.burst)))
-                burst = time.perf_counter() - started
-    finally:
-        stack.stop()
+                list(pool.map(lambda i, api=api: _chat(api, i), range(per_round)))
+                samples[policy]["burst"] += time.perf_counter() - started
+    done = args.burst // args.rounds * args.rounds
     return {
-        "ack_p50": percentile(acks, 50) * 1000,
-        "ack_p95": percentile(acks, 95) * 1000,
-        "chat_p50": percentile(chats, 50) * 1000,
-        "chat_p95": percentile(chats, 95) * 1000,
-        "rate": args.burst / burst,
+        policy: {
+            "ack_p50": percentile(s["acks"], 50) * 1000,
+            "ack_p95": percentile(s["acks"], 95) * 1000,
+            "chat_p50": percentile(s["chats"], 50) * 1000,
+            "chat_p95": percentile(s["chats"], 95) * 1000,
+            "rate": done / s["burst"],
+        }
+        for policy, s in samples.items()
     }
 
 
@@ -99,9 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chats", type=int, default=40, help="whole chats one at a time")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--burst", type=int, default=160, help="chats sent by those clients")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating blocks per policy")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="flowchat-durability-", dir=os.getcwd()) as tmp:
-        figures = {policy: measure(policy, args, Path(tmp)) for policy in POLICIES}
+        stacks = {}
+        try:
+            for policy in POLICIES:
+                stacks[policy] = start(policy, Path(tmp))
+            clients = {p: httpx.Client(base_url=s.base_url, timeout=60) for p, s in stacks.items()}
+            figures = measure(clients, args)
+            for client in clients.values():
+                client.close()
+        finally:
+            for stack in stacks.values():
+                stack.stop()
     slow, safe = (figures[p] for p in POLICIES)
     print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'':36} {'everysec':>10} {'always':>10} {'always/everysec':>16}")
