@@ -85,6 +85,24 @@ METRICS_PORT: Final = 9464  # the API's /metrics listener in the stacks (METRICS
 REDIS_PASSWORD_SECRET: Final = "REDIS_PASSWORD"  # every Redis client and redis-server itself
 KEY_ID_SECRET_KEY: Final = "KEY_ID_SECRET"  # key ids are HMACs under it (app.access.keys)
 
+
+# Chroma's token (issue 18): every Chroma client sends it (`Authorization: Bearer`), the server
+# requires it. chromadb's Python server (`uvicorn chromadb.app:app`) enforces it when given these
+# two variables; the Rust server of `chroma run` and of the chromadb/chroma 1.x image ignores them.
+CHROMA_TOKEN_SECRET: Final = "CHROMA_TOKEN"
+CHROMA_SERVER_APP: Final = "chromadb.app:app"
+CHROMA_AUTHN_PROVIDER_ENV: Final = "CHROMA_SERVER_AUTHN_PROVIDER"
+CHROMA_AUTHN_CREDENTIALS_ENV: Final = "CHROMA_SERVER_AUTHN_CREDENTIALS"
+CHROMA_AUTHN_PROVIDER: Final = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
+
+# --- Redis durability (issue 18) --------------------------------------------------------------
+# Redis writes and fsyncs the AOF before it answers a write (`always`): the enqueue that a 202
+# acknowledges survives a SIGKILL of redis-server and a crash of its node. `everysec` answers
+# before writing when an fsync is still running (a busy disk), and a crash loses those writes.
+# Redis 7.2's WAITAOF would make only the enqueue wait, but Debian's redis-server here is 7.0.
+REDIS_APPENDFSYNC: Final = "always"
+REDIS_AOF_ARGS: Final = ("--appendonly", "yes", "--appendfsync", REDIS_APPENDFSYNC)
+
 # --- deployed names (Kubernetes objects and secret-manager entries) ---------------------------
 WORKER_DEPLOYMENT: Final = "flowchat-worker"
 INGEST_WORKER_DEPLOYMENT: Final = "flowchat-ingest-worker"
@@ -96,6 +114,7 @@ STACK_SECRET_KEYS: Final = (
     API_KEYS_SECRET,
     REDIS_PASSWORD_SECRET,
     KEY_ID_SECRET_KEY,
+    CHROMA_TOKEN_SECRET,
 )
 # the value a secret-manager entry holds until ops.rotate_credentials writes a real one; the
 # service treats it as "not set" (an admin token equal to it never opens the admin routes)

@@ -14,8 +14,9 @@ runs none: they need an admin of the Pulumi org and of the cloud account.
 (app.contracts.STACK_SECRET_KEYS) that has no value yet, after the targeted `pulumi up` created
 the vault (Azure) or the entries (AWS). Values come from the environment, never from arguments:
 FLOW_AGENT, FLOW_TENANT, FLOW_AGENT_SECRET, ADMIN_TOKEN and API_KEYS (one key per line) are
-required; REDIS_PASSWORD is generated when unset. An entry that already has a value is left alone
-(change it with ops.rotate_credentials). Every value is checked before anything is written.
+required; REDIS_PASSWORD and CHROMA_TOKEN are generated when unset. An entry that already has a
+value is left alone (change it with ops.rotate_credentials). Every value is checked before
+anything is written.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydantic import SecretStr
 
 from app.contracts import (
     APP_NAME,
+    CHROMA_TOKEN_SECRET,
     KEY_ID_SECRET_KEY,
     REDIS_PASSWORD_SECRET,
     SECRET_PLACEHOLDER,
@@ -44,7 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 PULUMI_ISSUER = "https://api.pulumi.com/oidc"
 # generated when the environment does not set them
-GENERATED = (REDIS_PASSWORD_SECRET, KEY_ID_SECRET_KEY)
+GENERATED = (REDIS_PASSWORD_SECRET, KEY_ID_SECRET_KEY, CHROMA_TOKEN_SECRET)
 GITHUB_ENVIRONMENT = {"staging": "staging", "prod": "production"}
 
 
@@ -141,7 +143,8 @@ def secret_store_urns(stack: str) -> list[str]:
 
 
 def first_values(env: Mapping[str, str]) -> dict[str, SecretStr]:
-    """Every STACK_SECRET_KEYS value from `env` (REDIS_PASSWORD generated when unset)."""
+    """Every STACK_SECRET_KEYS value from `env` (REDIS_PASSWORD, CHROMA_TOKEN generated when
+    unset)."""
     missing = [k for k in STACK_SECRET_KEYS if not env.get(k) and k not in GENERATED]
     if missing:
         raise OpsError(f"set {', '.join(missing)} in the environment; nothing was written")

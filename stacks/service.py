@@ -32,6 +32,7 @@ from app.contracts import (
     APP_NAME,
     CHROMA_PVC,
     CHROMA_STATEFULSET,
+    CHROMA_TOKEN_SECRET,
     DEFAULT_PORT,
     EXTERNAL_SECRET,
     INGEST_QUEUE_KEY,
@@ -45,11 +46,13 @@ from app.contracts import (
     QUEUE_KEY,
     QUEUE_NAME,
     READY_PATH,
+    REDIS_AOF_ARGS,
     REDIS_PASSWORD_SECRET,
     RESTARTED_AT_ANNOTATION,
     SECRET_KEYS,
     WORKER_DEPLOYMENT,
 )
+from stacks.chroma_auth import chroma_server
 from stacks.config import Resources, StackConfig
 from stacks.kube import Component, KubeNamespace, labels, metadata, selector_labels
 
@@ -259,7 +262,8 @@ class Service(pulumi.ComponentResource):
                 # $(REDIS_PASSWORD) is expanded by the kubelet from the env below
                 "args": [
                     *("--requirepass", "$(REDIS_PASSWORD)"),
-                    *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data"),
+                    *REDIS_AOF_ARGS,  # fsync before answering: a 202 survives a crash
+                    *("--dir", "/data"),
                     *("--maxmemory", str(redis_maxmemory(redis.resources.memory_limit))),
                     *("--maxmemory-policy", "noeviction"),  # never drop a queued job
                 ],
@@ -292,11 +296,9 @@ class Service(pulumi.ComponentResource):
         self._stateful_set(
             CHROMA_NAME,
             "chroma",
-            {
-                "name": "chroma",
-                "image": chroma.image,
+            chroma_server(self._config.image.ref, self._secret_name, CHROMA_PORT, CHROMA_DATA_DIR)
+            | {
                 "ports": [{"name": "http", "containerPort": CHROMA_PORT}],
-                "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "FALSE"}],
                 "volumeMounts": [{"name": "data", "mountPath": CHROMA_DATA_DIR}],
                 "readinessProbe": {
                     "httpGet": {"path": "/api/v2/heartbeat", "port": "http"},
@@ -334,6 +336,7 @@ class Service(pulumi.ComponentResource):
         env += [_secret_env(key, secret_name, key) for key in SECRET_KEYS]
         env.append(_secret_env("REDIS_PASSWORD", secret_name, REDIS_PASSWORD_SECRET))
         env.append(_secret_env("KEY_ID_SECRET", secret_name, KEY_ID_SECRET_KEY))
+        env.append(_secret_env("CHROMA_TOKEN", secret_name, CHROMA_TOKEN_SECRET))
         return env
 
     def _pod_template(

@@ -6,6 +6,7 @@ A bad value stops start-up with a message that names the variable (see ``load_se
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from app.contracts import DEFAULT_WORKER_THREADS, MAX_WORKER_THREADS, QUEUE_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VAR = REPO_ROOT / "var"
+SECRETS_DIR_ENV = "SECRETS_DIR"  # files named like the variables they set (load_settings)
 
 
 class SettingsError(SystemExit):
@@ -109,6 +111,8 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
     REDIS_SOCKET_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
     REDIS_MAX_CONNECTIONS: int = Field(default=50, ge=2)
     CHROMA_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    # every Chroma server client sends it (Authorization: Bearer); the server requires it
+    CHROMA_TOKEN: SecretStr = SecretStr("")
 
     MAINTENANCE_AFTER_FAILURES: int = Field(default=3, ge=1)
 
@@ -223,9 +227,14 @@ class Settings(LoggingSettings):  # + LOG_FORMAT, LOG_LEVEL, OTEL_EXPORTER_OTLP_
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment; exit with a message naming each bad variable."""
+    """Build settings from the environment; exit with a message naming each bad variable.
+
+    ``SECRETS_DIR`` (compose mounts its secrets at /run/secrets): a file there named like a
+    variable (``REDIS_PASSWORD``, ``CHROMA_TOKEN``, ``ADMIN_TOKEN``) gives its value when the
+    environment does not."""
+    secrets_dir = os.environ.get(SECRETS_DIR_ENV) or None
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from app.ingest.confine import die_with_parent
 from app.ingest.models import DocumentLoadError, NeedsOCR
 
 OCR_TOOLS = ("pdftoppm", "tesseract")
@@ -34,7 +35,11 @@ def ocr_available() -> bool:
 def _run(args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
     try:
         result = subprocess.run(
-            args, capture_output=True, timeout=PAGE_TIMEOUT_SECONDS, check=False
+            args,
+            capture_output=True,
+            timeout=PAGE_TIMEOUT_SECONDS,
+            check=False,
+            preexec_fn=die_with_parent,  # dies with the parsing child, whatever kills it
         )
     except subprocess.TimeoutExpired as exc:
         raise DocumentLoadError(f"OCR timed out while {what}") from exc

@@ -27,7 +27,7 @@ from app.contracts import INGEST_QUEUE_NAME
 from app.core.redis_clients import JOB_SERIALIZER
 from app.core.settings import get_settings
 from app.documents.store import DocumentStore
-from app.ingest import jobs
+from app.ingest import confine, jobs
 from app.ingest.queueing import ingest_queue, reconcile
 from app.observability import tracing
 from app.observability.logs import configure_logging
@@ -41,6 +41,7 @@ class IngestWorker(FlowchatWorker):
     """A FlowchatWorker for the ingestion queue that also reconciles stuck documents."""
 
     def warm_up(self) -> None:
+        confine.keep_environment_private()  # parsing children must not read it (/proc)
         get_embedder()
         jobs._vector_store()
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     args = parser.parse_args(argv)
+    confine.keep_environment_private()  # parsing children must not read it (/proc)
     configure_logging("ingest-worker")
     tracing.configure_tracing("ingest-worker")
     settings = get_settings()

@@ -1,12 +1,12 @@
 """``make run``: the whole service on localhost with embedded defaults and no cloud account.
 
-Starts redis-server, ``chroma run``, the Flow emulator (unless FLOW_* credentials are set), the
-worker pool and the API on http://127.0.0.1:8000 (``PORT`` overrides); deploys ``docs/`` with
-``python -m ops.documents sync`` (the command every stack's deploy runs: unchanged files are not
-ingested twice, removed ones are deleted); writes how to reach it (Redis URL, the files holding
-the Redis password, the admin token and the API keys, the API URL) to ``var/local-stack.json``
-(mode 0600), which the ops commands read for ``--stack local``, and prints that path, the URL
-and an example; stops every process it started on Ctrl-C or SIGTERM.
+Starts redis-server, Chroma (chromadb's server, with a token), the Flow emulator (unless FLOW_*
+credentials are set), the worker pool and the API on http://127.0.0.1:8000 (``PORT`` overrides);
+deploys ``docs/`` with ``python -m ops.documents sync`` (the command every stack's deploy runs:
+unchanged files are not ingested twice, removed ones are deleted); writes how to reach it (Redis
+URL, the files holding the Redis password, the admin token and the API keys, the API URL) to
+``var/local-stack.json`` (mode 0600), which the ops commands read for ``--stack local``, and
+prints that path, the URL and an example; stops every process it started on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Used by ``make run`` (through :mod:`app.local.run`) and by the test fixtures, so the tests start
 the service exactly the way an engineer does. Every process is a real one: Debian's
-``redis-server``, ``chroma run`` (API and workers are separate processes and must not share an
-embedded Chroma path), ``python -m app.flow.emulator``, ``python -m app.worker`` (chats),
-``python -m app.ingest.worker`` (uploads and rebuilds) and uvicorn.
+``redis-server``, chromadb's server requiring ``CHROMA_TOKEN`` (API and workers are separate
+processes and must not share an embedded Chroma path), ``python -m app.flow.emulator``,
+``python -m app.worker`` (chats), ``python -m app.ingest.worker`` (uploads and rebuilds) and
+uvicorn.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
-from app.contracts import INGEST_QUEUE_NAME, PING_PATH, QUEUE_NAME
+from app.contracts import (
+    CHROMA_AUTHN_CREDENTIALS_ENV,
+    CHROMA_AUTHN_PROVIDER,
+    CHROMA_AUTHN_PROVIDER_ENV,
+    CHROMA_SERVER_APP,
+    INGEST_QUEUE_NAME,
+    PING_PATH,
+    QUEUE_NAME,
+    REDIS_APPENDFSYNC,
+)
 from app.core.settings import REPO_ROOT
 
 REDIS_MAXMEMORY = "256mb"
@@ -136,6 +146,9 @@ class LocalStack:
     # redis-server gets a password generated per start: only the service's processes know it
     redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     redis_maxmemory: str = REDIS_MAXMEMORY
+    redis_appendfsync: str = REDIS_APPENDFSYNC
+    # Chroma requires it; the service's processes send it (CHROMA_TOKEN)
+    chroma_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     quiet: bool = True
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     # name -> (restarts in a row, monotonic time of the next attempt, time it last started)
@@ -211,6 +224,7 @@ class LocalStack:
                 "REDIS_URL": self.plain_redis_url,
                 "REDIS_PASSWORD": self.redis_password,
                 "CHROMA_URL": self.chroma_url,
+                "CHROMA_TOKEN": self.chroma_token,
                 "VECTOR_STORE_PATH": str(self.root / "chroma"),
                 "DOCUMENTS_PATH": str(self.root / "documents"),
                 "ADMIN_TOKEN": self.admin_token,
@@ -235,11 +249,13 @@ class LocalStack:
         return env
 
     # --- processes -------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         with (self.root / "logs" / f"{name}.log").open("ab") as log:  # the child keeps its copy
             proc = subprocess.Popen(
                 argv,
-                env=self.env(),
+                env=env or self.env(),
                 stdout=log if self.quiet else None,
                 stderr=subprocess.STDOUT if self.quiet else None,
                 stdin=subprocess.DEVNULL,
@@ -274,13 +290,12 @@ class LocalStack:
                 "127.0.0.1",
                 "--dir",
                 str(data),
+                # every write reaches the AOF (fsynced) before Redis answers it, so a 202 survives
+                # a kill -9 (app.contracts.REDIS_APPENDFSYNC; the bench compares `everysec`)
                 "--appendonly",
                 "yes",
-                # fsync the AOF once a second: a crash loses at most the last second of writes
-                # (a 202 is sent after the enqueue reached Redis, so a kill -9 can lose a chat
-                # queued in that second); `always` would fsync every write, ~10x slower writes
                 "--appendfsync",
-                "everysec",
+                self.redis_appendfsync,
                 "--save",
                 "",
                 "--protected-mode",
@@ -301,24 +316,30 @@ class LocalStack:
         client.close()
 
     def start_chroma(self) -> None:
-        binary = Path(sys.executable).with_name("chroma")
-        if not binary.exists():
-            found = shutil.which("chroma")
-            if found is None:
-                raise StartupError("the `chroma` command is missing: pip install chromadb")
-            binary = Path(found)
+        """chromadb's own server, requiring the token: its Python server (the Rust one of
+        `chroma run` has no token authentication in chromadb 1.x) over the same storage."""
+        env = {
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR")},
+            "IS_PERSISTENT": "TRUE",
+            "PERSIST_DIRECTORY": str(self.root / "chroma"),
+            "ANONYMIZED_TELEMETRY": "FALSE",
+            CHROMA_AUTHN_PROVIDER_ENV: CHROMA_AUTHN_PROVIDER,
+            CHROMA_AUTHN_CREDENTIALS_ENV: self.chroma_token,
+        }
         proc = self._spawn(
             "chroma",
             [
-                str(binary),
-                "run",
-                "--path",
-                str(self.root / "chroma"),
+                sys.executable,
+                "-m",
+                "uvicorn",
+                CHROMA_SERVER_APP,
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.ports.chroma),
+                "--no-access-log",
             ],
+            env,
         )
         wait_until(lambda: http_ok(f"{self.chroma_url}/api/v2/heartbeat"), "chroma", 60, proc)
 

@@ -6,8 +6,9 @@ serving, then moves the pointer (a single upsert, so readers see either the old 
 collection, never a half-built one) and drops the old generation.
 
 Two processes must never open one embedded path (FINDINGS): under ``make run`` and in
-Kubernetes every process talks to one ``chroma run`` server; the embedded mode serves tools
-that run alone (the evaluation command, benchmarks, single-process tests).
+Kubernetes every process talks to one Chroma server (chromadb's, requiring ``CHROMA_TOKEN``);
+the embedded mode serves tools that run alone (the evaluation command, benchmarks,
+single-process tests).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def set_http_timeout(client: Any, seconds: float) -> None:
     session.timeout = httpx.Timeout(seconds, connect=min(seconds, 2.0))
 
 
+CHROMA_CLIENT_AUTH_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
+
+
 def make_client(settings: Settings) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -70,6 +74,14 @@ def make_client(settings: Settings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.CHROMA_URL:
         url = urlparse(settings.CHROMA_URL)
+        token = settings.CHROMA_TOKEN.get_secret_value()
+        if token:  # sent as `Authorization: Bearer` on every request
+            chroma_settings = ChromaSettings(
+                anonymized_telemetry=False,
+                allow_reset=False,
+                chroma_client_auth_provider=CHROMA_CLIENT_AUTH_PROVIDER,
+                chroma_client_auth_credentials=token,
+            )
         client = chromadb.HttpClient(
             host=url.hostname or "127.0.0.1",
             port=url.port or (443 if url.scheme == "https" else 8000),

@@ -127,9 +127,53 @@ def test_compose_and_pulumi_defaults_use_the_stack_images() -> None:
 
     services = compose()["services"]
     assert services["redis"]["image"] == REDIS_IMAGE
-    assert services["chroma"]["image"] == CHROMA_IMAGE
+    # compose's Chroma is chromadb's Python server from the service image (token auth)
+    assert services["chroma"]["image"] == services["api"]["image"]
     config = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert config["redis"]["default"]["image"] == REDIS_IMAGE
     assert config["chroma"]["default"]["image"] == CHROMA_IMAGE
     for ref in (REDIS_IMAGE, CHROMA_IMAGE):
         assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", ref), ref
+
+
+def test_compose_is_closed_like_the_stacks() -> None:
+    """Item 8 of issue 18: Redis requires a password from a secret file and fsyncs every write,
+    the API reads its keys from a file, Chroma requires its token; no value is in the file."""
+    from app.contracts import CHROMA_AUTHN_PROVIDER, CHROMA_SERVER_APP, REDIS_APPENDFSYNC
+    from ops.compose_secrets import COMPOSE_SECRETS, INGEST_WORKER_ENV
+
+    spec = compose()
+    services = spec["services"]
+    assert spec["secrets"] == {name: {"file": f"./secrets/{name}"} for name in COMPOSE_SECRETS}
+    assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+
+    redis = services["redis"]
+    assert redis["secrets"] == ["REDIS_PASSWORD"]
+    script = redis["entrypoint"][2]
+    assert "requirepass" in script and "$$(cat /run/secrets/REDIS_PASSWORD)" in script
+    assert "redis-server /tmp/auth.conf" in script  # the password stays off the command line
+    args = dict(zip(redis["command"][::2], redis["command"][1::2], strict=True))
+    assert args == {"--appendonly": "yes", "--appendfsync": REDIS_APPENDFSYNC}
+    assert "/run/secrets/REDIS_PASSWORD" in redis["healthcheck"]["test"][1]
+
+    chroma = services["chroma"]
+    assert CHROMA_SERVER_APP in chroma["command"]
+    assert chroma["environment"]["CHROMA_SERVER_AUTHN_PROVIDER"] == CHROMA_AUTHN_PROVIDER
+    credentials = chroma["environment"]["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"]
+    assert credentials == "/run/secrets/CHROMA_TOKEN"
+    assert chroma["secrets"] == ["CHROMA_TOKEN"]
+
+    api = services["api"]
+    assert api["environment"]["API_KEYS_FILE"] == "/run/secrets/API_KEYS"
+    assert set(api["secrets"]) == set(COMPOSE_SECRETS)
+    assert api["environment"]["SECRETS_DIR"] == "/run/secrets"  # REDIS_PASSWORD, CHROMA_TOKEN
+    assert set(services["worker"]["secrets"]) == {"REDIS_PASSWORD", "CHROMA_TOKEN"}
+    ingest = services["ingest-worker"]  # variables, not files its parsing child could read
+    assert ingest["secrets"] == [] and ingest["env_file"] == [f"./secrets/{INGEST_WORKER_ENV}"]
+    assert services["emulator"]["secrets"] == []
+
+    secret_names = {*COMPOSE_SECRETS, "FLOW_AGENT_SECRET", "CHROMA_SERVER_AUTHN_CREDENTIALS"}
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        for key in secret_names & set(env):
+            assert key == "FLOW_AGENT_SECRET", (name, key)  # the emulator's, checked above

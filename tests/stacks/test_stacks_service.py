@@ -90,7 +90,8 @@ def test_redis_keeps_an_append_only_file_on_its_claim(stack: Rendered) -> None:
     redis = stack.manifest("StatefulSet", "flowchat-redis")
     (container,) = redis["spec"]["template"]["spec"]["containers"]
     args = _args(container)
-    assert args["--appendonly"] == "yes" and args["--appendfsync"] == "everysec"
+    # every write fsynced before Redis answers it: an acknowledged chat survives a crash
+    assert args["--appendonly"] == "yes" and args["--appendfsync"] == "always"
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert [c["metadata"]["name"] for c in redis["spec"]["volumeClaimTemplates"]] == ["data"]
 
@@ -528,3 +529,27 @@ def test_ingest_workers_drain_and_scale_on_waiting_and_running_jobs(stack: Rende
     assert "started" in prom["metadata"]["query"]  # running jobs keep their replicas
     window = scaler["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
     assert window["stabilizationWindowSeconds"] >= 600
+
+
+def test_chroma_requires_the_token_every_app_pod_sends(stack: Rendered) -> None:
+    """chromadb's Python server (the 1.x image's Rust server has no token authentication),
+    its credentials from the stack's Secret; API, chat and ingestion workers get CHROMA_TOKEN."""
+    from app.contracts import CHROMA_SERVER_APP, CHROMA_TOKEN_SECRET
+
+    token_ref = {"secretKeyRef": {"name": EXTERNAL_SECRET, "key": CHROMA_TOKEN_SECRET}}
+    (chroma,) = pod_spec(stack, "StatefulSet", "flowchat-chroma")["containers"]
+    assert chroma["command"][-2:] == ["uvicorn", CHROMA_SERVER_APP]
+    env = {e["name"]: e for e in chroma["env"]}
+    provider = env["CHROMA_SERVER_AUTHN_PROVIDER"]["value"]
+    assert provider.endswith("TokenAuthenticationServerProvider")
+    assert env["CHROMA_SERVER_AUTHN_CREDENTIALS"] == {
+        "name": "CHROMA_SERVER_AUTHN_CREDENTIALS",
+        "valueFrom": token_ref,
+    }
+    assert env["PERSIST_DIRECTORY"]["value"] == "/data"
+    api = stack.manifest("Deployment", API_DEPLOYMENT)["spec"]["template"]["spec"]
+    assert chroma["image"] == api["containers"][0]["image"]  # the service image carries chromadb
+    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):
+        (container,) = pod_spec(stack, "Deployment", name)["containers"]
+        app_env = {e["name"]: e for e in container["env"]}
+        assert app_env["CHROMA_TOKEN"] == {"name": "CHROMA_TOKEN", "valueFrom": token_ref}

@@ -91,7 +91,8 @@ def _sandboxes_reading(path: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"-m\x00app.ingest.sandbox\x00" in cmdline and str(path).encode() in cmdline:
+        # the child reads a copy of the upload; its request names the upload's file name
+        if b"\x00app.ingest.sandbox\x00" in cmdline and f'"{path.name}"'.encode() in cmdline:
             found.append(int(proc.name))
     return found
 

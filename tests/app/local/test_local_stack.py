@@ -175,3 +175,30 @@ def test_the_stack_file_names_where_the_secrets_are_and_holds_none(tmp_path: Pat
         assert secret.read_text().strip() == value
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_chroma_refuses_a_client_without_the_token(tmp_path: Path) -> None:
+    """`make run`'s Chroma requires CHROMA_TOKEN: a child without secrets reaches no data."""
+    import chromadb
+    import httpx
+
+    from app.core.settings import load_settings
+    from app.rag.vectorstore import make_client
+
+    stack = LocalStack(root=tmp_path, ports=Ports.free())
+    try:
+        stack.start_chroma()
+        assert stack.env()["CHROMA_TOKEN"] == stack.chroma_token
+        with_token = make_client(
+            load_settings(CHROMA_URL=stack.chroma_url, CHROMA_TOKEN=stack.chroma_token)
+        )
+        with_token.create_collection("guarded")
+        assert [c.name for c in with_token.list_collections()] == ["guarded"]
+        for token in ("", "a-guess"):  # refused when the client checks its tenant
+            with pytest.raises(chromadb.errors.ChromaError, match=r"Forbidden|Unauthorized"):
+                settings = load_settings(CHROMA_URL=stack.chroma_url, CHROMA_TOKEN=token)
+                make_client(settings).list_collections()
+        raw = httpx.get(f"{stack.chroma_url}/api/v2/tenants/default_tenant/databases", timeout=5)
+        assert raw.status_code in (401, 403)
+    finally:
+        stack.stop()
