@@ -68,6 +68,13 @@ INGEST_QUEUE_KEY: Final = f"rq:queue:{INGEST_QUEUE_NAME}"
 DEFAULT_WORKER_THREADS: Final = 32
 MAX_WORKER_THREADS: Final = 256
 
+# --- answers ----------------------------------------------------------------------------------
+# what the service answers when its documents do not answer a question: the worker sends it
+# without calling Flow when retrieval finds nothing relevant (app.rag.retrieval), the system
+# prompt tells the model to answer exactly this, the Flow emulator answers it, and
+# ops.evaluate counts it as a refusal
+REFUSAL_ANSWER: Final = "I could not find this in the provided documents."
+
 # --- HTTP -------------------------------------------------------------------------------------
 READY_PATH: Final = "/api/health/ready"
 STATUS_PATH: Final = "/api/status"

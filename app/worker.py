@@ -33,6 +33,7 @@ from rq.worker_pool import WorkerPool
 from app import tracing
 from app.chat import conversations
 from app.chat.jobs import notify_done
+from app.chat.refusal import refusal
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
 from app.contracts import CHAT_JOB
@@ -47,7 +48,7 @@ from app.quotas import Quotas
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
 from app.rag.prompt import build_messages
-from app.rag.retrieval import retrieve, retrieve_any
+from app.rag.retrieval import answerable, retrieve, retrieve_any
 from app.rag.vectorstore import VectorStore
 from app.redis_clients import JOB_SERIALIZER, job_queue, redis_client
 from app.settings import Settings, get_settings
@@ -160,6 +161,9 @@ def answer_chat(
     else:  # a follow-up: the best chunks for it alone or made standalone
         sources = retrieve_any(res.store, [spec.question, standalone], k)
     retrieved = time.time()
+    refuse = not answerable(sources)
+    if refuse:  # nothing relevant was found: the refusal sentence, without asking Flow
+        sources = []
     if stream is not None:
         stream.sources([s.model_dump(mode="json") for s in sources])
     first_token: list[float] = []
@@ -174,8 +178,12 @@ def answer_chat(
     history = [t.model_dump() for t in conversations.bounded(turns)]
     try:
         try:
-            completion = res.flow.chat_stream(
-                build_messages(spec.question, sources, history=history), on_delta
+            completion = (
+                refusal(on_delta)
+                if refuse
+                else res.flow.chat_stream(
+                    build_messages(spec.question, sources, history=history), on_delta
+                )
             )
         except FlowError as exc:
             res.maintenance.flow_failed(exc.reason)
@@ -192,7 +200,8 @@ def answer_chat(
             # the reason stays in the worker's log; the client gets a fixed sentence
             log.warning("chat job failed: Flow did not answer: %s", exc.reason)
             raise ChatFailed(reason) from None
-        res.maintenance.flow_succeeded()
+        if not refuse:  # Flow was not asked: its state is unknown
+            res.maintenance.flow_succeeded()
         if completion.usage is not None:
             usage = completion.usage
             if spec.key_id:  # the key's daily Flow-token budget (app/quotas.py)

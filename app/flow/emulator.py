@@ -34,7 +34,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from app.contracts import REFUSAL_ANSWER
 from app.flow.client import CHAT_PATH, TOKEN_PATH
+from app.flow.emulator_context import earlier_user_turns, sentence_score
+from app.flow.emulator_judge import judge_reply
 from app.flow.models import ChatCompletionRequest, ChatMessage, TokenRequest
 from app.flow.token_estimate import estimate_prompt_tokens, estimate_tokens
 from app.logging_setup import configure_logging
@@ -42,7 +45,7 @@ from app.logging_setup import configure_logging
 DEFAULT_CLIENT_ID = "flowchat-local"
 DEFAULT_CLIENT_SECRET = "flowchat-local-secret"  # a development default
 DEFAULT_TENANT = "flowchat-local"
-NOT_FOUND_ANSWER = "I could not find this in the provided documents."
+NOT_FOUND_ANSWER = REFUSAL_ANSWER
 MAX_ANSWER_SENTENCES = 3
 
 CallKind = Literal["token", "chat"]
@@ -324,8 +327,9 @@ def _sentences(text: str) -> Iterator[str]:
                 yield sentence
 
 
-def answer_prompt(text: str) -> str:
-    """Extractive answer: the 1-3 source sentences sharing most words with the question, each
+def answer_prompt(text: str, earlier: Sequence[str] = ()) -> str:
+    """Extractive answer: the 1-3 source sentences sharing most words with the question (and
+    the ``earlier`` user turns of its conversation, :mod:`app.flow.emulator_context`), each
     followed by its citation ``[n]``. Deterministic for the same input."""
     sources, question = parse_prompt(text)
     if question is None and not sources and "Sources:" not in text:
@@ -334,14 +338,15 @@ def answer_prompt(text: str) -> str:
             return "This is the Flow emulator; your message was empty."
         return f'This is the Flow emulator. You wrote: "{snippet}"'
     wanted = _terms(question if question is not None else text)
-    if not wanted or not sources:
+    context = _terms(" ".join(earlier))
+    if not (wanted or context) or not sources:
         return NOT_FOUND_ANSWER
     candidates: list[_Candidate] = []
     seen: set[str] = set()
     for source in sources:
         title_score = len(wanted & _terms(source.title))
         for position, sentence in enumerate(_sentences(source.text)):
-            score = len(wanted & _terms(sentence))
+            score = sentence_score(wanted, context, _terms(sentence))
             if score and sentence not in seen:
                 seen.add(sentence)
                 candidates.append(_Candidate(score, title_score, source.n, position, sentence))
@@ -355,8 +360,11 @@ def answer_prompt(text: str) -> str:
 
 def answer_messages(messages: Sequence[ChatMessage]) -> str:
     """Answer the last user message (or the last message when no user spoke)."""
+    judged = judge_reply(messages)  # ops.evaluate's judge requests (app.rag.judge)
+    if judged is not None:
+        return judged
     users = [m for m in messages if m.role == "user"]
-    return answer_prompt((users or list(messages))[-1].content)
+    return answer_prompt((users or list(messages))[-1].content, earlier_user_turns(messages))
 
 
 # --- HTTP app -----------------------------------------------------------------------------------
