@@ -75,6 +75,12 @@ MAX_WORKER_THREADS: Final = 256
 # ops.evaluate counts it as a refusal
 REFUSAL_ANSWER: Final = "I could not find this in the provided documents."
 
+# the answer evaluation (ops.evaluate): its scores as metrics (pushed by the scheduled run,
+# label `score`), and how far a score (0-1) may fall below the baseline or its 7-day best
+METRIC_EVAL_SCORE: Final = "flowchat_eval_score"
+EVAL_PUSH_JOB: Final = "flowchat-eval"
+EVAL_DROP_TOLERANCE: Final = 0.05
+
 # --- HTTP -------------------------------------------------------------------------------------
 READY_PATH: Final = "/api/health/ready"
 STATUS_PATH: Final = "/api/status"

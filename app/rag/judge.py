@@ -106,7 +106,13 @@ def is_refusal(answer: str) -> bool:
     return REFUSAL_ANSWER.lower().rstrip(".") in " ".join(answer.lower().split())
 
 
+_TRAILING_CITATIONS = re.compile(r"([.!?])((?:\s*\[\d+\])+)")
+
+
 def sentences(answer: str) -> list[str]:
+    """The answer's sentences, each with its citations: "Do X. [1] Do Y [2]." cites [1] for
+    "Do X" (markers after a sentence's full stop belong to that sentence)."""
+    answer = _TRAILING_CITATIONS.sub(r"\2\1", answer)
     return [s.strip() for s in _SENTENCE_END.split(answer) if _WORD.search(s.lower())]
 
 
