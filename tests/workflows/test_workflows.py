@@ -17,7 +17,9 @@ from ops import secrets as ops_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-EXPECTED = {"ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test"}
+EXPECTED = {
+    "ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test", "evaluate"
+}  # fmt: skip
 BIN = Path(sys.executable).parent
 CHECK_JSONSCHEMA = BIN / "check-jsonschema"
 ZIZMOR = BIN / "zizmor"
