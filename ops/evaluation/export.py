@@ -9,7 +9,7 @@ import re
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-from app.contracts import EVAL_PUSH_JOB, METRIC_EVAL_SCORE
+from app.contracts import EVAL_PUSH_JOB, METRIC_EVAL_SCORE, namespace_for
 from ops.evaluation.scoring import Summary
 
 LAST_RUN_METRIC = "flowchat_eval_last_run_timestamp_seconds"
@@ -36,6 +36,11 @@ def registry_for(summary: Summary) -> CollectorRegistry:
 
 
 def push(gateway: str, stack: str, summary: Summary) -> None:
+    """Push under job ``flowchat-eval`` and the stack's namespace (the alert and the panel
+    select both; scrape the Pushgateway with ``honor_labels: true`` so they are kept)."""
     push_to_gateway(
-        gateway, job=EVAL_PUSH_JOB, grouping_key={"stack": stack}, registry=registry_for(summary)
+        gateway,
+        job=EVAL_PUSH_JOB,
+        grouping_key={"namespace": namespace_for(stack)},
+        registry=registry_for(summary),
     )
