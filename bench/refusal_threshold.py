@@ -2,6 +2,10 @@
 
 ``python bench/refusal_threshold.py [--questions FILE] [--docs DIR] [--budget 0.05]``
 
+With a YAML retrieval set of ``app.rag.eval`` (answerable questions only), it reports how many
+of them the current threshold would refuse: ``python bench/refusal_threshold.py --docs
+tests/data/eval/docs --questions tests/data/eval/questions.yaml`` checks it on a held-out corpus.
+
 Ingests DIR (default ``docs/``, the knowledge base ``make run`` ingests) into a scratch
 collection with the service's loaders, chunker and embeddings, then for every question of the
 evaluation set takes the best chunk score the worker would see (a follow-up is searched alone
@@ -29,6 +33,22 @@ from app.rag.retrieval import REFUSAL_MIN_SCORE
 from app.rag.vectorstore import VectorStore
 from app.settings import REPO_ROOT, load_settings
 from ops.evaluation.questions import DEFAULT_QUESTIONS, EvalQuestion, read_questions
+
+
+def retrieval_set(path: Path) -> list[EvalQuestion]:
+    """A YAML set of ``app.rag.eval`` (answerable questions only, e.g. the held-out corpus
+    tests/data/eval/docs) in the evaluation set's shape."""
+    from app.rag.eval import read_questions as read_yaml
+
+    return [
+        EvalQuestion(
+            question=q.question,
+            doc=q.expected_document,
+            answer_phrase=q.expected_document,
+            history=[{"role": "user", "content": q.previous}] if q.previous else [],
+        )
+        for q in read_yaml(path)
+    ]
 
 
 def best_scores(docs: Path, questions: list[EvalQuestion], k: int) -> list[float]:
@@ -75,13 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=float, default=0.05, help="answerable questions it may refuse (share)"
     )
     args = parser.parse_args(argv)
-    questions = read_questions(args.questions)
+    if args.questions.suffix in (".yaml", ".yml"):
+        questions = retrieval_set(args.questions)
+    else:
+        questions = read_questions(args.questions)
     scores = best_scores(args.docs, questions, args.k)
     answerable = [s for s, q in zip(scores, questions, strict=True) if not q.unanswerable]
     unanswerable = [s for s, q in zip(scores, questions, strict=True) if q.unanswerable]
     print(f"best chunk score per question over {args.docs} (top {args.k}):")
     print(describe("answerable", answerable))
-    print(describe("unanswerable", unanswerable))
+    if unanswerable:
+        print(describe("unanswerable", unanswerable))
+    else:  # an answerable-only set: how many the current threshold would refuse
+        wrong = sum(s < REFUSAL_MIN_SCORE for s in answerable)
+        print(f"below REFUSAL_MIN_SCORE {REFUSAL_MIN_SCORE}: {wrong}/{len(answerable)}")
+        return 0
     print("threshold  answerable refused  unanswerable refused")
     for step in range(20, 46, 2):
         t = step / 100
