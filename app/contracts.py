@@ -72,6 +72,19 @@ MAX_WORKER_THREADS: Final = 256
 ALIVE_PREFIX: Final = "flowchat:worker-alive:"
 ALIVE_TTL_SECONDS: Final = 15
 
+# --- answers ----------------------------------------------------------------------------------
+# what the service answers when its documents do not answer a question: the worker sends it
+# without calling Flow when retrieval finds nothing relevant (app.rag.retrieval), the system
+# prompt tells the model to answer exactly this, the Flow emulator answers it, and
+# ops.evaluate counts it as a refusal
+REFUSAL_ANSWER: Final = "I could not find this in the provided documents."
+
+# the answer evaluation (ops.evaluate): its scores as metrics (pushed by the scheduled run,
+# label `score`), and how far a score (0-1) may fall below the baseline or its 7-day best
+METRIC_EVAL_SCORE: Final = "flowchat_eval_score"
+EVAL_PUSH_JOB: Final = "flowchat-eval"
+EVAL_DROP_TOLERANCE: Final = 0.05
+
 # --- HTTP -------------------------------------------------------------------------------------
 READY_PATH: Final = "/api/health/ready"
 STATUS_PATH: Final = "/api/status"

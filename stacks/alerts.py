@@ -226,6 +226,11 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
     votes = f"sum(increase({feedback}[{w['FlowchatDownVotes']}]))"
     down_votes = f"sum(increase({feedback}{_sel(vote='down')}[{w['FlowchatDownVotes']}]))"
     token_window = w["FlowchatFlowTokenBudget"]
+    # the scores the nightly evaluation of this stack pushed (ops.evaluation.export), per score
+    scores = (
+        f"{contracts.METRIC_EVAL_SCORE}{_sel(job=contracts.EVAL_PUSH_JOB, namespace=namespace)}"
+    )
+    best = f"max by (score) (max_over_time({scores}[{w['FlowchatAnswerQualityDropped']}]))"
     return [
         _rule(
             "FlowchatHealthCheckFailing",
@@ -404,6 +409,23 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
                 f"{t.downvote_min_votes} votes): users find the answers wrong or unhelpful."
             ),
             no_data_ok=True,  # fewer votes than the minimum: nothing to judge
+        ),
+        _rule(
+            "FlowchatAnswerQualityDropped",
+            query=f"{best} - max by (score) ({scores})",
+            op=">",
+            threshold=contracts.EVAL_DROP_TOLERANCE,
+            summary=(
+                "An answer evaluation score fell below its best of the last "
+                f"{describe_duration(str(w['FlowchatAnswerQualityDropped']))}"
+            ),
+            description=(
+                "The nightly answer evaluation's {{ $labels.score }} is {{ $value }} below its "
+                f"best of the last {describe_duration(str(w['FlowchatAnswerQualityDropped']))} "
+                "(scores 0-1): answers got worse (retrieval, citations, refusals or the judge's "
+                "groundedness and relevance)."
+            ),
+            no_data_ok=True,  # no evaluation pushed for this stack: nothing to compare
         ),
         _rule(
             "FlowchatFlowTokenBudget",

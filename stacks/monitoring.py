@@ -263,6 +263,14 @@ def dashboard_model(args: MonitoringArgs) -> dict[str, Any]:
             None,
         ),
         (
+            "Answer evaluation scores (nightly ops.evaluate)",
+            f"max by (score) ({contracts.METRIC_EVAL_SCORE}"
+            f'{{job="{contracts.EVAL_PUSH_JOB}",namespace="{args.namespace}"}})',
+            "{{score}}",
+            "percentunit",
+            None,
+        ),
+        (
             "Flow tokens over 24 h vs budget",
             rules["FlowchatFlowTokenBudget"].query,
             "tokens",

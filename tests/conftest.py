@@ -216,7 +216,9 @@ def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSt
 @dataclass
 class TenantService:
     """A service with two API keys that distrust each other (``API_KEYS=a,b``, as a shared
-    deployment has them), a Redis with a password and nothing pre-seeded."""
+    deployment has them), a Redis with a password, and no documents but one the fixture uploads
+    through the admin API (so a chat reaches Flow: a question nothing answers is refused
+    without asking it)."""
 
     stack: LocalStack
     emulator: EmulatorControl
@@ -237,7 +239,7 @@ def tenant_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenantS
         ports=Ports.free(),
         workers=2,
         threads=4,
-        ingest_workers=0,
+        ingest_workers=1,
         env_overrides={
             "API_KEYS": f"{key_a},{key_b}",
             "RATE_LIMIT_PER_MINUTE": "100000",
@@ -246,6 +248,17 @@ def tenant_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenantS
     )
     stack.start()
     try:
+        from app.core.settings import load_settings
+        from app.local.run import seed_documents
+
+        folder = tmp_path_factory.mktemp("tenant-docs")
+        (folder / "restart.md").write_text(
+            "# Restart the worker\n\nTo restart the worker, run `python -m ops.worker restart`"
+            " and watch the queue drain. The worker finishes its chats before it stops.\n"
+        )
+        seed_documents(
+            stack.base_url, stack.admin_token, folder, load_settings().ALLOWED_EXTENSIONS
+        )
         yield TenantService(stack, EmulatorControl(stack.flow_url), key_a, key_b)
     finally:
         stack.stop()

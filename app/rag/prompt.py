@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from app.contracts import REFUSAL_ANSWER
 from app.ingest import displayed_text
 from app.rag.vectorstore import RetrievedChunk
 
@@ -61,7 +62,8 @@ class Source(BaseModel):
 
 @cache
 def system_prompt() -> str:
-    return (PROMPTS_DIR / "system.txt").read_text(encoding="utf-8").strip()
+    text = (PROMPTS_DIR / "system.txt").read_text(encoding="utf-8").strip()
+    return text.replace("{refusal}", REFUSAL_ANSWER)
 
 
 def to_sources(chunks: list[RetrievedChunk]) -> list[Source]:

@@ -7,6 +7,11 @@ from app.rag.prompt import Source, to_sources
 from app.rag.vectorstore import RetrievedChunk, VectorStore
 
 MIN_SCORE = 0.15  # below this a chunk shares (almost) nothing with the question
+# the best chunk must score at least this, else nothing relevant was found and the service
+# refuses (app.contracts.REFUSAL_ANSWER) without calling Flow. Measured, not guessed:
+# `python bench/refusal_threshold.py` scores the evaluation set's answerable and unanswerable
+# questions over docs/ and picks it; the figures are in docs/evaluation.md.
+REFUSAL_MIN_SCORE = 0.33
 
 
 @traced("retrieval")
@@ -28,3 +33,8 @@ def retrieve_any(store: VectorStore, queries: list[str], k: int) -> list[Source]
                 best[chunk.id] = chunk
     ranked = sorted(best.values(), key=lambda c: -c.score)[:k]
     return to_sources([c for c in ranked if c.score >= MIN_SCORE])
+
+
+def answerable(sources: list[Source]) -> bool:
+    """Whether retrieval found anything relevant enough to ask Flow about."""
+    return bool(sources) and max(s.score for s in sources) >= REFUSAL_MIN_SCORE

@@ -28,6 +28,7 @@ from rq.registry import StartedJobRegistry
 
 from app.chat import conversations
 from app.chat.jobs import notify_done
+from app.chat.refusal import refusal
 from app.chat.results import ChatJob, ChatResult, Timings, Usage
 from app.chat.stream import StreamWriter
 from app.contracts import ALIVE_PREFIX, ALIVE_TTL_SECONDS, CHAT_JOB
@@ -41,7 +42,7 @@ from app.observability.logs import ANONYMOUS_KEY, current_ids
 from app.rag.embeddings import get_embedder
 from app.rag.model_setup import MODEL_DIR
 from app.rag.prompt import build_messages
-from app.rag.retrieval import retrieve, retrieve_any
+from app.rag.retrieval import answerable, retrieve, retrieve_any
 from app.worker.resources import worker_resources
 
 log = logging.getLogger("flowchat.worker")
@@ -128,6 +129,9 @@ def answer_chat(
     else:  # a follow-up: the best chunks for it alone or made standalone
         sources = retrieve_any(res.store, [spec.question, standalone], k)
     retrieved = time.time()
+    refuse = not answerable(sources)
+    if refuse:  # nothing relevant was found: the refusal sentence, without asking Flow
+        sources = []
     if stream is not None:
         stream.sources([s.model_dump(mode="json") for s in sources])
     first_token: list[float] = []
@@ -142,10 +146,14 @@ def answer_chat(
     history = [t.model_dump() for t in conversations.bounded(turns)]
     try:
         try:
-            completion = res.flow.chat_stream(
-                build_messages(spec.question, sources, history=history),
-                on_delta,
-                max_tokens=res.settings.CHAT_MAX_TOKENS,
+            completion = (
+                refusal(on_delta)
+                if refuse
+                else res.flow.chat_stream(
+                    build_messages(spec.question, sources, history=history),
+                    on_delta,
+                    max_tokens=res.settings.CHAT_MAX_TOKENS,
+                )
             )
         except FlowError as exc:
             res.maintenance.flow_failed(exc.reason)
@@ -162,7 +170,8 @@ def answer_chat(
             # the reason stays in the worker's log; the client gets a fixed sentence
             log.warning("chat job failed: Flow did not answer: %s", exc.reason)
             raise ChatFailed(reason) from None
-        res.maintenance.flow_succeeded()
+        if not refuse:  # Flow was not asked: its state is unknown
+            res.maintenance.flow_succeeded()
         if completion.usage is not None:
             usage = completion.usage
             if spec.key_id:  # the key's daily Flow-token budget (app/access/quotas.py)
@@ -180,6 +189,10 @@ def answer_chat(
                 "completion_tokens": usage.completion_tokens,
             }
             log.info("flow usage", extra=tokens)
+        elif refuse and spec.key_id:  # Flow was not asked: the whole reservation is given back
+            res.quotas.settle(
+                spec.key_id, spec.reserved_tokens, 0, job_id=job.id if job is not None else None
+            )
         answered = time.time()
         answer = completion.content.strip()
         empty = not answer or not sources

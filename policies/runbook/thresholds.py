@@ -134,6 +134,16 @@ _SPECS: Final = (
     AlertSpec("FlowchatFlowErrors", "flow-errors", "critical", "troubleshooting", "5m", "5m"),
     AlertSpec("FlowchatEmptyAnswers", "empty-answers", "warning", "troubleshooting", "15m", "15m"),
     AlertSpec("FlowchatDownVotes", "down-votes", "warning", "troubleshooting", "30m", "1h"),
+    # the nightly answer evaluation (ops.evaluate) pushes its scores once a day: compared with
+    # their best over a week, firing at once (the pushed value stays until the next run)
+    AlertSpec(
+        "FlowchatAnswerQualityDropped",
+        "answer-quality-dropped",
+        "warning",
+        "troubleshooting",
+        "0s",
+        "7d",
+    ),
     AlertSpec(
         "FlowchatFlowTokenBudget",
         "daily-flow-tokens-over-budget",

@@ -48,6 +48,7 @@ EXPECTED = {  # alert -> (group, severity, runbook anchor)
     "FlowchatRedisMemoryHigh": ("monitoring", "warning", "redis-memory-high"),
     "FlowchatDownVotes": ("troubleshooting", "warning", "down-votes"),
     "FlowchatFlowTokenBudget": ("monitoring", "warning", "daily-flow-tokens-over-budget"),
+    "FlowchatAnswerQualityDropped": ("troubleshooting", "warning", "answer-quality-dropped"),
 }
 
 
@@ -111,6 +112,7 @@ def test_alerts_use_only_contract_metric_names() -> None:
     functions = {"max_over_time", "histogram_quantile", "rate", "sum", "max", "predict_linear"}
     functions |= {"absent", "by", "le", "queue", "namespace", "persistentvolumeclaim"}
     functions |= {"or", "vector", "increase", "and", "on", "without", "instance", "pod"}
+    functions |= {"score"}  # the evaluation scores' label
     for rule in rules().values():
         text = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^]]*\]', "", rule.expr)
         names = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", text)) - functions
@@ -257,3 +259,9 @@ def test_runbook_sections_of_the_new_alerts_state_their_thresholds() -> None:
     spec = ALERTS["FlowchatFlowTokenBudget"]
     assert f"for {describe_duration(spec.for_)}" in section
     assert daily_tokens_query() in section  # the alert's own query, to paste into Grafana
+    section = _section(RUNBOOK_ANCHORS["FlowchatAnswerQualityDropped"])
+    assert f"more than {contracts.EVAL_DROP_TOLERANCE:g} below" in section
+    assert (
+        f"best of the last {describe_duration(ALERTS['FlowchatAnswerQualityDropped'].window)}"
+        in section
+    )

@@ -14,6 +14,7 @@ from rq import Queue
 
 from app.contracts import (
     HEALTH_PROBE_JOB,
+    METRIC_EVAL_SCORE,
     METRIC_KUBELET_VOLUME_CAPACITY_BYTES,
     METRIC_KUBELET_VOLUME_USED_BYTES,
     METRIC_PROBE_SUCCESS,
@@ -29,6 +30,7 @@ EXTERNAL = {
     METRIC_PROBE_SUCCESS,
     METRIC_KUBELET_VOLUME_USED_BYTES,
     METRIC_KUBELET_VOLUME_CAPACITY_BYTES,
+    METRIC_EVAL_SCORE,  # pushed to a Pushgateway by the nightly ops.evaluate, not by the service
 }
 PROMQL_WORDS = {
     "sum",

@@ -17,7 +17,9 @@ from ops import secrets as ops_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-EXPECTED = {"ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test"}
+EXPECTED = {
+    "ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test", "evaluate"
+}  # fmt: skip
 BIN = Path(sys.executable).parent
 CHECK_JSONSCHEMA = BIN / "check-jsonschema"
 ZIZMOR = BIN / "zizmor"
@@ -598,7 +600,7 @@ def test_every_python_install_is_hash_locked(name: str) -> None:
             if "pip install" not in line:
                 continue
             locked = re.search(
-                r"pip install -q --require-hashes -r (\S+/)?requirements/[\w-]+\.lock$", line
+                r"pip install -q --require-hashes (--no-deps )?-r (\S+/)?requirements/[\w-]+\.lock$", line
             )
             project = re.search(r"pip install -q --no-deps --no-build-isolation -e \S+$", line)
             assert locked or project, f"{name}: {line.strip()}"

@@ -9,9 +9,12 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from app.contracts import REFUSAL_ANSWER
+from app.flow.emulator.context import earlier_user_turns, sentence_score
+from app.flow.emulator.judge import judge_reply
 from app.flow.models import ChatMessage
 
-NOT_FOUND_ANSWER = "I could not find this in the provided documents."
+NOT_FOUND_ANSWER = REFUSAL_ANSWER
 MAX_ANSWER_SENTENCES = 3
 
 
@@ -102,8 +105,9 @@ def _sentences(text: str) -> Iterator[str]:
                 yield sentence
 
 
-def answer_prompt(text: str) -> str:
-    """Extractive answer: the 1-3 source sentences sharing most words with the question, each
+def answer_prompt(text: str, earlier: Sequence[str] = ()) -> str:
+    """Extractive answer: the 1-3 source sentences sharing most words with the question (and
+    the ``earlier`` user turns of its conversation, :mod:`app.flow.emulator.context`), each
     followed by its citation ``[n]``. Deterministic for the same input."""
     sources, question = parse_prompt(text)
     if question is None and not sources and "Sources:" not in text:
@@ -112,14 +116,15 @@ def answer_prompt(text: str) -> str:
             return "This is the Flow emulator; your message was empty."
         return f'This is the Flow emulator. You wrote: "{snippet}"'
     wanted = _terms(question if question is not None else text)
-    if not wanted or not sources:
+    context = _terms(" ".join(earlier))
+    if not (wanted or context) or not sources:
         return NOT_FOUND_ANSWER
     candidates: list[_Candidate] = []
     seen: set[str] = set()
     for source in sources:
         title_score = len(wanted & _terms(source.title))
         for position, sentence in enumerate(_sentences(source.text)):
-            score = len(wanted & _terms(sentence))
+            score = sentence_score(wanted, context, _terms(sentence))
             if score and sentence not in seen:
                 seen.add(sentence)
                 candidates.append(_Candidate(score, title_score, source.n, position, sentence))
@@ -133,5 +138,8 @@ def answer_prompt(text: str) -> str:
 
 def answer_messages(messages: Sequence[ChatMessage]) -> str:
     """Answer the last user message (or the last message when no user spoke)."""
+    judged = judge_reply(messages)  # ops.evaluate's judge requests (app.rag.judge)
+    if judged is not None:
+        return judged
     users = [m for m in messages if m.role == "user"]
-    return answer_prompt((users or list(messages))[-1].content)
+    return answer_prompt((users or list(messages))[-1].content, earlier_user_turns(messages))

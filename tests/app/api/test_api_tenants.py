@@ -18,6 +18,7 @@ from rq.job import Job
 from app.access.keys import key_id
 from app.access.quotas import Quotas
 from app.chat.conversations import HISTORY_CHARS, HISTORY_TURNS, conversation_key
+from app.contracts import REFUSAL_ANSWER
 from app.core.redis_clients import JOB_SERIALIZER
 from app.core.settings import REPO_ROOT, load_settings
 from tests.app.api.sse import read_stream
@@ -120,6 +121,19 @@ def test_conversations_are_scoped_to_the_key(service: TenantService) -> None:
     turns_a = connection.lrange(conversation_key(id_a, "team-shared"), 0, -1)
     assert len(turns_b) == 2 and len(turns_a) == 2  # two conversations, one per key
     assert all(secret_words.encode() not in t for t in turns_a)
+
+
+def test_a_refused_chat_gives_its_whole_reservation_back(service: TenantService) -> None:
+    """A question nothing answers is refused without asking Flow (issue 23): the key pays
+    nothing for it, not the reservation admission took."""
+    stack = service.stack
+    quotas = Quotas(redis.Redis.from_url(stack.redis_url), load_settings())
+    id_a = key_id(service.key_a, stack.key_id_secret)
+    with _client(service, service.key_a) as a:
+        before = quotas.tokens_used(id_a)
+        answer = _finished_chat(a, message="What is the HR policy on parental leave?")
+    assert answer["answer"] == REFUSAL_ANSWER and answer["sources"] == []
+    assert quotas.tokens_used(id_a) == before
 
 
 def test_budget_is_a_reservation_and_an_operator_can_reset_it(service: TenantService) -> None:

@@ -1,0 +1,2 @@
+"""Answer evaluation (``python -m ops.evaluate``): the question set, asking the service,
+scoring, and the report."""
