@@ -600,7 +600,9 @@ def test_every_python_install_is_hash_locked(name: str) -> None:
             if "pip install" not in line:
                 continue
             locked = re.search(
-                r"pip install -q --require-hashes (--no-deps )?-r (\S+/)?requirements/[\w-]+\.lock$", line
+                r"pip install -q --require-hashes (--no-deps )?"
+                r"-r (\S+/)?requirements/[\w-]+\.lock$",
+                line,
             )
             project = re.search(r"pip install -q --no-deps --no-build-isolation -e \S+$", line)
             assert locked or project, f"{name}: {line.strip()}"

@@ -37,6 +37,7 @@ PROTECTION: dict[tuple[str, str], str] = {
     ("POST", "/api/documents"): "admin",
     ("GET", "/api/documents"): "admin",
     ("DELETE", "/api/documents/{document_id}"): "admin",
+    ("POST", "/api/documents/{document_id}/reprocess"): "admin",
     ("POST", "/api/documents/ingest"): "admin",
     ("GET", "/api/documents/ingest/{job_id}"): "admin",
     ("POST", "/v1/chat/completions"): "key",
