@@ -1,0 +1,168 @@
+"""Redis and Chroma: single-replica StatefulSets behind headless Services.
+
+Both have a volumeClaimTemplate `data` (so Chroma's PVC is `data-flowchat-chroma-0`, watched by
+the volume alerts) on the stack's ReadWriteOnce storage class.
+"""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as k8s
+
+from app.contracts import APP_NAME, CHROMA_STATEFULSET, REDIS_PASSWORD_SECRET
+from stacks.kube import Component, labels, selector_labels
+from stacks.pods import (
+    TMP_MOUNT,
+    Manifest,
+    ServiceScope,
+    container_security,
+    pod_security,
+    quantity_bytes,
+    secret_env,
+    volume_claim,
+)
+
+REDIS_NAME = f"{APP_NAME}-redis"
+REDIS_PORT = 6379
+CHROMA_NAME = CHROMA_STATEFULSET
+CHROMA_PORT = 8000
+CHROMA_DATA_DIR = "/data"  # chromadb/chroma 1.x persist path
+REDIS_UID = 10999  # > 10000 (no clash with host users); the redis image runs as any uid
+CHROMA_UID = 11000  # > 10000; chroma writes only /data (fsGroup) and /tmp
+REDIS_MAXMEMORY_RATIO = 0.75  # of the container memory limit; the rest is AOF rewrite headroom
+
+
+def redis_maxmemory(memory_limit: str) -> int:
+    """Redis `maxmemory` for a container limit: REDIS_MAXMEMORY_RATIO of it, in bytes."""
+    return int(quantity_bytes(memory_limit) * REDIS_MAXMEMORY_RATIO)
+
+
+def redis_url(namespace: str) -> str:
+    return f"redis://{REDIS_NAME}.{namespace}.svc.cluster.local:{REDIS_PORT}/0"
+
+
+def chroma_url(namespace: str) -> str:
+    return f"http://{CHROMA_NAME}.{namespace}.svc.cluster.local:{CHROMA_PORT}"
+
+
+def _headless_service(
+    scope: ServiceScope, name: str, component: Component, port: int, port_name: str
+) -> None:
+    k8s.core.v1.Service(
+        f"{scope.name}-{component}-service",
+        metadata=scope.meta(name, component),
+        spec={
+            "clusterIP": "None",
+            "selector": selector_labels(scope.config.stack, component),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name}],
+        },
+        opts=scope.opts(),
+    )
+
+
+def _stateful_set(
+    scope: ServiceScope,
+    name: str,
+    component: Component,
+    container: Manifest,
+    uid: int,
+    size: str,
+) -> None:
+    config = scope.config
+    container["volumeMounts"] = [
+        *container.get("volumeMounts", []),  # type: ignore[misc]
+        {"name": "tmp", "mountPath": TMP_MOUNT},
+    ]
+    k8s.apps.v1.StatefulSet(
+        f"{scope.name}-{component}",
+        metadata=scope.meta(name, component),
+        spec={
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": selector_labels(config.stack, component)},
+            "template": {
+                "metadata": {"labels": labels(config.stack, component)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(uid),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": labels(config.stack, component)},
+                    "spec": volume_claim(size, config.storage_class, "ReadWriteOnce"),
+                }
+            ],
+        },
+        opts=scope.opts(*scope.waits),
+    )
+
+
+def redis(scope: ServiceScope) -> None:
+    config = scope.config.redis
+    _headless_service(scope, REDIS_NAME, "redis", REDIS_PORT, "redis")
+    _stateful_set(
+        scope,
+        REDIS_NAME,
+        "redis",
+        {
+            "name": "redis",
+            "image": config.image,
+            # $(REDIS_PASSWORD) is expanded by the kubelet from the env below
+            "args": [
+                *("--requirepass", "$(REDIS_PASSWORD)"),
+                *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data"),
+                *("--maxmemory", str(redis_maxmemory(config.resources.memory_limit))),
+                *("--maxmemory-policy", "noeviction"),  # never drop a queued job
+            ],
+            "env": [
+                secret_env("REDIS_PASSWORD", scope.secret_name, REDIS_PASSWORD_SECRET),
+                # redis-cli (the readiness probe) authenticates with it
+                secret_env("REDISCLI_AUTH", scope.secret_name, REDIS_PASSWORD_SECRET),
+            ],
+            "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "readinessProbe": {
+                "exec": {"command": ["redis-cli", "ping"]},
+                "periodSeconds": 10,
+            },
+            "livenessProbe": {
+                "tcpSocket": {"port": "redis"},
+                "periodSeconds": 20,
+                "failureThreshold": 3,
+            },
+            "resources": config.resources.manifest(),
+            "securityContext": container_security(),
+        },
+        REDIS_UID,
+        config.volume_size,
+    )
+
+
+def chroma(scope: ServiceScope) -> None:
+    config = scope.config.chroma
+    _headless_service(scope, CHROMA_NAME, "chroma", CHROMA_PORT, "http")
+    heartbeat = {"path": "/api/v2/heartbeat", "port": "http"}
+    _stateful_set(
+        scope,
+        CHROMA_NAME,
+        "chroma",
+        {
+            "name": "chroma",
+            "image": config.image,
+            "ports": [{"name": "http", "containerPort": CHROMA_PORT}],
+            "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "FALSE"}],
+            "volumeMounts": [{"name": "data", "mountPath": CHROMA_DATA_DIR}],
+            "readinessProbe": {"httpGet": dict(heartbeat), "periodSeconds": 10},
+            "livenessProbe": {
+                "httpGet": dict(heartbeat),
+                "periodSeconds": 20,
+                "failureThreshold": 3,
+            },
+            "resources": config.resources.manifest(),
+            "securityContext": container_security(),
+        },
+        CHROMA_UID,
+        config.volume_size,
+    )
