@@ -41,7 +41,7 @@ def in_flight_trigger(scope: ServiceScope, queue: str, per_replica: int) -> Mani
     return {
         "type": "prometheus",
         "metadata": {
-            "serverAddress": scope.config.addons.prometheus_url,
+            "serverAddress": scope.platform.prometheus_url,
             "query": in_flight,
             "threshold": str(per_replica),
         },

@@ -35,7 +35,6 @@ from stacks.config_cluster import (
 )
 from stacks.config_types import (
     CLOUDS,
-    DNS_NAME,
     Cloud,
     ConfigError,
     ConfigModel,
@@ -59,6 +58,7 @@ from stacks.config_workloads import (
     WorkerConfig,
     validate_app_env,
 )
+from stacks.platform_ref import PlatformConfig
 
 
 class StackConfig(ConfigModel):
@@ -74,10 +74,9 @@ class StackConfig(ConfigModel):
     redis: RedisConfig = RedisConfig()
     chroma: ChromaConfig = ChromaConfig()
     documents: DocumentsConfig = DocumentsConfig()
-    storage_class: str | None = None  # ReadWriteOnce class for Redis and Chroma (None: default)
-    hostname: str
-    ingress_class: str = "nginx"
-    tls_issuer: str | None = None  # cert-manager ClusterIssuer; None: no TLS block
+    # where the cluster's values come from (storage and ingress classes, ClusterIssuer, hostname,
+    # ...): the platform stack's outputs, or the same values for a cluster the team runs itself
+    platform: PlatformConfig
     # None (normal): the Kubernetes provider reads KUBECONFIG, which the deploy job's cluster
     # credentials step sets before `pulumi up`. A secret kubeconfig here overrides that.
     kubeconfig: SecretStr | None = None
@@ -144,13 +143,6 @@ class StackConfig(ConfigModel):
             return None
         return int(self.otlp_endpoint.rsplit(":", 1)[1])
 
-    @field_validator("hostname")
-    @classmethod
-    def _check_hostname(cls, value: str) -> str:
-        if not DNS_NAME.match(value):
-            raise ValueError("must be a lower-case DNS name such as chat.example.com")
-        return value
-
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, value: str) -> str:
@@ -185,12 +177,14 @@ class StackConfig(ConfigModel):
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
     | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env", "tokenPrices"}
+    | {"platform"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
 GRAFANA_AUTH_KEY = "grafanaAuth"  # Grafana service-account token, always secret config
+REGISTRY_AUTH_KEY = "registryAuth"  # `user:token` the cluster pulls the image with
 # Keys that are secret config, delivered by the stack's ESC environment (never committed).
-SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, "kubeconfig")
+SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY, "kubeconfig")
 
 
 def _top_level_keys() -> list[str]:
@@ -258,7 +252,7 @@ def parse_config(
     data: dict[str, Any] = {"stack": stack}
     known = set(_top_level_keys())
     for key, value in raw.items():
-        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY):
+        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY):
             continue
         if key not in known:
             problems.append(f"flowchat:{key}: is not a known setting")
@@ -282,6 +276,8 @@ def parse_config(
         data["alerting"] = alerting
     if GRAFANA_AUTH_KEY in raw:
         data["grafana"] = {**(data.get("grafana") or {}), "auth": raw[GRAFANA_AUTH_KEY]}
+    if REGISTRY_AUTH_KEY in raw:
+        data["image"] = {**(data.get("image") or {}), "pullAuth": raw[REGISTRY_AUTH_KEY]}
     if problems:
         raise ConfigError(problems)
     try:
@@ -290,7 +286,9 @@ def parse_config(
         for err in exc.errors():
             loc = tuple(err["loc"])
             secret = bool(loc) and (str(loc[0]) in secret_keys or loc[0] == "kubeconfig")
-            secret = secret or any(part in {"url", "integrationKey", "auth"} for part in loc)
+            secret = secret or any(
+                part in {"url", "integrationKey", "auth", "pullAuth"} for part in loc
+            )
             problems.append(f"flowchat:{_key_path(loc) or 'config'}: {_describe(err, secret)}")
         raise ConfigError(problems) from None
     problems.extend(_cloud_problems(config))
@@ -325,10 +323,10 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
     """Secret keys a stack needs that its ESC environment delivers (never committed).
 
     Only the offline preview (stacks.render) supplies placeholders for them; the first-run test
-    reads the ESC definition instead. Today: `grafanaAuth` always, `alertingUrl` when the
-    contact point is Slack or PagerDuty.
+    reads the ESC definition instead. Today: `grafanaAuth` and `registryAuth` always,
+    `alertingUrl` when the contact point is Slack or PagerDuty.
     """
-    keys = [GRAFANA_AUTH_KEY]
+    keys = [GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY]
     try:
         alerting = json.loads(raw.get("alerting", "{}"))
     except json.JSONDecodeError:

@@ -61,18 +61,11 @@ class GrafanaConfig(ConfigModel):
 
 
 class AddonsConfig(ConfigModel):
-    """Cluster add-ons the stack relies on; defaults match kube-prometheus-stack and KEDA's chart.
-
-    AKS's KEDA add-on runs in kube-system; a managed Grafana generates its own datasource uid.
+    """What the stack says to the cluster's monitoring add-ons; defaults match
+    kube-prometheus-stack. Where KEDA, the ingress controller, Prometheus and the prober run comes
+    from the platform (stacks.platform_ref); a managed Grafana generates its own datasource uid.
     """
 
-    keda_namespace: str = "keda"
-    ingress_namespace: str = "ingress-nginx"  # where the ingress controller's pods run
-    # where Prometheus and the blackbox exporter run (they scrape / probe the API Service)
-    monitoring_namespace: str = "monitoring"
-    prober_url: str = "blackbox-exporter.monitoring.svc:9115"
-    # Prometheus KEDA asks for the ingest queue's waiting + running jobs (kube-prometheus-stack)
-    prometheus_url: str = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
     prometheus_datasource_uid: str = "prometheus"
     # labels kube-prometheus-stack's Prometheus selects ServiceMonitors / Probes by
     monitor_labels: dict[str, str] = {"release": "kube-prometheus-stack"}

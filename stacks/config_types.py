@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
 Cloud = Literal["azure", "aws"]
@@ -69,6 +69,8 @@ class ImageConfig(ConfigModel):
 
     repository: str = "ghcr.io/flowchat/flowchat"
     tag: str = "0.1.0"
+    # `user:token` for a private registry (secret config flowchat:registryAuth, from ESC)
+    pull_auth: SecretStr | None = None
 
     @field_validator("repository")
     @classmethod

@@ -116,8 +116,7 @@ class ChromaConfig(ConfigModel):
 class DocumentsConfig(ConfigModel):
     """The shared ReadWriteMany volume holding uploaded files (DOCUMENTS_PATH)."""
 
-    volume_size: Quantity = "5Gi"
-    storage_class: str | None = None  # must offer ReadWriteMany (azurefile-csi, efs-sc, ...)
+    volume_size: Quantity = "5Gi"  # on the platform's sharedStorageClass (ReadWriteMany)
 
 
 class TokenPrices(ConfigModel):

@@ -7,17 +7,14 @@ import pulumi_kubernetes as k8s
 from app.contracts import API_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT, WORKER_DEPLOYMENT
 from stacks.kube import Component, selector_labels
 from stacks.pods import ServiceScope
-from stacks.stores import CHROMA_NAME, REDIS_NAME
 
-# Voluntary evictions (node drains) take one API or worker pod at a time; Redis and Chroma are
-# single replicas whose eviction is an outage: minAvailable 1 makes a drain wait for an
-# operator (docs/runbook.md), never take the queue or the vector store down unplanned.
+# Voluntary evictions (node drains) take one API or worker pod at a time. Redis and Chroma are
+# single replicas: a budget of minAvailable 1 would block every node drain (cluster upgrades
+# stall), so they get none; a drain restarts them on another node (their volumes follow).
 BUDGETS: tuple[tuple[str, Component, dict[str, int]], ...] = (
     (API_DEPLOYMENT, "api", {"maxUnavailable": 1}),
     (WORKER_DEPLOYMENT, "worker", {"maxUnavailable": 1}),
     (INGEST_WORKER_DEPLOYMENT, "ingest-worker", {"maxUnavailable": 1}),
-    (REDIS_NAME, "redis", {"minAvailable": 1}),
-    (CHROMA_NAME, "chroma", {"minAvailable": 1}),
 )
 
 

@@ -18,8 +18,8 @@ from app.contracts import (
     INGEST_WORKER_DEPLOYMENT,
     WORKER_DEPLOYMENT,
 )
-from stacks.config import StackConfig
 from stacks.kube import Component, selector_labels
+from stacks.platform_ref import Platform
 from stacks.pods import Manifest, ServiceScope
 from stacks.stores import CHROMA_NAME, CHROMA_PORT, REDIS_NAME, REDIS_PORT
 
@@ -57,7 +57,7 @@ class Pods:
 class Namespace:
     """Every pod of a namespace (empty name: of any namespace)."""
 
-    name: str = ""
+    name: object = ""  # a namespace name, or the platform's Output of one
 
     def manifest(self, stack: str) -> Manifest:
         if not self.name:
@@ -104,8 +104,9 @@ class Row:
     egress: tuple[Rule, ...]
 
 
-def policy_table(config: StackConfig) -> tuple[Row, ...]:
-    addons = config.addons
+def policy_table(scope: ServiceScope) -> tuple[Row, ...]:
+    config = scope.config
+    addons: Platform = scope.platform  # where the ingress controller, monitoring and KEDA run
     dns = Rule((Namespace("kube-system"),), (("UDP", DNS_PORT), ("TCP", DNS_PORT)))
     to_redis = Rule.tcp(REDIS_PORT, Pods(("redis",)))
     to_chroma = Rule.tcp(CHROMA_PORT, Pods(("chroma",)))
@@ -138,7 +139,7 @@ def policy_table(config: StackConfig) -> tuple[Row, ...]:
 def network_policies(scope: ServiceScope) -> None:
     """Ingress and egress for every workload, admitting only the named peers."""
     stack = scope.config.stack
-    for row in policy_table(scope.config):
+    for row in policy_table(scope):
         k8s.networking.v1.NetworkPolicy(
             f"{scope.name}-{row.component}-netpol",
             metadata=scope.meta(row.name, row.component),

@@ -14,6 +14,7 @@ import pulumi
 from app.contracts import APP_NAME, RESTARTED_AT_ANNOTATION
 from stacks.config import StackConfig
 from stacks.kube import Component, KubeNamespace, labels, metadata
+from stacks.platform_ref import Platform
 
 ROTATION_ANNOTATION = "flowchat.io/credentials-version"
 # set by ops.rotate_credentials / ops.worker (and `kubectl rollout restart`)
@@ -21,6 +22,7 @@ IGNORE_RESTARTS = [f'spec.template.metadata.annotations["{RESTARTED_AT_ANNOTATIO
 DOCUMENTS_MOUNT = "/var/lib/flowchat/documents"
 DOCUMENTS_PVC = f"{APP_NAME}-documents"
 APP_UID = 10001  # the user of the flowchat image (Dockerfile)
+REGISTRY_PULL_SECRET = f"{APP_NAME}-registry"  # a dockerconfigjson Secret (stacks.registry)
 TMP_MOUNT = "/tmp"  # an emptyDir: every root filesystem is read-only
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
@@ -61,11 +63,13 @@ def pod_security(uid: int) -> Manifest:
     }
 
 
-def volume_claim(size: str, storage_class: str | None, mode: str) -> Manifest:
-    spec: Manifest = {"accessModes": [mode], "resources": {"requests": {"storage": size}}}
-    if storage_class:
-        spec["storageClassName"] = storage_class
-    return spec
+def volume_claim(size: str, storage_class: object, mode: str) -> Manifest:
+    """A claim on `storage_class` (the platform's class name, never the cluster's default)."""
+    return {
+        "accessModes": [mode],
+        "resources": {"requests": {"storage": size}},
+        "storageClassName": storage_class,
+    }
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class ServiceScope:
     name: str
     parent: pulumi.Resource
     secret_name: str
+    platform: Platform
     waits: tuple[pulumi.Resource, ...] = ()  # the ExternalSecret: pods start once it is synced
 
     def opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -122,6 +127,8 @@ def app_pod_template(
     }
     if grace_seconds is not None:
         spec["terminationGracePeriodSeconds"] = grace_seconds
+    if config.image.pull_auth is not None:  # stacks.registry makes the Secret
+        spec["imagePullSecrets"] = [{"name": REGISTRY_PULL_SECRET}]
     return {
         "metadata": {
             "labels": labels(config.stack, component),

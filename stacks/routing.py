@@ -65,16 +65,15 @@ def service_monitor(scope: ServiceScope, service: k8s.core.v1.Service) -> None:
 
 
 def ingress(scope: ServiceScope) -> None:
-    config = scope.config
-    annotations: dict[str, str] = {}
-    if config.ingress_class == "nginx":
-        annotations["nginx.ingress.kubernetes.io/proxy-body-size"] = "25m"  # uploads
+    platform = scope.platform
+    # uploads; ingress-nginx and AKS app routing (nginx-based) read it, other controllers ignore it
+    annotations: dict[str, object] = {"nginx.ingress.kubernetes.io/proxy-body-size": "25m"}
     backend = {"service": {"name": API_DEPLOYMENT, "port": {"number": DEFAULT_PORT}}}
     spec: Manifest = {
-        "ingressClassName": config.ingress_class,
+        "ingressClassName": platform.ingress_class,
         "rules": [
             {
-                "host": config.hostname,
+                "host": platform.hostname,
                 "http": {
                     # never /metrics, /docs, /openapi.json: Prometheus scrapes the Service
                     "paths": [
@@ -84,10 +83,11 @@ def ingress(scope: ServiceScope) -> None:
                 },
             }
         ],
+        # a certificate from the platform's ClusterIssuer (a publicly trusted CA: ops.smoke
+        # verifies TLS) for the platform's hostname
+        "tls": [{"hosts": [platform.hostname], "secretName": f"{APP_NAME}-tls"}],
     }
-    if config.tls_issuer:
-        annotations["cert-manager.io/cluster-issuer"] = config.tls_issuer
-        spec["tls"] = [{"hosts": [config.hostname], "secretName": f"{APP_NAME}-tls"}]
+    annotations["cert-manager.io/cluster-issuer"] = platform.cluster_issuer
     k8s.networking.v1.Ingress(
         f"{scope.name}-api-ingress",
         metadata=scope.meta(API_DEPLOYMENT, "api", annotations=annotations),

@@ -32,6 +32,7 @@ from stacks.config import Resources, StackConfig
 from stacks.disruption import disruption_budgets
 from stacks.kube import KubeNamespace
 from stacks.network_policies import network_policies
+from stacks.platform_ref import Platform
 from stacks.pods import (
     DOCUMENTS_PVC,
     ROTATION_ANNOTATION,
@@ -39,6 +40,7 @@ from stacks.pods import (
     quantity_bytes,
     volume_claim,
 )
+from stacks.registry import pull_secret
 from stacks.stores import redis_maxmemory
 
 
@@ -46,6 +48,7 @@ from stacks.stores import redis_maxmemory
 class ServiceArgs:
     config: StackConfig
     kube: KubeNamespace
+    platform: Platform
     secret_name: str = EXTERNAL_SECRET
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -66,15 +69,19 @@ class Service(pulumi.ComponentResource):
         self.chroma_url = stores.chroma_url(ns)
         self.api_service_url = f"http://{API_DEPLOYMENT}.{ns}.svc.cluster.local:{DEFAULT_PORT}"
         self.chroma_pvc_name = CHROMA_PVC
-        scope = ServiceScope(config, args.kube, name, self, args.secret_name, args.depends_on)
+        platform = args.platform
+        scope = ServiceScope(
+            config, args.kube, name, self, args.secret_name, platform, args.depends_on
+        )
 
+        pull_secret(scope)
         stores.redis(scope)
         stores.chroma(scope)
         documents = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-documents",
             metadata=scope.meta(DOCUMENTS_PVC, "api"),
             spec=volume_claim(
-                config.documents.volume_size, config.documents.storage_class, "ReadWriteMany"
+                config.documents.volume_size, platform.shared_storage_class, "ReadWriteMany"
             ),
             opts=scope.opts(),
         )
@@ -93,7 +100,7 @@ class Service(pulumi.ComponentResource):
                 "namespace": ns,
                 "apiServiceUrl": self.api_service_url,
                 "chromaPvcName": self.chroma_pvc_name,
-                "hostname": config.hostname,
+                "hostname": platform.hostname,
             }
         )
 

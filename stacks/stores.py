@@ -28,6 +28,12 @@ CHROMA_PORT = 8000
 CHROMA_DATA_DIR = "/data"  # chromadb/chroma 1.x persist path
 REDIS_UID = 10999  # > 10000 (no clash with host users); the redis image runs as any uid
 CHROMA_UID = 11000  # > 10000; chroma writes only /data (fsGroup) and /tmp
+REDIS_AUTH_CONF = "${TMPDIR:-" + TMP_MOUNT + "}/redis-auth.conf"  # the pod has no TMPDIR
+# `sh -c SCRIPT ARGS...`: ARGS become "$@" after the `redis` placeholder for $0
+REDIS_START = (
+    f'umask 077 && printf \'requirepass "%s"\\n\' "$REDIS_PASSWORD" > {REDIS_AUTH_CONF} '
+    f'&& exec redis-server {REDIS_AUTH_CONF} "$@"'
+)
 REDIS_MAXMEMORY_RATIO = 0.75  # of the container memory limit; the rest is AOF rewrite headroom
 
 
@@ -66,8 +72,10 @@ def _stateful_set(
     container: Manifest,
     uid: int,
     size: str,
+    tmp_in_memory: bool = False,
 ) -> None:
     config = scope.config
+    tmp: Manifest = {"medium": "Memory"} if tmp_in_memory else {}
     container["volumeMounts"] = [
         *container.get("volumeMounts", []),  # type: ignore[misc]
         {"name": "tmp", "mountPath": TMP_MOUNT},
@@ -85,13 +93,13 @@ def _stateful_set(
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security(uid),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": [{"name": "tmp", "emptyDir": tmp}],
                 },
             },
             "volumeClaimTemplates": [
                 {
                     "metadata": {"name": "data", "labels": labels(config.stack, component)},
-                    "spec": volume_claim(size, config.storage_class, "ReadWriteOnce"),
+                    "spec": volume_claim(size, scope.platform.storage_class, "ReadWriteOnce"),
                 }
             ],
         },
@@ -109,9 +117,11 @@ def redis(scope: ServiceScope) -> None:
         {
             "name": "redis",
             "image": config.image,
-            # $(REDIS_PASSWORD) is expanded by the kubelet from the env below
+            # the password never reaches argv: the shell writes it to a config file on the
+            # pod's memory-backed /tmp and redis-server (PID 1 after exec) reads that file
+            "command": ["sh", "-c", REDIS_START],
             "args": [
-                *("--requirepass", "$(REDIS_PASSWORD)"),
+                "redis",  # $0 of the start script
                 *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", "/data"),
                 *("--maxmemory", str(redis_maxmemory(config.resources.memory_limit))),
                 *("--maxmemory-policy", "noeviction"),  # never drop a queued job
@@ -137,6 +147,7 @@ def redis(scope: ServiceScope) -> None:
         },
         REDIS_UID,
         config.volume_size,
+        tmp_in_memory=True,  # the auth file never touches the node's disk
     )
 
 

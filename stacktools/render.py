@@ -60,12 +60,20 @@ class StackNotFoundError(FileNotFoundError):
     """No Pulumi.<stack>.yaml in the project directory."""
 
 
+def _hidden(value: Any) -> Any:
+    """A secret's shape with every leaf replaced by the placeholder (a Secret's stringData
+    stays an object, so it can be schema-checked without showing a value)."""
+    if isinstance(value, dict) and _SIG not in value:
+        return {k: _hidden(v) for k, v in value.items()}
+    return SECRET_PLACEHOLDER
+
+
 def plain(value: Any) -> Any:
     """Mock/wire values -> plain JSON: secrets unwrapped to a placeholder, floats to ints."""
     if isinstance(value, dict):
         sig = value.get(_SIG)
         if sig == _SECRET_SIG:
-            return SECRET_PLACEHOLDER
+            return _hidden(value.get("value"))
         if sig == _RESOURCE_SIG:
             return value.get("urn", "")
         return {k: plain(v) for k, v in value.items()}
@@ -192,8 +200,31 @@ def stack_config(
 MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 
 
+def platform_reference_outputs(reference: str) -> dict[str, Any]:
+    """What a StackReference to `ORG/flowchat-platform/STACK` reads offline: the outputs the
+    platform program builds (platform_stack.outputs) from its committed stack file, with the
+    cluster's own values (name, OIDC issuer) as a provider would report them."""
+    from platform_stack.outputs import platform_outputs
+    from platform_stack.settings import PROJECT as PLATFORM
+    from platform_stack.settings import parse_settings, stack_file_config
+
+    _, project, stack = reference.split("/")
+    if project != PLATFORM:
+        raise ValueError(f"no offline outputs for stack reference {reference}")
+    settings = parse_settings(stack, stack_file_config(stack))
+    issuer = f"https://oidc.mock/{settings.cluster_name}"
+    return platform_outputs(settings, settings.cluster_name, issuer)
+
+
 def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Outputs a provider computes that the program reads (ids, ARNs, principal ids)."""
+    if typ == "pulumi:pulumi:StackReference":
+        reference = str(inputs.get("name") or name)
+        return {
+            "name": reference,
+            "outputs": platform_reference_outputs(reference),
+            "secretOutputNames": [],
+        }
     outputs = dict(inputs)
     if typ.startswith("aws:"):
         outputs.setdefault("arn", f"arn:aws:mock:::{name}")

@@ -238,7 +238,11 @@ def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack:
     assert {"azure-native", "aws"} <= set(disabled)
     (ref,) = doc["environment"]
     esc = yaml.safe_load(esc_definition_path(ref).read_text())
-    assert set(esc["values"]["pulumiConfig"]) == {"flowchat:alertingUrl", "flowchat:grafanaAuth"}
+    assert set(esc["values"]["pulumiConfig"]) == {
+        "flowchat:alertingUrl",
+        "flowchat:grafanaAuth",
+        "flowchat:registryAuth",
+    }
 
 
 # --- the fake providers fail like the real ones -------------------------------------------------

@@ -13,8 +13,23 @@ from stacks.render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://i/"})
+PLATFORM = {
+    "clusterName": "aks-test",
+    "ingressClass": "webapprouting.kubernetes.azure.com",
+    "ingressNamespace": "app-routing-system",
+    "storageClass": "managed-csi",
+    "sharedStorageClass": "azurefile-csi",
+    "clusterIssuer": "letsencrypt",
+    "hostname": "chat.flowchat.test",
+    "oidcIssuerUrl": "https://oidc.test/",
+    "prometheusUrl": "http://prometheus.monitoring.svc:9090",
+    "proberUrl": "blackbox-exporter.monitoring.svc:9115",
+    "kedaNamespace": "keda",
+    "monitoringNamespace": "monitoring",
+    "networkPolicyEngine": "azure",
+}
 BASE = {
-    "hostname": "chat.example.com",
+    "platform": json.dumps({"external": PLATFORM}),
     "azure": AZURE,
     "alerting": json.dumps({"type": "email", "addresses": ["ops@example.com"]}),
 }
@@ -75,7 +90,19 @@ def test_defaults_and_stack_derived_names() -> None:
         ),
         ({"redis": '{"image": "redis"}'}, "flowchat:redis.image: must carry an explicit tag"),
         ({"chroma": '{"image": "chromadb/chroma:latest"}'}, "flowchat:chroma.image: must not use"),
-        ({"hostname": "Not A Host"}, "flowchat:hostname: must be a lower-case DNS name"),
+        (
+            {"platform": json.dumps({"external": {**PLATFORM, "hostname": "Not A Host"}})},
+            "flowchat:platform.external.hostname: must be a lower-case DNS name",
+        ),
+        (
+            {"platform": json.dumps({"external": {**PLATFORM, "hostname": "chat.example.com"}})},
+            "flowchat:platform.external.hostname: is a documentation domain",
+        ),
+        (
+            {"platform": json.dumps({"external": PLATFORM, "stack": "flowchat-platform/x"})},
+            "flowchat:platform: set exactly one of stack",
+        ),
+        ({"platform": "{}"}, "flowchat:platform: set exactly one of stack"),
         ({"api": "[1, 2]"}, "flowchat:api: must be an object"),
         ({"bogus": "1"}, "flowchat:bogus: is not a known setting"),
         ({"azure": "{}"}, "flowchat:azure.resourceGroup: is required when cloud is azure"),
@@ -147,7 +174,11 @@ def test_secret_values_are_not_echoed() -> None:
 def test_project_defaults_agree_with_config_defaults() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     defaults = StackConfig.model_validate(
-        {"stack": "x", "hostname": "a.example.com", "alerting": {"addresses": ["a@example.com"]}}
+        {
+            "stack": "x",
+            "platform": {"stack": "flowchat-platform/x"},
+            "alerting": {"addresses": ["a@example.com"]},
+        }
     ).model_dump(by_alias=True)
     for key, decl in project["config"].items():
         if "default" not in decl:
@@ -165,7 +196,7 @@ def test_stack_files_parse_and_commit_no_secrets(stack: str) -> None:
     assert "secure:" not in text
     values, secret = stack_config(stack)
     # delivered by the stack's ESC environment, a placeholder offline
-    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth"]
+    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth", "flowchat:registryAuth"]
     raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
     config = parse_config(stack, raw, frozenset({"alertingUrl"}))
     assert config.stack == stack
@@ -182,10 +213,10 @@ def test_stacks_differ_where_they_should() -> None:
     staging, prod = configs["staging"], configs["prod"]
     assert (staging.cloud, prod.cloud) == ("azure", "aws")
     assert staging.api.replicas == 1 and prod.api.replicas == 3
-    assert staging.hostname != prod.hostname
+    # each reads its own platform stack (cluster values, hostname)
+    assert staging.platform.stack == "flowchat-platform/staging"
+    assert prod.platform.stack == "flowchat-platform/prod"
     assert (staging.alerting.type, prod.alerting.type) == ("slack", "pagerduty")
-    # AKS's KEDA add-on runs in kube-system; the KEDA chart on EKS in keda
-    assert (staging.addons.keda_namespace, prod.addons.keda_namespace) == ("kube-system", "keda")
     assert staging.grafana.url != prod.grafana.url
 
 
