@@ -9,6 +9,7 @@ ints, secret values as "[secret]", resource references as their URN.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import runpy
@@ -232,6 +233,20 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, An
         outputs.setdefault("name", inputs.get("resourceName", name))
         outputs.setdefault("principalId", f"principal-of-{name}")
         outputs.setdefault("clientId", f"client-of-{name}")
+    if typ == "azure-native:containerservice:ManagedCluster":
+        outputs.setdefault("name", inputs.get("resourceName", name))
+        outputs.setdefault(
+            "oidcIssuerProfile", {"enabled": True, "issuerUrl": f"https://oidc.mock/{name}/"}
+        )
+        routing = dict((outputs.get("ingressProfile") or {}).get("webAppRouting") or {})
+        routing.setdefault("identity", {"objectId": f"app-routing-of-{name}"})
+        outputs["ingressProfile"] = {"webAppRouting": routing}
+    if typ == "aws:eks/cluster:Cluster":
+        outputs.setdefault("identities", [{"oidcs": [{"issuer": f"https://oidc.mock/{name}"}]}])
+        outputs.setdefault("endpoint", f"https://{name}.eks.mock")
+        outputs.setdefault("certificateAuthority", {"data": "bW9jay1jYQ=="})
+    if typ == "aws:route53/zone:Zone":
+        outputs.setdefault("zoneId", f"Z-{name}")
     if typ == "azure-native:keyvault:Vault":
         outputs.setdefault(
             "id",
@@ -243,6 +258,9 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, An
 
 
 def mock_call(token: str) -> dict[str, Any]:
+    if token == "azure-native:containerservice:listManagedClusterUserCredentials":
+        kubeconfig = base64.b64encode(b"apiVersion: v1\nkind: Config\n").decode()
+        return {"kubeconfigs": [{"name": "clusterUser", "value": kubeconfig}]}
     if token == "azure-native:authorization:getClientConfig":
         return {"subscriptionId": MOCK_SUBSCRIPTION, "tenantId": "", "objectId": "", "clientId": ""}
     return {}
