@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "flowchat"
 SECRET_PLACEHOLDER = "[secret]"
 UNKNOWN_PLACEHOLDER = "[unknown]"
+MOCK_AWS_ACCOUNT = "210987654321"
 _SIG = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
@@ -261,6 +262,8 @@ def mock_call(token: str) -> dict[str, Any]:
     if token == "azure-native:containerservice:listManagedClusterUserCredentials":
         kubeconfig = base64.b64encode(b"apiVersion: v1\nkind: Config\n").decode()
         return {"kubeconfigs": [{"name": "clusterUser", "value": kubeconfig}]}
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {"accountId": MOCK_AWS_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:user/admin"}
     if token == "azure-native:authorization:getClientConfig":
         return {"subscriptionId": MOCK_SUBSCRIPTION, "tenantId": "", "objectId": "", "clientId": ""}
     return {}
