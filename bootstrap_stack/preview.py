@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bootstrap_stack.settings import PROJECT
-from stacktools.preview import POLICY_PACK, REPO_ROOT
+from stacktools.program_preview import mandatory_problems, print_outcome
 from stacktools.render import RenderedResource, render_program, stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -32,24 +32,12 @@ def render(overrides: dict[str, str] | None = None) -> list[RenderedResource]:
 
 
 def problems(resources: list[RenderedResource]) -> list[str]:
-    from stacktools.policy_run import run_policy_pack
-
-    pack = (REPO_ROOT / POLICY_PACK).parent
-    return [
-        f"policy {v.policy}: {v.message}"
-        for v in run_policy_pack(resources, stack=STACK, project=PROJECT, pack_dir=pack)
-        if v.level == "mandatory" and v.resource  # stack-level rules are the service's
-    ]
+    return mandatory_problems(resources, stack=STACK, project=PROJECT)
 
 
 def main() -> int:
     resources = render()
-    found = problems(resources)
-    print(f"{PROJECT}/{STACK}: {len(resources)} resources")
-    for line in found:
-        print(f"  {line}")
-    print("OK" if not found else f"FAILED: {len(found)} problem(s)")
-    return 1 if found else 0
+    return print_outcome(f"{PROJECT}/{STACK}", resources, problems(resources))
 
 
 if __name__ == "__main__":

@@ -324,25 +324,30 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def write_kubeconfig(path: Path, server: str, user: str, token: str) -> Path:
+    """A kubeconfig with one context `fake`: `user` with a bearer token on `server`."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": server}}],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": user}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
 @pytest.fixture
 def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
     state = FakeKube()
     server = _Server(_kube_handler())
     server.state = state  # type: ignore[attr-defined]
     state.url = server.url
-    state.kubeconfig = tmp_path / "kubeconfig"
-    state.kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
-                "users": [{"name": "ops", "user": {"token": "fake-token"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "ops"}}],
-                "current-context": "fake",
-            }
-        )
-    )
+    state.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url, "ops", "fake-token")
     yield state
     server.close()
 
@@ -694,18 +699,8 @@ def fake_deploy_target(tmp_path: Path) -> Iterator[FakeDeployTarget]:
     server = _Server(_deploy_handler())
     server.state = state  # type: ignore[attr-defined]
     state.url = server.url
-    state.kubeconfig = tmp_path / "preflight-kubeconfig"
-    state.kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
-                "users": [{"name": "deploy", "user": {"token": "kube-token"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "deploy"}}],
-                "current-context": "fake",
-            }
-        )
+    state.kubeconfig = write_kubeconfig(
+        tmp_path / "preflight-kubeconfig", server.url, "deploy", "kube-token"
     )
     yield state
     server.close()
