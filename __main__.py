@@ -16,7 +16,7 @@ config = load_config()
 platform = resolve_platform(config.platform)  # the platform stack's outputs (or external)
 providers = make_providers("flowchat", config)
 kube = KubeNamespace("flowchat", config, providers.kubernetes)
-secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
+secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud, platform))
 service = Service(
     "flowchat",
     ServiceArgs(config, kube, platform, secrets.secret_name, (secrets.external_secret,)),

@@ -221,7 +221,10 @@ def platform_values(
     except httpx.HTTPError as exc:
         report.check(f"platform stack {name} cannot be read: {_why(exc)}")
         return None
-    missing = [n for n in OUTPUT_NAMES if outputs.get(n) in (None, "")]
+    required = {f.alias or n for n, f in PlatformOutputs.model_fields.items() if f.is_required()}
+    missing = [
+        n for n in OUTPUT_NAMES if n not in outputs or (n in required and outputs[n] in (None, ""))
+    ]
     for output in missing:
         report.check(f"platform stack {name} has no output {output}")
     if missing:

@@ -40,7 +40,7 @@ CLOUD_VALUES = {
 
 
 def platform_outputs(
-    settings: PlatformSettings, cluster_name: Any, oidc_issuer_url: Any
+    settings: PlatformSettings, cluster_name: Any, oidc_issuer_url: Any, oidc_provider_arn: Any = ""
 ) -> dict[str, Any]:
     """Every output the service stack reads, by its exported (camelCase) name."""
     if settings.external is not None:
@@ -51,6 +51,7 @@ def platform_outputs(
         "clusterIssuer": CLUSTER_ISSUER,
         "hostname": settings.hostname,
         "oidcIssuerUrl": oidc_issuer_url,
+        "oidcProviderArn": oidc_provider_arn,
         "prometheusUrl": PROMETHEUS_URL,
         "proberUrl": PROBER_URL,
         "kedaNamespace": KEDA_NAMESPACE,

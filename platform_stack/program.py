@@ -34,10 +34,12 @@ def main() -> None:
             eks = EksCluster("platform", EksArgs(settings, cloud))  # type: ignore[arg-type]
             cluster = eks  # type: ignore[assignment]
             addon_args = {"file_system_id": eks.file_system_id, "zone_id": eks.zone_id}
-            extra["oidcProviderArn"] = eks.oidc_provider_arn
         kube = k8s.Provider("platform-k8s", kubeconfig=cluster.kubeconfig)
         Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
-        values = platform_outputs(settings, cluster.cluster_name, cluster.oidc_issuer_url)
+        provider_arn = getattr(cluster, "oidc_provider_arn", "")  # EKS only
+        values = platform_outputs(
+            settings, cluster.cluster_name, cluster.oidc_issuer_url, provider_arn
+        )
         extra["kubeconfig"] = cluster.kubeconfig
         extra["namespaces"] = settings.service_namespaces
     for name, value in {**values, **extra}.items():

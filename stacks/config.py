@@ -298,24 +298,27 @@ def parse_config(
 
 
 def _cloud_problems(config: StackConfig) -> list[str]:
+    """Cloud settings the stack cannot do without. The OIDC issuer (and EKS's IAM OIDC provider)
+    come from the platform; `azure.oidcIssuerUrl` / `aws.oidcIssuer` only override them."""
     problems = []
     if config.cloud == "azure":
-        required = ["resource_group", "tenant_id"]
-        if not config.azure.workload_identity_client_id:
-            required.append("oidc_issuer_url")  # for the federated credential the stack creates
-        for field in required:
+        for field in ("resource_group", "tenant_id"):
             if not getattr(config.azure, field):
                 problems.append(
                     f"flowchat:azure.{to_camel(field)}: is required when cloud is azure"
-                    + ("" if field != "oidc_issuer_url" else " (or azure.workloadIdentityClientId)")
                 )
-    if config.cloud == "aws" and not config.aws.role_arn:
-        for field in ("oidc_provider_arn", "oidc_issuer"):
-            if not getattr(config.aws, field):
-                problems.append(
-                    f"flowchat:aws.{to_camel(field)}: is required when cloud is aws "
-                    "(or aws.roleArn, an existing IRSA role)"
-                )
+    external = config.platform.external
+    if (
+        config.cloud == "aws"
+        and not config.aws.role_arn
+        and not config.aws.oidc_provider_arn
+        and external is not None
+        and not external.oidc_provider_arn
+    ):
+        problems.append(
+            "flowchat:platform.external.oidcProviderArn: is required when cloud is aws "
+            "(or aws.roleArn, an existing IRSA role)"
+        )
     return problems
 
 

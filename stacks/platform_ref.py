@@ -40,6 +40,7 @@ class PlatformOutputs(ConfigModel):
     cluster_issuer: str  # cert-manager ClusterIssuer with a publicly trusted CA
     hostname: str  # the service's DNS name, a record the platform (or the team) created
     oidc_issuer_url: str  # the cluster's service-account token issuer
+    oidc_provider_arn: str = ""  # EKS: the IAM OIDC provider of that issuer (IRSA); AKS: ""
     prometheus_url: str
     prober_url: str
     keda_namespace: str

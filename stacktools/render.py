@@ -214,8 +214,11 @@ def platform_reference_outputs(reference: str) -> dict[str, Any]:
     if project != PLATFORM:
         raise ValueError(f"no offline outputs for stack reference {reference}")
     settings = parse_settings(stack, stack_file_config(stack))
-    issuer = f"https://oidc.mock/{settings.cluster_name}"
-    return platform_outputs(settings, settings.cluster_name, issuer)
+    issuer = f"oidc.mock/{settings.cluster_name}"
+    provider = (
+        f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:oidc-provider/{issuer}" if settings.cloud == "aws" else ""
+    )
+    return platform_outputs(settings, settings.cluster_name, f"https://{issuer}", provider)
 
 
 def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:

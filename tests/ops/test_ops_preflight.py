@@ -174,7 +174,6 @@ def test_committed_placeholders_are_named_by_file_and_key() -> None:
     for expected in (
         "Pulumi.staging.yaml: config.flowchat:azure.tenantId",
         "Pulumi.staging.yaml: config.flowchat:azure.rotationPrincipalId",
-        "Pulumi.prod.yaml: config.flowchat:aws.oidcProviderArn",
         "deploy/esc/flowchat-staging.yaml: values.azure.login.fn::open::azure-login.clientId",
         "deploy/esc/flowchat-prod.yaml: values.aws.login.fn::open::aws-login.oidc.roleArn",
     ):
@@ -206,7 +205,7 @@ def test_placeholder_patterns(value: str, placeholder: bool) -> None:
 def test_the_command_exits_non_zero_naming_each_placeholder(capsys: pytest.CaptureFixture) -> None:
     assert pf.main(["--stack", "prod", "--offline"], env={}) == 1
     out = capsys.readouterr().out
-    assert "missing: Pulumi.prod.yaml: config.flowchat:aws.oidcProviderArn" in out
+    assert "missing: deploy/esc/flowchat-prod.yaml: values.aws.login.fn::open::aws-login" in out
     assert out.strip().splitlines()[-1].startswith("preflight prod:")
 
 

@@ -53,8 +53,8 @@ def components_program() -> None:
     config = load_config()
     providers = make_providers("flowchat", config)
     kube = KubeNamespace("flowchat", config, providers.kubernetes)
-    secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
     platform = resolve_platform(config.platform)
+    secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud, platform))
     Service(
         "flowchat",
         ServiceArgs(config, kube, platform, secrets.secret_name, (secrets.external_secret,)),

@@ -12,7 +12,7 @@ from stacks.config import ConfigError, StackConfig, parse_config
 from stacks.render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
-AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://i/"})
+AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t"})
 PLATFORM = {
     "clusterName": "aks-test",
     "ingressClass": "webapprouting.kubernetes.azure.com",
@@ -121,11 +121,10 @@ def test_aws_does_not_need_azure_settings() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcProviderArn: is required"),
-        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcIssuer: is required"),
+        # EKS IRSA needs the cluster's IAM OIDC provider: from the platform, or config
         (
-            {"azure": json.dumps({"resourceGroup": "rg", "tenantId": "t"})},
-            "flowchat:azure.oidcIssuerUrl: is required",
+            {"cloud": "aws", "azure": "{}"},
+            "flowchat:platform.external.oidcProviderArn: is required",
         ),
         ({"grafana": json.dumps({"url": "grafana.example.com"})}, "flowchat:grafana.url"),
     ],
@@ -136,11 +135,17 @@ def test_identity_inputs_are_required_unless_an_existing_identity_is_given(
     """The stack creates External Secrets' identity from the cluster's OIDC issuer: without it
     (and without an existing identity) the first run would fail at the cloud, so config fails."""
     assert message in error_of(**raw)
-    if "azure" in raw and "cloud" not in raw:
-        existing = json.dumps(
-            {"resourceGroup": "rg", "tenantId": "t", "workloadIdentityClientId": "c"}
-        )
-        assert parse(azure=existing).azure.workload_identity_client_id == "c"
+    assert parse(cloud="aws", azure="{}", aws=json.dumps({"roleArn": "arn:aws:iam::1:role/r"}))
+    platform = json.dumps({"external": {**PLATFORM, "oidcProviderArn": "arn:aws:iam::1:oidc/x"}})
+    assert parse(cloud="aws", azure="{}", platform=platform).cloud == "aws"
+
+
+def test_the_oidc_issuer_comes_from_the_platform() -> None:
+    """Azure needs no oidcIssuerUrl in config (issue 19: no placeholder issuer)."""
+    config = parse(azure=json.dumps({"resourceGroup": "rg", "tenantId": "t"}))
+    assert config.azure.oidc_issuer_url is None
+    assert config.platform.external is not None
+    assert config.platform.external.oidc_issuer_url == PLATFORM["oidcIssuerUrl"]
 
 
 def test_grafana_auth_is_secret_config_merged_and_never_echoed() -> None:
