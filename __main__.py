@@ -7,16 +7,19 @@ import pulumi
 from stacks.config import load_config
 from stacks.kube import KubeNamespace
 from stacks.monitoring import Monitoring, MonitoringArgs
+from stacks.platform_ref import resolve_platform
 from stacks.providers import make_providers
 from stacks.secrets import Secrets, SecretsArgs
 from stacks.service import Service, ServiceArgs
 
 config = load_config()
+platform = resolve_platform(config.platform)  # the platform stack's outputs (or external)
 providers = make_providers("flowchat", config)
 kube = KubeNamespace("flowchat", config, providers.kubernetes)
-secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
+secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud, platform))
 service = Service(
-    "flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets.external_secret,))
+    "flowchat",
+    ServiceArgs(config, kube, platform, secrets.secret_name, (secrets.external_secret,)),
 )
 Monitoring(
     "flowchat",
@@ -29,7 +32,7 @@ Monitoring(
         api_service_url=service.api_service_url,
         dashboard_uid=f"flowchat-{config.stack}",
         prometheus_datasource_uid=config.addons.prometheus_datasource_uid,
-        prober_url=config.addons.prober_url,
+        prober_url=platform.prober_url,
         monitor_labels=dict(config.addons.monitor_labels),
         token_prices=config.token_prices,
     ),
@@ -39,4 +42,4 @@ Monitoring(
 )
 pulumi.export("namespace", config.namespace)
 pulumi.export("apiServiceUrl", service.api_service_url)
-pulumi.export("hostname", config.hostname)
+pulumi.export("hostname", platform.hostname)

@@ -4,11 +4,11 @@
     python -m ops.bootstrap secrets --stack staging
 
 `plan` prints, in order, every command a platform engineer runs once per stack before the first
-deploy (docs/first-deployment.md): Pulumi Cloud trusts GitHub's OIDC tokens, the stack and its
-ESC environment exist (the environment definition is the committed deploy/esc file), the cloud
-identity the deploy job logs in as exists with its federated credential, a targeted `pulumi up`
-creates only the secret store and its grants, and `secrets` fills it. It prints commands, it
-runs none: they need an admin of the Pulumi org and of the cloud account.
+deploy (docs/first-deployment.md): the platform program (cluster and add-ons), the bootstrap
+program (GitHub OIDC trust, deploy identities, ESC environments, Pulumi Cloud's issuer and
+policy, GitHub environments and variables), a targeted `pulumi up` that creates only the secret
+store and its grants (with their parent component), `secrets` to fill it, and the preflight.
+It prints commands, it runs none: they need an admin of the Pulumi org and of the cloud account.
 
 `secrets` writes the first value of every entry the stack delivers through External Secrets
 (app.contracts.STACK_SECRET_KEYS) that has no value yet, after the targeted `pulumi up` created
@@ -43,11 +43,7 @@ from ops.secret_store import SecretStore, open_store
 from ops.summary import OpsError, say
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-PULUMI_ISSUER = "https://api.pulumi.com/oidc"
-# generated when the environment does not set them
-GENERATED = (REDIS_PASSWORD_SECRET, KEY_ID_SECRET_KEY, CHROMA_TOKEN_SECRET)
-GITHUB_ENVIRONMENT = {"staging": "staging", "prod": "production"}
+GENERATED = (REDIS_PASSWORD_SECRET, KEY_ID_SECRET_KEY, CHROMA_TOKEN_SECRET)  # generated when unset
 
 
 def _stack_file(stack: str) -> dict:
@@ -60,86 +56,46 @@ def _stack_file(stack: str) -> dict:
 
 
 def plan(stack: str, org: str, repo: str) -> list[str]:
-    """The one-time commands for `stack`, in order (shell lines, comments start with #)."""
-    doc = _stack_file(stack)
-    config = doc.get("config") or {}
-    cloud = config.get("flowchat:cloud", "azure")
-    environments = doc.get("environment") or []
-    env = GITHUB_ENVIRONMENT.get(stack, stack)
-    subject = f"repo:{repo}:environment:{env}"
-    lines = [
-        "# 1. Pulumi Cloud accepts GitHub's OIDC tokens (once per org; pulumi/auth-actions)",
-        "curl -fsS -H 'Authorization: token '\"$PULUMI_ACCESS_TOKEN\" -H 'Content-Type: "
-        "application/json' -X POST "
-        f"https://api.pulumi.com/api/orgs/{org}/oidc/issuers "
-        f'-d \'{{"name": "github-actions", "url": "{GITHUB_ISSUER}"}}\'',
-        f"# 2. the stack and its ESC environment ({', '.join(environments) or 'none attached'})",
-        f"pulumi stack init {org}/{APP_NAME}/{stack}",
-    ]
-    for ref in environments:
-        definition = Path("deploy") / "esc" / f"{ref.replace('/', '-')}.yaml"
-        lines += [
-            f"esc env init {org}/{ref}",
-            f"esc env edit {org}/{ref} --file {definition}",
-        ]
-    if cloud == "azure":
-        azure = config.get("flowchat:azure") or {}
-        group = azure.get("resourceGroup", "RESOURCE_GROUP")
-        lines += [
-            "# 3. the deploy identity (GitHub OIDC) and its rights on the resource group",
-            f"app=$(az ad app create --display-name {APP_NAME}-{stack}-deploy "
-            "--query appId -o tsv)",
-            'az ad sp create --id "$app"',
-            'az ad app federated-credential create --id "$app" --parameters '
-            f'\'{{"name": "github-{env}", "issuer": "{GITHUB_ISSUER}", '
-            f'"subject": "{subject}", "audiences": ["api://AzureADTokenExchange"]}}\'',
-            f'az role assignment create --assignee "$app" --role Contributor '
-            f'--scope "$(az group show -n {group} --query id -o tsv)"',
-            "# role assignments for External Secrets and rotation are made by the program",
-            f'az role assignment create --assignee "$app" --role "User Access Administrator" '
-            f'--scope "$(az group show -n {group} --query id -o tsv)"',
-            "# GitHub environment variables the deploy job reads",
-            f'gh variable set AZURE_CLIENT_ID --env {env} --body "$app"',
-            f"gh variable set AZURE_TENANT_ID --env {env} --body {azure.get('tenantId', 'TENANT')}",
-            f'gh variable set AZURE_SUBSCRIPTION_ID --env {env} --body "$(az account show '
-            '--query id -o tsv)"',
-        ]
-    else:
-        lines += [
-            "# 3. the deploy role (GitHub OIDC); trust policy limited to this environment",
-            f"aws iam create-role --role-name {APP_NAME}-{stack}-deploy "
-            "--assume-role-policy-document file://deploy-trust.json  "
-            f"# Federated {GITHUB_ISSUER.removeprefix('https://')}, sub {subject}",
-            f"gh variable set AWS_ROLE_ARN --env {env} --body "
-            f'"$(aws iam get-role --role-name {APP_NAME}-{stack}-deploy --query Role.Arn '
-            '--output text)"',
-            f"gh variable set AWS_REGION --env {env} --body "
-            f"{(config.get('flowchat:aws') or {}).get('region', 'eu-west-1')}",
-        ]
+    """The one-time commands for `stack`, in order (shell lines, comments start with #).
+
+    The trust, identities, ESC environments and GitHub settings are the bootstrap program's
+    (bootstrap_stack/), the cluster and its add-ons the platform program's (platform_stack/);
+    what is left by hand is the first value of each secret-manager entry.
+    """
+    _stack_file(stack)
     targets = " ".join(f"--target '{urn}'" for urn in secret_store_urns(stack))
-    lines += [
-        "# 4. only the secret store and its grants (vault or entries, identity, roles), so the",
-        "#    first values can be written before anything waits for them",
+    return [
+        "# 1. cluster, add-ons, DNS, ClusterIssuer (skip it with flowchat:platform.external)",
+        f"(cd platform_stack && pulumi up --stack {org}/flowchat-platform/{stack})",
+        f"# 2. trust and identities for {repo}: GitHub OIDC deploy roles, ESC environments, the",
+        "#    Pulumi Cloud issuer and its policy, GitHub environments, variables and secrets",
+        f"(cd bootstrap_stack && pulumi up --stack {org}/flowchat-bootstrap/main)",
+        "# 3. the service stack, then only the secret store and its grants (with their parent",
+        "#    component: the engine refuses a target whose parent is not targeted)",
+        f"pulumi stack init {org}/{APP_NAME}/{stack}",
         f"pulumi up --stack {org}/{APP_NAME}/{stack} --yes {targets}",
-        "# 5. the first value of every entry (values from the environment, see --help)",
+        "# 4. the first value of every entry (values from the environment, see --help)",
         f"python -m ops.bootstrap secrets --stack {stack}",
-        "# 6. merge to main: the deploy workflow runs the full `pulumi up`, the ExternalSecret",
-        "#    syncs, the rollout waits for it, and the smoke test runs",
+        "# 5. every prerequisite of the deploy, named one per line",
+        f"python -m ops.preflight --stack {stack}",
+        "# 6. merge to main: the deploy workflow runs the full `pulumi up` and the smoke test",
     ]
-    return lines
 
 
 def secret_store_urns(stack: str) -> list[str]:
     """URNs of the Secrets component's cloud resources (rendered offline under mocks)."""
     from stacktools.render import render_stack
 
-    return sorted(
-        r.urn
-        for r in render_stack(stack)
+    resources = render_stack(stack)
+    cloud = [
+        r
+        for r in resources
         if r.custom
         and "flowchat:stacks:Secrets$" in r.urn
         and r.type.startswith(("azure-native:", "aws:"))
-    )
+    ]
+    parents = {r.parent_urn for r in cloud if r.parent_urn}
+    return sorted({*(r.urn for r in cloud), *parents})
 
 
 def first_values(env: Mapping[str, str]) -> dict[str, SecretStr]:

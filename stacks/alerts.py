@@ -1,5 +1,8 @@
 """The flowchat alert rules, as data: the single source for Grafana, promtool and the runbook.
 
+Over 500 lines because `alert_rules()` is one table of every alert the runbook documents, kept
+whole so a rule and its neighbours read together; the helpers around it are small.
+
 `Thresholds` is the typed `flowchat:thresholds` config object (defaults = the runbook's numbers in
 `app.contracts`; bounds are judged by the policy pack, not here). `alert_rules()` turns thresholds
 into `AlertRule`s; `stacks.monitoring` builds Grafana rule groups from them and

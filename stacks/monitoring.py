@@ -42,7 +42,8 @@ EXPR_DATASOURCE = "__expr__"  # Grafana's server-side expressions (reduce, thres
 GROUP_INTERVAL_SECONDS = {"monitoring": 15, "troubleshooting": 60}
 _EVALUATOR = {">": "gt", "<": "lt"}
 STACK_LABEL = "stack"  # every rule carries stack=<stack>
-GROUP_BY = ["alertname", "severity"]  # per-rule notification grouping
+# per-rule notification grouping; Grafana requires alertname and grafana_folder in it
+GROUP_BY = ["alertname", "grafana_folder", "severity"]
 
 
 @dataclass
@@ -55,7 +56,7 @@ class MonitoringArgs:
     api_service_url: str
     dashboard_uid: str
     prometheus_datasource_uid: str = "prometheus"
-    prober_url: str = PROBER_URL
+    prober_url: Any = PROBER_URL  # host:port, or the platform stack's Output of it
     # labels the cluster's Prometheus selects Probes by (flowchat:addons.monitorLabels)
     monitor_labels: dict[str, str] | None = None
     token_prices: TokenPrices = field(default_factory=TokenPrices)  # flowchat:tokenPrices

@@ -48,6 +48,7 @@ from app.contracts import (
 )
 from stacks.config import StackConfig
 from stacks.kube import KubeNamespace, metadata
+from stacks.platform_ref import Platform
 
 SECRET_STORE = f"{APP_NAME}-secret-store"
 SERVICE_ACCOUNT = f"{APP_NAME}-external-secrets"
@@ -73,6 +74,28 @@ class SecretsArgs:
     config: StackConfig
     kube: KubeNamespace
     cloud_provider: pulumi.ProviderResource | None = None
+    # the cluster's OIDC issuer (and, on EKS, its IAM OIDC provider) unless config names them
+    platform: Platform | None = None
+
+
+def _irsa_trust(issuer: str, provider_arn: str, subject: str) -> dict[str, object]:
+    """IRSA: the role trusts exactly `subject`'s tokens from the cluster's OIDC provider."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:sub": subject,
+                        f"{issuer}:aud": AWS_TOKEN_AUDIENCE,
+                    }
+                },
+            }
+        ],
+    }
 
 
 class Secrets(pulumi.ComponentResource):
@@ -87,6 +110,7 @@ class Secrets(pulumi.ComponentResource):
     ) -> None:
         super().__init__("flowchat:stacks:Secrets", name, None, opts)
         config = args.config
+        self._platform = args.platform
         self._cloud_opts = pulumi.ResourceOptions(parent=self, provider=args.cloud_provider)
         self.secret_name = EXTERNAL_SECRET
         self.entries = {
@@ -142,6 +166,9 @@ class Secrets(pulumi.ComponentResource):
         self.register_outputs({"secretName": self.secret_name, "entries": self.entries})
 
     # --- Azure ---------------------------------------------------------------------------
+    def _from_platform(self, name: str) -> pulumi.Input[str]:
+        return getattr(self._platform, name) if self._platform is not None else ""
+
     def _azure(
         self, name: str, config: StackConfig
     ) -> tuple[list[pulumi.Resource], dict, dict[str, pulumi.Input[str]]]:
@@ -202,7 +229,7 @@ class Secrets(pulumi.ComponentResource):
                 federated_identity_credential_resource_name="external-secrets",
                 resource_name_=identity.name,
                 resource_group_name=azure.resource_group,
-                issuer=azure.oidc_issuer_url or "",
+                issuer=azure.oidc_issuer_url or self._from_platform("oidc_issuer_url"),
                 subject=service_account_subject(config.namespace),
                 audiences=[AZURE_TOKEN_AUDIENCE],
                 opts=self._cloud_opts,
@@ -263,27 +290,16 @@ class Secrets(pulumi.ComponentResource):
         if config.aws.role_arn:
             role_arn = config.aws.role_arn
         else:
-            issuer = (config.aws.oidc_issuer or "").removeprefix("https://")
-            trust = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Federated": config.aws.oidc_provider_arn or ""},
-                        "Action": "sts:AssumeRoleWithWebIdentity",
-                        "Condition": {
-                            "StringEquals": {
-                                f"{issuer}:sub": service_account_subject(config.namespace),
-                                f"{issuer}:aud": AWS_TOKEN_AUDIENCE,
-                            }
-                        },
-                    }
-                ],
-            }
+            issuer = config.aws.oidc_issuer or self._from_platform("oidc_issuer_url")
+            provider_arn = config.aws.oidc_provider_arn or self._from_platform("oidc_provider_arn")
+            subject = service_account_subject(config.namespace)
+            trust = pulumi.Output.all(issuer, provider_arn).apply(
+                lambda a: json.dumps(_irsa_trust(str(a[0]).removeprefix("https://"), a[1], subject))
+            )
             role = iam.Role(
                 f"{name}-external-secrets-role",
                 name=f"{APP_NAME}-{config.stack}-external-secrets",
-                assume_role_policy=json.dumps(trust),
+                assume_role_policy=trust,
                 tags={"app": APP_NAME, "stack": config.stack},
                 opts=self._cloud_opts,
             )

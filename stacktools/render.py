@@ -9,6 +9,7 @@ ints, secret values as "[secret]", resource references as their URN.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import runpy
@@ -31,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "flowchat"
 SECRET_PLACEHOLDER = "[secret]"
 UNKNOWN_PLACEHOLDER = "[unknown]"
+MOCK_AWS_ACCOUNT = "210987654321"
 _SIG = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
@@ -60,12 +62,20 @@ class StackNotFoundError(FileNotFoundError):
     """No Pulumi.<stack>.yaml in the project directory."""
 
 
+def _hidden(value: Any) -> Any:
+    """A secret's shape with every leaf replaced by the placeholder (a Secret's stringData
+    stays an object, so it can be schema-checked without showing a value)."""
+    if isinstance(value, dict) and _SIG not in value:
+        return {k: _hidden(v) for k, v in value.items()}
+    return SECRET_PLACEHOLDER
+
+
 def plain(value: Any) -> Any:
     """Mock/wire values -> plain JSON: secrets unwrapped to a placeholder, floats to ints."""
     if isinstance(value, dict):
         sig = value.get(_SIG)
         if sig == _SECRET_SIG:
-            return SECRET_PLACEHOLDER
+            return _hidden(value.get("value"))
         if sig == _RESOURCE_SIG:
             return value.get("urn", "")
         return {k: plain(v) for k, v in value.items()}
@@ -192,8 +202,34 @@ def stack_config(
 MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 
 
+def platform_reference_outputs(reference: str) -> dict[str, Any]:
+    """What a StackReference to `ORG/flowchat-platform/STACK` reads offline: the outputs the
+    platform program builds (platform_stack.outputs) from its committed stack file, with the
+    cluster's own values (name, OIDC issuer) as a provider would report them."""
+    from platform_stack.outputs import platform_outputs
+    from platform_stack.settings import PROJECT as PLATFORM
+    from platform_stack.settings import parse_settings, stack_file_config
+
+    _, project, stack = reference.split("/")
+    if project != PLATFORM:
+        raise ValueError(f"no offline outputs for stack reference {reference}")
+    settings = parse_settings(stack, stack_file_config(stack))
+    issuer = f"oidc.mock/{settings.cluster_name}"
+    provider = (
+        f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:oidc-provider/{issuer}" if settings.cloud == "aws" else ""
+    )
+    return platform_outputs(settings, settings.cluster_name, f"https://{issuer}", provider)
+
+
 def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Outputs a provider computes that the program reads (ids, ARNs, principal ids)."""
+    if typ == "pulumi:pulumi:StackReference":
+        reference = str(inputs.get("name") or name)
+        return {
+            "name": reference,
+            "outputs": platform_reference_outputs(reference),
+            "secretOutputNames": [],
+        }
     outputs = dict(inputs)
     if typ.startswith("aws:"):
         outputs.setdefault("arn", f"arn:aws:mock:::{name}")
@@ -201,6 +237,20 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, An
         outputs.setdefault("name", inputs.get("resourceName", name))
         outputs.setdefault("principalId", f"principal-of-{name}")
         outputs.setdefault("clientId", f"client-of-{name}")
+    if typ == "azure-native:containerservice:ManagedCluster":
+        outputs.setdefault("name", inputs.get("resourceName", name))
+        outputs.setdefault(
+            "oidcIssuerProfile", {"enabled": True, "issuerUrl": f"https://oidc.mock/{name}/"}
+        )
+        routing = dict((outputs.get("ingressProfile") or {}).get("webAppRouting") or {})
+        routing.setdefault("identity", {"objectId": f"app-routing-of-{name}"})
+        outputs["ingressProfile"] = {"webAppRouting": routing}
+    if typ == "aws:eks/cluster:Cluster":
+        outputs.setdefault("identities", [{"oidcs": [{"issuer": f"https://oidc.mock/{name}"}]}])
+        outputs.setdefault("endpoint", f"https://{name}.eks.mock")
+        outputs.setdefault("certificateAuthority", {"data": "bW9jay1jYQ=="})
+    if typ == "aws:route53/zone:Zone":
+        outputs.setdefault("zoneId", f"Z-{name}")
     if typ == "azure-native:keyvault:Vault":
         outputs.setdefault(
             "id",
@@ -212,6 +262,11 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, An
 
 
 def mock_call(token: str) -> dict[str, Any]:
+    if token == "azure-native:containerservice:listManagedClusterUserCredentials":
+        kubeconfig = base64.b64encode(b"apiVersion: v1\nkind: Config\n").decode()
+        return {"kubeconfigs": [{"name": "clusterUser", "value": kubeconfig}]}
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {"accountId": MOCK_AWS_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:user/admin"}
     if token == "azure-native:authorization:getClientConfig":
         return {"subscriptionId": MOCK_SUBSCRIPTION, "tenantId": "", "objectId": "", "clientId": ""}
     return {}

@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import itertools
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -415,25 +417,30 @@ def _kube_handler() -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def write_kubeconfig(path: Path, server: str, user: str, token: str) -> Path:
+    """A kubeconfig with one context `fake`: `user` with a bearer token on `server`."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": server}}],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": user}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
 @pytest.fixture
 def fake_kube(tmp_path: Path) -> Iterator[FakeKube]:
     state = FakeKube()
     server = _Server(_kube_handler())
     server.state = state  # type: ignore[attr-defined]
     state.url = server.url
-    state.kubeconfig = tmp_path / "kubeconfig"
-    state.kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
-                "users": [{"name": "ops", "user": {"token": "fake-token"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "ops"}}],
-                "current-context": "fake",
-            }
-        )
-    )
+    state.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url, "ops", "fake-token")
     yield state
     server.close()
 
@@ -673,3 +680,120 @@ def vault_client(fake_vault: FakeVault) -> Any:
         credential=FakeCredential(),
         transport=VaultTransport(fake_vault),
     )
+
+
+# --- what a deploy needs, over loopback (ops.preflight) ----------------------------------------
+@dataclass
+class FakeDeployTarget:
+    """Pulumi Cloud (ESC open, stack export), a Kubernetes API, Grafana and a registry on one
+    loopback server; each test removes what it wants missing."""
+
+    url: str = ""
+    pulumi_token: str = "pul-token"
+    esc: dict[str, dict] = field(default_factory=dict)  # "org/project/env" -> values
+    stacks: dict[str, dict] = field(default_factory=dict)  # "org/project/stack" -> outputs
+    kube_up: bool = True
+    crds: set[str] = field(default_factory=set)
+    storage_classes: set[str] = field(default_factory=set)
+    ingress_classes: set[str] = field(default_factory=set)
+    cluster_issuers: set[str] = field(default_factory=set)
+    grafana_token: str = "glsa-token"
+    grafana_denied: set[str] = field(default_factory=set)  # paths answered 403
+    registry_auth: str = "bot:ghp-token"
+    images: set[str] = field(default_factory=set)  # "name:tag"
+    kubeconfig: Path | None = None
+
+
+def _deploy_handler() -> type[BaseHTTPRequestHandler]:
+    class Handler(_JsonHandler):
+        def _target(self) -> FakeDeployTarget:
+            return self.owner.state
+
+        def do_POST(self) -> None:
+            t = self._target()
+            path = self.path.split("?")[0]
+            m = re.fullmatch(r"/api/esc/environments/([^/]+)/([^/]+)/([^/]+)/open", path)
+            if not m:
+                return self.send_json(404, {"message": "not found"})
+            if self.headers.get("Authorization") != f"token {t.pulumi_token}":
+                return self.send_json(401, {"message": "unauthorized"})
+            ref = "/".join(m.groups())
+            if ref not in t.esc:
+                return self.send_json(404, {"message": f"environment {ref} not found"})
+            self.send_json(200, {"id": ref.replace("/", "-")})
+
+        def do_HEAD(self) -> None:
+            t = self._target()
+            m = re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", self.path)
+            if not m:
+                return self.send_json(404, {})
+            expected = "Basic " + base64.b64encode(t.registry_auth.encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                return self.send_json(401, {})
+            name, tag = m.groups()
+            self.send_json(200 if f"{name}:{tag}" in t.images else 404, {})
+
+        def do_GET(self) -> None:
+            t = self._target()
+            path = self.path.split("?")[0]
+            m = re.fullmatch(r"/api/esc/environments/([^/]+)/([^/]+)/([^/]+)/open/(.+)", path)
+            if m:
+                ref = "/".join(m.groups()[:3])
+                values = t.esc[ref]
+                return self.send_json(200, {"properties": _esc_tree(values)})
+            m = re.fullmatch(r"/api/stacks/([^/]+)/([^/]+)/([^/]+)/export", path)
+            if m:
+                if self.headers.get("Authorization") != f"token {t.pulumi_token}":
+                    return self.send_json(401, {"message": "unauthorized"})
+                ref = "/".join(m.groups())
+                if ref not in t.stacks:
+                    return self.send_json(404, {"message": f"stack {ref} not found"})
+                stack = {"type": "pulumi:pulumi:Stack", "outputs": t.stacks[ref]}
+                return self.send_json(200, {"deployment": {"resources": [stack]}})
+            if path.startswith("/api/folders") or path.startswith("/api/v1/provisioning"):
+                if self.headers.get("Authorization") != f"Bearer {t.grafana_token}":
+                    return self.send_json(401, {"message": "invalid token"})
+                if path in t.grafana_denied:
+                    return self.send_json(403, {"message": "permission denied"})
+                return self.send_json(200, [])
+            if not t.kube_up:
+                return self.send_json(503, {"kind": "Status", "code": 503})
+            if path.rstrip("/") == "/version":
+                version = {"major": "1", "minor": "33", "gitVersion": "v1.33.0"}
+                extra = ("gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler")
+                version |= {k: "fake" for k in extra} | {"platform": "linux/amd64"}
+                return self.send_json(200, version)
+            for prefix, names in (
+                ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/", t.crds),
+                ("/apis/storage.k8s.io/v1/storageclasses/", t.storage_classes),
+                ("/apis/networking.k8s.io/v1/ingressclasses/", t.ingress_classes),
+                ("/apis/cert-manager.io/v1/clusterissuers/", t.cluster_issuers),
+            ):
+                if path.startswith(prefix):
+                    name = path.removeprefix(prefix)
+                    if name in names:
+                        return self.send_json(200, {"metadata": {"name": name}})
+                    return self.send_json(404, {"kind": "Status", "code": 404})
+            self.send_json(404, {"kind": "Status", "code": 404})
+
+    return Handler
+
+
+def _esc_tree(value: Any) -> Any:
+    """Plain values -> ESC's evaluated form (`{"value": ..., "trace": ...}` per node)."""
+    if isinstance(value, dict):
+        return {"value": {k: _esc_tree(v) for k, v in value.items()}, "trace": {}}
+    return {"value": value, "trace": {}}
+
+
+@pytest.fixture
+def fake_deploy_target(tmp_path: Path) -> Iterator[FakeDeployTarget]:
+    state = FakeDeployTarget()
+    server = _Server(_deploy_handler())
+    server.state = state  # type: ignore[attr-defined]
+    state.url = server.url
+    state.kubeconfig = write_kubeconfig(
+        tmp_path / "preflight-kubeconfig", server.url, "deploy", "kube-token"
+    )
+    yield state
+    server.close()

@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:
 
 from stacks.config import load_config  # noqa: E402
 from stacks.kube import KubeNamespace  # noqa: E402
+from stacks.platform_ref import resolve_platform  # noqa: E402
 from stacks.providers import make_providers  # noqa: E402
 from stacks.render import RenderedResource, render_program, stack_config  # noqa: E402
 from stacks.secrets import Secrets, SecretsArgs  # noqa: E402
@@ -41,12 +42,23 @@ CLOUD_OVERRIDES = {
 COMBOS = [(stack, cloud) for stack in STACKS for cloud in CLOUDS]
 
 
+def external_platform(stack: str, **changes: str) -> dict[str, str]:
+    """The outputs the platform stack gives `stack` offline, as `platform.external` values."""
+    from stacktools.render import platform_reference_outputs
+
+    return {**platform_reference_outputs(f"org/flowchat-platform/{stack}"), **changes}
+
+
 def components_program() -> None:
     config = load_config()
     providers = make_providers("flowchat", config)
     kube = KubeNamespace("flowchat", config, providers.kubernetes)
-    secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
-    Service("flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets.external_secret,)))
+    platform = resolve_platform(config.platform)
+    secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud, platform))
+    Service(
+        "flowchat",
+        ServiceArgs(config, kube, platform, secrets.secret_name, (secrets.external_secret,)),
+    )
 
 
 def render_components(

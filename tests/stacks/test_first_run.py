@@ -15,7 +15,9 @@ import pytest
 import yaml
 from stacks_testlib import ROOT
 
+from stacks.platform_ref import OUTPUT_NAMES
 from stacks.render import RenderedResource, load_stack_file
+from stacktools import render as render_module
 from stacktools.first_run import (
     FAILS_WITHOUT,
     FirstRun,
@@ -238,7 +240,11 @@ def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack:
     assert {"azure-native", "aws"} <= set(disabled)
     (ref,) = doc["environment"]
     esc = yaml.safe_load(esc_definition_path(ref).read_text())
-    assert set(esc["values"]["pulumiConfig"]) == {"flowchat:alertingUrl", "flowchat:grafanaAuth"}
+    assert set(esc["values"]["pulumiConfig"]) == {
+        "flowchat:alertingUrl",
+        "flowchat:grafanaAuth",
+        "flowchat:registryAuth",
+    }
 
 
 # --- the fake providers fail like the real ones -------------------------------------------------
@@ -366,3 +372,29 @@ def test_esc_definitions_hold_no_secret_values() -> None:
         assert "fn::secret" not in text, path.name  # values come from the secret manager
         for value in yaml.safe_load(text)["values"]["pulumiConfig"].values():
             assert str(value).startswith("${"), (path.name, value)
+
+
+# --- issue 19: the service reads only what the platform stack exports ---------------------------
+@pytest.mark.parametrize("output", OUTPUT_NAMES)
+def test_dropping_any_platform_output_fails_the_first_run_naming_it(
+    output: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The StackReference (`require_output`) gets what platform_stack exports minus one."""
+    real = render_module.platform_reference_outputs
+
+    def without(reference: str) -> dict:
+        outputs = real(reference)
+        outputs.pop(output)
+        return outputs
+
+    monkeypatch.setattr(render_module, "platform_reference_outputs", without)
+    with pytest.raises(Exception, match=output):
+        _run_contract("staging", _contract(), tmp_path)
+
+
+def test_the_stack_files_read_the_platform_stack_not_hand_written_values() -> None:
+    for stack in STACK_CLOUDS:
+        config = load_stack_file(stack)["config"]
+        assert config["flowchat:platform"] == {"stack": f"flowchat-platform/{stack}"}
+        for key in ("flowchat:hostname", "flowchat:storageClass", "flowchat:ingressClass"):
+            assert key not in config

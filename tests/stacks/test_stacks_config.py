@@ -12,9 +12,24 @@ from stacks.config import ConfigError, StackConfig, parse_config
 from stacks.render import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
-AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://i/"})
+AZURE = json.dumps({"resourceGroup": "rg", "tenantId": "t"})
+PLATFORM = {
+    "clusterName": "aks-test",
+    "ingressClass": "webapprouting.kubernetes.azure.com",
+    "ingressNamespace": "app-routing-system",
+    "storageClass": "managed-csi",
+    "sharedStorageClass": "azurefile-csi",
+    "clusterIssuer": "letsencrypt",
+    "hostname": "chat.flowchat.test",
+    "oidcIssuerUrl": "https://oidc.test/",
+    "prometheusUrl": "http://prometheus.monitoring.svc:9090",
+    "proberUrl": "blackbox-exporter.monitoring.svc:9115",
+    "kedaNamespace": "keda",
+    "monitoringNamespace": "monitoring",
+    "networkPolicyEngine": "azure",
+}
 BASE = {
-    "hostname": "chat.example.com",
+    "platform": json.dumps({"external": PLATFORM}),
     "azure": AZURE,
     "alerting": json.dumps({"type": "email", "addresses": ["ops@example.com"]}),
 }
@@ -75,7 +90,19 @@ def test_defaults_and_stack_derived_names() -> None:
         ),
         ({"redis": '{"image": "redis"}'}, "flowchat:redis.image: must carry an explicit tag"),
         ({"chroma": '{"image": "chromadb/chroma:latest"}'}, "flowchat:chroma.image: must not use"),
-        ({"hostname": "Not A Host"}, "flowchat:hostname: must be a lower-case DNS name"),
+        (
+            {"platform": json.dumps({"external": {**PLATFORM, "hostname": "Not A Host"}})},
+            "flowchat:platform.external.hostname: must be a lower-case DNS name",
+        ),
+        (
+            {"platform": json.dumps({"external": {**PLATFORM, "hostname": "chat.example.com"}})},
+            "flowchat:platform.external.hostname: is a documentation domain",
+        ),
+        (
+            {"platform": json.dumps({"external": PLATFORM, "stack": "flowchat-platform/x"})},
+            "flowchat:platform: set exactly one of stack",
+        ),
+        ({"platform": "{}"}, "flowchat:platform: set exactly one of stack"),
         ({"api": "[1, 2]"}, "flowchat:api: must be an object"),
         ({"bogus": "1"}, "flowchat:bogus: is not a known setting"),
         ({"azure": "{}"}, "flowchat:azure.resourceGroup: is required when cloud is azure"),
@@ -94,11 +121,10 @@ def test_aws_does_not_need_azure_settings() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcProviderArn: is required"),
-        ({"cloud": "aws", "azure": "{}"}, "flowchat:aws.oidcIssuer: is required"),
+        # EKS IRSA needs the cluster's IAM OIDC provider: from the platform, or config
         (
-            {"azure": json.dumps({"resourceGroup": "rg", "tenantId": "t"})},
-            "flowchat:azure.oidcIssuerUrl: is required",
+            {"cloud": "aws", "azure": "{}"},
+            "flowchat:platform.external.oidcProviderArn: is required",
         ),
         ({"grafana": json.dumps({"url": "grafana.example.com"})}, "flowchat:grafana.url"),
     ],
@@ -109,11 +135,17 @@ def test_identity_inputs_are_required_unless_an_existing_identity_is_given(
     """The stack creates External Secrets' identity from the cluster's OIDC issuer: without it
     (and without an existing identity) the first run would fail at the cloud, so config fails."""
     assert message in error_of(**raw)
-    if "azure" in raw and "cloud" not in raw:
-        existing = json.dumps(
-            {"resourceGroup": "rg", "tenantId": "t", "workloadIdentityClientId": "c"}
-        )
-        assert parse(azure=existing).azure.workload_identity_client_id == "c"
+    assert parse(cloud="aws", azure="{}", aws=json.dumps({"roleArn": "arn:aws:iam::1:role/r"}))
+    platform = json.dumps({"external": {**PLATFORM, "oidcProviderArn": "arn:aws:iam::1:oidc/x"}})
+    assert parse(cloud="aws", azure="{}", platform=platform).cloud == "aws"
+
+
+def test_the_oidc_issuer_comes_from_the_platform() -> None:
+    """Azure needs no oidcIssuerUrl in config (issue 19: no placeholder issuer)."""
+    config = parse(azure=json.dumps({"resourceGroup": "rg", "tenantId": "t"}))
+    assert config.azure.oidc_issuer_url is None
+    assert config.platform.external is not None
+    assert config.platform.external.oidc_issuer_url == PLATFORM["oidcIssuerUrl"]
 
 
 def test_grafana_auth_is_secret_config_merged_and_never_echoed() -> None:
@@ -147,7 +179,11 @@ def test_secret_values_are_not_echoed() -> None:
 def test_project_defaults_agree_with_config_defaults() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     defaults = StackConfig.model_validate(
-        {"stack": "x", "hostname": "a.example.com", "alerting": {"addresses": ["a@example.com"]}}
+        {
+            "stack": "x",
+            "platform": {"stack": "flowchat-platform/x"},
+            "alerting": {"addresses": ["a@example.com"]},
+        }
     ).model_dump(by_alias=True)
     for key, decl in project["config"].items():
         if "default" not in decl:
@@ -165,7 +201,7 @@ def test_stack_files_parse_and_commit_no_secrets(stack: str) -> None:
     assert "secure:" not in text
     values, secret = stack_config(stack)
     # delivered by the stack's ESC environment, a placeholder offline
-    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth"]
+    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth", "flowchat:registryAuth"]
     raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
     config = parse_config(stack, raw, frozenset({"alertingUrl"}))
     assert config.stack == stack
@@ -182,10 +218,10 @@ def test_stacks_differ_where_they_should() -> None:
     staging, prod = configs["staging"], configs["prod"]
     assert (staging.cloud, prod.cloud) == ("azure", "aws")
     assert staging.api.replicas == 1 and prod.api.replicas == 3
-    assert staging.hostname != prod.hostname
+    # each reads its own platform stack (cluster values, hostname)
+    assert staging.platform.stack == "flowchat-platform/staging"
+    assert prod.platform.stack == "flowchat-platform/prod"
     assert (staging.alerting.type, prod.alerting.type) == ("slack", "pagerduty")
-    # AKS's KEDA add-on runs in kube-system; the KEDA chart on EKS in keda
-    assert (staging.addons.keda_namespace, prod.addons.keda_namespace) == ("kube-system", "keda")
     assert staging.grafana.url != prod.grafana.url
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from stacks_testlib import external_platform
 
 from stacks.render import render_stack
 
@@ -25,13 +26,22 @@ def test_every_rule_routes_to_the_stack_contact_point_and_no_org_policy(stack: s
             assert rule["labels"]["stack"] == stack
 
 
+EXTERNAL_PLATFORM = external_platform("staging")
+
+
 def test_addons_reach_probe_rules_and_monitors() -> None:
     addons = {
-        "proberUrl": "prober.observability.svc:9115",
         "prometheusDatasourceUid": "managed-prom-42",
         "monitorLabels": {"release": "prom-stack", "team": "chat"},
     }
-    resources = render_stack("staging", config_overrides={"addons": json.dumps(addons)})
+    platform = {**EXTERNAL_PLATFORM, "proberUrl": "prober.observability.svc:9115"}
+    resources = render_stack(
+        "staging",
+        config_overrides={
+            "addons": json.dumps(addons),
+            "platform": json.dumps({"external": platform}),
+        },
+    )
     (probe,) = [r.inputs for r in resources if r.inputs.get("kind") == "Probe"]
     assert probe["spec"]["prober"]["url"] == "prober.observability.svc:9115"
     assert probe["metadata"]["labels"]["release"] == "prom-stack"

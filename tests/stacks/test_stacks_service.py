@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
-from stacks_testlib import COMBOS, Rendered, render_components
+from stacks_testlib import COMBOS, Rendered, external_platform, render_components
 
 from app.contracts import (
     API_DEPLOYMENT,
@@ -82,7 +90,9 @@ def test_replicas_and_volume_sizes_differ_per_stack(stack: Rendered) -> None:
 
 
 def _args(container: dict) -> dict[str, str]:
-    args = container["args"]
+    """Redis's options: after the start script's $0 placeholder (`sh -c SCRIPT redis ARGS`)."""
+    assert container["command"][:2] == ["sh", "-c"] and container["args"][0] == "redis"
+    args = container["args"][1:]
     return dict(zip(args[::2], args[1::2], strict=True))
 
 
@@ -244,7 +254,7 @@ def _peers(rules: list[dict]) -> set[tuple[str, int]]:
     return found
 
 
-KEDA_NS = {"staging": "kube-system", "prod": "keda"}
+KEDA_NS = {"staging": "keda", "prod": "keda"}  # the platform's KEDA release
 INGRESS_NS = {"staging": "app-routing-system", "prod": "ingress-nginx"}
 DNS = {("ns:kube-system", 53)}
 APPS = ("api", "worker", "ingest-worker")
@@ -283,10 +293,9 @@ def test_network_policies_admit_exactly_the_listed_peers(rendered: dict) -> None
         assert selected == {"api", "worker", "ingest-worker", "redis", "chroma"}
 
 
-def test_addons_namespaces_come_from_config() -> None:
-    resources = render_components(
-        "staging", {"addons": '{"kedaNamespace": "keda-system", "ingressNamespace": "traefik"}'}
-    )
+def test_addons_namespaces_come_from_the_platform() -> None:
+    platform = external_platform("staging", kedaNamespace="keda-system", ingressNamespace="traefik")
+    resources = render_components("staging", {"platform": json.dumps({"external": platform})})
     stack = Rendered("staging", "azure", resources)
     redis = stack.manifest("NetworkPolicy", "flowchat-redis")["spec"]
     assert ("ns:keda-system", 6379) in _peers(redis["ingress"])
@@ -321,7 +330,8 @@ def test_metrics_are_scraped_on_their_own_port_that_the_ingress_does_not_route(
 def test_ingress_pdb_and_rotation_annotation(stack: Rendered) -> None:
     ingress = stack.manifest("Ingress", API_DEPLOYMENT)["spec"]
     (rule,) = ingress["rules"]
-    assert rule["host"].endswith("flowchat.example.com")
+    platform = external_platform(stack.stack)
+    assert rule["host"] == platform["hostname"] and "example." not in rule["host"]
     paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
     # never /metrics, /docs, /openapi.json (Prometheus scrapes the Service), nor /api/health/*
     assert paths == {
@@ -405,7 +415,7 @@ def test_every_redis_client_and_the_server_use_the_password(stack: Rendered) -> 
         assert env["REDIS_PASSWORD"]["valueFrom"] == password_ref, name
     redis = stack.manifest("StatefulSet", "flowchat-redis")
     (container,) = redis["spec"]["template"]["spec"]["containers"]
-    assert _args(container)["--requirepass"] == "$(REDIS_PASSWORD)"
+    assert "--requirepass" not in _args(container)  # issue 19 item 11: never in argv
     env = {e["name"]: e for e in container["env"]}
     assert env["REDIS_PASSWORD"]["valueFrom"] == password_ref
     assert env["REDISCLI_AUTH"]["valueFrom"] == password_ref  # the redis-cli readiness probe
@@ -497,12 +507,9 @@ def test_disruption_budgets_for_every_workload(stack: Rendered) -> None:
         API_DEPLOYMENT,
         WORKER_DEPLOYMENT,
         INGEST_WORKER_DEPLOYMENT,
-        "flowchat-redis",
-        "flowchat-chroma",
     }
     for name, spec in budgets.items():
-        kind = "StatefulSet" if name in {"flowchat-redis", "flowchat-chroma"} else "Deployment"
-        labels = stack.manifest(kind, name)["spec"]["template"]["metadata"]["labels"]
+        labels = stack.manifest("Deployment", name)["spec"]["template"]["metadata"]["labels"]
         assert spec["selector"]["matchLabels"].items() <= labels.items(), name
 
 
@@ -553,3 +560,107 @@ def test_chroma_requires_the_token_every_app_pod_sends(stack: Rendered) -> None:
         (container,) = pod_spec(stack, "Deployment", name)["containers"]
         app_env = {e["name"]: e for e in container["env"]}
         assert app_env["CHROMA_TOKEN"] == {"name": "CHROMA_TOKEN", "valueFrom": token_ref}
+
+
+# --- issue 19, items 7-11: what the cluster needs, each failing before its fix -----------------
+def test_single_replica_stores_never_block_a_node_drain(stack: Rendered) -> None:
+    """A PDB admitting no eviction of a one-replica StatefulSet blocks every drain (item 11)."""
+    for budget in (m for m in stack.manifests() if m["kind"] == "PodDisruptionBudget"):
+        selector = budget["spec"]["selector"]["matchLabels"]
+        for owner in (m for m in stack.manifests() if m["kind"] in {"StatefulSet", "Deployment"}):
+            labels = owner["spec"]["template"]["metadata"]["labels"]
+            if not selector.items() <= labels.items():
+                continue
+            replicas = owner["spec"].get("replicas")
+            if replicas == 1 or owner["kind"] == "StatefulSet":
+                spec = budget["spec"]
+                assert spec.get("maxUnavailable", 0) >= 1 or spec.get("minAvailable", 1) == 0, (
+                    budget["metadata"]["name"]
+                )
+
+
+def test_storage_and_ingress_classes_are_the_platform_outputs(stack: Rendered) -> None:
+    """Prod's gp3/efs-sc and staging's app-routing class come from the platform (items 8-9)."""
+    platform = external_platform(stack.stack)
+    pvc = stack.manifest("PersistentVolumeClaim", "flowchat-documents")
+    assert pvc["spec"]["storageClassName"] == platform["sharedStorageClass"]
+    for name in ("flowchat-redis", "flowchat-chroma"):
+        (claim,) = stack.manifest("StatefulSet", name)["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["storageClassName"] == platform["storageClass"], name
+    ingress = stack.manifest("Ingress", API_DEPLOYMENT)
+    assert ingress["spec"]["ingressClassName"] == platform["ingressClass"]
+    if stack.stack == "staging":
+        assert platform["ingressClass"] == "webapprouting.kubernetes.azure.com"
+    else:
+        assert (platform["storageClass"], platform["sharedStorageClass"]) == ("gp3", "efs-sc")
+
+
+def test_tls_comes_from_the_platform_issuer_for_the_platform_hostname(stack: Rendered) -> None:
+    """Every stack (staging too) gets a certificate `ops.smoke` accepts (item 10)."""
+    platform = external_platform(stack.stack)
+    ingress = stack.manifest("Ingress", API_DEPLOYMENT)
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["cert-manager.io/cluster-issuer"] == platform["clusterIssuer"]
+    assert ingress["spec"]["tls"] == [
+        {"hosts": [platform["hostname"]], "secretName": "flowchat-tls"}
+    ]
+
+
+def test_app_pods_pull_with_the_registry_secret(stack: Rendered) -> None:
+    """A private GHCR package needs pull credentials (item 7)."""
+    secret = stack.manifest("Secret", "flowchat-registry")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):
+        spec = pod_spec(stack, "Deployment", name)
+        assert spec["imagePullSecrets"] == [{"name": "flowchat-registry"}], name
+    # Chroma runs the service image too (chromadb's Python server, for its token)
+    chroma = pod_spec(stack, "StatefulSet", "flowchat-chroma")
+    assert chroma["imagePullSecrets"] == [{"name": "flowchat-registry"}]
+
+
+def test_docker_config_names_the_image_registry() -> None:
+    from stacks.registry import DOCKER_HUB, docker_config
+
+    config = json.loads(docker_config("ghcr.io/acme/chat", "bot:tok"))
+    assert list(config["auths"]) == ["ghcr.io"]
+    assert config["auths"]["ghcr.io"]["auth"] == "Ym90OnRvaw=="  # base64 of bot:tok
+    assert list(json.loads(docker_config("acme/chat", "u:p"))["auths"]) == [DOCKER_HUB]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
+def test_redis_start_script_keeps_the_password_out_of_argv(tmp_path: Path) -> None:
+    """The committed start script against a real redis-server: it requires the password, the
+    probe's REDISCLI_AUTH works, and no process's argv holds the password (item 11)."""
+    from stacks.stores import REDIS_START
+
+    password = "pw-" + os.urandom(8).hex()
+    port = _free_port()
+    env = {**os.environ, "REDIS_PASSWORD": password, "TMPDIR": str(tmp_path)}
+    args = ["redis", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
+    server = subprocess.Popen(["sh", "-c", REDIS_START, *args], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        ping = ["redis-cli", "-p", str(port), "ping"]
+        authed = {**os.environ, "REDISCLI_AUTH": password}
+        while True:
+            out = subprocess.run(ping, env=authed, capture_output=True, text=True)
+            if out.stdout.strip() == "PONG":
+                break
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+        anonymous = subprocess.run(ping, capture_output=True, text=True)
+        assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert password.encode() not in cmdline  # sh exec'd redis-server: same pid
+        assert b"redis-server" in cmdline
+        conf = tmp_path / "redis-auth.conf"
+        assert oct(conf.stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

@@ -1,0 +1,194 @@
+"""AWS: GitHub's OIDC provider, the prod deploy role and its read-only twin (each trusting one
+GitHub environment, with a scoped permission policy and an EKS access entry), and ESC's role
+(trusting Pulumi's issuer) that reads the deploy secrets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from bootstrap_stack import trust
+from bootstrap_stack.settings import BootstrapSettings
+
+ESC_SECRETS = "flowchat/prod/deploy/*"  # deploy/esc/flowchat-prod.yaml reads these
+STACK_SECRETS = "flowchat/prod/*"
+
+
+def _web_identity(provider_arn: str, host: str, subject: str, audience: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {f"{host}:sub": subject, f"{host}:aud": audience}
+                    },
+                }
+            ],
+        }
+    )
+
+
+def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
+    """What `pulumi up` of the prod stack does in AWS: its secrets, its IRSA role, the cluster."""
+    secrets = f"arn:aws:secretsmanager:{region}:{account}:secret:{STACK_SECRETS}"
+    read = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": ["eks:DescribeCluster"],
+            "Resource": f"arn:aws:eks:{region}:{account}:cluster/{cluster}",
+        },
+        {"Effect": "Allow", "Action": read, "Resource": secrets},
+        {
+            "Effect": "Allow",
+            "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies"],
+            "Resource": f"arn:aws:iam::{account}:role/flowchat-*",
+        },
+    ]
+    if write:
+        statements += [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "secretsmanager:CreateSecret",
+                    "secretsmanager:TagResource",
+                    "secretsmanager:DeleteSecret",
+                    "secretsmanager:UpdateSecret",
+                    "secretsmanager:PutSecretValue",
+                ],
+                "Resource": secrets,
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "iam:CreateRole",
+                    "iam:DeleteRole",
+                    "iam:PutRolePolicy",
+                    "iam:DeleteRolePolicy",
+                    "iam:TagRole",
+                    "iam:UpdateAssumeRolePolicy",
+                ],
+                "Resource": f"arn:aws:iam::{account}:role/flowchat-*",
+            },
+        ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+@dataclass(frozen=True)
+class AwsTrustArgs:
+    settings: BootstrapSettings
+    provider: aws.Provider
+
+
+class AwsTrust(pulumi.ComponentResource):
+    deploy_role_arn: pulumi.Output[str]
+    readonly_role_arn: pulumi.Output[str]
+    esc_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AwsTrustArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("flowchat:bootstrap:AwsTrust", name, None, opts)
+        settings = args.settings
+        cfg = settings.aws
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        account = aws.get_caller_identity_output(
+            opts=pulumi.InvokeOutputOptions(provider=args.provider)
+        ).account_id
+        github = aws.iam.OpenIdConnectProvider(
+            f"{name}-github-oidc",
+            url=trust.GITHUB_ISSUER,
+            client_id_lists=[trust.AWS_AUDIENCE],
+            opts=child,
+        )
+        pulumi_oidc = aws.iam.OpenIdConnectProvider(
+            f"{name}-pulumi-oidc",
+            url=trust.PULUMI_ISSUER,
+            client_id_lists=[settings.organization],  # ESC's aws-login audience: the org
+            opts=child,
+        )
+        github_host = trust.GITHUB_ISSUER.removeprefix("https://")
+        roles = {}
+        for key, environment, write in (
+            ("deploy", trust.GITHUB_ENVIRONMENTS["production"], True),
+            ("readonly", trust.GITHUB_ENVIRONMENTS["production-readonly"], False),
+        ):
+            subject = trust.github_subject(settings.repository, environment)
+            role = aws.iam.Role(
+                f"{name}-{key}",
+                name=f"flowchat-prod-{key}",
+                assume_role_policy=github.arn.apply(
+                    lambda arn, s=subject: _web_identity(arn, github_host, s, trust.AWS_AUDIENCE)
+                ),
+                opts=child,
+            )
+            aws.iam.RolePolicy(
+                f"{name}-{key}-policy",
+                role=role.id,
+                policy=account.apply(
+                    lambda a, w=write: deploy_policy(a, cfg.region, cfg.cluster_name, w)
+                ),
+                opts=child,
+            )
+            access = aws.eks.AccessEntry(
+                f"{name}-{key}-access",
+                cluster_name=cfg.cluster_name,
+                principal_arn=role.arn,
+                opts=child,
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-{key}-access-policy",
+                cluster_name=cfg.cluster_name,
+                principal_arn=role.arn,
+                policy_arn="arn:aws:eks::aws:cluster-access-policy/"
+                + ("AmazonEKSEditPolicy" if write else "AmazonEKSViewPolicy"),
+                access_scope={"type": "namespace", "namespaces": ["flowchat-prod"]},
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(depends_on=[access])
+                ),
+            )
+            roles[key] = role
+        pulumi_host = trust.PULUMI_ISSUER.removeprefix("https://")
+        esc = aws.iam.Role(
+            f"{name}-esc",
+            name="flowchat-prod-esc",
+            assume_role_policy=pulumi_oidc.arn.apply(
+                lambda arn: _web_identity(
+                    arn,
+                    pulumi_host,
+                    trust.esc_subject(settings.organization, "prod"),
+                    settings.organization,
+                )
+            ),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-esc-policy",
+            role=esc.id,
+            policy=account.apply(
+                lambda a: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["secretsmanager:GetSecretValue"],
+                                "Resource": (
+                                    f"arn:aws:secretsmanager:{cfg.region}:{a}:secret:{ESC_SECRETS}"
+                                ),
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
+        self.deploy_role_arn = roles["deploy"].arn
+        self.readonly_role_arn = roles["readonly"].arn
+        self.esc_role_arn = esc.arn
+        self.register_outputs({"deployRoleArn": self.deploy_role_arn})

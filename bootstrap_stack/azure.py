@@ -1,0 +1,134 @@
+"""Azure: the staging deploy identity (GitHub OIDC) and ESC's identity (Pulumi OIDC).
+
+Deploy identity: Contributor on the resource group; a role-assignment right limited by an ABAC
+condition to the two Key Vault roles; AKS credentials and namespace write on the data plane.
+ESC identity: reads the deploy vault (the secret config of `deploy/esc/flowchat-staging.yaml`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_azure_native as azure_native
+from pulumi_azure_native import authorization, keyvault, managedidentity, resources
+
+from bootstrap_stack import trust
+from bootstrap_stack.settings import BootstrapSettings
+
+
+@dataclass(frozen=True)
+class AzureTrustArgs:
+    settings: BootstrapSettings
+    provider: azure_native.Provider
+
+
+class AzureTrust(pulumi.ComponentResource):
+    client_id: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
+    esc_client_id: pulumi.Output[str]
+    tenant_id: pulumi.Output[str]
+    subscription_id: pulumi.Output[str]
+    vault_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AzureTrustArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("flowchat:bootstrap:AzureTrust", name, None, opts)
+        settings = args.settings
+        azure = settings.azure
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        client = authorization.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(provider=args.provider)
+        )
+        group = resources.ResourceGroup(
+            f"{name}-group",
+            resource_group_name=azure.resource_group,
+            location=azure.location,
+            opts=child,
+        )
+        deploy = managedidentity.UserAssignedIdentity(
+            f"{name}-deploy",
+            resource_name_="flowchat-staging-deploy",
+            resource_group_name=group.name,
+            location=azure.location,
+            opts=child,
+        )
+        managedidentity.FederatedIdentityCredential(
+            f"{name}-deploy-github",
+            federated_identity_credential_resource_name="github-staging",
+            resource_name_=deploy.name,
+            resource_group_name=group.name,
+            issuer=trust.GITHUB_ISSUER,
+            subject=trust.github_subject(settings.repository, trust.GITHUB_ENVIRONMENTS["staging"]),
+            audiences=[trust.AZURE_AUDIENCE],
+            opts=child,
+        )
+
+        def grant(
+            suffix: str,
+            role: str,
+            principal: pulumi.Input[str],
+            scope: pulumi.Input[str],
+            **kw: object,
+        ) -> None:
+            authorization.RoleAssignment(
+                f"{name}-{suffix}",
+                principal_id=principal,
+                principal_type="ServicePrincipal",
+                role_definition_id=client.subscription_id.apply(
+                    lambda s: trust.role_definition(s, role)
+                ),
+                scope=scope,
+                opts=child,
+                **kw,  # type: ignore[arg-type]
+            )
+
+        grant("deploy-contributor", trust.CONTRIBUTOR, deploy.principal_id, group.id)
+        grant(
+            "deploy-key-vault-grants",
+            trust.RBAC_ADMINISTRATOR,
+            deploy.principal_id,
+            group.id,
+            condition=trust.only_key_vault_roles_condition(),
+            condition_version="2.0",
+        )
+        grant("deploy-aks-user", trust.AKS_CLUSTER_USER, deploy.principal_id, group.id)
+        grant("deploy-aks-writer", trust.AKS_RBAC_WRITER, deploy.principal_id, group.id)
+
+        vault = keyvault.Vault(
+            f"{name}-deploy-vault",
+            vault_name=azure.deploy_vault,
+            resource_group_name=group.name,
+            location=azure.location,
+            properties={
+                "tenant_id": client.tenant_id,
+                "sku": {"family": "A", "name": "standard"},
+                "enable_rbac_authorization": True,
+                "enable_purge_protection": True,
+            },
+            opts=child,
+        )
+        esc = managedidentity.UserAssignedIdentity(
+            f"{name}-esc",
+            resource_name_="flowchat-staging-esc",
+            resource_group_name=group.name,
+            location=azure.location,
+            opts=child,
+        )
+        managedidentity.FederatedIdentityCredential(
+            f"{name}-esc-pulumi",
+            federated_identity_credential_resource_name="pulumi-esc-staging",
+            resource_name_=esc.name,
+            resource_group_name=group.name,
+            issuer=trust.PULUMI_ISSUER,
+            subject=trust.esc_subject(settings.organization, "staging"),
+            audiences=[trust.AZURE_AUDIENCE],
+            opts=child,
+        )
+        grant("esc-vault-reader", trust.KEY_VAULT_SECRETS_USER, esc.principal_id, vault.id)
+        self.client_id = deploy.client_id
+        self.principal_id = deploy.principal_id
+        self.esc_client_id = esc.client_id
+        self.tenant_id = client.tenant_id
+        self.subscription_id = client.subscription_id
+        self.vault_name = vault.name
+        self.register_outputs({"clientId": deploy.client_id})

@@ -1,0 +1,97 @@
+"""The bootstrap program: cloud trust (Azure, AWS), Pulumi Cloud (issuer, ESC environments) and
+GitHub (environments, variables, secrets). `workflow_inputs` is the one table of what the deploy
+workflows read and which output delivers it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_azure_native as azure_native
+import pulumi_github as github
+import pulumi_pulumiservice as ps
+
+from bootstrap_stack.aws import AwsTrust, AwsTrustArgs
+from bootstrap_stack.azure import AzureTrust, AzureTrustArgs
+from bootstrap_stack.github import GithubArgs, GithubSettings
+from bootstrap_stack.pulumi_cloud import PulumiCloud, PulumiCloudArgs
+from bootstrap_stack.settings import PROJECT, BootstrapSettings, load_settings
+from stacks.platform_ref import PLATFORM_PROJECT, platform_stack_name
+
+
+def workflow_inputs(
+    settings: BootstrapSettings,
+    azure: AzureTrust,
+    aws_trust: AwsTrust,
+    platforms: dict[str, pulumi.StackReference],
+    smoke_key: pulumi.Input[str],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(repository variables, environment variables, environment secrets)."""
+    url = {
+        s: platforms[s].require_output("hostname").apply(lambda h: f"https://{h}")
+        for s in platforms
+    }
+    cluster = {s: platforms[s].require_output("clusterName") for s in platforms}
+    prod = {"AWS_REGION": settings.aws.region, "KUBE_CLUSTER": cluster["prod"]}
+    return (
+        {"PULUMI_ORG": settings.organization, "IMAGE_REPOSITORY": settings.image_repository},
+        {
+            "staging": {
+                "AZURE_CLIENT_ID": azure.client_id,
+                "AZURE_TENANT_ID": azure.tenant_id,
+                "AZURE_SUBSCRIPTION_ID": azure.subscription_id,
+                "KUBE_RESOURCE_GROUP": settings.azure.resource_group,
+                "KUBE_CLUSTER": cluster["staging"],
+                "STAGING_URL": url["staging"],
+            },
+            "production": {"AWS_ROLE_ARN": aws_trust.deploy_role_arn, **prod},
+            "production-readonly": {
+                "AWS_ROLE_ARN": aws_trust.readonly_role_arn,
+                **prod,
+                "PROD_URL": url["prod"],
+            },
+        },
+        {
+            "staging": {"SMOKE_API_KEY": smoke_key},
+            "production-readonly": {"SMOKE_API_KEY": smoke_key},
+        },
+    )
+
+
+def main() -> None:
+    settings = load_settings()
+    cfg = pulumi.Config(PROJECT)
+    azure_provider = azure_native.Provider("bootstrap-azure", location=settings.azure.location)
+    aws_provider = aws.Provider("bootstrap-aws", region=settings.aws.region)
+    github_provider = github.Provider("bootstrap-github", owner=settings.repository.split("/")[0])
+    pulumi_provider = ps.Provider("bootstrap-pulumi")
+    azure = AzureTrust("bootstrap", AzureTrustArgs(settings, azure_provider))
+    aws_trust = AwsTrust("bootstrap", AwsTrustArgs(settings, aws_provider))
+    PulumiCloud(
+        "bootstrap",
+        PulumiCloudArgs(
+            settings,
+            pulumi_provider,
+            staging={
+                "clientId": azure.esc_client_id,
+                "tenantId": azure.tenant_id,
+                "subscriptionId": azure.subscription_id,
+                "vault": azure.vault_name,
+            },
+            prod={"roleArn": aws_trust.esc_role_arn},
+        ),
+    )
+    platforms = {
+        stack: pulumi.StackReference(platform_stack_name(f"{PLATFORM_PROJECT}/{stack}"))
+        for stack in ("staging", "prod")
+    }
+    repo_vars, env_vars, env_secrets = workflow_inputs(
+        settings, azure, aws_trust, platforms, cfg.require_secret("smokeApiKey")
+    )
+    GithubSettings(
+        "bootstrap", GithubArgs(settings, github_provider, repo_vars, env_vars, env_secrets)
+    )
+    pulumi.export("repositoryVariables", repo_vars)
+    pulumi.export("environmentVariables", env_vars)
+    pulumi.export("deployPrincipalId", azure.principal_id)

@@ -1,0 +1,162 @@
+"""bootstrap_stack: offline preview, least privilege, and the workflows fed only by its outputs.
+
+The deploy workflow's every `vars.X` and `secrets.X` (per job, in the job's GitHub environment)
+must be set by a resource of the bootstrap program; dropping any one of those resources leaves a
+reference unset and the test names it (issue 19, "first run reads only what bootstrap and
+platform produce").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bootstrap_stack import trust
+from bootstrap_stack.preview import problems, render
+from bootstrap_stack.pulumi_cloud import ESC_FIELDS, esc_definition
+from stacks import placeholders
+from stacktools.render import RenderedResource
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
+BUILT_IN_SECRETS = {"GITHUB_TOKEN"}
+GITHUB_TYPES = {
+    "github:index/actionsVariable:ActionsVariable": "repo-var",
+    "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable": "env-var",
+    "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret": "env-secret",
+}
+
+
+@pytest.fixture(scope="module")
+def resources() -> list[RenderedResource]:
+    return render()
+
+
+def _of(resources: list[RenderedResource], suffix: str) -> list[dict]:
+    return [r.inputs for r in resources if r.type.endswith(suffix)]
+
+
+def test_the_offline_preview_passes_the_policy_pack(resources: list) -> None:
+    assert problems(resources) == []
+
+
+def test_the_deploy_identity_cannot_grant_itself_owner(resources: list) -> None:
+    roles = [str(a["roleDefinitionId"]) for a in _of(resources, ":RoleAssignment")]
+    uaa = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"  # User Access Administrator
+    assert not any(r.endswith(uaa) for r in roles)
+    (rbac,) = [
+        a
+        for a in _of(resources, ":RoleAssignment")
+        if str(a["roleDefinitionId"]).endswith(trust.RBAC_ADMINISTRATOR)
+    ]
+    condition = rbac["condition"]
+    assert rbac["conditionVersion"] == "2.0"
+    assert set(re.findall(r"[0-9a-f-]{36}", condition)) == set(trust.ASSIGNABLE_BY_DEPLOY)
+    # and the deploy identity may use the cluster's data plane (kubelogin is not Forbidden)
+    assert any(r.endswith(trust.AKS_RBAC_WRITER) for r in roles)
+
+
+def test_federated_credentials_trust_exactly_the_workflow_and_esc_subjects(resources: list) -> None:
+    creds = {c["subject"]: c for c in _of(resources, ":FederatedIdentityCredential")}
+    assert set(creds) == {
+        "repo:ciandt/flowchat:environment:staging",
+        "pulumi:environments:org:flowchat:env:flowchat/staging",
+    }
+    issuers = {c["issuer"] for c in creds.values()}
+    assert issuers == {trust.GITHUB_ISSUER, trust.PULUMI_ISSUER}
+
+
+def test_aws_roles_trust_one_environment_each_and_have_an_eks_access_entry(resources: list) -> None:
+    roles = {r["name"]: json.loads(r["assumeRolePolicy"]) for r in _of(resources, "iam/role:Role")}
+    subjects = {
+        name: list(policy["Statement"][0]["Condition"]["StringEquals"].values())
+        for name, policy in roles.items()
+    }
+    assert "repo:ciandt/flowchat:environment:production" in subjects["flowchat-prod-deploy"]
+    assert (
+        "repo:ciandt/flowchat:environment:production-readonly" in subjects["flowchat-prod-readonly"]
+    )
+    assert len(_of(resources, "eks/accessEntry:AccessEntry")) == 2
+    for policy in _of(resources, "iam/rolePolicy:RolePolicy"):
+        for statement in json.loads(policy["policy"])["Statement"]:
+            assert statement["Resource"] != "*", statement  # scoped permission policies
+
+
+def test_pulumi_cloud_trusts_only_this_repository(resources: list) -> None:
+    (issuer,) = _of(resources, ":OidcIssuer")
+    assert issuer["url"] == trust.GITHUB_ISSUER
+    (policy,) = issuer["policies"]
+    assert policy["rules"]["repository"] == "ciandt/flowchat"
+
+
+@pytest.mark.parametrize("environment", list(ESC_FIELDS))
+def test_esc_definitions_are_filled_by_the_bootstrap_identities(environment: str) -> None:
+    committed = yaml.safe_load(
+        (ROOT / "deploy" / "esc" / f"flowchat-{environment}.yaml").read_text()
+    )
+    assert list(placeholders.find(committed))  # the committed file holds placeholders
+    values = {key: f"real-{key}-7f0c2f4e" for key in ESC_FIELDS[environment]}
+    filled = yaml.safe_load(esc_definition(environment, values))
+    assert list(placeholders.find(filled)) == []
+    assert filled["values"]["pulumiConfig"] == committed["values"]["pulumiConfig"]
+
+
+# --- the workflows read only what bootstrap produces -------------------------------------------
+def workflow_refs() -> list[tuple[str, str | None, str, str]]:
+    """(job, its GitHub environment, vars|secrets, NAME) for every reference in deploy.yml."""
+    workflow = yaml.safe_load(DEPLOY.read_text())
+    top = json.dumps(workflow.get("env") or {})
+    refs = []
+    for name, job in workflow["jobs"].items():
+        environment = job.get("environment")
+        if isinstance(environment, dict):
+            environment = environment.get("name")
+        text = top + json.dumps(job)
+        for kind, ref in sorted(set(re.findall(r"\$\{\{\s*(vars|secrets)\.([A-Za-z0-9_]+)", text))):
+            if not (kind == "secrets" and ref in BUILT_IN_SECRETS):
+                refs.append((name, environment, kind, ref))
+    return refs
+
+
+def delivered(resources: list[RenderedResource]) -> dict[str, set[tuple[str | None, str]]]:
+    out: dict[str, set[tuple[str | None, str]]] = {"vars": set(), "secrets": set()}
+    for r in resources:
+        kind = GITHUB_TYPES.get(r.type)
+        if kind == "repo-var":
+            out["vars"].add((None, r.inputs["variableName"]))
+        elif kind == "env-var":
+            out["vars"].add((r.inputs["environment"], r.inputs["variableName"]))
+        elif kind == "env-secret":
+            out["secrets"].add((r.inputs["environment"], r.inputs["secretName"]))
+    return out
+
+
+def unset_refs(resources: list[RenderedResource]) -> list[str]:
+    given = delivered(resources)
+    return [
+        f"{job}: {kind}.{name} (environment {env}) is set by no bootstrap output"
+        for job, env, kind, name in workflow_refs()
+        if (env, name) not in given[kind] and (None, name) not in given[kind]
+    ]
+
+
+def test_every_workflow_reference_is_a_bootstrap_output(resources: list) -> None:
+    assert workflow_refs()
+    assert unset_refs(resources) == []
+
+
+def _github_resources() -> list[str]:
+    return sorted(r.name for r in render() if r.type in GITHUB_TYPES)
+
+
+@pytest.mark.parametrize("name", _github_resources())
+def test_dropping_any_bootstrap_output_fails_naming_it(resources: list, name: str) -> None:
+    (dropped,) = [r for r in resources if r.name == name]
+    rest = [r for r in resources if r.name != name]
+    missing = unset_refs(rest)
+    label = dropped.inputs.get("variableName") or dropped.inputs.get("secretName")
+    assert missing and all(f".{label} " in m for m in missing), (name, missing)

@@ -1,0 +1,240 @@
+"""ops/preflight.py against a deploy target on loopback: each missing prerequisite is named.
+
+Pulumi Cloud (ESC open, the platform stack's outputs), the Kubernetes API (through the official
+client and a kubeconfig), Grafana and the registry are one fake server (tests/ops/conftest.py);
+the project files are copies of the committed ones with the placeholders filled in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from ops import preflight as pf
+from stacks.placeholders import PLACEHOLDER_PATTERNS, placeholder_kind
+from stacks.platform_ref import OUTPUT_NAMES
+from stacktools.render import platform_reference_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+ORG = "acme"
+PULUMI_TOKEN = "pul-token"  # what pulumi/auth-actions hands the job
+REAL = {
+    "00000000-0000-0000-0000-000000000000": "7f0c2f4e-5a8b-4c61-9d7e-2b1a3c4d5e6f",
+    "11111111-1111-1111-1111-111111111111": "0a9b8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d",
+    "22222222-2222-2222-2222-222222222222": "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c",
+    "33333333-3333-3333-3333-333333333333": "9c8b7a6f-5e4d-4c3b-8a29-18f7e6d5c4b3",
+    "44444444-4444-4444-4444-444444444444": "3b2a1f0e-9d8c-4b7a-9695-a4b3c2d1e0f9",
+}
+
+
+def _fill(text: str) -> str:
+    for fake, real in REAL.items():
+        text = text.replace(fake, real)
+    return text
+
+
+@pytest.fixture
+def project(tmp_path: Path, fake_deploy_target: Any) -> Path:
+    """The committed staging files, placeholders filled, pointed at the loopback target."""
+    root = tmp_path / "repo"
+    for rel in (
+        "Pulumi.yaml",
+        "deploy/esc/flowchat-staging.yaml",
+        "platform_stack/Pulumi.staging.yaml",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(_fill((ROOT / rel).read_text()))
+    doc = yaml.safe_load(_fill((ROOT / "Pulumi.staging.yaml").read_text()))
+    host = fake_deploy_target.url.removeprefix("http://")
+    doc["config"]["flowchat:grafana"]["url"] = fake_deploy_target.url
+    doc["config"]["flowchat:image"] = {"repository": f"{host}/acme/flowchat", "tag": "1.2.3"}
+    (root / "Pulumi.staging.yaml").write_text(yaml.safe_dump(doc))
+    target = fake_deploy_target
+    outputs = platform_reference_outputs(f"{ORG}/flowchat-platform/staging")
+    target.stacks[f"{ORG}/flowchat-platform/staging"] = outputs
+    target.esc[f"{ORG}/flowchat/staging"] = {
+        "pulumiConfig": {
+            "flowchat:alertingUrl": "https://hooks.slack.test/T/B/x",
+            "flowchat:grafanaAuth": target.grafana_token,
+            "flowchat:registryAuth": target.registry_auth,
+        }
+    }
+    target.crds = set(pf.REQUIRED_CRDS)
+    target.storage_classes = {outputs["storageClass"], outputs["sharedStorageClass"]}
+    target.ingress_classes = {outputs["ingressClass"]}
+    target.cluster_issuers = {outputs["clusterIssuer"]}
+    target.images = {"acme/flowchat:1.2.3"}
+    target.hosts = {outputs["hostname"]}  # type: ignore[attr-defined]
+    return root
+
+
+def _run(target: Any, root: Path) -> pf.Report:
+    from kubernetes import client, config
+
+    def kube_api() -> Any:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(target.kubeconfig), client_configuration=cfg)
+        cfg.retries = 0
+        return client.ApiClient(configuration=cfg)
+
+    def resolve(host: str) -> None:
+        if host not in target.hosts:
+            raise OSError(f"[Errno -2] Name or service not known: {host}")
+
+    with httpx.Client(timeout=30) as http:
+        clients = pf.Clients(
+            http=http,
+            cloud=pf.PulumiCloud(http, PULUMI_TOKEN, target.url),
+            kube_api=kube_api,
+            resolve=resolve,
+            registry_scheme="http",
+        )
+        return pf.preflight("staging", org=ORG, clients=clients, root=root)
+
+
+def test_a_ready_target_passes_every_check(fake_deploy_target: Any, project: Path) -> None:
+    report = _run(fake_deploy_target, project)
+    assert report.problems == []
+    assert report.checks >= 15
+
+
+def _drop_output(name: str) -> Any:
+    def mutate(t: Any) -> None:
+        del t.stacks[f"{ORG}/flowchat-platform/staging"][name]
+
+    return mutate
+
+
+BREAKS = {
+    "esc-missing": (lambda t: t.esc.clear(), "ESC environment acme/flowchat/staging does not open"),
+    "pulumi-token-refused": (
+        lambda t: setattr(t, "pulumi_token", "other"),
+        "does not open: HTTP 401",
+    ),
+    "no-registry-auth-in-esc": (
+        lambda t: t.esc[f"{ORG}/flowchat/staging"]["pulumiConfig"].pop("flowchat:registryAuth"),
+        "flowchat:registryAuth is not delivered",
+    ),
+    "cluster-down": (lambda t: setattr(t, "kube_up", False), "is unreachable"),
+    "no-keda-crd": (
+        lambda t: t.crds.discard("scaledobjects.keda.sh"),
+        "has no CRD scaledobjects.keda.sh",
+    ),
+    "no-storage-class": (
+        lambda t: t.storage_classes.discard("managed-csi"),
+        "storage class managed-csi",
+    ),
+    "no-ingress-class": (lambda t: t.ingress_classes.clear(), "has no IngressClass webapprouting"),
+    "no-cluster-issuer": (lambda t: t.cluster_issuers.clear(), "has no ClusterIssuer letsencrypt"),
+    "grafana-token-without-alerting": (
+        lambda t: t.grafana_denied.add("/api/v1/provisioning/alert-rules"),
+        "Grafana token may not read alert rules",
+    ),
+    "grafana-token-wrong": (
+        lambda t: setattr(t, "grafana_token", "another"),
+        "Grafana token may not read folders",
+    ),
+    "image-not-pushed": (lambda t: t.images.clear(), "cannot pull"),
+    "pull-credentials-refused": (
+        lambda t: setattr(t, "registry_auth", "someone:else"),
+        "cannot pull",
+    ),
+    "host-not-resolving": (lambda t: t.hosts.clear(), "does not resolve"),
+}
+
+
+@pytest.mark.parametrize("case", list(BREAKS))
+def test_each_missing_prerequisite_is_named(
+    case: str, fake_deploy_target: Any, project: Path
+) -> None:
+    mutate, expected = BREAKS[case]
+    mutate(fake_deploy_target)
+    report = _run(fake_deploy_target, project)
+    assert any(expected in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("output", OUTPUT_NAMES)
+def test_each_missing_platform_output_is_named(
+    output: str, fake_deploy_target: Any, project: Path
+) -> None:
+    _drop_output(output)(fake_deploy_target)
+    report = _run(fake_deploy_target, project)
+    assert (
+        f"platform stack acme/flowchat-platform/staging has no output {output}" in report.problems
+    )
+
+
+def test_committed_placeholders_are_named_by_file_and_key() -> None:
+    problems = pf.placeholder_problems("staging", ROOT) + pf.placeholder_problems("prod", ROOT)
+    text = "\n".join(problems)
+    for expected in (
+        "Pulumi.staging.yaml: config.flowchat:azure.tenantId",
+        "Pulumi.staging.yaml: config.flowchat:azure.rotationPrincipalId",
+        "deploy/esc/flowchat-staging.yaml: values.azure.login.fn::open::azure-login.clientId",
+        "deploy/esc/flowchat-prod.yaml: values.aws.login.fn::open::aws-login.oidc.roleArn",
+    ):
+        assert expected in text, text
+
+
+def test_filled_in_files_have_no_placeholder(project: Path) -> None:
+    assert pf.placeholder_problems("staging", project) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("00000000-0000-0000-0000-000000000000", True),
+        ("https://westeurope.oic.prod-aks.azure.com/tenant/0000/1111/", True),
+        ("arn:aws:iam::123456789012:role/x", True),
+        ("oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE", True),
+        ("chat.example.com", True),
+        ("7f0c2f4e-5a8b-4c61-9d7e-2b1a3c4d5e6f", False),
+        ("chat.flowchat.ciandt.com", False),
+        ("arn:aws:iam::210987654321:role/x", False),
+    ],
+)
+def test_placeholder_patterns(value: str, placeholder: bool) -> None:
+    assert (placeholder_kind(value) is not None) is placeholder
+    assert PLACEHOLDER_PATTERNS  # defined once, in stacks.placeholders
+
+
+def test_the_command_exits_non_zero_naming_each_placeholder(capsys: pytest.CaptureFixture) -> None:
+    assert pf.main(["--stack", "prod", "--offline"], env={}) == 1
+    out = capsys.readouterr().out
+    assert "missing: deploy/esc/flowchat-prod.yaml: values.aws.login.fn::open::aws-login" in out
+    assert out.strip().splitlines()[-1].startswith("preflight prod:")
+
+
+def _deploy_jobs() -> dict[str, Any]:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    return workflow, {
+        name: job
+        for name, job in workflow["jobs"].items()
+        if any("pulumi/actions" in str(step.get("uses", "")) for step in job.get("steps", []))
+    }
+
+
+def test_every_deploy_job_runs_preflight_first_and_before_pulumi() -> None:
+    _, jobs = _deploy_jobs()
+    assert set(jobs) == {"up-staging", "preview-prod", "up-prod"}
+    for name, job in jobs.items():
+        steps = job["steps"]
+        runs = [str(s.get("run", "")) for s in steps]
+        (offline,) = [i for i, r in enumerate(runs) if "ops.preflight" in r and "--offline" in r]
+        (live,) = [i for i, r in enumerate(runs) if "ops.preflight" in r and "--offline" not in r]
+        pulumi = next(i for i, s in enumerate(steps) if "pulumi/actions" in str(s.get("uses")))
+        # the first step after checkout, Python and the program's environment
+        assert [s.get("uses", s.get("name")) for s in steps[:offline]][-1].startswith("Install")
+        logins = [i for i, s in enumerate(steps) if "auth-actions" in str(s.get("uses"))]
+        assert logins and logins[0] < live < pulumi, name
+        assert job["steps"][live]["env"]["PULUMI_ORG"] == "${{ vars.PULUMI_ORG }}"
+
+
+def test_the_image_repository_is_a_variable_not_one_organisation() -> None:
+    """Item 7: IMAGE_REPOSITORY was hard-coded to ghcr.io/flowchat/flowchat."""
+    workflow, _ = _deploy_jobs()
+    assert workflow["env"]["IMAGE_REPOSITORY"] == "${{ vars.IMAGE_REPOSITORY }}"

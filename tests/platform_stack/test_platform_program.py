@@ -1,0 +1,120 @@
+"""platform_stack: both platform stacks render offline and give the service what it needs.
+
+Items 8-11 of issue 19 from the platform's side: prod's storage classes exist (EBS/EFS CSI
+add-ons + StorageClasses), staging's IngressClass is AKS app routing's, the ClusterIssuer is a
+publicly trusted ACME one, and a network policy engine is on in both clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from platform_stack.outputs import ACME_SERVER, CLOUD_VALUES, platform_outputs
+from platform_stack.preview import problems, render
+from platform_stack.settings import PlatformSettings, parse_settings, stack_file_config
+from stacks.config import ConfigError, parse_config
+from stacks.platform_ref import OUTPUT_NAMES
+from stacktools.render import RenderedResource
+
+STACKS = {"staging": "azure", "prod": "aws"}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[RenderedResource]]:
+    return {stack: render(stack) for stack in STACKS}
+
+
+def _of(resources: list[RenderedResource], typ: str) -> list[dict]:
+    return [r.inputs for r in resources if r.type == typ]
+
+
+def _settings(stack: str) -> PlatformSettings:
+    return parse_settings(stack, stack_file_config(stack))
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_the_offline_preview_passes_schema_and_policy_pack(rendered: dict, stack: str) -> None:
+    assert problems(stack, rendered[stack]) == []
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_every_add_on_is_a_helm_release_pinned_by_version(rendered: dict, stack: str) -> None:
+    releases = _of(rendered[stack], "kubernetes:helm.sh/v3:Release")
+    charts = {r["chart"] for r in releases}
+    assert {
+        "external-secrets",
+        "keda",
+        "kube-prometheus-stack",
+        "prometheus-blackbox-exporter",
+        "cert-manager",
+    } <= charts
+    if STACKS[stack] == "aws":
+        assert "ingress-nginx" in charts
+    for release in releases:
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", release["version"]), release
+        assert release["repositoryOpts"]["repo"].startswith("https://")
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_the_cluster_issuer_is_publicly_trusted_and_the_one_exported(
+    rendered: dict, stack: str
+) -> None:
+    (issuer,) = [r for r in _of(rendered[stack], "kubernetes:cert-manager.io/v1:ClusterIssuer")]
+    outputs = platform_outputs(_settings(stack), "c", "https://i")
+    assert issuer["metadata"]["name"] == outputs["clusterIssuer"]
+    assert issuer["spec"]["acme"]["server"] == ACME_SERVER  # not the untrusted staging CA
+    (solver,) = issuer["spec"]["acme"]["solvers"]
+    assert solver["http01"]["ingress"]["ingressClassName"] == outputs["ingressClass"]
+    assert "example." not in outputs["hostname"]
+
+
+def test_aks_has_workload_identity_oidc_network_policy_and_app_routing(rendered: dict) -> None:
+    (cluster,) = _of(rendered["staging"], "azure-native:containerservice:ManagedCluster")
+    assert cluster["oidcIssuerProfile"] == {"enabled": True}
+    assert cluster["securityProfile"]["workloadIdentity"] == {"enabled": True}
+    assert cluster["networkProfile"]["networkPolicy"] == "azure"  # policies are enforced
+    assert cluster["ingressProfile"]["webAppRouting"]["enabled"] is True
+    assert CLOUD_VALUES["azure"]["ingressClass"] == "webapprouting.kubernetes.azure.com"
+
+
+def test_eks_enforces_network_policy_and_serves_the_exported_storage_classes(
+    rendered: dict,
+) -> None:
+    resources = rendered["prod"]
+    addons = {a["addonName"]: a for a in _of(resources, "aws:eks/addon:Addon")}
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert addons["aws-ebs-csi-driver"]["serviceAccountRoleArn"]
+    assert addons["aws-efs-csi-driver"]["serviceAccountRoleArn"]
+    classes = {
+        c["metadata"]["name"]: c
+        for c in _of(resources, "kubernetes:storage.k8s.io/v1:StorageClass")
+    }
+    outputs = platform_outputs(_settings("prod"), "c", "https://i")
+    assert classes[outputs["storageClass"]]["provisioner"] == "ebs.csi.aws.com"
+    shared = classes[outputs["sharedStorageClass"]]
+    assert shared["provisioner"] == "efs.csi.aws.com"
+    assert shared["parameters"]["fileSystemId"]  # the platform's EFS file system
+    assert _of(resources, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")  # IRSA
+    (record,) = _of(resources, "aws:route53/record:Record")
+    assert record["name"] == outputs["hostname"]
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_the_platform_exports_every_output_the_service_reads(stack: str) -> None:
+    outputs = platform_outputs(_settings(stack), "cluster", "https://issuer")
+    assert set(outputs) == set(OUTPUT_NAMES)
+    assert outputs["networkPolicyEngine"] in {"azure", "vpc-cni"}
+
+
+def test_a_cluster_without_a_policy_engine_is_refused() -> None:
+    outputs = platform_outputs(_settings("staging"), "c", "https://i")
+    raw = {
+        "platform": json.dumps({"external": {**outputs, "networkPolicyEngine": "none"}}),
+        "azure": json.dumps({"resourceGroup": "rg", "tenantId": "t", "oidcIssuerUrl": "https://i"}),
+        "alerting": json.dumps({"type": "email", "addresses": ["a@b.co"]}),
+    }
+    with pytest.raises(ConfigError, match="networkPolicyEngine"):
+        parse_config("staging", raw)
