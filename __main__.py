@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from stacks.config import load_config
+from stacks.escalation import Escalation, EscalationArgs
 from stacks.kube import KubeNamespace
 from stacks.monitoring import Monitoring, MonitoringArgs
 from stacks.providers import make_providers
@@ -17,6 +18,15 @@ kube = KubeNamespace("flowchat", config, providers.kubernetes)
 secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud))
 service = Service(
     "flowchat", ServiceArgs(config, kube, secrets.secret_name, (secrets.external_secret,))
+)
+escalation = (
+    Escalation(
+        "flowchat",
+        EscalationArgs(config.stack, config.escalation, config.alerting.contact_point),
+        opts=pulumi.ResourceOptions(providers=[providers.grafana]),
+    )
+    if config.escalation
+    else None
 )
 Monitoring(
     "flowchat",
@@ -32,6 +42,7 @@ Monitoring(
         prober_url=config.addons.prober_url,
         monitor_labels=dict(config.addons.monitor_labels),
         token_prices=config.token_prices,
+        routes=escalation.routes if escalation else None,
     ),
     opts=pulumi.ResourceOptions(
         providers=[providers.kubernetes, providers.grafana], depends_on=[kube.namespace]

@@ -36,6 +36,7 @@ from app.contracts import (
     namespace_for,
 )
 from stacks.alerts import Thresholds
+from stacks.escalation import PAGERDUTY_TOKEN_KEY, EscalationConfig
 from stacks.images import CHROMA_IMAGE, REDIS_IMAGE
 
 Cloud = Literal["azure", "aws"]
@@ -438,6 +439,8 @@ class StackConfig(_Model):
     flow: FlowConfig = FlowConfig()
     thresholds: Thresholds = Field(default_factory=Thresholds)
     alerting: AlertingConfig  # required: every stack says where its alerts go
+    # PagerDuty tiers for critical alerts (stacks.escalation); None: every alert to `alerting`
+    escalation: EscalationConfig | None = None
     token_prices: TokenPrices = TokenPrices()  # per 1000 tokens, for the dashboard's cost panel
     # OpenTelemetry collector (OTLP/HTTP, e.g. http://otel-collector.monitoring.svc:4318): set
     # as OTEL_EXPORTER_OTLP_ENDPOINT on the API and worker pods, with NetworkPolicy egress to
@@ -535,12 +538,13 @@ class StackConfig(_Model):
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
     | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env", "tokenPrices"}
+    | {"escalation"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
 GRAFANA_AUTH_KEY = "grafanaAuth"  # Grafana service-account token, always secret config
 # Keys that are secret config, delivered by the stack's ESC environment (never committed).
-SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, "kubeconfig")
+SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, "kubeconfig", PAGERDUTY_TOKEN_KEY)
 
 
 def _top_level_keys() -> list[str]:
@@ -608,7 +612,7 @@ def parse_config(
     data: dict[str, Any] = {"stack": stack}
     known = set(_top_level_keys())
     for key, value in raw.items():
-        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY):
+        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, PAGERDUTY_TOKEN_KEY):
             continue
         if key not in known:
             problems.append(f"flowchat:{key}: is not a known setting")
@@ -630,6 +634,8 @@ def parse_config(
         kind = alerting.get("type", "email")
         alerting["integrationKey" if kind == "pagerduty" else "url"] = raw[ALERTING_SECRET_KEY]
         data["alerting"] = alerting
+    if PAGERDUTY_TOKEN_KEY in raw and isinstance(data.get("escalation"), dict):
+        data["escalation"] = {**data["escalation"], "token": raw[PAGERDUTY_TOKEN_KEY]}
     if GRAFANA_AUTH_KEY in raw:
         data["grafana"] = {**(data.get("grafana") or {}), "auth": raw[GRAFANA_AUTH_KEY]}
     if problems:
@@ -640,7 +646,9 @@ def parse_config(
         for err in exc.errors():
             loc = tuple(err["loc"])
             secret = bool(loc) and (str(loc[0]) in secret_keys or loc[0] == "kubeconfig")
-            secret = secret or any(part in {"url", "integrationKey", "auth"} for part in loc)
+            secret = secret or any(
+                part in {"url", "integrationKey", "auth", "token"} for part in loc
+            )
             problems.append(f"flowchat:{_key_path(loc) or 'config'}: {_describe(err, secret)}")
         raise ConfigError(problems) from None
     problems.extend(_cloud_problems(config))
@@ -685,6 +693,8 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
         return keys
     if isinstance(alerting, dict) and alerting.get("type") in {"slack", "pagerduty"}:
         keys.insert(0, ALERTING_SECRET_KEY)
+    if "escalation" in raw:
+        keys.append(PAGERDUTY_TOKEN_KEY)
     return keys
 
 

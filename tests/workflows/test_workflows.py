@@ -18,6 +18,7 @@ from ops import secrets as ops_secrets
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 EXPECTED = {"ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test"}
+EXPECTED |= {"incidents"}  # issue 22: the weekly operations-log review
 BIN = Path(sys.executable).parent
 CHECK_JSONSCHEMA = BIN / "check-jsonschema"
 ZIZMOR = BIN / "zizmor"
@@ -141,7 +142,7 @@ def test_top_level_permissions_are_read_only(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_job_states_least_privilege_permissions(name: str) -> None:
     allowed = {"contents": {"read"}, "id-token": {"write"}, "pull-requests": {"write"},
-               "issues": {"write"}, "actions": {"read"}, "packages": {"write", "read"},
+               "issues": {"write", "read"}, "actions": {"read"}, "packages": {"write", "read"},
                "attestations": {"write", "read"}}  # fmt: skip
     for job_name, job in load(name)["jobs"].items():
         perms = job.get("permissions")
@@ -602,3 +603,18 @@ def test_every_python_install_is_hash_locked(name: str) -> None:
             )
             project = re.search(r"pip install -q --no-deps --no-build-isolation -e \S+$", line)
             assert locked or project, f"{name}: {line.strip()}"
+
+
+def test_incidents_workflow_lists_the_operations_log_weekly_with_read_only_issues() -> None:
+    workflow = load("incidents")
+    triggers = workflow.get("on") or workflow.get(True)
+    assert triggers["schedule"][0]["cron"].endswith("* * 1")  # weekly, on Mondays
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["group"] == "incidents"
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "issues": "read"}
+    runs = [s for s in job["steps"] if "run" in s]
+    assert "--require-hashes -r requirements/ops.lock" in runs[0]["run"]
+    (listing,) = [s for s in runs if "ops.incident" in s["run"]]
+    assert listing["run"] == "python -m ops.incident list-overdue"
+    assert listing["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
