@@ -261,23 +261,28 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m ops.incident",
         description="Record incidents and post-mortems as GitHub issues (the operations log).",
     )
-    parser.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
     sub = parser.add_subparsers(dest="command", required=True)
-    opened = sub.add_parser("open", help="open an incident")
+    opened = sub.add_parser("open", help="open an incident", parents=[common])
     opened.add_argument("--title", required=True)
     opened.add_argument("--severity", required=True, choices=PRIORITIES)
     opened.add_argument("--stack", required=True)
     opened.add_argument("--alert", help="the alert that fired (e.g. FlowchatHealthCheckFailing)")
     opened.add_argument("--impact", default="", help="customer impact, as known now")
-    updated = sub.add_parser("update", help="add a timeline entry (and re-rate the severity)")
+    updated = sub.add_parser(
+        "update", help="add a timeline entry (and re-rate the severity)", parents=[common]
+    )
     updated.add_argument("--issue", type=int, required=True)
     updated.add_argument("--note", required=True)
     updated.add_argument("--severity", choices=PRIORITIES)
     updated.add_argument("--impact")
-    closed = sub.add_parser("close", help="resolve; P0/P1 open their post-mortem")
+    closed = sub.add_parser("close", help="resolve; P0/P1 open their post-mortem", parents=[common])
     closed.add_argument("--issue", type=int, required=True)
     closed.add_argument("--resolution", required=True)
-    listed = sub.add_parser("list-overdue", help="open incidents and overdue post-mortems")
+    listed = sub.add_parser(
+        "list-overdue", help="open incidents and overdue post-mortems", parents=[common]
+    )
     listed.add_argument("--fail-if-any", action="store_true", help="exit 2 when anything is listed")
     return parser
 

@@ -163,6 +163,12 @@ class Escalation(pulumi.ComponentResource):
                 {
                     "integration_key": pulumi.Output.secret(self.integration.integration_key),
                     "summary": "{{ .CommonLabels.alertname }} ({{ .CommonLabels.stack }})",
+                    "severity": "critical",
+                    # what the paged engineer opens and runs first (stacks.alerts annotations)
+                    "details": {
+                        "runbook": "{{ .CommonAnnotations.runbook_url }}",
+                        "record": "{{ .CommonAnnotations.incident }}",
+                    },
                 }
             ],
             opts=pulumi.ResourceOptions(parent=self),

@@ -143,6 +143,15 @@ def test_bad_input_exits_1_with_one_sentence(
     assert github.token not in err
 
 
+def test_repo_flag_overrides_the_environment(
+    github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    given = {**env(github), "GITHUB_REPOSITORY": "someone/else"}
+    assert main(["list-overdue", "--repo", github.repo], given) == 0
+    assert main(["list-overdue"], given) == 1  # the fake knows only its own repository
+    assert "404" in capsys.readouterr().err
+
+
 def test_wrong_token_is_refused(github: FakeGitHub, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list-overdue"], {**env(github), "GITHUB_TOKEN": "wrong"}) == 1
     assert "401" in capsys.readouterr().err

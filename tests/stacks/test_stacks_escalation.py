@@ -58,6 +58,11 @@ def test_critical_and_warning_alerts_route_to_different_contact_points() -> None
     assert routed[critical] != routed[warning]
     # the paging contact point sends (as a secret) to the PagerDuty service's integration key
     assert points["flowchat-prod-page"]["pagerduties"][0]["integrationKey"] == "[secret]"
+    details = points["flowchat-prod-page"]["pagerduties"][0]["details"]
+    assert details == {
+        "runbook": "{{ .CommonAnnotations.runbook_url }}",
+        "record": "{{ .CommonAnnotations.incident }}",
+    }
     page = next(r for r in resources if r.name == "flowchat-page-contact-point")
     integration = _one(resources, ":ServiceIntegration")
     assert integration.urn in page.dependencies
