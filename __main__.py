@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from stacks.config import load_config
+from stacks.escalation import Escalation, EscalationArgs
 from stacks.kube import KubeNamespace
 from stacks.monitoring import Monitoring, MonitoringArgs
 from stacks.platform_ref import resolve_platform
@@ -21,6 +22,15 @@ service = Service(
     "flowchat",
     ServiceArgs(config, kube, platform, secrets.secret_name, (secrets.external_secret,)),
 )
+escalation = (
+    Escalation(
+        "flowchat",
+        EscalationArgs(config.stack, config.escalation, config.alerting.contact_point),
+        opts=pulumi.ResourceOptions(providers=[providers.grafana]),
+    )
+    if config.escalation
+    else None
+)
 Monitoring(
     "flowchat",
     MonitoringArgs(
@@ -35,6 +45,7 @@ Monitoring(
         prober_url=platform.prober_url,
         monitor_labels=dict(config.addons.monitor_labels),
         token_prices=config.token_prices,
+        routes=escalation.routes if escalation else None,
     ),
     opts=pulumi.ResourceOptions(
         providers=[providers.kubernetes, providers.grafana], depends_on=[kube.namespace]

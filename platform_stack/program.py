@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from platform_stack.addons import Addons, AddonsArgs
 from platform_stack.cluster_aks import AksArgs, AksCluster
 from platform_stack.cluster_eks import EksArgs, EksCluster
+from platform_stack.log_shipping import LogShipping, LogShippingArgs
 from platform_stack.outputs import platform_outputs
 from platform_stack.settings import load_settings
 
@@ -36,6 +37,16 @@ def main() -> None:
             addon_args = {"file_system_id": eks.file_system_id, "zone_id": eks.zone_id}
         kube = k8s.Provider("platform-k8s", kubeconfig=cluster.kubeconfig)
         Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
+        if settings.logs is not None:  # the pods' JSON lines to the team's Elasticsearch
+            LogShipping(
+                "platform",
+                LogShippingArgs(
+                    stack=settings.stack,
+                    elasticsearch_url=settings.logs.elasticsearch_url,
+                    credentials_secret=settings.logs.credentials_secret,
+                ),
+                opts=pulumi.ResourceOptions(providers=[kube]),
+            )
         provider_arn = getattr(cluster, "oidc_provider_arn", "")  # EKS only
         values = platform_outputs(
             settings, cluster.cluster_name, cluster.oidc_issuer_url, provider_arn

@@ -38,6 +38,13 @@ class AwsCluster(ConfigModel):
     availability_zones: list[str] = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
 
+class LogsSettings(ConfigModel):
+    """`flowchat-platform:logs`: where Fluent Bit ships the pods' JSON lines (log_shipping)."""
+
+    elasticsearch_url: str  # the team's Elasticsearch (https)
+    credentials_secret: str  # Secret in the logging namespace holding the API key (`apiKey`)
+
+
 class PlatformSettings(ConfigModel):
     stack: str
     cloud: Literal["azure", "aws"]
@@ -50,6 +57,7 @@ class PlatformSettings(ConfigModel):
     azure: AzureCluster | None = None
     aws: AwsCluster | None = None
     external: PlatformOutputs | None = None
+    logs: LogsSettings | None = None  # None: no log shipping (the team ships logs its own way)
 
     @model_validator(mode="after")
     def _check(self) -> PlatformSettings:

@@ -33,7 +33,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from app import contracts
 from policies.runbook import thresholds as limits
-from policies.runbook.thresholds import ALERTS, RUNBOOK_ANCHORS, Group, Severity
+from policies.runbook.thresholds import ALERT_PRIORITY, ALERTS, RUNBOOK_ANCHORS, Group, Severity
 
 METRIC_VOLUME_USED = contracts.METRIC_KUBELET_VOLUME_USED_BYTES
 METRIC_VOLUME_CAPACITY = contracts.METRIC_KUBELET_VOLUME_CAPACITY_BYTES
@@ -183,7 +183,16 @@ class AlertRule:
             "summary": self.summary,
             "description": self.description,
             "runbook_url": self.runbook_url,
+            "incident": self.incident_command,
         }
+
+    @property
+    def incident_command(self) -> str:
+        """The line to run to record the incident (runbook "Escalation"; STACK: the stack label)."""
+        return (
+            f"python -m ops.incident open --alert {self.name} "
+            f"--severity {ALERT_PRIORITY[self.severity]} --stack STACK --title TITLE"
+        )
 
 
 def _num(value: float) -> str:

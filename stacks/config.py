@@ -58,6 +58,7 @@ from stacks.config_workloads import (
     WorkerConfig,
     validate_app_env,
 )
+from stacks.escalation import PAGERDUTY_TOKEN_KEY, EscalationConfig
 from stacks.platform_ref import PlatformConfig
 
 
@@ -87,6 +88,8 @@ class StackConfig(ConfigModel):
     flow: FlowConfig = FlowConfig()
     thresholds: Thresholds = Field(default_factory=Thresholds)
     alerting: AlertingConfig  # required: every stack says where its alerts go
+    # PagerDuty tiers for critical alerts (stacks.escalation); None: every alert to `alerting`
+    escalation: EscalationConfig | None = None
     token_prices: TokenPrices = TokenPrices()  # per 1000 tokens, for the dashboard's cost panel
     # OpenTelemetry collector (OTLP/HTTP, e.g. http://otel-collector.monitoring.svc:4318): set
     # as OTEL_EXPORTER_OTLP_ENDPOINT on the API and worker pods, with NetworkPolicy egress to
@@ -177,14 +180,20 @@ class StackConfig(ConfigModel):
 OBJECT_KEYS = frozenset(
     {"image", "api", "worker", "redis", "chroma", "documents", "azure", "aws", "flow"}
     | {"thresholds", "alerting", "grafana", "addons", "ingestWorker", "env", "tokenPrices"}
-    | {"platform"}
+    | {"platform", "escalation"}
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
 GRAFANA_AUTH_KEY = "grafanaAuth"  # Grafana service-account token, always secret config
 REGISTRY_AUTH_KEY = "registryAuth"  # `user:token` the cluster pulls the image with
 # Keys that are secret config, delivered by the stack's ESC environment (never committed).
-SECRET_CONFIG_KEYS = (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY, "kubeconfig")
+SECRET_CONFIG_KEYS = (
+    ALERTING_SECRET_KEY,
+    GRAFANA_AUTH_KEY,
+    REGISTRY_AUTH_KEY,
+    "kubeconfig",
+    PAGERDUTY_TOKEN_KEY,
+)
 
 
 def _top_level_keys() -> list[str]:
@@ -252,7 +261,7 @@ def parse_config(
     data: dict[str, Any] = {"stack": stack}
     known = set(_top_level_keys())
     for key, value in raw.items():
-        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY):
+        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY, PAGERDUTY_TOKEN_KEY):
             continue
         if key not in known:
             problems.append(f"flowchat:{key}: is not a known setting")
@@ -276,6 +285,8 @@ def parse_config(
         data["alerting"] = alerting
     if GRAFANA_AUTH_KEY in raw:
         data["grafana"] = {**(data.get("grafana") or {}), "auth": raw[GRAFANA_AUTH_KEY]}
+    if PAGERDUTY_TOKEN_KEY in raw and isinstance(data.get("escalation"), dict):
+        data["escalation"] = {**data["escalation"], "token": raw[PAGERDUTY_TOKEN_KEY]}
     if REGISTRY_AUTH_KEY in raw:
         data["image"] = {**(data.get("image") or {}), "pullAuth": raw[REGISTRY_AUTH_KEY]}
     if problems:
@@ -287,7 +298,7 @@ def parse_config(
             loc = tuple(err["loc"])
             secret = bool(loc) and (str(loc[0]) in secret_keys or loc[0] == "kubeconfig")
             secret = secret or any(
-                part in {"url", "integrationKey", "auth", "pullAuth"} for part in loc
+                part in {"url", "integrationKey", "auth", "pullAuth", "token"} for part in loc
             )
             problems.append(f"flowchat:{_key_path(loc) or 'config'}: {_describe(err, secret)}")
         raise ConfigError(problems) from None
@@ -327,7 +338,7 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
 
     Only the offline preview (stacks.render) supplies placeholders for them; the first-run test
     reads the ESC definition instead. Today: `grafanaAuth` and `registryAuth` always,
-    `alertingUrl` when the contact point is Slack or PagerDuty.
+    `alertingUrl` when the contact point is Slack or PagerDuty, `pagerdutyToken` with `escalation`.
     """
     keys = [GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY]
     try:
@@ -336,6 +347,8 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
         return keys
     if isinstance(alerting, dict) and alerting.get("type") in {"slack", "pagerduty"}:
         keys.insert(0, ALERTING_SECRET_KEY)
+    if "escalation" in raw:
+        keys.append(PAGERDUTY_TOKEN_KEY)
     return keys
 
 

@@ -60,6 +60,9 @@ class MonitoringArgs:
     # labels the cluster's Prometheus selects Probes by (flowchat:addons.monitorLabels)
     monitor_labels: dict[str, str] | None = None
     token_prices: TokenPrices = field(default_factory=TokenPrices)  # flowchat:tokenPrices
+    # severity -> contact point name (stacks.escalation.Escalation.routes); None or a severity
+    # missing: the stack's contact point
+    routes: dict[str, Any] | None = None
 
 
 def _secret_text(value: Any) -> Any:
@@ -371,7 +374,7 @@ class Monitoring(pulumi.ComponentResource):
                         r,
                         stack=stack,
                         datasource_uid=args.prometheus_datasource_uid,
-                        contact_point=self.contact_point.name,
+                        contact_point=(args.routes or {}).get(r.severity, self.contact_point.name),
                     )
                     for r in members
                 ],

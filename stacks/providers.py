@@ -11,6 +11,8 @@ whatever kubeconfig, Grafana or cloud login happens to be around. What each prov
 - azure-native: the subscription from `flowchat:azure.subscriptionId` or `ARM_SUBSCRIPTION_ID`,
   OIDC login from `ARM_USE_OIDC`, `ARM_CLIENT_ID`, `ARM_TENANT_ID` (the deploy job's env).
 - aws: `flowchat:aws.region`; credentials from aws-actions/configure-aws-credentials.
+- pagerduty (stacks/escalation.py, only with `flowchat:escalation`): its own provider, token from
+  the secret config `flowchat:pagerdutyToken` (ESC environment).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pulumiverse_grafana as grafana
 from stacks.config import StackConfig
 
 # Packages whose default provider the stack files disable (`pulumi:disable-default-providers`).
-EXPLICIT_PACKAGES = ("kubernetes", "grafana", "azure-native", "aws")
+EXPLICIT_PACKAGES = ("kubernetes", "grafana", "azure-native", "aws", "pagerduty")
 
 
 @dataclass(frozen=True)

@@ -114,12 +114,19 @@ def _aws(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str) -
     return ""
 
 
+def _pagerduty(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str) -> str:
+    if not _either(inputs, "token", env, "PAGERDUTY_TOKEN"):
+        return "pagerduty provider without a token (flowchat:pagerdutyToken / PAGERDUTY_TOKEN)"
+    return ""
+
+
 # What each real provider needs at configure time, and fails without.
 FAILS_WITHOUT: dict[str, Callable[[Mapping, Mapping[str, str], set[str], str], str]] = {
     "pulumi:providers:kubernetes": _kubernetes,
     "pulumi:providers:grafana": _grafana,
     "pulumi:providers:azure-native": _azure,
     "pulumi:providers:aws": _aws,
+    "pulumi:providers:pagerduty": _pagerduty,
 }
 
 

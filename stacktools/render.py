@@ -233,6 +233,8 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, An
     outputs = dict(inputs)
     if typ.startswith("aws:"):
         outputs.setdefault("arn", f"arn:aws:mock:::{name}")
+    if typ == "pagerduty:index/serviceIntegration:ServiceIntegration":
+        outputs.setdefault("integrationKey", f"routing-key-of-{name}")
     if typ == "azure-native:managedidentity:UserAssignedIdentity":
         outputs.setdefault("name", inputs.get("resourceName", name))
         outputs.setdefault("principalId", f"principal-of-{name}")

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pulumi_policy import PolicyConfigSchema, ResourceValidationArgs, StackValidationArgs
 
@@ -113,6 +113,20 @@ CONFIG: dict[str, dict[str, dict[str, Any]]] = {
     },
     "persistent-volumes": {},
     "alert-routing": {},
+    "severity-routes": {
+        # the severities that have a route: an alert with another severity reaches nobody
+        "severities": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": list(get_args(thresholds.Severity)),
+        },
+        # severities that must reach a PagerDuty contact point when the stack has one
+        "pagingSeverities": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": list(thresholds.PAGING_SEVERITIES),
+        },
+    },
     "flow-credentials-from-secret-manager": {},
     "container-baseline": {},
     "metrics-scraped": {},
@@ -150,6 +164,8 @@ TIGHTEN: dict[str, str] = {
 }
 for _props in CONFIG.values():  # the schema states the bound too (the Pulumi CLI checks it)
     for _key, _prop in _props.items():
+        if _prop["type"] == "array":  # sets of names: no numeric bound
+            continue
         if _prop["type"] == "string":
             _prop["pattern"] = _DURATION.pattern
         else:
@@ -172,7 +188,10 @@ def settings(policy: str, args: ResourceValidationArgs | StackValidationArgs) ->
     """The policy's config: the runbook defaults, tightened (never loosened) by the engine's."""
     merged = {key: prop["default"] for key, prop in CONFIG[policy].items()}
     for key, value in (args.get_config() or {}).items():
-        if key in merged:
+        if key in merged and isinstance(merged[key], list):
+            if isinstance(value, list) and value:  # a stack's own set replaces the default
+                merged[key] = [str(v) for v in value]
+        elif key in merged:
             merged[key] = _clamp(key, value, merged[key])
     return merged
 

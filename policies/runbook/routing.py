@@ -15,6 +15,7 @@ from .common import (
     RULE_GROUPS,
     SERVICE_LABEL,
     STACK_LABEL,
+    settings,
     stack_alerts,
 )
 
@@ -73,4 +74,62 @@ def validate_alert_routing(args: StackValidationArgs, report: ReportViolation) -
                 f"alert {alert.where}: label {STACK_LABEL}="
                 f"{alert.labels.get(STACK_LABEL) or '(unset)'}, not {stack}",
                 alert.urn,
+            )
+
+
+def _pages(props: dict) -> bool:
+    """A contact point that sends to PagerDuty (its `pagerduties` integrations)."""
+    return bool(props.get("pagerduties"))
+
+
+def validate_severity_routes(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every alert's severity has a route (runbook "Escalation"): the severity is one the pack
+    knows, all alerts of one severity go to one contact point, and when the stack has both a
+    paging (PagerDuty) and a chat contact point, the paging severities page and the others don't
+    (critical pages, warning goes to chat)."""
+    alerts = stack_alerts(args.resources)
+    if not alerts:
+        args.not_applicable("no Grafana alert rules in the stack")
+    config = settings("severity-routes", args)
+    known, paging = list(config["severities"]), set(config["pagingSeverities"])
+    points = {
+        str(r.props.get("name") or r.name): _pages(dict(r.props))
+        for r in args.resources
+        if r.resource_type in CONTACT_POINTS
+    }
+    tiered = any(points.values()) and not all(points.values())
+    by_severity: dict[str, set[str]] = {}
+    for alert in alerts:
+        severity = alert.labels.get("severity")
+        if severity not in known:
+            report(
+                f"alert {alert.where}: severity {severity or '(unset)'} has no route "
+                f"(routed severities: {', '.join(known)})",
+                alert.urn,
+            )
+            continue
+        if alert.contact_point not in points:
+            continue  # no route or not the stack's: alert-routing reports it
+        by_severity.setdefault(severity, set()).add(alert.contact_point)
+        if tiered:
+            should_page = severity in paging
+            if points[alert.contact_point] != should_page:
+                report(
+                    f"alert {alert.where}: severity {severity} routes to "
+                    f"{alert.contact_point}, which "
+                    + ("does not page" if should_page else "pages (PagerDuty)")
+                    + "; "
+                    + (
+                        f"{', '.join(sorted(paging))} alerts page the escalation policy"
+                        if should_page
+                        else "it goes to the chat contact point"
+                    ),
+                    alert.urn,
+                )
+    for severity, targets in sorted(by_severity.items()):
+        if len(targets) > 1:
+            report(
+                f"severity {severity}: alerts route to {', '.join(sorted(targets))}; one route "
+                "per severity",
+                None,
             )

@@ -112,6 +112,14 @@ RULES: tuple[Rule, ...] = (
         stack=True,
     ),
     Rule(
+        "severity-routes",
+        "Every alert's severity has a route: one contact point per severity; with a PagerDuty "
+        f"and a chat contact point, {', '.join(t.PAGING_SEVERITIES)} alerts page and the others "
+        "go to chat.",
+        routing.validate_severity_routes,
+        stack=True,
+    ),
+    Rule(
         "api-key-source",
         f"When an Ingress exposes {t.API_DEPLOYMENT}, the API gets its keys from a Secret "
         f"({t.API_KEYS_FILE_ENV} in a mounted Secret volume or {t.API_KEYS_ENV} from a "

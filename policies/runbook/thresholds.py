@@ -85,6 +85,11 @@ FLOW_TOKENS_DAILY_BUDGET: Final = 5_000_000
 
 Group = Literal["monitoring", "troubleshooting"]
 Severity = Literal["critical", "warning"]
+# Runbook "Escalation": these severities page (PagerDuty: backend on call, then DevOps); the
+# others go to the stack's chat contact point (stacks.escalation.SEVERITY_ROUTES derives from it).
+PAGING_SEVERITIES: Final[tuple[Severity, ...]] = ("critical",)
+# The incident priority an alert's `ops.incident open` line starts with (re-rate with `update`).
+ALERT_PRIORITY: Final[dict[str, str]] = {"critical": "P1", "warning": "P3"}
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def test_every_alert_has_group_severity_labels_and_runbook_link() -> None:
         assert rule.group == group, name
         assert rule.all_labels == {"service": "flowchat", "severity": severity}, name
         assert rule.runbook_url == f"{RUNBOOK}#{anchor}", name
-        assert set(rule.annotations) == {"summary", "description", "runbook_url"}
+        assert set(rule.annotations) == {"summary", "description", "runbook_url", "incident"}
         assert rule.summary and rule.description
         assert re.fullmatch(r"[a-z0-9-]+", anchor)
 

@@ -118,3 +118,30 @@ def test_a_cluster_without_a_policy_engine_is_refused() -> None:
     }
     with pytest.raises(ConfigError, match="networkPolicyEngine"):
         parse_config("staging", raw)
+
+
+def test_logs_configured_add_the_fluent_bit_release_to_the_cluster(tmp_path) -> None:
+    """`flowchat-platform:logs` adds the Fluent Bit release (platform_stack.log_shipping) to the
+    managed cluster's add-ons; without it, none."""
+    import shutil
+
+    import yaml
+
+    from platform_stack.preview import PROJECT_DIR
+
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    doc = yaml.safe_load((PROJECT_DIR / "Pulumi.staging.yaml").read_text())
+    doc["config"]["flowchat-platform:logs"] = {
+        "elasticsearchUrl": "https://logs.ciandt.com:9243",
+        "credentialsSecret": "elasticsearch-api-key",
+    }
+    (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(doc))
+    resources = render("staging", project_dir=tmp_path)
+    (release,) = [r for r in resources if r.type == "kubernetes:helm.sh/v3:Release" and
+                  r.inputs["chart"] == "fluent-bit"]  # fmt: skip
+    assert "flowchat-staging" in json.dumps(release.inputs["values"])
+    assert not [
+        r
+        for r in render("staging")
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "fluent-bit"
+    ]

@@ -20,6 +20,7 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 EXPECTED = {
     "ci", "preview", "deploy", "smoke", "rotate-flow-credentials", "drift", "load-test", "evaluate"
 }  # fmt: skip
+EXPECTED |= {"incidents"}  # issue 22: the weekly operations-log review
 BIN = Path(sys.executable).parent
 CHECK_JSONSCHEMA = BIN / "check-jsonschema"
 ZIZMOR = BIN / "zizmor"
@@ -143,7 +144,7 @@ def test_top_level_permissions_are_read_only(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_job_states_least_privilege_permissions(name: str) -> None:
     allowed = {"contents": {"read"}, "id-token": {"write"}, "pull-requests": {"write"},
-               "issues": {"write"}, "actions": {"read"}, "packages": {"write", "read"},
+               "issues": {"write", "read"}, "actions": {"read"}, "packages": {"write", "read"},
                "attestations": {"write", "read"}}  # fmt: skip
     for job_name, job in load(name)["jobs"].items():
         perms = job.get("permissions")
@@ -624,3 +625,18 @@ def test_preview_prints_the_documents_plan() -> None:
     steps = load("preview")["jobs"]["offline"]["steps"]
     (step,) = [s for s in steps if s.get("name") == "Knowledge base changes (docs/)"]
     assert "python -m ops.documents sync --dry-run --against ../base/docs docs" in step["run"]
+
+
+def test_incidents_workflow_lists_the_operations_log_weekly_with_read_only_issues() -> None:
+    workflow = load("incidents")
+    triggers = workflow.get("on") or workflow.get(True)
+    assert triggers["schedule"][0]["cron"].endswith("* * 1")  # weekly, on Mondays
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["group"] == "incidents"
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "issues": "read"}
+    runs = [s for s in job["steps"] if "run" in s]
+    assert "--require-hashes -r requirements/ops.lock" in runs[0]["run"]
+    (listing,) = [s for s in runs if "ops.incident" in s["run"]]
+    assert listing["run"] == "python -m ops.incident list-overdue"
+    assert listing["env"]["GITHUB_TOKEN"] == "${{ github.token }}"

@@ -1,0 +1,179 @@
+"""Log shipping: Fluent Bit (Helm release) reads the pods' JSON lines into the team's Elasticsearch.
+
+`LogShipping` installs the `fluent/fluent-bit` chart (version pinned, `CHART_VERSION`) as a
+DaemonSet in its own namespace. The pipeline (`fluent_bit_config`, classic format, rendered into
+the chart's `config.*` values):
+
+1. INPUT tail on `/var/log/containers/*.log` (the kubelet's files), `multiline.parser cri`: the
+   CRI parser turns each line back into the container's output in the `log` field;
+2. FILTER kubernetes: pod, namespace, labels and container from the API server, matched to the
+   file name; only the service's namespace goes on (FILTER grep on `kubernetes.namespace_name`);
+3. FILTER parser on the `log` field with the `json` parser: the app's JSON line
+   (app/observability/logs.py) becomes the record's fields;
+4. FILTER record_modifier `Allowlist_Key`: only the fields the app writes (`INDEXED_FIELDS`,
+   derived from the app's logging module) and the kubernetes block are indexed, nothing else;
+5. OUTPUT es to the Elasticsearch URL from config, index `flowchat-<stack>` (what
+   `ops.access check` queries), TLS on, the API key from the environment variable
+   `ES_API_KEY`, taken from an existing Secret that the secret manager fills (an ExternalSecret of
+   the platform program, or any Secret with that key: `credentials_secret`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from app.contracts import APP_NAME, namespace_for
+from app.observability.logs import EXTRA_FIELDS, LOG_FIELDS
+
+CHART: Final = "fluent-bit"
+CHART_REPO: Final = "https://fluent.github.io/helm-charts"
+CHART_VERSION: Final = "0.54.0"  # pinned; Renovate's helm manager proposes bumps
+API_KEY_ENV: Final = "ES_API_KEY"
+API_KEY_SECRET_KEY: Final = "apiKey"  # key of the credentials Secret
+# every line has these (structlog: timestamp, level, logger name, process, message, traceback)
+BASE_FIELDS: Final = ("timestamp", "level", "logger", "process", "message", "exception")
+INDEXED_FIELDS: Final = (*BASE_FIELDS, *LOG_FIELDS, *EXTRA_FIELDS)
+
+
+def log_index(stack: str) -> str:
+    return f"{APP_NAME}-{stack}"
+
+
+@dataclass
+class LogShippingArgs:
+    stack: str
+    elasticsearch_url: str  # https://es.example.com:9243 (flowchat-platform:logs.elasticsearchUrl)
+    credentials_secret: str  # Secret (in `namespace`) holding the API key under `apiKey`
+    namespace: str = "logging"
+    service_namespace: str = ""  # default: the stack's namespace (app.contracts.namespace_for)
+    chart_version: str = CHART_VERSION
+
+
+def _section(kind: str, **props: Any) -> str:
+    width = max(len(k) for k in props)
+    lines = [f"[{kind}]"]
+    for key, value in props.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        lines += [f"    {key.ljust(width)} {v}" for v in values]
+    return "\n".join(lines) + "\n"
+
+
+def fluent_bit_config(args: LogShippingArgs) -> dict[str, str]:
+    """The chart's `config` values: inputs, filters, outputs (Fluent Bit's classic format)."""
+    url = urlsplit(args.elasticsearch_url)
+    if url.scheme != "https" or not url.hostname:
+        raise ValueError("elasticsearch_url must be an https:// URL (credentials go over it)")
+    namespace = args.service_namespace or namespace_for(args.stack)
+    inputs = _section(
+        "INPUT",
+        Name="tail",
+        Tag="kube.*",
+        Path="/var/log/containers/*.log",
+        **{"multiline.parser": "cri"},
+        DB="/var/log/flb_kube.db",
+        Mem_Buf_Limit="50MB",
+        Skip_Long_Lines="On",
+        Refresh_Interval="10",
+    )
+    filters = "\n".join(
+        (
+            _section(
+                "FILTER",
+                Name="kubernetes",
+                Match="kube.*",
+                Kube_Tag_Prefix="kube.var.log.containers.",
+                Merge_Log="Off",
+                Keep_Log="On",
+                Labels="On",
+                Annotations="Off",
+            ),
+            _section(
+                "FILTER",
+                Name="grep",
+                Match="kube.*",
+                Regex=f"$kubernetes['namespace_name'] ^{namespace}$",
+            ),
+            _section(
+                "FILTER",
+                Name="parser",
+                Match="kube.*",
+                Key_Name="log",
+                Parser="json",
+                Reserve_Data="On",
+            ),
+            _section(
+                "FILTER",
+                Name="record_modifier",
+                Match="kube.*",
+                Allowlist_Key=[*INDEXED_FIELDS, "kubernetes"],
+            ),
+        )
+    )
+    outputs = _section(
+        "OUTPUT",
+        Name="es",
+        Match="kube.*",
+        Host=url.hostname,
+        Port=str(url.port or 443),
+        Path=url.path.rstrip("/") or "/",
+        Index=log_index(args.stack),
+        Suppress_Type_Name="On",
+        Time_Key="@timestamp",
+        Replace_Dots="On",
+        tls="On",
+        **{"tls.verify": "On"},
+        Header=f"Authorization ApiKey ${{{API_KEY_ENV}}}",
+        Retry_Limit="10",
+    )
+    return {"inputs": inputs, "filters": filters, "outputs": outputs}
+
+
+def helm_values(args: LogShippingArgs) -> dict[str, Any]:
+    return {
+        "config": fluent_bit_config(args),
+        "env": [
+            {
+                "name": API_KEY_ENV,
+                "valueFrom": {
+                    "secretKeyRef": {"name": args.credentials_secret, "key": API_KEY_SECRET_KEY}
+                },
+            }
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "200m", "memory": "256Mi"},
+        },
+    }
+
+
+class LogShipping(pulumi.ComponentResource):
+    """The logging namespace and the Fluent Bit Helm release."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self, name: str, args: LogShippingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("flowchat:platform:LogShipping", name, None, opts)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-logging-namespace",
+            metadata={"name": args.namespace},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-fluent-bit",
+            name="fluent-bit",
+            chart=CHART,
+            version=args.chart_version,
+            repository_opts={"repo": CHART_REPO},
+            namespace=namespace.metadata["name"],
+            values=helm_values(args),
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"index": log_index(args.stack), "release": self.release.name})
