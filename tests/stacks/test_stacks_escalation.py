@@ -144,7 +144,6 @@ def test_config_refuses_an_escalation_without_tiers_and_hides_the_token() -> Non
         parse_config(
             "prod",
             {
-                "hostname": "chat.example.com",
                 "alerting": json.dumps({"type": "email", "addresses": ["a@example.com"]}),
                 "escalation": json.dumps({"backendScheduleId": "P1"}),
                 "pagerdutyToken": "s3cr3t-token",
