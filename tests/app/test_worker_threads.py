@@ -78,10 +78,13 @@ def _wait_started(connection: redis.Redis, ids: list[str]) -> list[Job]:
 
 
 def _answer(api: httpx.Client, job_id: str) -> dict:
-    view = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
-    if view["status"] not in ("finished", "failed"):  # the sweep runs every 10 s: a second wait
+    """The chat's view once it ended (the sweep of a killed loop's jobs runs every 10 s); asks
+    again until a polling limit that a busy machine does not reach."""
+    deadline = time.monotonic() + 180
+    while True:
         view = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
-    return view
+        if view["status"] in ("finished", "failed") or time.monotonic() > deadline:
+            return view
 
 
 def _loops(connection: redis.Redis) -> list[Worker]:

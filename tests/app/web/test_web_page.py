@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
+from service_testlib import wait_for_answer
 
 from app.api.main import create_app
 from app.local_stack import free_port
@@ -154,7 +155,7 @@ def test_maintenance_banner_appears_and_goes_away_by_itself(live_service, page) 
     live_service.emulator.configure(error_rate=1.0)
     for _ in range(2):  # MAINTENANCE_AFTER_FAILURES=2 for the test service
         job = api.post("/api/chat", json={"message": "What does the queue alert mean?"}).json()
-        assert api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()["status"] == "failed"
+        assert wait_for_answer(api, job["id"])["status"] == "failed"
     banner.wait_for(state="visible", timeout=15_000)
     assert "Flow" in (banner.text_content() or "")
     assert page.locator("#question").is_disabled()
@@ -163,7 +164,7 @@ def test_maintenance_banner_appears_and_goes_away_by_itself(live_service, page) 
 
     live_service.emulator.reset()
     job = api.post("/api/chat", json={"message": "How do I restart the worker?"}).json()
-    assert api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()["status"] == "finished"
+    assert wait_for_answer(api, job["id"])["status"] == "finished"
     banner.wait_for(state="hidden", timeout=15_000)
     assert page.locator("#question").is_enabled()
     page.screenshot(path=ARTIFACTS / "6-recovered.png")
