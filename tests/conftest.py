@@ -25,7 +25,6 @@ from service_testlib import ANSWER_DEADLINE, wait_for_answer
 
 from app.contracts import QUEUE_NAME
 from app.local_stack import LocalStack, Ports, StartupError, free_port, wait_until
-from app.settings import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -203,8 +202,7 @@ class LiveService:
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     """The whole service as `make run` starts it, with docs/ ingested, started once for the run.
     Tests ask for :func:`live_service`, which settles it before each of them."""
-    from app.run_local import seed_documents
-    from app.settings import load_settings
+    from app.run_local import start_seeded
 
     root = tmp_path_factory.mktemp("service")
     stack = LocalStack(
@@ -219,14 +217,8 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService
             "FLOW_TOKENS_PER_DAY": "100000000",
         },
     )
-    stack.start()
+    start_seeded(stack)
     try:
-        seed_documents(
-            stack.base_url,
-            stack.admin_token,
-            REPO_ROOT / "docs",
-            load_settings().ALLOWED_EXTENSIONS,
-        )
         yield LiveService(stack=stack, emulator=EmulatorControl(stack.flow_url))
     finally:
         stack.stop()
@@ -244,8 +236,7 @@ def live_service(live_stack: LiveService) -> LiveService:
 def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A service of its own (one worker, docs/ ingested) for the API fuzzer, which deletes
     documents, starts rebuilds and flips the maintenance flag: it must not share live_service."""
-    from app.run_local import seed_documents
-    from app.settings import load_settings
+    from app.run_local import start_seeded
 
     stack = LocalStack(
         root=tmp_path_factory.mktemp("fuzzed"),
@@ -253,14 +244,8 @@ def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSt
         workers=1,
         env_overrides={"RATE_LIMIT_PER_MINUTE": "100000", "FLOW_TOKENS_PER_DAY": "100000000"},
     )
-    stack.start()
+    start_seeded(stack)
     try:
-        seed_documents(
-            stack.base_url,
-            stack.admin_token,
-            REPO_ROOT / "docs",
-            load_settings().ALLOWED_EXTENSIONS,
-        )
         yield stack
     finally:
         stack.stop()
