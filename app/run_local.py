@@ -122,7 +122,10 @@ def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]
                 client.delete(f"{DOCUMENTS_PATH}/{old['id']}").raise_for_status()
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            docs = client.get(DOCUMENTS_PATH).json()["documents"]
+            try:
+                docs = client.get(DOCUMENTS_PATH).json()["documents"]
+            except httpx.TimeoutException:  # the API is slow while it ingests: ask again
+                continue
             pending = [
                 d for d in docs if d["id"] in kept and d["status"] in ("queued", "ingesting")
             ]
