@@ -170,7 +170,17 @@ def test_sigterm_lets_every_chat_in_flight_finish_then_leaves(stack: LocalStack,
     stack.start_workers()  # leave the module's service as it was
 
 
-class _AnyFunctionLoop(LoopWorker):
+class _BareLoop(LoopWorker):
+    """A work loop without the service's warm-up: ``warm_up`` loads the embedding model and
+    builds the process-wide Chroma, Flow and Redis clients from this process's settings, which
+    the jobs here never use and which earlier tests of the run may have left pointing at
+    services that are gone. What is under test (timeouts, stopping) is the loop's own."""
+
+    def warm_up(self) -> None:
+        pass
+
+
+class _AnyFunctionLoop(_BareLoop):
     """Runs any job function (the service's allowlist, if any, is not under test here)."""
 
     def perform_job(self, job, queue, execution) -> bool:  # type: ignore[no-untyped-def]
@@ -189,10 +199,12 @@ def test_a_job_over_its_timeout_is_stopped_off_the_main_thread(redis_url: str) -
     connection = redis.Redis.from_url(redis_url)
     loop = _AnyFunctionLoop([Queue(QUEUE_NAME, connection=connection)], connection=connection)
     queue = Queue(QUEUE_NAME, connection=connection, serializer=loop.serializer)
-    job = queue.enqueue(f"{__name__}.spin", 30, job_timeout=1)
-    thread = threading.Thread(target=lambda: loop.work(burst=True, with_scheduler=False))
+    job = queue.enqueue(f"{__name__}.spin", 600, job_timeout=1)
+    thread = threading.Thread(
+        target=lambda: loop.work(burst=True, with_scheduler=False), daemon=True
+    )
     thread.start()  # SIGALRM could not reach this thread: RQ's TimerDeathPenalty does
-    thread.join(25)
+    thread.join(300)  # a polling limit: the job alone would spin for 600 s
     assert not thread.is_alive()
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert "JobTimeoutException" in (job.latest_result().exc_string or "")
@@ -200,16 +212,17 @@ def test_a_job_over_its_timeout_is_stopped_off_the_main_thread(redis_url: str) -
 
 def test_an_idle_loop_leaves_soon_after_a_warm_stop(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
-    loop = LoopWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
-    thread = threading.Thread(target=lambda: loop.work(with_scheduler=False))
+    loop = _BareLoop([Queue(QUEUE_NAME, connection=connection)], connection=connection)
+    thread = threading.Thread(target=lambda: loop.work(with_scheduler=False), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a polling limit, not a timing
     while not Worker.all(connection=connection) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [w.name for w in Worker.all(connection=connection)] == [loop.name]
     loop.request_warm_stop()
-    # RQ alone re-reads its stop flag only after a job: an idle loop would wait for ever
-    thread.join(IDLE_WAIT_SECONDS * 4)
+    # RQ alone re-reads its stop flag only after a job: an idle loop would wait for ever (it
+    # leaves within IDLE_WAIT_SECONDS; the limit is generous for a busy machine)
+    thread.join(IDLE_WAIT_SECONDS * 24)
     assert not thread.is_alive()
     assert Worker.all(connection=connection) == []
 
