@@ -5,7 +5,10 @@
   touch it), flushed before and after.
 - ``chroma_server``: ``chroma run`` on a temporary directory (session-wide).
 - ``live_service``: the whole service started exactly as ``make run`` starts it
-  (:class:`app.local_stack.LocalStack`), with ``docs/`` ingested.
+  (:class:`app.local_stack.LocalStack`, :func:`app.run_local.start_seeded`: the benchmarks'
+  start-up too), with ``docs/`` ingested; started once for the run (``live_stack``) and settled
+  before each test (emulator defaults, no maintenance, workers up, no chat in flight), so the
+  order of the tests cannot change their results (``pytest-randomly`` shuffles it every run).
 """
 
 from __future__ import annotations
