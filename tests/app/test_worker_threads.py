@@ -49,14 +49,26 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
     pool = stack.procs.get("worker")
     if pool is None or pool.poll() is not None:  # a test before this one stopped the pool
         stack.stop_workers()
-        connection = redis.Redis.from_url(stack.redis_url)
-        for loop in _loops(connection):  # a killed pool leaves its loops registered
-            loop.register_death()
-        connection.close()
         stack.start_workers()
+    # a killed process leaves its loops registered (for RQ's worker TTL): forget them, so that
+    # the loops a test counts are the running ones, whichever test killed a process before
+    connection = redis.Redis.from_url(stack.redis_url)
+    for loop in _loops(connection):
+        if not _running(loop.pid):
+            loop.register_death()
+    connection.close()
     with httpx.Client(base_url=stack.base_url, timeout=60) as client:
         yield client
     httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": 0})
+
+
+def _running(pid: int | None) -> bool:
+    """True while the process ``pid`` runs (not gone, not a zombie)."""
+    try:
+        status = Path(f"/proc/{pid or 0}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 def _latency(stack: LocalStack, ms: int) -> None:
