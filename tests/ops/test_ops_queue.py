@@ -43,7 +43,8 @@ def test_drain_succeeds_while_a_real_worker_processes_the_backlog(
             code = q.main(["drain", "--redis-url", ops_redis, "--interval", "0.05",
                            "--timeout", "120"])  # fmt: skip
     finally:
-        worker.wait(timeout=60)
+        # a polling limit: RQ's own worker waits up to 60 s for its command listener on leaving
+        worker.wait(timeout=240)
     out = capsys.readouterr().out
     assert code == 0
     assert "depth=25" in out  # the first sample saw the backlog
