@@ -31,38 +31,35 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.contracts import QUEUE_DRAIN_SECONDS
-from app.core.settings import REPO_ROOT, load_settings
+from app.core.settings import load_settings
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
-from app.flow.client import TOKEN_PATH
-from app.local.run import seed_documents
-from app.local.stack import LocalStack, Ports
 from app.rag.prompt import Source, build_messages
-from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
+from bench.harness import (
+    QUESTIONS,
+    api_client,
+    chat,
+    emulate,
+    flow_client,
+    met,
+    percentile,
+    print_table,
+    run_level,
+    service,
+)
 
 CONCURRENCY_TARGET_SECONDS = 2.0
 MEMORY_TARGET_MB = 20.0
 OVERHEAD_TARGET_MS = 20.0
 THROUGHPUT_TARGET = 0.95
 SATURATION_ROUNDS = 16  # requests per loop at saturation: long enough to reach a steady state
-
-
-def run_level(task: Callable[[int], float], concurrency: int, requests: int) -> tuple[list, float]:
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(task, range(requests)))
-    return latencies, time.perf_counter() - started
 
 
 def saturate(task: Callable[[int], float], concurrency: int, rounds: int, per_round: int):
@@ -144,56 +141,25 @@ def main(argv: list[str] | None = None) -> int:
     latency = args.latency_ms / 1000
     capacity = args.workers * args.threads
 
-    root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
-    stack = LocalStack(
-        root=root,
-        ports=Ports.free(),
+    with service(
+        f"the service: {args.workers} worker(s) x {args.threads} loops",
         workers=args.workers,
         threads=args.threads,
-        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
-    )
-    print(f"starting the service: {args.workers} worker(s) x {args.threads} loops ...", flush=True)
-    stack.start()
-    try:
-        allowed = load_settings().ALLOWED_EXTENSIONS
-        seed_documents(stack.base_url, stack.admin_token, REPO_ROOT / "docs", allowed)
+        env={"MAX_QUEUE_DEPTH": "10000"},
+    ) as stack:
         # chat workers never ingest (uploads have their own pool): start them afresh, as a
         # deployment's chat pods are, instead of measuring the batch buffers of start-up ingestion
         stack.stop_workers()
         stack.start_workers()
-        env = stack.env()
-        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": args.latency_ms})
-        limits = httpx.Limits(max_connections=4 * capacity + 8)
-        flow = httpx.Client(base_url=stack.flow_url, timeout=120, limits=limits)
-        token = flow.post(
-            TOKEN_PATH,
-            headers={"FlowTenant": env["FLOW_TENANT"]},
-            json={
-                "clientId": env["FLOW_AGENT"],
-                "clientSecret": env["FLOW_AGENT_SECRET"],
-                "appToAccess": "llm-api",
-            },
-        ).json()["access_token"]
-        flow_headers = {
-            "Authorization": f"Bearer {token}",
-            "FlowTenant": env["FLOW_TENANT"],
-            "FlowAgent": env["FLOW_AGENT"],
-        }
-        api = httpx.Client(base_url=stack.base_url, timeout=120, limits=limits)
+        emulate(stack, latency_ms=args.latency_ms)
+        flow, flow_headers = flow_client(stack, 4 * capacity + 8)
+        api = api_client(stack, 4 * capacity + 8)
         timings: list[dict[str, float]] = []
         answers: dict[int, dict] = {}
 
         def pipeline(i: int) -> float:
             t = time.perf_counter()
-            sent = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
-            if sent.status_code != 202:
-                raise SystemExit(f"POST /api/chat answered {sent.status_code}: {sent.text}")
-            job = sent.json()
-            while True:
-                view = api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
-                if view["status"] in ("finished", "failed"):
-                    break
-            assert view["status"] == "finished", view
+            view = chat(api, QUESTIONS[i % len(QUESTIONS)])
             timings.append(view["timings"])
             answers[i % len(QUESTIONS)] = view
             return time.perf_counter() - t
@@ -290,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"measuring today's design with {capacity} chats at once ...", flush=True)
             today_burst, _ = run_level(pipeline, capacity, capacity)
             today["burst"] = max(today_burst)
-    finally:
-        stack.stop()
 
     def overhead(d: dict[str, float]) -> str:
         return f"{(d['p50'] - floor['p50']) * 1000:.0f} / {(d['p95'] - floor['p95']) * 1000:.0f} ms"
@@ -313,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{today['burst']:.2f} s" if today else "-",
             f"{t['burst']:.2f} s",
             f"<= {CONCURRENCY_TARGET_SECONDS:.0f} s",
-            t["burst"] <= CONCURRENCY_TARGET_SECONDS,
+            met(t["burst"] <= CONCURRENCY_TARGET_SECONDS),
         ),
         (
             "worker memory per chat in flight",
@@ -321,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             per_chat(today) if today else "-",
             per_chat(t),
             f"<= {MEMORY_TARGET_MB:.0f} MB",
-            t["pss"] / t["in_flight"] <= MEMORY_TARGET_MB,
+            met(t["pss"] / t["in_flight"] <= MEMORY_TARGET_MB),
         ),
         (
             "overhead at concurrency 1 (p50 / p95)",
@@ -329,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             overhead(today) if today else "-",
             overhead(t),
             f"p95 <= {OVERHEAD_TARGET_MS:.0f} ms",
-            (t["p95"] - floor["p95"]) * 1000 <= OVERHEAD_TARGET_MS,
+            met((t["p95"] - floor["p95"]) * 1000 <= OVERHEAD_TARGET_MS),
         ),
         (
             "throughput at saturation (steady state)",
@@ -337,19 +301,14 @@ def main(argv: list[str] | None = None) -> int:
             share(today) if today else "-",
             share(t),
             f">= {THROUGHPUT_TARGET:.0%} of ideal",
-            t["throughput"] / t["ideal"] >= THROUGHPUT_TARGET,
+            met(t["throughput"] / t["ideal"] >= THROUGHPUT_TARGET),
         ),
     ]
     print(
         f"\nFlow emulator at {args.latency_ms} ms; {args.workers} worker process(es); "
         f"threaded: {args.threads} loops each; today's design: 1 loop each\n"
     )
-    header = ("target", "floor", "today", "threaded", "target", "met")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, [*widths, 3], strict=True)))
-    for row in rows:
-        cells = [str(c).ljust(w) for c, w in zip(row[:5], widths, strict=True)]
-        print(" | ".join([*cells, "yes" if row[5] else "NO"]))
+    print_table(("target", "floor", "today", "threaded", "target", "met"), rows)
     depth = load_settings().MAX_QUEUE_DEPTH
     rate = t["throughput"]
     print(

@@ -22,31 +22,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core.settings import REPO_ROOT, load_settings
+from app.core.settings import load_settings
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
-from app.flow.client import TOKEN_PATH
-from app.local.run import seed_documents
-from app.local.stack import LocalStack, Ports
 from app.rag.prompt import build_messages
-from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
+from bench.harness import (
+    QUESTIONS,
+    api_client,
+    emulate,
+    flow_client,
+    met,
+    p50_p95,
+    print_table,
+    run_level,
+    service,
+    warm_up,
+)
 
 TARGET_P95_MS = 30
-
-
-def run_level(task, concurrency: int, requests: int) -> list[float]:
-    with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(task, range(requests)))
 
 
 def first_data(response: httpx.Response, wanted) -> float:
@@ -78,45 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
-    stack = LocalStack(
-        root=root,
-        ports=Ports.free(),
+    with service(
+        f"the service with {args.workers} workers",
         workers=args.workers,
         threads=load_settings().WORKER_THREADS,  # as `make run`: many chats per process
-        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
-    )
-    print(f"starting the service with {args.workers} workers ...", flush=True)
-    stack.start()
-    try:
-        seed_documents(
-            stack.base_url,
-            stack.admin_token,
-            REPO_ROOT / "docs",
-            load_settings().ALLOWED_EXTENSIONS,
-        )
-        env = stack.env()
-        httpx.post(
-            f"{stack.flow_url}/_emulator/config",
-            json={"latency_ms": args.latency_ms, "token_latency_ms": args.token_latency_ms},
-        ).raise_for_status()
-        limits = httpx.Limits(max_connections=64)
-        flow = httpx.Client(base_url=stack.flow_url, timeout=60, limits=limits)
-        token = flow.post(
-            TOKEN_PATH,
-            headers={"FlowTenant": env["FLOW_TENANT"]},
-            json={
-                "clientId": env["FLOW_AGENT"],
-                "clientSecret": env["FLOW_AGENT_SECRET"],
-                "appToAccess": "llm-api",
-            },
-        ).json()["access_token"]
-        flow_headers = {
-            "Authorization": f"Bearer {token}",
-            "FlowTenant": env["FLOW_TENANT"],
-            "FlowAgent": env["FLOW_AGENT"],
-        }
-        api = httpx.Client(base_url=stack.base_url, timeout=60, limits=limits)
+        env={"MAX_QUEUE_DEPTH": "10000"},
+    ) as stack:
+        emulate(stack, latency_ms=args.latency_ms, token_latency_ms=args.token_latency_ms)
+        flow, flow_headers = flow_client(stack)
+        api = api_client(stack)
 
         def is_flow_token(_event: str, data: str) -> bool:
             if data == "[DONE]":
@@ -150,30 +120,27 @@ def main(argv: list[str] | None = None) -> int:
 
                 return first_data(r, is_delta) - t
 
-        for i in range(2 * args.workers):  # warm up every worker (model and clients per process)
-            pipeline(i)
-        print(
-            f"\nemulator first token {args.latency_ms} ms, then {args.token_latency_ms} ms per "
-            f"token; {args.workers} workers; {args.requests} requests per level\n"
-        )
-        print(
-            f"{'conc':>4} | {'floor p50':>9} {'floor p95':>9} | {'pipe p50':>9} {'pipe p95':>9} | "
-            f"{'ovh p50':>8} {'ovh p95':>8} | target p95 <= {TARGET_P95_MS} ms"
-        )
+        warm_up(pipeline, 2 * args.workers)  # every worker: model and clients per process
+        rows = []
         for concurrency in args.concurrency:
-            floor = run_level(direct, concurrency, args.requests)
-            pipe = run_level(pipeline, concurrency, args.requests)
-            f50, f95 = statistics.median(floor), percentile(floor, 95)
-            p50, p95 = statistics.median(pipe), percentile(pipe, 95)
-            ms = [round(v * 1000, 1) for v in (f50, f95, p50, p95, p50 - f50, p95 - f95)]
-            verdict = "met" if ms[5] <= TARGET_P95_MS else "MISSED"
-            print(
-                f"{concurrency:>4} | {ms[0]:>7}ms {ms[1]:>7}ms | {ms[2]:>7}ms {ms[3]:>7}ms | "
-                f"{ms[4]:>6}ms {ms[5]:>6}ms | {verdict}",
-                flush=True,
+            print(f"measuring at concurrency {concurrency} ...", flush=True)
+            f50, f95 = p50_p95(run_level(direct, concurrency, args.requests)[0])
+            p50, p95 = p50_p95(run_level(pipeline, concurrency, args.requests)[0])
+            ms = [f"{v * 1000:.1f} ms" for v in (f50, f95, p50, p95, p50 - f50, p95 - f95)]
+            rows.append(
+                (
+                    concurrency,
+                    *ms,
+                    f"<= {TARGET_P95_MS} ms",
+                    met((p95 - f95) * 1000 <= TARGET_P95_MS),
+                )
             )
-    finally:
-        stack.stop()
+    print(
+        f"\nemulator first token {args.latency_ms} ms, then {args.token_latency_ms} ms per "
+        f"token; {args.workers} workers; {args.requests} requests per level\n"
+    )
+    header = ("conc", "floor p50", "floor p95", "pipe p50", "pipe p95", "ovh p50", "ovh p95")
+    print_table((*header, "target ovh p95", "met"), rows)
     return 0
 
 

@@ -19,15 +19,10 @@ Figures go to docs/performance.md by hand. Never run by ``make test``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -35,10 +30,17 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "app" / "ingest"))
 
 from hostile_corpus import CORPUS  # noqa: E402
 
-from app.core.settings import load_settings  # noqa: E402
-from app.local.run import seed_documents  # noqa: E402
-from app.local.stack import LocalStack, Ports  # noqa: E402
-from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile  # noqa: E402
+from bench.harness import (  # noqa: E402
+    QUESTIONS,
+    api_client,
+    emulate,
+    p50_p95,
+    print_table,
+    run_level,
+    service,
+    wait_answer,
+    warm_up,
+)
 
 UPLOAD_FILES = 20
 
@@ -81,22 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=500)
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
-    stack = LocalStack(
-        root=root, ports=Ports.free(), workers=2, ingest_workers=1, env_overrides=NO_KEY_LIMITS
-    )
-    print("starting the service (2 chat workers, 1 ingestion worker) ...", flush=True)
-    stack.start()
-    try:
-        seed_documents(
-            stack.base_url,
-            stack.admin_token,
-            REPO_ROOT / "docs",
-            load_settings().ALLOWED_EXTENSIONS,
-        )
-        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": args.latency_ms})
+    with service(
+        "the service (2 chat workers, 1 ingestion worker)", workers=2, ingest_workers=1
+    ) as stack:
+        emulate(stack, latency_ms=args.latency_ms)
         headers = {"Authorization": f"Bearer {stack.admin_token}"}
-        api = httpx.Client(base_url=stack.base_url, timeout=120, headers=headers)
+        api = api_client(stack, headers=headers)
         rejected = {"chat_429": 0}
 
         def chat(i: int) -> float:
@@ -105,23 +97,18 @@ def main(argv: list[str] | None = None) -> int:
             if job.status_code == 429:
                 rejected["chat_429"] += 1
                 return float("nan")
-            while True:
-                view = api.get(f"/api/chat/{job.json()['id']}", params={"wait": 30}).json()
-                if view["status"] in ("finished", "failed"):
-                    break
+            view = wait_answer(api, job.json()["id"])
             assert view["status"] == "finished", view
             return time.perf_counter() - started
 
         def chats() -> list[float]:
-            with ThreadPoolExecutor(args.concurrency) as pool:
-                found = list(pool.map(chat, range(args.chats)))
+            found, _ = run_level(chat, args.concurrency, args.chats)
             return [v for v in found if v == v]
 
         def documents() -> dict[str, dict]:
             return {d["id"]: d for d in api.get("/api/documents").json()["documents"]}
 
-        for i in range(4):
-            chat(i)  # warm up
+        warm_up(chat, 4)
         idle = chats()
 
         ids = {
@@ -142,11 +129,16 @@ def main(argv: list[str] | None = None) -> int:
             f"\nchat latency, {args.chats} chats at concurrency {args.concurrency}, emulator "
             f"{args.latency_ms} ms (the floor)\n"
         )
-        print(f"{'':<34} {'p50':>8} {'p95':>8} {'chat 429':>9}")
-        print(f"{'idle':<34} {statistics.median(idle):>7.2f}s {percentile(idle, 95):>7.2f}s {0:>9}")
-        print(
-            f"{f'during a {UPLOAD_FILES}-file upload':<34} {statistics.median(during):>7.2f}s "
-            f"{percentile(during, 95):>7.2f}s {rejected['chat_429']:>9}"
+        print_table(
+            ("", "p50", "p95", "chat 429"),
+            [
+                ("idle (the floor)", *(f"{v:.2f} s" for v in p50_p95(idle)), 0),
+                (
+                    f"during a {UPLOAD_FILES}-file upload",
+                    *(f"{v:.2f} s" for v in p50_p95(during)),
+                    rejected["chat_429"],
+                ),
+            ],
         )
         print(
             f"(the upload: {ingest_seconds:.0f} s to ingest all {UPLOAD_FILES} files; "
@@ -187,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"sandbox child {peak['sandbox'] / 1024:.0f} MB "
                     f"({len(data) / 1024:.0f} KB file, {256} MB uncompressed)"
                 )
-    finally:
-        stack.stop()
     return 0
 
 

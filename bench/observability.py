@@ -20,12 +20,11 @@ one span) as a cross-check. Figures go to docs/performance.md by hand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import logging
 import os
-import statistics
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -35,10 +34,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core.settings import REPO_ROOT, load_settings
-from app.local.run import seed_documents
-from app.local.stack import LocalStack, Ports, free_port
-from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
+from app.local.stack import LocalStack, free_port
+from bench.harness import (
+    QUESTIONS,
+    api_client,
+    chat,
+    emulate,
+    p50_p95,
+    print_table,
+    service,
+    warm_up,
+)
 
 # without an exporter only these spans are made (unrecorded): the POST and the GET request's
 # server spans, the enqueue span and the job span; the httpx and Redis clients are not
@@ -70,14 +76,9 @@ class Collector(BaseHTTPRequestHandler):
         pass
 
 
-def chat(client: httpx.Client, question: str) -> float:
+def timed_chat(client: httpx.Client, question: str) -> float:
     started = time.perf_counter()
-    job = client.post("/api/chat", json={"message": question}).json()
-    while True:
-        view = client.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
-        if view["status"] in ("finished", "failed"):
-            break
-    assert view["status"] == "finished", view
+    chat(client, question)
     return time.perf_counter() - started
 
 
@@ -150,29 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     stacks: dict[str, LocalStack] = {}
     clients: dict[str, httpx.Client] = {}
-    try:
+    with contextlib.ExitStack() as running:
         for label, env in configs.items():
-            root = Path(tempfile.mkdtemp(prefix="flowchat-bench-obs-"))
-            stack = LocalStack(
-                root=root,
-                ports=Ports.free(),
-                workers=1,
-                env_overrides={**env, **NO_KEY_LIMITS},
-            )
-            print(f"starting {label} ...", flush=True)
-            stack.start()
+            stack = running.enter_context(service(label, workers=1, env=env))
             stacks[label] = stack
-            seed_documents(
-                stack.base_url,
-                stack.admin_token,
-                REPO_ROOT / "docs",
-                load_settings().ALLOWED_EXTENSIONS,
-            )
-            httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": 0})
-            clients[label] = httpx.Client(base_url=stack.base_url, timeout=60)
+            emulate(stack, latency_ms=0)
+            clients[label] = running.enter_context(api_client(stack))
         for client in clients.values():  # warm up: model, clients, token
-            for i in range(5):
-                chat(client, QUESTIONS[i % len(QUESTIONS)])
+            warm_up(lambda i, c=client: chat(c, QUESTIONS[i % len(QUESTIONS)]), 5)
         time.sleep(1.0)  # let the warm-up's spans be exported before counting
         lines_before = {label: log_lines(stack) for label, stack in stacks.items()}
         spans_before = Collector.spans
@@ -181,35 +167,32 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.chats):
             order = labels[i % 3 :] + labels[: i % 3]
             for label in order:
-                latencies[label].append(chat(clients[label], QUESTIONS[i % len(QUESTIONS)]))
+                latencies[label].append(timed_chat(clients[label], QUESTIONS[i % len(QUESTIONS)]))
         time.sleep(1.0)  # the last batch of spans
         spans = (Collector.spans - spans_before) / args.chats
         lines = {
             label: (log_lines(stack) - lines_before[label]) / args.chats
             for label, stack in stacks.items()
         }
-    finally:
-        for client in clients.values():
-            client.close()
-        for stack in stacks.values():
-            stack.stop()
-        server.shutdown()
+    server.shutdown()
 
-    floor = statistics.median(latencies[labels[0]])
-    floor95 = percentile(latencies[labels[0]], 95)
+    floor, floor95 = p50_p95(latencies[labels[0]])
     print(f"\n{args.chats} chats per service, one at a time, Flow emulator at 0 ms\n")
-    print(
-        f"{'service':<34} | {'p50':>7} {'p95':>7} | {'+p50':>7} {'+p95':>7} | "
-        f"{'lines/chat':>10} {'spans/chat':>10}"
-    )
+    rows = []
     for label in labels:
-        p50, p95 = statistics.median(latencies[label]), percentile(latencies[label], 95)
-        exported = f"{spans:>10.1f}" if "OTLP" in label else f"{0:>10}"
-        print(
-            f"{label:<34} | {p50 * 1000:>5.1f}ms {p95 * 1000:>5.1f}ms | "
-            f"{(p50 - floor) * 1000:>+5.1f}ms {(p95 - floor95) * 1000:>+5.1f}ms | "
-            f"{lines[label]:>10.1f} {exported}"
+        p50, p95 = p50_p95(latencies[label])
+        rows.append(
+            (
+                label,
+                f"{p50 * 1000:.1f} ms",
+                f"{p95 * 1000:.1f} ms",
+                f"{(p50 - floor) * 1000:+.1f} ms",
+                f"{(p95 - floor95) * 1000:+.1f} ms",
+                f"{lines[label]:.1f}",
+                f"{spans:.1f}" if "OTLP" in label else "0",
+            )
         )
+    print_table(("service", "p50", "p95", "+p50", "+p95", "lines/chat", "spans/chat"), rows)
     costs = unit_costs()
     print("\nunit costs in this process:")
     for what, micros in costs.items():

@@ -1,13 +1,20 @@
 """Fixtures that start real servers on free loopback ports and clean up after themselves.
 
-- ``redis_server``: Debian's redis-server (session-wide); ``redis_url`` gives each test a clean db.
+- ``redis_server``: Debian's redis-server (session-wide); ``redis_url`` gives each test a database
+  of its own, never used by another test of the run (what an earlier test left running cannot
+  touch it), flushed before and after.
 - ``chroma_server``: ``chroma run`` on a temporary directory (session-wide).
 - ``live_service``: the whole service started exactly as ``make run`` starts it
-  (:class:`app.local.stack.LocalStack`), with ``docs/`` ingested.
+  (:class:`app.local.stack.LocalStack`, :func:`app.local.run.start_seeded`: the benchmarks'
+  start-up too), with ``docs/`` ingested; started once for the run (``live_stack``) and settled
+  before each test (emulator defaults, no maintenance, workers up, no chat in flight), so the
+  order of the tests cannot change their results (``pytest-randomly`` shuffles it every run).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,9 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from service_testlib import ANSWER_DEADLINE, wait_for_answer
 
-from app.core.settings import REPO_ROOT
-from app.local.stack import LocalStack, Ports, free_port, wait_until
+from app.contracts import QUEUE_NAME
+from app.local.stack import LocalStack, Ports, StartupError, free_port, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +49,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "",
             "--appendonly",
             "no",
+            "--databases",
+            str(REDIS_DATABASES),
             "--dir",
             str(data),
         ],
@@ -57,13 +67,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(10)
 
 
-_db_counter = iter(range(1, 16))
+# one database per test that asks for one: a thread or callback an earlier test left behind keeps
+# writing to its own database, never to a later test's (Redis allocates empty databases lazily)
+REDIS_DATABASES = 4096
+_db_counter = itertools.count(1)
 
 
 @pytest.fixture
 def redis_url(redis_server: str) -> Iterator[str]:
-    """A flushed database of the session's redis-server for one test."""
-    url = f"{redis_server}/{next(_db_counter, 15)}"
+    """A flushed database of the session's redis-server that no other test of the run uses."""
+    url = f"{redis_server}/{next(_db_counter) % REDIS_DATABASES or 1}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
@@ -121,6 +134,8 @@ class EmulatorControl:
             token_latency_ms=0,
             stream_fail_after=0,
             streaming=True,
+            fail_status=500,
+            token_lifetime=3600.0,
         )
 
 
@@ -153,13 +168,44 @@ class LiveService:
     def start_workers(self) -> None:
         self.stack.start_workers()
 
+    def answer(self, client: httpx.Client, job_id: str, deadline: float = ANSWER_DEADLINE) -> dict:
+        """The chat's view once it has ended (finished or failed), asking again (the API waits
+        at most 30 s per request) until ``deadline`` seconds have passed: a busy machine makes
+        a chat slower, never different. The view as last read when the deadline passes."""
+        return wait_for_answer(client, job_id, deadline)
+
+    def settle(self, timeout: float = 120) -> None:
+        """Put the shared service back in the state every test starts from, whatever the test
+        before did: the emulator's defaults, no maintenance flag, the chat workers running,
+        and no chat queued or in flight (jobs an earlier test left finish first)."""
+        from rq import Queue
+        from rq.registry import StartedJobRegistry
+
+        from app.core.maintenance import MaintenanceTracker
+
+        self.emulator.reset()
+        if self.stack.procs.get("worker") is None or self.stack.procs["worker"].poll() is not None:
+            self.start_workers()
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            tracker = MaintenanceTracker(client, threshold=1)
+            tracker.set_operator(False, None)
+            tracker.flow_succeeded()
+            queue = Queue(QUEUE_NAME, connection=client)
+            started = StartedJobRegistry(QUEUE_NAME, connection=client)
+            with contextlib.suppress(StartupError):  # a job stuck for longer: the sweep's job
+                wait_until(
+                    lambda: not client.llen(queue.key) + client.zcard(started.key), "idle", timeout
+                )
+        finally:
+            client.close()
+
 
 @pytest.fixture(scope="session")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """The whole service as `make run` starts it, with docs/ ingested. Shared by the session:
-    tests that break something (Flow faults, stopped workers) must put it back."""
-    from app.core.settings import load_settings
-    from app.local.run import seed_documents
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """The whole service as `make run` starts it, with docs/ ingested, started once for the run.
+    Tests ask for :func:`live_service`, which settles it before each of them."""
+    from app.local.run import start_seeded
 
     root = tmp_path_factory.mktemp("service")
     stack = LocalStack(
@@ -174,25 +220,26 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             "FLOW_TOKENS_PER_DAY": "100000000",
         },
     )
-    stack.start()
+    start_seeded(stack)
     try:
-        seed_documents(
-            stack.base_url,
-            stack.admin_token,
-            REPO_ROOT / "docs",
-            load_settings().ALLOWED_EXTENSIONS,
-        )
         yield LiveService(stack=stack, emulator=EmulatorControl(stack.flow_url))
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def live_service(live_stack: LiveService) -> LiveService:
+    """The session's service, settled for this test (:meth:`LiveService.settle`): what an
+    earlier test changed or left running cannot change this one's result."""
+    live_stack.settle()
+    return live_stack
 
 
 @pytest.fixture(scope="module")
 def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A service of its own (one worker, docs/ ingested) for the API fuzzer, which deletes
     documents, starts rebuilds and flips the maintenance flag: it must not share live_service."""
-    from app.core.settings import load_settings
-    from app.local.run import seed_documents
+    from app.local.run import start_seeded
 
     stack = LocalStack(
         root=tmp_path_factory.mktemp("fuzzed"),
@@ -200,14 +247,8 @@ def fuzzed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSt
         workers=1,
         env_overrides={"RATE_LIMIT_PER_MINUTE": "100000", "FLOW_TOKENS_PER_DAY": "100000000"},
     )
-    stack.start()
+    start_seeded(stack)
     try:
-        seed_documents(
-            stack.base_url,
-            stack.admin_token,
-            REPO_ROOT / "docs",
-            load_settings().ALLOWED_EXTENSIONS,
-        )
         yield stack
     finally:
         stack.stop()

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from multiprocessing.process import BaseProcess
 
 import redis
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.scheduler import ForkProcess, RQScheduler
+from rq.scheduler import run as run_scheduler
 from rq.worker_pool import WorkerPool
 
 from app.contracts import INGEST_QUEUE_NAME
@@ -37,8 +41,57 @@ from app.worker.runner import FlowchatWorker, pool_connection
 log = logging.getLogger("flowchat.ingest.worker")
 
 
+def _run_scheduler(scheduler: RQScheduler) -> None:
+    """RQ's scheduler process (it moves retries that wait an interval back to the queue). RQ
+    logs an error that stops it, then re-raises, and multiprocessing prints the traceback a
+    second time, raw, on stderr: the log would get lines that are not JSON (seen when Redis
+    restarts). Here the process ends with exit code 1 instead; the worker starts a new one."""
+    try:
+        run_scheduler(scheduler)
+    except Exception:
+        raise SystemExit(1) from None
+
+
+class _Scheduler(RQScheduler):
+    def start(self) -> BaseProcess:  # RQ's start(), with the process body above
+        self._status = self.Status.STARTED
+        self._connection = None  # a Redis client cannot cross the fork (as RQ does)
+        self._process = ForkProcess(target=_run_scheduler, args=(self,), name="Scheduler")
+        self._process.start()
+        return self._process
+
+
 class IngestWorker(FlowchatWorker):
     """A FlowchatWorker for the ingestion queue that also reconciles stuck documents."""
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ 3.0's own, building a :class:`_Scheduler` (no raw tracebacks in the log)."""
+        self.scheduler = _Scheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
     def warm_up(self) -> None:
         confine.keep_environment_private()  # parsing children must not read it (/proc)

@@ -127,6 +127,21 @@ def seed_documents(base_url: str, token: str, docs_dir: Path, allowed: list[str]
     return len(plan.upload) + len(plan.unchanged)
 
 
+def start_seeded(stack: LocalStack, docs_dir: Path = REPO_ROOT / "docs") -> LocalStack:
+    """Start every process of ``stack``, then ingest ``docs_dir`` through its API: what the live
+    test fixtures and the benchmarks run before their first request. Stops what it started
+    when either step fails."""
+    stack.start()
+    try:
+        seed_documents(
+            stack.base_url, stack.admin_token, docs_dir, load_settings().ALLOWED_EXTENSIONS
+        )
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))

@@ -50,6 +50,9 @@ log = logging.getLogger("flowchat.worker")
 HEARTBEAT_SECONDS = 5
 SWEEP_SECONDS = 10
 SWEEP_LOCK = "flowchat:sweep-lock"
+# the worker's pubsub listener (RQ's commands) wakes this often; RQ uses 60 s, and redis-py 8's
+# PubSubWorkerThread.stop() waits for the listener, so a worker took up to 60 s to leave
+PUBSUB_POLL_SECONDS = 1.0
 
 # The only functions a worker runs, and the only callbacks it calls: a job naming anything else
 # (``os.system``, say) is failed before anything is imported. Write access to Redis is then not
@@ -304,6 +307,20 @@ class FlowchatWorker(SimpleWorker):
         if job.func_name == CHAT_JOB:
             with contextlib.suppress(redis.RedisError):  # the waiter still wakes within 1 s
                 notify_done(job, self.connection)
+
+    def subscribe(self) -> None:
+        """RQ's subscription to the worker's command channel, with a listener that wakes every
+        :data:`PUBSUB_POLL_SECONDS`: when the worker leaves, RQ stops the listener and redis-py
+        waits for it to notice, which took up to RQ's 60 s (a loop of a threaded worker, a
+        warm shutdown, a burst worker all stalled for a minute)."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_SECONDS,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
 
     def warm_up(self) -> None:
         """Load what every job needs once, before the first job."""

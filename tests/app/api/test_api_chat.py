@@ -12,6 +12,7 @@ import pytest
 import redis
 from rq import Worker
 from rq.job import Job
+from service_testlib import wait_for_answer
 
 from app.contracts import (
     METRIC_CHAT_ANSWERS,
@@ -37,12 +38,12 @@ def api(live_service) -> httpx.Client:
     live_service.emulator.reset()
 
 
-def ask(api: httpx.Client, message: str, wait: float = 30) -> dict:
+def ask(api: httpx.Client, message: str) -> dict:
     submitted = api.post("/api/chat", json={"message": message})
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
     assert submitted.headers["location"] == f"/api/chat/{job_id}"
-    return api.get(f"/api/chat/{job_id}", params={"wait": wait}).json()
+    return wait_for_answer(api, job_id)
 
 
 def test_answer_cites_the_runbook_with_sources_and_timings(api: httpx.Client) -> None:
@@ -109,9 +110,7 @@ def test_a_job_whose_worker_is_killed_still_completes(live_service, api) -> None
     os.kill(worker.pid, signal.SIGKILL)
     live_service.emulator.configure(latency_ms=0)
 
-    answer = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
-    if answer["status"] != "finished":  # the sweep runs every 10 s; allow a second wait
-        answer = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
+    answer = wait_for_answer(api, job_id)  # the sweep runs every 10 s
     assert answer["status"] == "finished", answer
     assert answer["sources"][0]["document"] == "runbook.md"
     # the pool replaced the killed worker: two workers beat again (a polling limit, not a timing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import redis
+from service_testlib import wait_for_answer
 
 from app.access.keys import ANONYMOUS
 from app.chat.conversations import conversation_key
@@ -22,7 +23,7 @@ def api(live_service) -> httpx.Client:
 def answer(api: httpx.Client, message: str, **extra) -> dict:
     accepted = api.post("/api/chat", json={"message": message, **extra})
     assert accepted.status_code == 202, accepted.text
-    done = api.get(f"/api/chat/{accepted.json()['id']}", params={"wait": 30}).json()
+    done = wait_for_answer(api, accepted.json()["id"])
     assert done["status"] == "finished", done
     return {**done, "conversation_id": accepted.json()["conversation_id"]}
 

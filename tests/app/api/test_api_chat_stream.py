@@ -12,6 +12,7 @@ import pytest
 import redis
 from rq import Worker
 from rq.job import Job
+from service_testlib import wait_for_answer
 
 from app.chat.stream import stream_key
 from app.core.redis_clients import JOB_SERIALIZER
@@ -55,7 +56,7 @@ def test_tokens_arrive_before_the_answer_is_complete(live_service, api) -> None:
     assert len(deltas) > 3, kinds
     # the first piece arrived while the rest was still being written (60 ms between tokens)
     assert deltas[0].at < received[-1].at - 0.1
-    stored = api.get(f"/api/chat/{accepted['id']}", params={"wait": 10}).json()
+    stored = wait_for_answer(api, accepted["id"])
     assert stored["status"] == "finished"
     assert text_of(received).strip() == stored["answer"]  # the stored result is the same text
     assert received[-1].json()["answer"] == stored["answer"]
@@ -69,7 +70,7 @@ def test_tokens_arrive_before_the_answer_is_complete(live_service, api) -> None:
 
 def test_a_late_client_gets_the_whole_answer_from_the_start(api) -> None:
     accepted = submit(api)
-    done = api.get(f"/api/chat/{accepted['id']}", params={"wait": 30}).json()
+    done = wait_for_answer(api, accepted["id"])
     assert done["status"] == "finished"
     received = read_stream(api, accepted["stream_url"])
     assert text_of(received).strip() == done["answer"]
@@ -78,7 +79,7 @@ def test_a_late_client_gets_the_whole_answer_from_the_start(api) -> None:
 
 def test_a_stream_that_expired_replays_the_stored_answer(live_service, api) -> None:
     accepted = submit(api)
-    done = api.get(f"/api/chat/{accepted['id']}", params={"wait": 30}).json()
+    done = wait_for_answer(api, accepted["id"])
     redis.Redis.from_url(live_service.redis_url).delete(stream_key(accepted["id"]))
     received = read_stream(api, accepted["stream_url"])
     assert text_of(received) == done["answer"]
@@ -93,7 +94,7 @@ def test_flow_failing_mid_stream_gives_an_error_event_with_a_reason(live_service
     reason = received[-1].json()["reason"]
     assert "Flow" in reason and "mid-stream" in reason, reason
     assert 1 <= len([e for e in received if e.event == "delta"]) <= 3
-    failed = api.get(f"/api/chat/{accepted['id']}", params={"wait": 10}).json()
+    failed = wait_for_answer(api, accepted["id"])
     assert failed["status"] == "failed" and failed["error"] == reason
 
 
@@ -133,7 +134,7 @@ def test_worker_killed_mid_stream_the_client_sees_one_coherent_answer(live_servi
         # the stream went on after the kill: the sweep requeued the job and its retry streamed
     kinds = [e.event for e in received]
     assert kinds[-1] == "done", kinds
-    stored = api.get(f"/api/chat/{accepted['id']}", params={"wait": 10}).json()
+    stored = wait_for_answer(api, accepted["id"])
     assert stored["status"] == "finished"
     assert text_of(received).strip() == stored["answer"]
     assert "reset" not in kinds  # the retry said the same thing; nothing was sent twice

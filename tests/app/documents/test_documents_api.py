@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from rq import Queue, SimpleWorker
+from rq import Queue
+from worker_testlib import BurstWorker
 
 from app.api.main import create_app
 from app.contracts import INGEST_QUEUE_NAME, QUEUE_NAME
@@ -48,7 +49,7 @@ def api(
 
 def run_worker(queue: Queue) -> None:
     """A real RQ worker that processes what is queued, then returns (jobs are JSON)."""
-    SimpleWorker([queue], connection=queue.connection, serializer=queue.serializer).work(burst=True)
+    BurstWorker([queue], connection=queue.connection, serializer=queue.serializer).work(burst=True)
 
 
 def test_admin_token_is_required(api: tuple[TestClient, Queue]) -> None:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
+from service_testlib import wait_for_answer
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 INGEST_DEADLINE_SECONDS = 180  # a polling limit, not an assertion about speed
@@ -71,7 +72,7 @@ def wait_ingested(client: httpx.Client, ids: set[str]) -> dict[str, dict]:
 
 def sources_for(client: httpx.Client, question: str) -> list[str]:
     job = client.post("/api/chat", json={"message": question}).json()
-    answer = client.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
+    answer = wait_for_answer(client, job["id"])
     assert answer["status"] == "finished", answer
     return [s["document"] for s in answer["sources"]]
 
@@ -117,7 +118,7 @@ def test_chat_keeps_answering_during_a_rebuild(live_service, admin: httpx.Client
 
     def chat(_: int) -> dict:
         job = admin.post("/api/chat", json={"message": "How do I restart the worker?"}).json()
-        return admin.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
+        return wait_for_answer(admin, job["id"])
 
     answers: list[dict] = []
     progress: dict = {}

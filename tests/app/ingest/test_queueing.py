@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
+from worker_testlib import BurstWorker
 
 from app.contracts import INGEST_QUEUE_NAME
 from app.core.redis_clients import JOB_SERIALIZER
@@ -47,7 +48,7 @@ def upload(store: DocumentStore, data: bytes = DOC) -> DocumentMeta:
 
 
 def work(queue: Queue) -> None:
-    SimpleWorker([queue], connection=queue.connection, serializer=JOB_SERIALIZER).work(burst=True)
+    BurstWorker([queue], connection=queue.connection, serializer=JOB_SERIALIZER).work(burst=True)
 
 
 def test_one_job_per_document_on_the_ingest_queue(env) -> None:

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-from rq import Queue, Retry, SimpleWorker
+from rq import Queue, Retry
 from rq.job import Job
+from worker_testlib import BurstWorker
 
 from app.core.redis_clients import JOB_SERIALIZER
 from app.core.settings import get_settings
@@ -60,7 +61,7 @@ def test_a_stale_holder_is_cleared(redis_url: str) -> None:
     queue = ingest_queue(connection)
     lock = RebuildLock(connection)
     done = queue.enqueue("builtins.len", "x", job_id="rebuild-done")
-    SimpleWorker([queue], connection=connection, serializer=JOB_SERIALIZER).work(burst=True)
+    BurstWorker([queue], connection=connection, serializer=JOB_SERIALIZER).work(burst=True)
     assert Job.fetch(done.id, connection=connection, serializer=JOB_SERIALIZER).is_finished
     assert lock.acquire(done.id)
     assert lock.running() is None and lock.holder() is None  # finished: no longer holds it
@@ -104,7 +105,7 @@ def test_a_retried_rebuild_resumes_from_its_phase(env, monkeypatch) -> None:
     )
     queue.enqueue(jobs.REBUILD_JOB, job_id="rebuild-resume", meta=meta, retry=Retry(max=1))
     assert RebuildLock(queue.connection).acquire("rebuild-resume")
-    SimpleWorker([queue], connection=queue.connection, serializer=JOB_SERIALIZER).work(burst=True)
+    BurstWorker([queue], connection=queue.connection, serializer=JOB_SERIALIZER).work(burst=True)
 
     job = Job.fetch("rebuild-resume", connection=queue.connection, serializer=JOB_SERIALIZER)
     assert job.is_finished, job.latest_result()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
+from service_testlib import wait_for_answer
 
 from app.api.main import create_app
 from app.core.settings import REPO_ROOT, load_settings
@@ -95,7 +96,7 @@ def test_tokens_stream_in_then_a_citation_opens_in_place_and_a_follow_up_keeps_c
     page.wait_for_function(
         "() => { const a = document.querySelector('article.turn .answer.pending');"
         " return a && a.textContent.trim().split(/\\s+/).length >= 2; }",
-        timeout=30_000,
+        timeout=60_000,
     )
     partial = pending.text_content() or ""
     page.screenshot(path=ARTIFACTS / "1-streaming.png")
@@ -154,8 +155,8 @@ def test_maintenance_banner_appears_and_goes_away_by_itself(live_service, page) 
     live_service.emulator.configure(error_rate=1.0)
     for _ in range(2):  # MAINTENANCE_AFTER_FAILURES=2 for the test service
         job = api.post("/api/chat", json={"message": "What does the queue alert mean?"}).json()
-        assert api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()["status"] == "failed"
-    banner.wait_for(state="visible", timeout=15_000)
+        assert wait_for_answer(api, job["id"])["status"] == "failed"
+    banner.wait_for(state="visible", timeout=60_000)
     assert "Flow" in (banner.text_content() or "")
     assert page.locator("#question").is_disabled()
     assert "paused" in (page.locator("#question-label").text_content() or "")
@@ -163,8 +164,8 @@ def test_maintenance_banner_appears_and_goes_away_by_itself(live_service, page) 
 
     live_service.emulator.reset()
     job = api.post("/api/chat", json={"message": "How do I restart the worker?"}).json()
-    assert api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()["status"] == "finished"
-    banner.wait_for(state="hidden", timeout=15_000)
+    assert wait_for_answer(api, job["id"])["status"] == "finished"
+    banner.wait_for(state="hidden", timeout=60_000)
     assert page.locator("#question").is_enabled()
     page.screenshot(path=ARTIFACTS / "6-recovered.png")
 

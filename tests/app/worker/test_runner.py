@@ -72,3 +72,18 @@ def test_a_live_workers_job_is_left_alone(redis_url: str) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_command_listener_wakes_often_so_a_worker_leaves_at_once(redis_url: str) -> None:
+    """RQ's listener sleeps 60 s between reads and redis-py 8 waits for it when RQ stops it:
+    every worker (each loop of a threaded one) took up to a minute to leave."""
+    from app.worker.runner import PUBSUB_POLL_SECONDS, FlowchatWorker
+
+    connection = redis.Redis.from_url(redis_url)
+    worker = FlowchatWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
+    worker.subscribe()
+    listener = worker.pubsub_thread
+    assert listener.is_alive() and listener.sleep_time == PUBSUB_POLL_SECONDS < 60
+    worker.unsubscribe()
+    assert not listener.is_alive()  # stopped and waited for, not left behind
+    connection.close()

@@ -46,9 +46,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    pool = stack.procs.get("worker")
+    if pool is None or pool.poll() is not None:  # a test before this one stopped the pool
+        stack.stop_workers()
+        stack.start_workers()
+    # a killed process leaves its loops registered (for RQ's worker TTL): forget them, so that
+    # the loops a test counts are the running ones, whichever test killed a process before
+    connection = redis.Redis.from_url(stack.redis_url)
+    for loop in _loops(connection):
+        if not _running(loop.pid):
+            loop.register_death()
+    connection.close()
     with httpx.Client(base_url=stack.base_url, timeout=60) as client:
         yield client
     httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": 0})
+
+
+def _running(pid: int | None) -> bool:
+    """True while the process ``pid`` runs (not gone, not a zombie)."""
+    try:
+        status = Path(f"/proc/{pid or 0}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 def _latency(stack: LocalStack, ms: int) -> None:
@@ -78,10 +98,13 @@ def _wait_started(connection: redis.Redis, ids: list[str]) -> list[Job]:
 
 
 def _answer(api: httpx.Client, job_id: str) -> dict:
-    view = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
-    if view["status"] not in ("finished", "failed"):  # the sweep runs every 10 s: a second wait
+    """The chat's view once it ended (the sweep of a killed loop's jobs runs every 10 s); asks
+    again until a polling limit that a busy machine does not reach."""
+    deadline = time.monotonic() + 180
+    while True:
         view = api.get(f"/api/chat/{job_id}", params={"wait": 30}).json()
-    return view
+        if view["status"] in ("finished", "failed") or time.monotonic() > deadline:
+            return view
 
 
 def _loops(connection: redis.Redis) -> list[Worker]:
@@ -146,8 +169,10 @@ def test_sigterm_lets_every_chat_in_flight_finish_then_leaves(stack: LocalStack,
     assert len(names) == THREADS
     pool = stack.procs["worker"]
     os.killpg(pool.pid, signal.SIGTERM)  # what `kubectl delete pod` and Ctrl-C send
-    assert pool.wait(60) == 0
-    stack.procs.pop("worker")
+    try:
+        assert pool.wait(180) == 0  # a polling limit: the chats in flight end first
+    finally:
+        stack.stop_workers()  # a pool that did not leave is killed: the next test starts one
     for job_id in ids:
         assert Job.fetch(job_id, connection=connection).get_status() == JobStatus.FINISHED
     # every loop, busy or idle, unregistered itself (a killed process's loops would linger)
@@ -157,7 +182,17 @@ def test_sigterm_lets_every_chat_in_flight_finish_then_leaves(stack: LocalStack,
     stack.start_workers()  # leave the module's service as it was
 
 
-class _AnyFunctionLoop(LoopWorker):
+class _BareLoop(LoopWorker):
+    """A work loop without the service's warm-up: ``warm_up`` loads the embedding model and
+    builds the process-wide Chroma, Flow and Redis clients from this process's settings, which
+    the jobs here never use and which earlier tests of the run may have left pointing at
+    services that are gone. What is under test (timeouts, stopping) is the loop's own."""
+
+    def warm_up(self) -> None:
+        pass
+
+
+class _AnyFunctionLoop(_BareLoop):
     """Runs any job function (the service's allowlist, if any, is not under test here)."""
 
     def perform_job(self, job, queue, execution) -> bool:  # type: ignore[no-untyped-def]
@@ -176,10 +211,12 @@ def test_a_job_over_its_timeout_is_stopped_off_the_main_thread(redis_url: str) -
     connection = redis.Redis.from_url(redis_url)
     loop = _AnyFunctionLoop([Queue(QUEUE_NAME, connection=connection)], connection=connection)
     queue = Queue(QUEUE_NAME, connection=connection, serializer=loop.serializer)
-    job = queue.enqueue(f"{__name__}.spin", 30, job_timeout=1)
-    thread = threading.Thread(target=lambda: loop.work(burst=True, with_scheduler=False))
+    job = queue.enqueue(f"{__name__}.spin", 600, job_timeout=1)
+    thread = threading.Thread(
+        target=lambda: loop.work(burst=True, with_scheduler=False), daemon=True
+    )
     thread.start()  # SIGALRM could not reach this thread: RQ's TimerDeathPenalty does
-    thread.join(25)
+    thread.join(300)  # a polling limit: the job alone would spin for 600 s
     assert not thread.is_alive()
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert "JobTimeoutException" in (job.latest_result().exc_string or "")
@@ -187,16 +224,17 @@ def test_a_job_over_its_timeout_is_stopped_off_the_main_thread(redis_url: str) -
 
 def test_an_idle_loop_leaves_soon_after_a_warm_stop(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
-    loop = LoopWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
-    thread = threading.Thread(target=lambda: loop.work(with_scheduler=False))
+    loop = _BareLoop([Queue(QUEUE_NAME, connection=connection)], connection=connection)
+    thread = threading.Thread(target=lambda: loop.work(with_scheduler=False), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a polling limit, not a timing
     while not Worker.all(connection=connection) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [w.name for w in Worker.all(connection=connection)] == [loop.name]
     loop.request_warm_stop()
-    # RQ alone re-reads its stop flag only after a job: an idle loop would wait for ever
-    thread.join(IDLE_WAIT_SECONDS * 4)
+    # RQ alone re-reads its stop flag only after a job: an idle loop would wait for ever (it
+    # leaves within IDLE_WAIT_SECONDS; the limit is generous for a busy machine)
+    thread.join(IDLE_WAIT_SECONDS * 24)
     assert not thread.is_alive()
     assert Worker.all(connection=connection) == []
 
