@@ -24,11 +24,18 @@ and prints the four targets of issue 13 side by side:
 
 It also prints the time to drain a full queue (MAX_QUEUE_DEPTH jobs) at the measured rate
 against the runbook's 2 minutes. Figures go to docs/performance.md by hand.
+
+CPU per chat (issue 25, ``bench/cpu.py``): the CPU time of each process of the service over the
+saturation runs, per chat; then the same whole benchmark is run again on today's code
+(``--baseline``, extracted into a temporary folder) and issue 25's targets are printed with
+today's and the new figures side by side (``--skip-baseline`` skips that second run).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +48,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import cpu  # imports nothing from app
+
+# ruff: noqa: E402 - app is imported after the code root (this checkout or today's) is chosen
+cpu.use_code_root(sys.argv)  # with --code-root: the service code of today's commit
 
 from app.contracts import QUEUE_DRAIN_SECONDS
 from app.core.settings import REPO_ROOT, load_settings
@@ -140,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=1000, help="emulated Flow latency")
     parser.add_argument("--requests", type=int, default=32, help="requests at concurrency 1")
     parser.add_argument("--skip-today", action="store_true", help="skip today's design (~40 s)")
+    parser.add_argument("--baseline", default=cpu.BASELINE_COMMIT, help="today's commit (CPU)")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip today's commit")
+    parser.add_argument("--code-root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     latency = args.latency_ms / 1000
     capacity = args.workers * args.threads
@@ -150,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         ports=Ports.free(),
         workers=args.workers,
         threads=args.threads,
-        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
+        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS, **cpu.OPEN_STREAMS},
     )
     print(f"starting the service: {args.workers} worker(s) x {args.threads} loops ...", flush=True)
     stack.start()
@@ -245,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 "answer {total_seconds:.0f} ms".format(**phases),
                 flush=True,
             )
-            overall, steady = saturate(pipeline, 2 * in_flight, SATURATION_ROUNDS, in_flight)
+            with cpu.cpu_meter(cpu.stack_pids(stack)) as spent:
+                overall, steady = saturate(pipeline, 2 * in_flight, SATURATION_ROUNDS, in_flight)
+            chats = (SATURATION_ROUNDS // 2 + SATURATION_ROUNDS) * in_flight
             return {
                 "burst": max(burst),
                 "burst_elapsed": burst_elapsed,
@@ -257,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 "throughput_overall": overall,
                 "ideal": in_flight / latency,
                 "in_flight": in_flight,
+                "cpu": cpu.per_chat_ms(spent, chats),
             }
 
         print("measuring the floor ...", flush=True)
@@ -292,6 +310,16 @@ def main(argv: list[str] | None = None) -> int:
             today["burst"] = max(today_burst)
     finally:
         stack.stop()
+    if args.json_out:  # the baseline side of a run, for the parent to print
+        args.json_out.write_text(json.dumps({"floor": floor, "threaded": threaded}))
+        return 0
+    baseline = None
+    if not args.skip_baseline:
+        print(f"the same benchmark on today's code ({args.baseline}) ...", flush=True)
+        side = ["--skip-today", "--skip-baseline", f"--requests={args.requests}"]
+        side += [f"--workers={args.workers}", f"--threads={args.threads}"]
+        side += [f"--latency-ms={args.latency_ms}"]
+        baseline = cpu.run_on(cpu.checkout(args.baseline), "chat.py", side)
 
     def overhead(d: dict[str, float]) -> str:
         return f"{(d['p50'] - floor['p50']) * 1000:.0f} / {(d['p95'] - floor['p95']) * 1000:.0f} ms"
@@ -357,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         f"at the measured rate; at 5 s Flow latency {depth / (rate * latency / 5):.1f} s "
         f"(runbook: within {QUEUE_DRAIN_SECONDS} s)"
     )
+    print(
+        f"\nCPU ms per chat over the saturation runs (today: {args.baseline}; load average "
+        f"{os.getloadavg()[0]:.1f}: compare CPU, which other load hardly moves)\n"
+    )
+    print(cpu.cpu_table(baseline["threaded"]["cpu"] if baseline else None, threaded["cpu"]))
+    print("\nissue 25's targets\n")
+    print(cpu.targets_table(baseline, {"floor": floor, "threaded": threaded}))
     return 0
 
 

@@ -47,9 +47,13 @@ CPU_TARGET = 0.5  # service CPU per chat at most half of today's
 OVERHEAD_P95_TARGET_MS = 30.0  # issue 25: overhead over the floor at concurrency 1
 THROUGHPUT_TARGET = 0.95  # issue 25: of the ideal at saturation (one process of 32 loops)
 _TICK = os.sysconf("SC_CLK_TCK")
-# a benchmark's one client holds up to 2 x 32 waits at once; issue 18's per-key cap (8) would
-# refuse them with 429 (bench.common.NO_KEY_LIMITS lifts the rate and token limits only)
-OPEN_STREAMS = {"MAX_OPEN_STREAMS_PER_KEY": "100000"}
+# a benchmark's one client holds up to 2 x 32 waits at once and stores a thousand answers;
+# issue 18's per-key caps would refuse them with 429 (bench.common.NO_KEY_LIMITS lifts the rate
+# and token limits only)
+OPEN_STREAMS = {
+    "MAX_OPEN_STREAMS_PER_KEY": "100000",
+    "MAX_STORED_BYTES_PER_KEY": str(1 << 34),
+}
 
 
 def code_root_from_argv(argv: list[str]) -> Path | None:
@@ -167,6 +171,51 @@ def cpu_table(today: dict[str, float] | None, new: dict[str, float]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def targets_table(today: dict | None, new: dict) -> str:
+    """Issue 25's targets from two ``bench/chat.py`` results (``{"floor": ..., "threaded":
+    ...}``, each against its own run's floor): today's and the new figures side by side."""
+
+    def overhead(r: dict) -> float:
+        return (r["threaded"]["p95"] - r["floor"]["p95"]) * 1000
+
+    def share(r: dict) -> float:
+        return r["threaded"]["throughput"] / r["threaded"]["ideal"]
+
+    def cpu(r: dict) -> float:
+        return r["threaded"]["cpu"]["service"]
+
+    def shown(r: dict | None, f, fmt: str) -> str:
+        return fmt.format(f(r)) if r else "-"
+
+    cpu_limit = CPU_TARGET * cpu(today) if today else None
+    rows = [
+        ("target", "today", "new", "target", "met"),
+        (
+            "throughput at saturation (steady state), of ideal",
+            shown(today, share, "{:.0%}"),
+            shown(new, share, "{:.0%}"),
+            f">= {THROUGHPUT_TARGET:.0%}",
+            "yes" if share(new) >= THROUGHPUT_TARGET else "NO",
+        ),
+        (
+            "overhead over the floor at concurrency 1, p95",
+            shown(today, overhead, "{:.0f} ms"),
+            shown(new, overhead, "{:.0f} ms"),
+            f"<= {OVERHEAD_P95_TARGET_MS:.0f} ms",
+            "yes" if overhead(new) <= OVERHEAD_P95_TARGET_MS else "NO",
+        ),
+        (
+            "service CPU per chat (API + worker + Chroma + Redis)",
+            shown(today, cpu, "{:.1f} ms"),
+            shown(new, cpu, "{:.1f} ms"),
+            f"<= {cpu_limit:.1f} ms (half of today)" if cpu_limit else "half of today",
+            ("yes" if cpu(new) <= cpu_limit else "NO") if cpu_limit else "-",
+        ),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
