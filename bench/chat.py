@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         side = ["--skip-today", "--skip-baseline", f"--requests={args.requests}"]
         side += [f"--workers={args.workers}", f"--threads={args.threads}"]
         side += [f"--latency-ms={args.latency_ms}"]
-        baseline = cpu.run_on(cpu.checkout(args.baseline), "chat.py", side)
+        baseline = cpu.run_on_commit(args.baseline, "chat.py", side)
 
     def overhead(d: dict[str, float]) -> str:
         return f"{(d['p50'] - floor['p50']) * 1000:.0f} / {(d['p95'] - floor['p95']) * 1000:.0f} ms"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -148,6 +149,15 @@ def run_on(code_root: Path, script: str, args: list[str]) -> dict:
         out.unlink(missing_ok=True)
 
 
+def run_on_commit(commit: str, script: str, args: list[str]) -> dict:
+    """:func:`run_on` the code of ``commit`` (extracted, then removed)."""
+    code = checkout(commit)
+    try:
+        return run_on(code, script, args)
+    finally:
+        shutil.rmtree(code.parent, ignore_errors=True)
+
+
 # --- printing ----------------------------------------------------------------------------------
 def cpu_table(today: dict[str, float] | None, new: dict[str, float]) -> str:
     names = [*SERVICE, "service", *APART, "bench client"]
@@ -230,8 +240,9 @@ def measure_service(chats: int, concurrency: int, threads: int, latency_ms: int)
     from app.local.stack import LocalStack, Ports
     from bench.common import NO_KEY_LIMITS, QUESTIONS
 
+    root = Path(tempfile.mkdtemp(prefix="flowchat-cpu-"))
     stack = LocalStack(
-        root=Path(tempfile.mkdtemp(prefix="flowchat-cpu-")),
+        root=root,
         ports=Ports.free(),
         workers=1,
         threads=threads,
@@ -273,6 +284,7 @@ def measure_service(chats: int, concurrency: int, threads: int, latency_ms: int)
         return {"cpu": per_chat_ms(spent, chats), "rate": chats / elapsed}
     finally:
         stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     today = None
     if not args.skip_today:
         print(f"today's code ({args.baseline}) ...", flush=True)
-        today = run_on(checkout(args.baseline), "cpu.py", run_args)
+        today = run_on_commit(args.baseline, "cpu.py", run_args)
     print("this code ...", flush=True)
     new = run_on(BENCH_ROOT, "cpu.py", run_args)
     print(
