@@ -24,42 +24,56 @@ and prints the four targets of issue 13 side by side:
 
 It also prints the time to drain a full queue (MAX_QUEUE_DEPTH jobs) at the measured rate
 against the runbook's 2 minutes. Figures go to docs/performance.md by hand.
+
+CPU per chat (issue 25, ``bench/cpu.py``): the CPU time of each process of the service over the
+saturation runs, per chat; then the same whole benchmark is run again on today's code
+(``--baseline``, extracted into a temporary folder) and issue 25's targets are printed with
+today's and the new figures side by side (``--skip-baseline`` skips that second run).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import cpu  # imports nothing from app
+
+# ruff: noqa: E402 - app is imported after the code root (this checkout or today's) is chosen
+cpu.use_code_root(sys.argv)  # with --code-root: the service code of today's commit
 
 from app.contracts import QUEUE_DRAIN_SECONDS
-from app.core.settings import load_settings
+from app.core.settings import REPO_ROOT, load_settings
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
+from app.flow.client import TOKEN_PATH
+from app.local.run import seed_documents
+from app.local.stack import LocalStack, Ports
 from app.rag.prompt import Source, build_messages
-from bench.harness import (
-    QUESTIONS,
-    api_client,
-    chat,
-    emulate,
-    flow_client,
-    met,
-    percentile,
-    print_table,
-    run_level,
-    service,
-)
+from bench.harness import NO_KEY_LIMITS, QUESTIONS, percentile
 
 CONCURRENCY_TARGET_SECONDS = 2.0
 MEMORY_TARGET_MB = 20.0
 OVERHEAD_TARGET_MS = 20.0
 THROUGHPUT_TARGET = 0.95
 SATURATION_ROUNDS = 16  # requests per loop at saturation: long enough to reach a steady state
+
+
+def run_level(task: Callable[[int], float], concurrency: int, requests: int) -> tuple[list, float]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(task, range(requests)))
+    return latencies, time.perf_counter() - started
 
 
 def saturate(task: Callable[[int], float], concurrency: int, rounds: int, per_round: int):
@@ -137,29 +151,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=1000, help="emulated Flow latency")
     parser.add_argument("--requests", type=int, default=32, help="requests at concurrency 1")
     parser.add_argument("--skip-today", action="store_true", help="skip today's design (~40 s)")
+    parser.add_argument("--baseline", default=cpu.BASELINE_COMMIT, help="today's commit (CPU)")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip today's commit")
+    parser.add_argument("--code-root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     latency = args.latency_ms / 1000
     capacity = args.workers * args.threads
 
-    with service(
-        f"the service: {args.workers} worker(s) x {args.threads} loops",
+    root = Path(tempfile.mkdtemp(prefix="flowchat-bench-"))
+    stack = LocalStack(
+        root=root,
+        ports=Ports.free(),
         workers=args.workers,
         threads=args.threads,
-        env={"MAX_QUEUE_DEPTH": "10000"},
-    ) as stack:
+        env_overrides={"MAX_QUEUE_DEPTH": "10000", **NO_KEY_LIMITS},
+    )
+    print(f"starting the service: {args.workers} worker(s) x {args.threads} loops ...", flush=True)
+    stack.start()
+    try:
+        allowed = load_settings().ALLOWED_EXTENSIONS
+        seed_documents(stack.base_url, stack.admin_token, REPO_ROOT / "docs", allowed)
         # chat workers never ingest (uploads have their own pool): start them afresh, as a
         # deployment's chat pods are, instead of measuring the batch buffers of start-up ingestion
         stack.stop_workers()
         stack.start_workers()
-        emulate(stack, latency_ms=args.latency_ms)
-        flow, flow_headers = flow_client(stack, 4 * capacity + 8)
-        api = api_client(stack, 4 * capacity + 8)
+        env = stack.env()
+        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": args.latency_ms})
+        limits = httpx.Limits(max_connections=4 * capacity + 8)
+        flow = httpx.Client(base_url=stack.flow_url, timeout=120, limits=limits)
+        token = flow.post(
+            TOKEN_PATH,
+            headers={"FlowTenant": env["FLOW_TENANT"]},
+            json={
+                "clientId": env["FLOW_AGENT"],
+                "clientSecret": env["FLOW_AGENT_SECRET"],
+                "appToAccess": "llm-api",
+            },
+        ).json()["access_token"]
+        flow_headers = {
+            "Authorization": f"Bearer {token}",
+            "FlowTenant": env["FLOW_TENANT"],
+            "FlowAgent": env["FLOW_AGENT"],
+        }
+        api = httpx.Client(base_url=stack.base_url, timeout=120, limits=limits)
         timings: list[dict[str, float]] = []
         answers: dict[int, dict] = {}
 
         def pipeline(i: int) -> float:
             t = time.perf_counter()
-            view = chat(api, QUESTIONS[i % len(QUESTIONS)])
+            sent = api.post("/api/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
+            if sent.status_code != 202:
+                raise SystemExit(f"POST /api/chat answered {sent.status_code}: {sent.text}")
+            job = sent.json()
+            while True:
+                view = api.get(f"/api/chat/{job['id']}", params={"wait": 30}).json()
+                if view["status"] in ("finished", "failed"):
+                    break
+            assert view["status"] == "finished", view
             timings.append(view["timings"])
             answers[i % len(QUESTIONS)] = view
             return time.perf_counter() - t
@@ -211,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 "answer {total_seconds:.0f} ms".format(**phases),
                 flush=True,
             )
-            overall, steady = saturate(pipeline, 2 * in_flight, SATURATION_ROUNDS, in_flight)
+            with cpu.cpu_meter(cpu.stack_pids(stack)) as spent:
+                overall, steady = saturate(pipeline, 2 * in_flight, SATURATION_ROUNDS, in_flight)
+            chats = (SATURATION_ROUNDS // 2 + SATURATION_ROUNDS) * in_flight
             return {
                 "burst": max(burst),
                 "burst_elapsed": burst_elapsed,
@@ -223,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 "throughput_overall": overall,
                 "ideal": in_flight / latency,
                 "in_flight": in_flight,
+                "cpu": cpu.per_chat_ms(spent, chats),
             }
 
         print("measuring the floor ...", flush=True)
@@ -256,6 +308,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"measuring today's design with {capacity} chats at once ...", flush=True)
             today_burst, _ = run_level(pipeline, capacity, capacity)
             today["burst"] = max(today_burst)
+    finally:
+        stack.stop()
+    if args.json_out:  # the baseline side of a run, for the parent to print
+        args.json_out.write_text(json.dumps({"floor": floor, "threaded": threaded}))
+        return 0
+    baseline = None
+    if not args.skip_baseline:
+        print(f"the same benchmark on today's code ({args.baseline}) ...", flush=True)
+        side = ["--skip-today", "--skip-baseline", f"--requests={args.requests}"]
+        side += [f"--workers={args.workers}", f"--threads={args.threads}"]
+        side += [f"--latency-ms={args.latency_ms}"]
+        baseline = cpu.run_on_commit(args.baseline, "chat.py", side)
 
     def overhead(d: dict[str, float]) -> str:
         return f"{(d['p50'] - floor['p50']) * 1000:.0f} / {(d['p95'] - floor['p95']) * 1000:.0f} ms"
@@ -277,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{today['burst']:.2f} s" if today else "-",
             f"{t['burst']:.2f} s",
             f"<= {CONCURRENCY_TARGET_SECONDS:.0f} s",
-            met(t["burst"] <= CONCURRENCY_TARGET_SECONDS),
+            t["burst"] <= CONCURRENCY_TARGET_SECONDS,
         ),
         (
             "worker memory per chat in flight",
@@ -285,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             per_chat(today) if today else "-",
             per_chat(t),
             f"<= {MEMORY_TARGET_MB:.0f} MB",
-            met(t["pss"] / t["in_flight"] <= MEMORY_TARGET_MB),
+            t["pss"] / t["in_flight"] <= MEMORY_TARGET_MB,
         ),
         (
             "overhead at concurrency 1 (p50 / p95)",
@@ -293,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             overhead(today) if today else "-",
             overhead(t),
             f"p95 <= {OVERHEAD_TARGET_MS:.0f} ms",
-            met((t["p95"] - floor["p95"]) * 1000 <= OVERHEAD_TARGET_MS),
+            (t["p95"] - floor["p95"]) * 1000 <= OVERHEAD_TARGET_MS,
         ),
         (
             "throughput at saturation (steady state)",
@@ -301,14 +365,19 @@ def main(argv: list[str] | None = None) -> int:
             share(today) if today else "-",
             share(t),
             f">= {THROUGHPUT_TARGET:.0%} of ideal",
-            met(t["throughput"] / t["ideal"] >= THROUGHPUT_TARGET),
+            t["throughput"] / t["ideal"] >= THROUGHPUT_TARGET,
         ),
     ]
     print(
         f"\nFlow emulator at {args.latency_ms} ms; {args.workers} worker process(es); "
         f"threaded: {args.threads} loops each; today's design: 1 loop each\n"
     )
-    print_table(("target", "floor", "today", "threaded", "target", "met"), rows)
+    header = ("target", "floor", "today", "threaded", "target", "met")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, [*widths, 3], strict=True)))
+    for row in rows:
+        cells = [str(c).ljust(w) for c, w in zip(row[:5], widths, strict=True)]
+        print(" | ".join([*cells, "yes" if row[5] else "NO"]))
     depth = load_settings().MAX_QUEUE_DEPTH
     rate = t["throughput"]
     print(
@@ -316,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         f"at the measured rate; at 5 s Flow latency {depth / (rate * latency / 5):.1f} s "
         f"(runbook: within {QUEUE_DRAIN_SECONDS} s)"
     )
+    print(
+        f"\nCPU ms per chat over the saturation runs (today: {args.baseline}; load average "
+        f"{os.getloadavg()[0]:.1f}: compare CPU, which other load hardly moves)\n"
+    )
+    print(cpu.cpu_table(baseline["threaded"]["cpu"] if baseline else None, threaded["cpu"]))
+    print("\nissue 25's targets\n")
+    print(cpu.targets_table(baseline, {"floor": floor, "threaded": threaded}))
     return 0
 
 

@@ -28,7 +28,6 @@ if str(REPO_ROOT) not in sys.path:  # `python bench/NAME.py` puts only bench/ on
     sys.path.insert(0, str(REPO_ROOT))
 
 from app.flow.client import TOKEN_PATH  # noqa: E402
-from app.local.run import start_seeded  # noqa: E402
 from app.local.stack import LocalStack, Ports  # noqa: E402
 
 # questions about docs/ (which every benchmark's service ingests), so answers come with sources
@@ -42,7 +41,13 @@ QUESTIONS = [
 # A benchmark measures the service, not the per-key limits (app.access.quotas;
 # bench/closed_service.py measures those): its one anonymous client sends hundreds of chats a
 # minute, which the default RATE_LIMIT_PER_MINUTE and FLOW_TOKENS_PER_DAY would refuse with 429.
-NO_KEY_LIMITS = {"RATE_LIMIT_PER_MINUTE": "1000000", "FLOW_TOKENS_PER_DAY": "1000000000"}
+NO_KEY_LIMITS = {
+    "RATE_LIMIT_PER_MINUTE": "1000000",
+    "FLOW_TOKENS_PER_DAY": "1000000000",
+    # issue 18's per-key bounds on open streams and bytes held in Redis
+    "MAX_OPEN_STREAMS_PER_KEY": "100000",
+    "MAX_STORED_BYTES_PER_KEY": str(1 << 34),
+}
 
 ENDED = ("finished", "failed")
 
@@ -68,6 +73,8 @@ def service(
         env_overrides={**NO_KEY_LIMITS, **(env or {})},
     )
     print(f"starting {label} ...", flush=True)
+    from app.local.run import start_seeded  # here: bench/chat.py's baseline side predates it
+
     start_seeded(stack)
     try:
         yield stack

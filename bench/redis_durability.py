@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.contracts import REDIS_APPENDFSYNC
 from app.local.stack import LocalStack, Ports
-from bench.common import NO_KEY_LIMITS, QUESTIONS, percentile
+from bench.harness import NO_KEY_LIMITS, QUESTIONS, percentile
 
 POLICIES = ("everysec", REDIS_APPENDFSYNC)
 

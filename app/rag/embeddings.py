@@ -10,6 +10,7 @@ and gives the same vectors (padding is masked out of the mean pooling).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from app.rag.model_setup import MODEL_DIR
 
 MAX_TOKENS = 256  # the model's training length; Chroma truncates at the same point
 DIMENSIONS = 384
+# questions whose vectors a process keeps (least recently used dropped first): ~1.6 KB each as
+# a list of floats, so ~3 MB; a repeated question (the same words) then costs no model run
+QUERY_CACHE_SIZE = 2048
 
 
 class EmbeddingModelMissing(RuntimeError):
@@ -55,6 +59,8 @@ class Embedder:
         )
         self.batch_size = batch_size
         self._lock = threading.Lock()
+        self._queries: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     @traced("embedding")
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -68,6 +74,21 @@ class Embedder:
 
     def embed_one(self, text: str) -> list[float]:
         return self.embed([text])[0].tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """One question's vector, from a bounded LRU cache of recent questions (the model is
+        deterministic: the same text always gives the same vector)."""
+        with self._queries_lock:
+            cached = self._queries.get(text)
+            if cached is not None:
+                self._queries.move_to_end(text)
+                return list(cached)
+        vector = tuple(self.embed([text])[0].tolist())
+        with self._queries_lock:
+            self._queries[text] = vector
+            if len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return list(vector)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         with self._lock:  # the tokenizer's padding state is shared

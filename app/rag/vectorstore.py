@@ -245,7 +245,7 @@ class VectorStore:
     def query(self, text: str, k: int, collection: str | None = None) -> list[RetrievedChunk]:
         """Top-k chunks. Without ``collection`` the active one (:meth:`serving_collection`):
         if a rebuild switched and dropped it meanwhile, the pointer is read again."""
-        vector = self.embedder.embed([text])[0].tolist()
+        vector = self.embedder.embed_query(text)
         if collection is not None:
             return self.query_vector(vector, k, target=self._collection(collection))
         name = self.serving_collection()

@@ -139,3 +139,33 @@ def test_one_intra_op_thread_gives_the_same_vectors(embedder: Embedder) -> None:
     assert single.session.get_session_options().intra_op_num_threads == 1
     texts = ["How do I restart the worker?", "Rotate the Flow credentials"]
     assert np.allclose(single.embed(texts), embedder.embed(texts), atol=1e-5)
+
+
+def test_a_repeated_question_is_served_from_the_bounded_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.rag import embeddings
+
+    embedder = Embedder()
+    runs = []
+    real_run = embedder.session.run
+    monkeypatch.setattr(
+        embedder.session, "run", lambda *a, **k: runs.append(1) or real_run(*a, **k)
+    )
+    monkeypatch.setattr(embeddings, "QUERY_CACHE_SIZE", 2)
+
+    first = embedder.embed_query(CARD_SENTENCES[0])
+    assert np.allclose(first, embedder.embed([CARD_SENTENCES[0]])[0], atol=1e-6)
+    assert len(runs) == 2
+    first.append(0.0)  # a caller's copy: the cached vector is not changed by it
+    assert embedder.embed_query(CARD_SENTENCES[0]) == first[:-1]
+    assert len(runs) == 2  # the same words: no model run
+
+    embedder.embed_query(CARD_SENTENCES[1])
+    embedder.embed_query(CARD_SENTENCES[2])  # the cache holds 2: the least recent one goes
+    assert len(runs) == 4
+    embedder.embed_query(CARD_SENTENCES[2])
+    embedder.embed_query(CARD_SENTENCES[1])
+    assert len(runs) == 4
+    embedder.embed_query(CARD_SENTENCES[0])
+    assert len(runs) == 5

@@ -1,0 +1,70 @@
+"""bench/cpu.py reads CPU time per process tree and turns it into ms per chat."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import cpu
+
+SPIN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass\n"
+
+
+def test_a_busy_child_process_is_counted_with_its_parent() -> None:
+    # a parent that sleeps while its child burns 0.3 s of CPU and then sleeps: the tree's time
+    # holds the child's
+    child = SPIN.format(0.3) + "time.sleep(60)\n"
+    code = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\n"
+    parent = subprocess.Popen([sys.executable, "-c", code + "time.sleep(60)\n"])
+    try:
+        with cpu.cpu_meter({"api": parent.pid}) as spent:
+            deadline = time.monotonic() + 60  # a polling limit, not a timing assertion
+            while cpu.cpu_seconds(parent.pid) < 0.3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert spent["api"] >= 0.25  # the parent's start-up before the meter is not counted
+        assert cpu._children(parent.pid)  # the child was alive: counted as the parent's tree
+    finally:
+        for pid in cpu._children(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+
+
+def test_ms_per_chat_sums_the_service_but_not_the_stand_ins() -> None:
+    spent = {"api": 1.0, "worker": 2.0, "chroma": 0.5, "redis": 0.5, "flow-emulator": 9.0}
+    per_chat = cpu.per_chat_ms(spent, 100)
+    assert per_chat["worker"] == 20.0
+    assert per_chat["service"] == 40.0  # 10 + 20 + 5 + 5: the emulator is reported apart
+    table = cpu.cpu_table({**per_chat, "service": 80.0}, per_chat)
+    assert "50%" in table.splitlines()[5]  # service: 40 of 80
+
+
+def test_targets_compare_new_figures_with_today() -> None:
+    def result(p95: float, rate: float, service: float) -> dict:
+        return {
+            "floor": {"p95": 1.0},
+            "threaded": {
+                "p95": p95,
+                "throughput": rate,
+                "ideal": 32.0,
+                "cpu": {"service": service},
+            },
+        }
+
+    table = cpu.targets_table(result(1.08, 24.0, 34.0), result(1.02, 31.0, 17.0))
+    lines = table.splitlines()
+    assert lines[1].rstrip().endswith("yes")  # 97 % of ideal
+    assert lines[2].rstrip().endswith("yes")  # 20 ms over the floor
+    assert "17.0 ms (half of today)" in lines[3] and lines[3].rstrip().endswith("yes")
+    worse = cpu.targets_table(result(1.08, 24.0, 34.0), result(1.05, 30.0, 17.1))
+    assert [line.rstrip()[-2:] for line in worse.splitlines()[1:]] == ["NO"] * 3
+
+
+def test_the_code_root_is_read_from_the_command_line() -> None:
+    assert cpu.code_root_from_argv(["--chats", "3", "--code-root", "/tmp/x"]) == Path("/tmp/x")
+    assert cpu.code_root_from_argv(["--code-root=/tmp/y"]) == Path("/tmp/y")
+    assert cpu.code_root_from_argv(["--chats", "3"]) is None
