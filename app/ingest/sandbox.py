@@ -16,7 +16,9 @@ file, sets with ``resource.setrlimit``:
 
 and it holds nothing worth stealing (:mod:`app.ingest.confine`): an allowlisted environment
 without secrets, the ``nobody`` user when the worker is root (it reads a copy of the upload in
-its own directory), and a seccomp filter that refuses it (and its children) any socket;
+its own directory), and a seccomp filter that refuses it (and its children) any socket. The
+OCR programs are looked up on the worker's PATH (:func:`app.ingest.ocr.find_programs`), since
+``nobody`` may not search every directory on it;
 
 and the parent kills the child's whole process group after ``INGEST_MAX_WALL_SECONDS``. The
 child is a fresh interpreter (not a fork: the worker has threads and the ONNX runtime loaded),
@@ -39,7 +41,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from app.ingest import confine
+from app.ingest import confine, ocr
 from app.ingest.limits import MB, IngestLimits, LimitExceeded, active_limits, use_limits
 from app.ingest.models import DocumentLoadError, IngestError, LoadedDocument
 from app.rag.chunking import Section
@@ -68,6 +70,7 @@ def load_in_sandbox(
             "parent": os.getpid(),
             "force_ocr": force_ocr,
             "ids": confine.sandbox_ids(),
+            "programs": ocr.find_programs(),  # looked up by us: the child may not search PATH
             **asdict(limits),
         }
         proc = start_child([CHILD_MODULE, json.dumps(request)], home)
@@ -188,6 +191,8 @@ def _child(argv: list[str]) -> int:
     enter_sandbox(int(request["parent"]), tuple(ids) if ids else None)
     _apply_limits(request)
     use_limits(IngestLimits(**{k: request[k] for k in IngestLimits.__dataclass_fields__}))
+    if "programs" in request:
+        ocr.use_programs(request["programs"])
     out = Path(request["out"])
     try:
         from app.ingest import load_document

@@ -119,7 +119,8 @@ def _indexed_text(stack: Any, document_id: str) -> str:
     from app.core.settings import load_settings
     from app.rag.vectorstore import VectorStore
 
-    vectors = VectorStore.from_settings(load_settings(CHROMA_URL=stack.chroma_url))
+    settings = load_settings(CHROMA_URL=stack.chroma_url, CHROMA_TOKEN=stack.chroma_token)
+    vectors = VectorStore.from_settings(settings)  # the stack's Chroma requires its token
     target = vectors._target(None)
     found = target.get(where={"document_id": document_id}, include=["documents"])
     return " ".join(found["documents"] or [])
