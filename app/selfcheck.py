@@ -354,14 +354,20 @@ def _report(failures: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.selfcheck", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--read-only-root",
         action="store_true",
         help="also check that only the temp dir and the volumes are writable (container mode)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return _report(run(read_only_root=args.read_only_root))
 
 

@@ -219,7 +219,7 @@ def _targets(args: argparse.Namespace, env: Mapping[str, str]) -> AccessTargets:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ops.access", description="Check the on-call engineer's accesses."
     )
@@ -235,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         targets = _targets(args, os.environ if env is None else env)
         missing = run_checks(targets)

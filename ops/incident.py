@@ -256,7 +256,7 @@ def list_overdue(
     return len(incidents) + len(late)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ops.incident",
         description="Record incidents and post-mortems as GitHub issues (the operations log).",
@@ -288,7 +288,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     env = os.environ if env is None else env
     try:
         repo = args.repo or env.get("GITHUB_REPOSITORY")

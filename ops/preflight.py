@@ -408,7 +408,7 @@ def _kube_api_from_env() -> Any:
     return client.ApiClient(configuration=cfg)
 
 
-def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(
         prog="python -m ops.preflight",
@@ -417,7 +417,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     parser.add_argument("--stack", required=True)
     parser.add_argument("--org", default=env.get("PULUMI_ORG", ""), help="Pulumi organization")
     parser.add_argument("--offline", action="store_true", help="files and config only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = build_parser(env).parse_args(argv)
     if not (REPO_ROOT / f"Pulumi.{args.stack}.yaml").exists():
         print(f"preflight: no stack file Pulumi.{args.stack}.yaml", file=sys.stderr)
         return 2
@@ -443,4 +448,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["Clients", "PulumiCloud", "Report", "main", "placeholder_problems", "preflight"]
+__all__ = [
+    "Clients",
+    "PulumiCloud",
+    "Report",
+    "build_parser",
+    "main",
+    "placeholder_problems",
+    "preflight",
+]

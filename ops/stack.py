@@ -6,7 +6,9 @@
 - ``staging`` / ``prod``: ``kubectl port-forward`` to the Redis Service of the stack's namespace
   (a free local port, stopped on exit), the Redis password and the admin token read from the
   stack's Kubernetes Secret (``app.contracts.EXTERNAL_SECRET``, through the official client as
-  ``ops.kube`` loads it), and ``https://<flowchat:hostname>`` from ``Pulumi.<stack>.yaml``.
+  ``ops.kube`` loads it), and ``https://<hostname>`` where the service stack takes it: its
+  ``flowchat:platform`` (``Pulumi.<stack>.yaml``) either gives ``external`` values or names the
+  platform stack, whose ``platform_stack/Pulumi.<stack>.yaml`` settings derive the hostname.
 
 Nobody assembles a Redis URL or copies a password: ``resolve`` yields a ``StackTarget`` whose
 ``redis()`` is an authenticated connection. ``--redis-url`` (plus ``REDIS_PASSWORD``) stays an
@@ -42,8 +44,10 @@ from ops.summary import OpsError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("staging", "prod", "local")
 CLOUD_STACKS = ("staging", "prod")
-REDIS_SERVICE = "flowchat-redis"  # stacks.service.REDIS_NAME (checked by tests/ops/test_stack.py)
-REDIS_PORT = 6379  # stacks.service.REDIS_PORT (same test)
+REDIS_SERVICE = (
+    "flowchat-redis"  # stacks.stores.REDIS_NAME (checked by tests/ops/test_ops_stack.py)
+)
+REDIS_PORT = 6379  # stacks.stores.REDIS_PORT (same test)
 PORT_FORWARD_SECONDS = 30.0
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 
@@ -102,17 +106,59 @@ def load_local() -> StackTarget:
     )
 
 
-def api_url_of_stack(stack: str, pulumi_dir: Path = REPO_ROOT) -> str:
-    """``https://`` + ``flowchat:hostname`` of ``Pulumi.<stack>.yaml``."""
+def hostname_of_stack(
+    stack: str, pulumi_dir: Path = REPO_ROOT, platform_dir: Path | None = None
+) -> str:
+    """The service's DNS name, from the same source the service stack reads it: the ``external``
+    values of ``flowchat:platform``, or the outputs the named platform stack derives from its
+    ``platform_stack/Pulumi.<stack>.yaml`` (``platform_stack.outputs.platform_outputs``)."""
+    # Pulumi-program modules: imported here so `ops.stack` keeps working without the infra extra
+    from platform_stack.outputs import platform_outputs
+    from platform_stack.settings import PROJECT_DIR, parse_settings, stack_file_config
+    from stacks.platform_ref import PLATFORM_PROJECT, PlatformConfig
+
     path = pulumi_dir / f"Pulumi.{stack}.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError:
         raise OpsError(f"{path} does not exist; pass --base-url") from None
-    host = (data.get("config") or {}).get("flowchat:hostname")
-    if not isinstance(host, str) or not host:
-        raise OpsError(f"{path} sets no flowchat:hostname; pass --base-url")
-    return f"https://{host}"
+    raw = (data.get("config") or {}).get("flowchat:platform")
+    if raw is None:
+        raise OpsError(f"{path} sets no flowchat:platform; pass --base-url")
+    try:
+        platform = PlatformConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise OpsError(f"{path}: flowchat:platform is invalid: {_first_error(exc)}") from None
+    if platform.external is not None:
+        return platform.external.hostname
+    *_, project, platform_stack = str(platform.stack).split("/")
+    if project != PLATFORM_PROJECT:
+        raise OpsError(f"{path}: flowchat:platform names project {project}, not {PLATFORM_PROJECT}")
+    platform_dir = PROJECT_DIR if platform_dir is None else platform_dir
+    try:
+        settings = parse_settings(platform_stack, stack_file_config(platform_stack, platform_dir))
+    except OSError:
+        raise OpsError(
+            f"{platform_dir / f'Pulumi.{platform_stack}.yaml'} does not exist; pass --base-url"
+        ) from None
+    except ValidationError as exc:
+        raise OpsError(
+            f"platform stack {platform_stack} is misconfigured: {_first_error(exc)}"
+        ) from None
+    return str(platform_outputs(settings, cluster_name="", oidc_issuer_url="")["hostname"])
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+def api_url_of_stack(
+    stack: str, pulumi_dir: Path = REPO_ROOT, platform_dir: Path | None = None
+) -> str:
+    """``https://`` + the stack's hostname (``hostname_of_stack``)."""
+    return f"https://{hostname_of_stack(stack, pulumi_dir, platform_dir)}"
 
 
 def read_stack_secret(core: Any, namespace: str) -> dict[str, SecretStr]:

@@ -27,10 +27,14 @@ def problems(stack: str, resources: list[RenderedResource]) -> list[str]:
     return mandatory_problems(resources, stack=stack, project=PROJECT)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m platform_stack.preview")
     parser.add_argument("--stack", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     resources = render(args.stack)
     return print_outcome(f"{PROJECT}/{args.stack}", resources, problems(args.stack, resources))
 

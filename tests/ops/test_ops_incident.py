@@ -175,7 +175,7 @@ def test_every_alert_links_an_existing_runbook_section_and_a_runnable_open_line(
     import re
     from pathlib import Path
 
-    from ops.incident import _parser
+    from ops.incident import build_parser
     from stacks.alerts import Thresholds, alert_rules
 
     runbook = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
@@ -189,7 +189,7 @@ def test_every_alert_links_an_existing_runbook_section_and_a_runnable_open_line(
         url = rule.annotations["runbook_url"]
         assert url.split("#", 1)[1] in anchors, url
         argv = rule.annotations["incident"].split()[3:]  # after "python -m ops.incident"
-        parsed = _parser().parse_args(argv)
+        parsed = build_parser().parse_args(argv)
         assert (parsed.command, parsed.alert) == ("open", rule.name)
         expected = "P1" if rule.severity == "critical" else "P3"
         assert parsed.severity == expected

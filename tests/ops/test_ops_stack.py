@@ -17,18 +17,59 @@ from ops import stack as st
 
 
 def test_the_redis_service_and_port_are_the_stacks() -> None:
-    from stacks import service
+    from stacks import stores
 
-    assert st.REDIS_SERVICE == service.REDIS_NAME
-    assert st.REDIS_PORT == service.REDIS_PORT
+    assert st.REDIS_SERVICE == stores.REDIS_NAME
+    assert st.REDIS_PORT == stores.REDIS_PORT
 
 
-def test_the_api_url_comes_from_the_stack_file() -> None:
+def test_the_api_url_comes_from_the_platform_stack_file() -> None:
+    """staging/prod name their platform stack; its file's hostLabel.dnsZone is the hostname."""
     import yaml
 
+    from platform_stack.settings import PROJECT_DIR, PlatformSettings
+
+    default_label = PlatformSettings.model_fields["host_label"].default
     for stack in st.CLOUD_STACKS:
         config = yaml.safe_load((st.REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-        assert st.api_url_of_stack(stack) == f"https://{config['flowchat:hostname']}"
+        platform_stack = config["flowchat:platform"]["stack"].rsplit("/", 1)[1]
+        platform = yaml.safe_load((PROJECT_DIR / f"Pulumi.{platform_stack}.yaml").read_text())
+        platform = platform["config"]
+        label = platform.get("flowchat-platform:hostLabel", default_label)
+        host = f"{label}.{platform['flowchat-platform:dnsZone']}"
+        assert st.api_url_of_stack(stack) == f"https://{host}"
+
+
+def test_the_api_url_of_an_external_platform_is_its_hostname(tmp_path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load((st.REPO_ROOT / "Pulumi.staging.yaml").read_text())
+    external = {
+        "clusterName": "team-cluster",
+        "ingressClass": "nginx",
+        "ingressNamespace": "ingress-nginx",
+        "storageClass": "gp3",
+        "sharedStorageClass": "efs-sc",
+        "clusterIssuer": "letsencrypt",
+        "hostname": "chat.team.ciandt.com",
+        "oidcIssuerUrl": "https://oidc.team.ciandt.com",
+        "prometheusUrl": "http://prometheus.monitoring.svc:9090",
+        "proberUrl": "blackbox.monitoring.svc:9115",
+        "kedaNamespace": "keda",
+        "monitoringNamespace": "monitoring",
+        "networkPolicyEngine": "calico",
+    }
+    config["config"]["flowchat:platform"] = {"external": external}
+    (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(config))
+    assert st.api_url_of_stack("staging", tmp_path) == "https://chat.team.ciandt.com"
+
+
+def test_a_missing_platform_stack_file_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.staging.yaml").write_text(
+        "config:\n  flowchat:platform:\n    stack: flowchat-platform/nowhere\n"
+    )
+    with pytest.raises(st.OpsError, match=r"Pulumi\.nowhere\.yaml does not exist; pass --base-url"):
+        st.api_url_of_stack("staging", tmp_path, platform_dir=tmp_path)
 
 
 def test_local_stack_file_written_by_the_local_stack_is_read_back(
