@@ -290,7 +290,7 @@ def delete_document(document_id: str, store: StoreDep, vectors: VectorStoreDep) 
     "/{document_id}/reprocess",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DocumentOut,
-    responses={404: {}, 409: {}, 422: {}, 503: {}},
+    responses={404: {}, 409: {"description": "Being ingested now, or OCR on a non-PDF"}, 503: {}},
 )
 def reprocess(
     document_id: str,
@@ -304,8 +304,8 @@ def reprocess(
     meta = store.get(document_id)
     if meta is None:
         raise HTTPException(404, f"no document with id {document_id[:64]!r}")
-    if ocr and meta.extension != ".pdf":
-        raise HTTPException(422, f"OCR applies to PDF files only, not {meta.extension}")
+    if ocr and meta.extension != ".pdf":  # a schema-valid request the document's type forbids
+        raise HTTPException(409, f"OCR applies to PDF files only, not {meta.extension}")
     if meta.status in (DocumentStatus.queued, DocumentStatus.ingesting):
         raise HTTPException(409, "the document is being ingested now; try again when it is done")
     queued = store.mark(document_id, DocumentStatus.queued)

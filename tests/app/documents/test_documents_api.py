@@ -221,7 +221,7 @@ def test_reprocess_queues_one_document_with_the_ocr_flag(api: tuple[TestClient, 
     run_worker(queue)
     assert client.post("/api/documents/nope/reprocess", headers=AUTH).status_code == 404
     not_pdf = client.post(f"/api/documents/{md['id']}/reprocess?ocr=true", headers=AUTH)
-    assert not_pdf.status_code == 422 and "PDF files only" in not_pdf.json()["detail"]
+    assert not_pdf.status_code == 409 and "PDF files only" in not_pdf.json()["detail"]
     again = client.post(f"/api/documents/{pdf['id']}/reprocess?ocr=true", headers=AUTH)
     assert again.status_code == 202 and again.json()["status"] == "queued"
     job = queue.fetch_job(f"ingest-{pdf['id']}")

@@ -1,8 +1,11 @@
 """Threaded chat workers (app.worker.threads): several chats in flight in one worker process,
 with RQ's registries, the abandoned-job sweep, per-job timeouts and shutdowns kept honest.
 
-One service (one worker process with THREADS loops, the Flow emulator, no documents: the answers
-have no sources, which is all these tests need) is shared by the module."""
+One service (one worker process with THREADS loops, the Flow emulator, one document about
+restarting the worker) is shared by the module. The document is what makes every chat wait on
+Flow: a question nothing answers is refused without asking Flow, and with the question-embedding
+cache such a chat ends in milliseconds, so the emulator's latency would hold no chat in flight
+(the tests then depended on whether an earlier test had warmed the cache)."""
 
 from __future__ import annotations
 
@@ -39,6 +42,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     )
     stack.start()
     try:
+        from app.core.settings import load_settings
+        from app.local.run import seed_documents
+
+        folder = tmp_path_factory.mktemp("threaded-docs")
+        (folder / "restart.md").write_text(
+            "# Restart the worker\n\nTo restart the worker, run `python -m ops.worker restart`"
+            " and watch the queue drain. The worker finishes its chats before it stops.\n"
+        )
+        seed_documents(
+            stack.base_url, stack.admin_token, folder, load_settings().ALLOWED_EXTENSIONS
+        )
         yield stack
     finally:
         stack.stop()
