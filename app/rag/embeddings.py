@@ -75,6 +75,7 @@ class Embedder:
     def embed_one(self, text: str) -> list[float]:
         return self.embed([text])[0].tolist()
 
+    @traced("embedding")  # one span per question, whether the cache had it or not
     def embed_query(self, text: str) -> list[float]:
         """One question's vector, from a bounded LRU cache of recent questions (the model is
         deterministic: the same text always gives the same vector)."""
@@ -83,7 +84,7 @@ class Embedder:
             if cached is not None:
                 self._queries.move_to_end(text)
                 return list(cached)
-        vector = tuple(self.embed([text])[0].tolist())
+        vector = tuple(self._embed_batch([text])[0].tolist())  # not embed(): one span
         with self._queries_lock:
             self._queries[text] = vector
             if len(self._queries) > QUERY_CACHE_SIZE:
