@@ -26,7 +26,7 @@ import pytest
 import redis
 from service_testlib import ANSWER_DEADLINE, wait_for_answer
 
-from app.contracts import QUEUE_NAME
+from app.contracts import ALIVE_PREFIX, INGEST_QUEUE_NAME, QUEUE_NAME
 from app.local.stack import LocalStack, Ports, StartupError, free_port, wait_until
 
 
@@ -157,13 +157,17 @@ class LiveService:
         return self.stack.redis_url
 
     def stop_workers(self) -> None:
+        """Stop the chat pool and clear its registrations (a killed pool leaves them); the
+        ingestion pool's workers, still running, stay registered."""
+        from rq import Queue, Worker
+
         self.stack.stop_workers()
         client = redis.Redis.from_url(self.redis_url)
-        from rq import Worker
-
-        for worker in Worker.all(connection=client):  # a killed pool leaves its registrations
-            worker.register_death()
-        client.close()
+        try:
+            for worker in Worker.all(queue=Queue(QUEUE_NAME, connection=client)):
+                worker.register_death()
+        finally:
+            client.close()
 
     def start_workers(self) -> None:
         self.stack.start_workers()
@@ -178,14 +182,19 @@ class LiveService:
         """Put the shared service back in the state every test starts from, whatever the test
         before did: the emulator's defaults, no maintenance flag, the chat workers running,
         and no chat queued or in flight (jobs an earlier test left finish first)."""
-        from rq import Queue
+        from rq import Queue, Worker
         from rq.registry import StartedJobRegistry
 
         from app.core.maintenance import MaintenanceTracker
 
         self.emulator.reset()
-        if self.stack.procs.get("worker") is None or self.stack.procs["worker"].poll() is not None:
-            self.start_workers()
+        for name, start in (
+            ("worker", self.start_workers),
+            ("ingest-worker", self.stack.start_ingest_workers),
+        ):
+            proc = self.stack.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                start()
         client = redis.Redis.from_url(self.redis_url)
         try:
             tracker = MaintenanceTracker(client, threshold=1)
@@ -197,6 +206,13 @@ class LiveService:
                 wait_until(
                     lambda: not client.llen(queue.key) + client.zcard(started.key), "idle", timeout
                 )
+            # the ingestion pool beating again (a test may have killed or drained it)
+            ingest = Queue(INGEST_QUEUE_NAME, connection=client)
+            wait_until(
+                lambda: any(client.exists(ALIVE_PREFIX + w.name) for w in Worker.all(queue=ingest)),
+                "an ingestion worker alive",
+                timeout,
+            )
         finally:
             client.close()
 

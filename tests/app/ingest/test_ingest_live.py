@@ -14,6 +14,7 @@ import pytest
 import redis
 from hostile_corpus import CORPUS
 from rq import Queue, Worker
+from rq.job import Job, JobStatus
 
 from app.contracts import INGEST_QUEUE_NAME
 from app.core.redis_clients import JOB_SERIALIZER
@@ -46,8 +47,10 @@ def connection(live_service) -> Iterator[redis.Redis]:
 
 
 def ingest_pids(connection: redis.Redis) -> set[int]:
+    """The ingestion workers beating now (a killed one stays registered until its key expires)."""
     queue = Queue(INGEST_QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
-    return {w.pid for w in Worker.all(queue=queue) if w.pid}
+    workers = Worker.all(queue=queue)
+    return {w.pid for w in workers if w.pid and connection.exists(ALIVE_PREFIX + w.name)}
 
 
 def documents(client: httpx.Client) -> dict[str, dict]:
@@ -93,8 +96,7 @@ def test_hostile_files_fail_with_the_limit_named_and_chats_are_answered_meanwhil
     live_service, admin: httpx.Client, connection: redis.Redis
 ) -> None:
     live_service.emulator.reset()
-    pids = ingest_pids(connection)
-    assert pids
+    pids = wait_for(lambda: ingest_pids(connection), "the ingestion pool beating")
     files = [("files", (item.filename, item.make())) for item in CORPUS]
     response = admin.post("/api/documents", files=files)
     assert response.status_code == 202, response.text
@@ -130,7 +132,14 @@ def _kill_the_worker_running(connection: redis.Redis, job_id: str) -> None:
     os.kill(worker.pid, signal.SIGKILL)
     # what the alive key's TTL and the next sweep do within ~30 s, done now
     connection.delete(ALIVE_PREFIX + worker.name)
-    wait_for(lambda: sweep_abandoned(connection, INGEST_QUEUE_NAME, grace=0), f"{job_id} swept", 30)
+
+    def swept() -> bool:
+        # this sweep, or the pool's own (its respawned worker sweeps too), ends the attempt
+        sweep_abandoned(connection, INGEST_QUEUE_NAME, grace=0)
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+        return job.get_status() != JobStatus.STARTED or job.worker_name != worker.name
+
+    wait_for(swept, f"{job_id} swept", DEADLINE_SECONDS)
 
 
 def test_a_document_whose_worker_is_killed_three_times_fails_then_reupload_ingests(
