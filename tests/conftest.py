@@ -231,7 +231,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService
         env_overrides={
             "FLOW_MAX_RETRIES": "2",
             "MAINTENANCE_AFTER_FAILURES": "2",
-            "INGEST_RETRY_INTERVALS": "1,1",  # 3 attempts, 1 s apart (tests kill and restart)
+            # 3 attempts: the second 1 s after the first, the third 20 s later (a Chroma restart
+            # on a busy machine fits before it; the kill test kills three attempts)
+            "INGEST_RETRY_INTERVALS": "1,20",
             "RATE_LIMIT_PER_MINUTE": "100000",
             "FLOW_TOKENS_PER_DAY": "100000000",
         },
