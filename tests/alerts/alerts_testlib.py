@@ -49,7 +49,7 @@ def expected_labels(alert: str, **series: str) -> dict[str, str]:
 
 
 # the `promtool_test` fixture (conftest.py): runs test cases, fails with promtool's output
-Run = Callable[[list[dict[str, Any]]], None]
+Run = Callable[..., None]  # (tests, evaluation_interval="15s")
 
 
 def case(interval: str, series: dict[str, str], checks: list[dict[str, Any]]) -> dict[str, Any]:
