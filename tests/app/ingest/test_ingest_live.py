@@ -128,7 +128,9 @@ def _kill_the_worker_running(connection: redis.Redis, job_id: str) -> None:
                 return worker
         return None
 
-    worker = wait_for(running, f"a worker to start {job_id}")
+    # the pool respawns the killed worker, which loads its model and takes over the retry
+    # scheduler before it runs the retry: minutes on a machine whose cores are both busy
+    worker = wait_for(running, f"a worker to start {job_id}", 3 * DEADLINE_SECONDS)
     os.kill(worker.pid, signal.SIGKILL)
     # what the alive key's TTL and the next sweep do within ~30 s, done now
     connection.delete(ALIVE_PREFIX + worker.name)
