@@ -16,7 +16,14 @@ from bootstrap_stack.aws import AwsTrust, AwsTrustArgs
 from bootstrap_stack.azure import AzureTrust, AzureTrustArgs
 from bootstrap_stack.github import GithubArgs, GithubSettings
 from bootstrap_stack.pulumi_cloud import PulumiCloud, PulumiCloudArgs
-from bootstrap_stack.settings import PROJECT, BootstrapSettings, load_settings
+from bootstrap_stack.settings import (
+    ENVIRONMENT_CLOUDS,
+    PROJECT,
+    SMOKE_API_KEY,
+    BootstrapSettings,
+    deploy_secrets,
+    load_settings,
+)
 from stacks.platform_ref import PLATFORM_PROJECT, platform_stack_name
 
 
@@ -59,6 +66,20 @@ def workflow_inputs(
     )
 
 
+def esc_ids(azure: AzureTrust, aws_trust: AwsTrust) -> dict[str, dict[str, pulumi.Input[str]]]:
+    """What each committed ESC definition reads as ${ids.NAME} (and hands the service stack)."""
+    return {
+        "staging": {
+            "clientId": azure.esc_client_id,  # ESC's identity (azure-login)
+            "tenantId": azure.tenant_id,
+            "subscriptionId": azure.subscription_id,
+            "vault": azure.vault_name,  # the deploy vault
+            "deployPrincipalId": azure.principal_id,  # writer on the stack's vault (rotation)
+        },
+        "prod": {"roleArn": aws_trust.esc_role_arn},
+    }
+
+
 def main() -> None:
     settings = load_settings()
     cfg = pulumi.Config(PROJECT)
@@ -66,20 +87,21 @@ def main() -> None:
     aws_provider = aws.Provider("bootstrap-aws", region=settings.aws.region)
     github_provider = github.Provider("bootstrap-github", owner=settings.repository.split("/")[0])
     pulumi_provider = ps.Provider("bootstrap-pulumi")
-    azure = AzureTrust("bootstrap", AzureTrustArgs(settings, azure_provider))
-    aws_trust = AwsTrust("bootstrap", AwsTrustArgs(settings, aws_provider))
+    secrets = {
+        cloud: {
+            secret_name: cfg.require_secret(config_key)
+            for secret_name, config_key in deploy_secrets(environment, cloud).values()
+        }
+        for environment, cloud in ENVIRONMENT_CLOUDS.items()
+    }
+    azure = AzureTrust("bootstrap", AzureTrustArgs(settings, azure_provider, secrets["azure"]))
+    aws_trust = AwsTrust("bootstrap", AwsTrustArgs(settings, aws_provider, secrets["aws"]))
     PulumiCloud(
         "bootstrap",
         PulumiCloudArgs(
             settings,
             pulumi_provider,
-            staging={
-                "clientId": azure.esc_client_id,
-                "tenantId": azure.tenant_id,
-                "subscriptionId": azure.subscription_id,
-                "vault": azure.vault_name,
-            },
-            prod={"roleArn": aws_trust.esc_role_arn},
+            ids=esc_ids(azure, aws_trust),
         ),
     )
     platforms = {
@@ -87,7 +109,7 @@ def main() -> None:
         for stack in ("staging", "prod")
     }
     repo_vars, env_vars, env_secrets = workflow_inputs(
-        settings, azure, aws_trust, platforms, cfg.require_secret("smokeApiKey")
+        settings, azure, aws_trust, platforms, cfg.require_secret(SMOKE_API_KEY)
     )
     GithubSettings(
         "bootstrap", GithubArgs(settings, github_provider, repo_vars, env_vars, env_secrets)

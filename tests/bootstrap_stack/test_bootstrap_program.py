@@ -8,17 +8,20 @@ platform produce").
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
+from bootstrap_stack import aws as aws_trust
 from bootstrap_stack import trust
-from bootstrap_stack.preview import problems, render
-from bootstrap_stack.pulumi_cloud import ESC_FIELDS, esc_definition
-from stacks import placeholders
+from bootstrap_stack.preview import ADMIN_ENV, problems, render, run_as_admin
+from bootstrap_stack.settings import ENVIRONMENT_CLOUDS, secret_config_keys
+from stacks import esc, placeholders
 from stacktools.render import RenderedResource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,16 +96,29 @@ def test_pulumi_cloud_trusts_only_this_repository(resources: list) -> None:
     assert policy["rules"]["repository"] == "ciandt/flowchat"
 
 
-@pytest.mark.parametrize("environment", list(ESC_FIELDS))
-def test_esc_definitions_are_filled_by_the_bootstrap_identities(environment: str) -> None:
-    committed = yaml.safe_load(
-        (ROOT / "deploy" / "esc" / f"flowchat-{environment}.yaml").read_text()
-    )
-    assert list(placeholders.find(committed))  # the committed file holds placeholders
-    values = {key: f"real-{key}-7f0c2f4e" for key in ESC_FIELDS[environment]}
-    filled = yaml.safe_load(esc_definition(environment, values))
-    assert list(placeholders.find(filled)) == []
-    assert filled["values"]["pulumiConfig"] == committed["values"]["pulumiConfig"]
+def _environments(resources: list[RenderedResource]) -> dict[str, dict]:
+    return {
+        f"{r.inputs['project']}/{r.inputs['name']}": yaml.safe_load(r.inputs["yaml"]["text"])
+        for r in resources
+        if r.type == "pulumiservice:index:Environment"
+    }
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_committed_esc_definitions_hold_no_placeholder_and_read_ids_from_bootstrap(
+    resources: list, environment: str
+) -> None:
+    """The committed file is deployed as it is; the ids it reads come from bootstrap's ids
+    environment, which it imports (issue 19: no placeholder ids copied by hand)."""
+    committed = esc.load_definition(environment)
+    assert list(placeholders.find(committed)) == []
+    assert committed["imports"] == [esc.ids_environment(environment)]
+    environments = _environments(resources)
+    assert environments[f"flowchat/{environment}"] == committed  # deployed verbatim
+    ids = environments[esc.ids_environment(environment)]["values"][esc.IDS]
+    assert set(esc.id_references(committed)) == set(ids)  # exactly what the definition reads
+    assert all(v not in (None, "") for v in ids.values()), ids
+    assert list(placeholders.find(ids)) == []
 
 
 # --- the workflows read only what bootstrap produces -------------------------------------------
@@ -160,3 +176,70 @@ def test_dropping_any_bootstrap_output_fails_naming_it(resources: list, name: st
     missing = unset_refs(rest)
     label = dropped.inputs.get("variableName") or dropped.inputs.get("secretName")
     assert missing and all(f".{label} " in m for m in missing), (name, missing)
+
+
+# --- the providers fail like the real ones without the administrator's credentials ------------
+def test_the_administrators_credentials_are_enough() -> None:
+    resources, problems = run_as_admin()
+    assert resources and problems == []
+
+
+@pytest.mark.parametrize(
+    ("dropped", "provider"),
+    [
+        ("GITHUB_TOKEN", "pulumi:providers:github"),
+        ("PULUMI_ACCESS_TOKEN", "pulumi:providers:pulumiservice"),
+        ("AWS_PROFILE", "pulumi:providers:aws"),
+    ],
+)
+def test_each_provider_fails_without_its_token(dropped: str, provider: str) -> None:
+    env = {k: v for k, v in ADMIN_ENV.items() if k != dropped}
+    _, problems = run_as_admin(env=env)
+    assert [p for p in problems if p.startswith(f"{provider} ")], problems
+    assert all(p.startswith(f"{provider} ") for p in problems), problems
+
+
+def test_azure_fails_without_a_login() -> None:
+    _, problems = run_as_admin(tools=frozenset())
+    assert any(p.startswith("pulumi:providers:azure-native ") for p in problems), problems
+
+
+# --- the deploy-time secrets ESC reads are written by bootstrap ---------------------------------
+SECRET_TYPES = {
+    "azure": ("azure-native:keyvault:Secret", "secretName"),
+    "aws": ("aws:secretsmanager/secret:Secret", "name"),
+}
+
+
+@pytest.mark.parametrize(("environment", "cloud"), list(ENVIRONMENT_CLOUDS.items()))
+def test_bootstrap_writes_exactly_the_secrets_each_esc_definition_reads(
+    resources: list, environment: str, cloud: str
+) -> None:
+    typ, field = SECRET_TYPES[cloud]
+    written = {r.inputs[field] for r in resources if r.type == typ}
+    committed = esc.load_definition(environment)["values"][cloud]["secrets"]
+    block = committed[f"fn::open::{cloud}-secrets"]["get"]
+    read = {entry["name" if cloud == "azure" else "secretId"] for entry in block.values()}
+    assert read and written == read
+    if cloud == "aws":  # every one has a value, and ESC's role may read it
+        versions = [r for r in resources if r.type.endswith("secretVersion:SecretVersion")]
+        assert len(versions) == len(read)
+        assert all(fnmatch.fnmatchcase(name, aws_trust.ESC_SECRETS) for name in read)
+    else:
+        vaults = {r.inputs["vaultName"] for r in resources if r.type.endswith(":Vault")}
+        assert {r.inputs["vaultName"] for r in resources if r.type == typ} == vaults
+    valued = [r for r in resources if r.type.endswith(("keyvault:Secret", ":SecretVersion"))]
+    assert valued and all("[secret]" in json.dumps(r.inputs) for r in valued)  # never plain
+
+
+@pytest.mark.parametrize("key", secret_config_keys(ENVIRONMENT_CLOUDS))
+def test_missing_secret_config_fails_the_bootstrap_naming_the_key(key: str) -> None:
+    with pytest.raises(pulumi.config.ConfigMissingError, match=f"flowchat-bootstrap:{key}"):
+        render(without=(key,))
+
+
+def test_the_environments_serve_the_stacks_on_their_clouds() -> None:
+    for environment, cloud in ENVIRONMENT_CLOUDS.items():
+        stack = yaml.safe_load((ROOT / f"Pulumi.{environment}.yaml").read_text())
+        assert stack["config"]["flowchat:cloud"] == cloud
+        assert stack["environment"] == [f"flowchat/{environment}"]

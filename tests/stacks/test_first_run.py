@@ -8,6 +8,7 @@ and, for each item, a negative case that removes its fix and must fail.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,15 @@ import pytest
 import yaml
 from stacks_testlib import ROOT
 
+from stacks import esc
+from stacks.config import esc_id_keys
 from stacks.platform_ref import OUTPUT_NAMES
 from stacks.render import RenderedResource, load_stack_file
 from stacktools import render as render_module
 from stacktools.first_run import (
     FAILS_WITHOUT,
     FirstRun,
+    bootstrap_environments,
     default_provider_problems,
     esc_definition_path,
     first_run,
@@ -240,11 +244,53 @@ def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack:
     assert {"azure-native", "aws"} <= set(disabled)
     (ref,) = doc["environment"]
     esc = yaml.safe_load(esc_definition_path(ref).read_text())
+    ids = {f"flowchat:{k}" for k in esc_id_keys(STACK_CLOUDS[stack])}
     assert set(esc["values"]["pulumiConfig"]) == {
         "flowchat:alertingUrl",
         "flowchat:grafanaAuth",
         "flowchat:registryAuth",
+        *ids,
     }
+
+
+# --- issue 19: the ids ESC hands over come from bootstrap, none is committed -------------------
+def _bootstrap_ids() -> list[tuple[str, str]]:
+    out = []
+    for stack in STACK_CLOUDS:
+        values = bootstrap_environments()[esc.ids_environment(stack)]["values"][esc.IDS]
+        out += [(stack, name) for name in sorted(values)]
+    return out
+
+
+def test_the_committed_stack_files_hold_no_id_the_bootstrap_creates() -> None:
+    for stack, cloud in STACK_CLOUDS.items():
+        config = load_stack_file(stack)["config"]
+        for obj, field in esc_id_keys(cloud).values():
+            assert field not in config.get(f"flowchat:{obj}", {}), (stack, obj, field)
+
+
+@pytest.mark.parametrize(("stack", "name"), _bootstrap_ids())
+def test_dropping_any_bootstrap_id_fails_the_first_run_naming_it(
+    stack: str, name: str, tmp_path: Path
+) -> None:
+    """The first run is fed the ids environment bootstrap writes; without one of its ids the
+    committed ESC definition does not open (and the service misses what it hands over)."""
+    imported = copy.deepcopy(bootstrap_environments())
+    del imported[esc.ids_environment(stack)]["values"][esc.IDS][name]
+    result = _run_contract(stack, _contract(), tmp_path, imported=imported)
+    assert any(f"bootstrap output ids.{name} is missing" in p for p in result.problems), (
+        result.problems
+    )
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_the_service_gets_the_bootstrap_ids_through_esc(contract_runs: dict, stack: str) -> None:
+    ids = bootstrap_environments()[esc.ids_environment(stack)]["values"][esc.IDS]
+    rendered = json.dumps([r.inputs for r in contract_runs[stack].resources])
+    config = esc.load_definition(stack)["values"]["pulumiConfig"]
+    for key in esc_id_keys(STACK_CLOUDS[stack]):
+        value = esc.resolve_ids(config[f"flowchat:{key}"], ids)
+        assert json.dumps(value)[1:-1] in rendered, (key, value)  # reaches the resources
 
 
 # --- the fake providers fail like the real ones -------------------------------------------------
@@ -298,6 +344,25 @@ def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack:
         ),
     ],
 )
+@pytest.mark.parametrize(
+    ("typ", "inputs", "env", "ok"),
+    [
+        ("pulumi:providers:github", {"owner": "o"}, {}, False),
+        ("pulumi:providers:github", {"owner": "o"}, {"GITHUB_TOKEN": "t"}, True),
+        ("pulumi:providers:github", {"token": "t"}, {}, False),
+        ("pulumi:providers:pulumiservice", {}, {}, False),
+        ("pulumi:providers:pulumiservice", {}, {"PULUMI_ACCESS_TOKEN": "t"}, True),
+        ("pulumi:providers:pulumiservice", {"accessToken": "t"}, {}, True),
+        ("pulumi:providers:aws", {"region": "r"}, {"AWS_PROFILE": "admin"}, True),
+    ],
+)
+def test_fake_bootstrap_providers_fail_without_their_token(
+    typ: str, inputs: dict, env: dict, ok: bool
+) -> None:
+    problem = FAILS_WITHOUT[typ](inputs, env, set(), "azure")
+    assert (problem == "") is ok, problem
+
+
 def test_fake_providers_fail_like_the_real_ones(
     typ: str, inputs: dict, env: dict, tools: set, cloud: str, ok: bool
 ) -> None:
