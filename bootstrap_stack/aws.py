@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -87,6 +87,8 @@ def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
 class AwsTrustArgs:
     settings: BootstrapSettings
     provider: aws.Provider
+    # the prod platform's service namespaces (its output serviceNamespaces): the EKS access scope
+    namespaces: pulumi.Input[Sequence[str]] = ()
     # the Secrets Manager secrets ESC reads: secret name -> value (bootstrap's secret config)
     deploy_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
@@ -149,9 +151,9 @@ class AwsTrust(pulumi.ComponentResource):
                 f"{name}-{key}-access-policy",
                 cluster_name=cfg.cluster_name,
                 principal_arn=role.arn,
-                policy_arn="arn:aws:eks::aws:cluster-access-policy/"
-                + ("AmazonEKSEditPolicy" if write else "AmazonEKSViewPolicy"),
-                access_scope={"type": "namespace", "namespaces": ["flowchat-prod"]},
+                policy_arn=trust.EKS_POLICY_ARN.format(trust.EKS_EDIT if write else trust.EKS_VIEW),
+                # only inside the namespaces the platform created for the service stacks
+                access_scope={"type": "namespace", "namespaces": args.namespaces},
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(depends_on=[access])
                 ),

@@ -37,6 +37,7 @@ class BootstrapSettings(ConfigModel):
 
 
 SMOKE_API_KEY = "smokeApiKey"  # the key ops.smoke uses (a GitHub environment secret)
+LOAD_TEST_API_KEY = "loadTestApiKey"  # the key load-test.yml uses (LOAD_TEST_API_KEY)
 
 
 def deploy_secret_key(environment: str, key: str) -> str:
@@ -55,7 +56,7 @@ def deploy_secrets(environment: str, cloud: str) -> dict[str, tuple[str, str]]:
 
 def secret_config_keys(clouds: dict[str, str]) -> list[str]:
     """Every secret config key the bootstrap stack requires (`pulumi config set --secret`)."""
-    keys = [SMOKE_API_KEY]
+    keys = [SMOKE_API_KEY, LOAD_TEST_API_KEY]
     for environment, cloud in clouds.items():
         keys += [config_key for _, config_key in deploy_secrets(environment, cloud).values()]
     return keys

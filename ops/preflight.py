@@ -419,6 +419,13 @@ def preflight(
         return report
     platform = platform_values(config, org, clients.cloud, report)
     if platform is not None:
+        if config.namespace in platform.service_namespaces:
+            report.check(None)
+        else:  # namespaces are cluster-scoped: the deploy identity cannot create its own
+            report.check(
+                f"namespace {config.namespace} is not one the platform created "
+                f"(serviceNamespaces: {', '.join(platform.service_namespaces) or 'none'})"
+            )
         cluster_problems(platform, clients.kube_api, report)
         try:
             clients.resolve(platform.hostname)

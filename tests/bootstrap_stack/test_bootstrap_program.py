@@ -25,7 +25,6 @@ from stacks import esc, placeholders
 from stacktools.render import RenderedResource
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
 BUILT_IN_SECRETS = {"GITHUB_TOKEN"}
 GITHUB_TYPES = {
     "github:index/actionsVariable:ActionsVariable": "repo-var",
@@ -122,19 +121,59 @@ def test_committed_esc_definitions_hold_no_placeholder_and_read_ids_from_bootstr
 
 
 # --- the workflows read only what bootstrap produces -------------------------------------------
+WORKFLOWS = ROOT / ".github" / "workflows"
+# Read by workflows but deliberately not bootstrap outputs, each with its reason:
+NOT_FROM_BOOTSTRAP = {
+    # the NEW Flow credentials and admin token an operator puts in before dispatching
+    # rotate-flow-credentials.yml (its header); a bootstrap value would be the old one
+    ("secrets", "FLOW_AGENT"): "rotation input",
+    ("secrets", "FLOW_TENANT"): "rotation input",
+    ("secrets", "FLOW_AGENT_SECRET"): "rotation input",
+    ("secrets", "ADMIN_TOKEN"): "rotation input",
+    # optional: evaluate.yml checks it and warns when unset (no Pushgateway on the platform)
+    ("vars", "PUSHGATEWAY_URL"): "optional",
+    # opt-in: the jobs it gates (preview.yml's live previews) are skipped until a team turns it
+    # on with identities a pull request may use; those jobs are left out below
+    ("vars", "PULUMI_PREVIEW_ENABLED"): "opt-in gate",
+}
+OPT_IN_GATES = ("PULUMI_PREVIEW_ENABLED",)
+
+
+def _job_environments(job: dict) -> list[str | None]:
+    """The GitHub environments a job may run in: its literal `environment:`, or each known
+    environment named in its expression (`matrix.stack == 'prod' && 'production' || ...`)."""
+    environment = job.get("environment")
+    if isinstance(environment, dict):
+        environment = environment.get("name")
+    if environment is None:
+        return [None]
+    known = set(trust.GITHUB_ENVIRONMENTS.values())
+    if "${{" not in environment:
+        return [environment]
+    named = [e for e in re.findall(r"'([^']+)'", environment) if e in known]
+    assert named, environment
+    return named
+
+
 def workflow_refs() -> list[tuple[str, str | None, str, str]]:
-    """(job, its GitHub environment, vars|secrets, NAME) for every reference in deploy.yml."""
-    workflow = yaml.safe_load(DEPLOY.read_text())
-    top = json.dumps(workflow.get("env") or {})
+    """(workflow/job, its GitHub environment, vars|secrets, NAME) for every reference in every
+    workflow (deploy, preview, drift, rotation, smoke, evaluation, load test...)."""
     refs = []
-    for name, job in workflow["jobs"].items():
-        environment = job.get("environment")
-        if isinstance(environment, dict):
-            environment = environment.get("name")
-        text = top + json.dumps(job)
-        for kind, ref in sorted(set(re.findall(r"\$\{\{\s*(vars|secrets)\.([A-Za-z0-9_]+)", text))):
-            if not (kind == "secrets" and ref in BUILT_IN_SECRETS):
-                refs.append((name, environment, kind, ref))
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        workflow = yaml.safe_load(path.read_text())
+        top = json.dumps(workflow.get("env") or {})
+        for name, job in workflow["jobs"].items():
+            if any(f"vars.{gate} == 'true'" in str(job.get("if", "")) for gate in OPT_IN_GATES):
+                continue  # skipped: bootstrap does not turn the gate on
+            text = top + json.dumps(job)
+            found = set(re.findall(r"\b(vars|secrets)\.([A-Za-z0-9_]+)", text))
+            for environment in _job_environments(job):
+                for kind, ref in sorted(found):
+                    if kind == "secrets" and ref in BUILT_IN_SECRETS:
+                        continue
+                    if (kind, ref) in NOT_FROM_BOOTSTRAP:
+                        continue
+                    refs.append((f"{path.name}/{name}", environment, kind, ref))
     return refs
 
 
@@ -161,8 +200,18 @@ def unset_refs(resources: list[RenderedResource]) -> list[str]:
 
 
 def test_every_workflow_reference_is_a_bootstrap_output(resources: list) -> None:
-    assert workflow_refs()
+    refs = workflow_refs()
+    read_by = {r[0].split("/")[0] for r in refs}
+    assert {"deploy.yml", "drift.yml", "rotate-flow-credentials.yml"} <= read_by
+    assert {"smoke.yml", "evaluate.yml", "load-test.yml"} <= read_by
     assert unset_refs(resources) == []
+
+
+def test_the_exceptions_are_still_read() -> None:
+    """An entry of NOT_FROM_BOOTSTRAP that no workflow reads any more must go."""
+    text = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    for kind, name in NOT_FROM_BOOTSTRAP:
+        assert f"{kind}.{name}" in text
 
 
 def _github_resources() -> list[str]:

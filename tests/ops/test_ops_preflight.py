@@ -141,6 +141,10 @@ BREAKS = {
         ),
         "values.pulumiConfig.flowchat:azureRotationPrincipalId holds a placeholder",
     ),
+    "namespace-not-created": (
+        lambda t: t.stacks[f"{ORG}/flowchat-platform/staging"].update(serviceNamespaces=["other"]),
+        "namespace flowchat-staging is not one the platform created",
+    ),
     "cluster-down": (lambda t: setattr(t, "kube_up", False), "is unreachable"),
     "no-keda-crd": (
         lambda t: t.crds.discard("scaledobjects.keda.sh"),
