@@ -16,7 +16,7 @@ from stacks.service import Service, ServiceArgs
 config = load_config()
 platform = resolve_platform(config.platform)  # the platform stack's outputs (or external)
 providers = make_providers("flowchat", config)
-kube = KubeNamespace("flowchat", config, providers.kubernetes)
+kube = KubeNamespace("flowchat", config, providers.kubernetes, platform.service_namespaces)
 secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud, platform))
 service = Service(
     "flowchat",
@@ -48,7 +48,7 @@ Monitoring(
         routes=escalation.routes if escalation else None,
     ),
     opts=pulumi.ResourceOptions(
-        providers=[providers.kubernetes, providers.grafana], depends_on=[kube.namespace]
+        providers=[providers.kubernetes, providers.grafana], depends_on=[kube]
     ),
 )
 pulumi.export("namespace", config.namespace)

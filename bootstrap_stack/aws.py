@@ -4,8 +4,10 @@ GitHub environment, with a scoped permission policy and an EKS access entry), an
 
 from __future__ import annotations
 
+import fnmatch
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -85,6 +87,10 @@ def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
 class AwsTrustArgs:
     settings: BootstrapSettings
     provider: aws.Provider
+    # the prod platform's service namespaces (its output serviceNamespaces): the EKS access scope
+    namespaces: pulumi.Input[Sequence[str]] = ()
+    # the Secrets Manager secrets ESC reads: secret name -> value (bootstrap's secret config)
+    deploy_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class AwsTrust(pulumi.ComponentResource):
@@ -145,9 +151,9 @@ class AwsTrust(pulumi.ComponentResource):
                 f"{name}-{key}-access-policy",
                 cluster_name=cfg.cluster_name,
                 principal_arn=role.arn,
-                policy_arn="arn:aws:eks::aws:cluster-access-policy/"
-                + ("AmazonEKSEditPolicy" if write else "AmazonEKSViewPolicy"),
-                access_scope={"type": "namespace", "namespaces": ["flowchat-prod"]},
+                policy_arn=trust.EKS_POLICY_ARN.format(trust.EKS_EDIT if write else trust.EKS_VIEW),
+                # only inside the namespaces the platform created for the service stacks
+                access_scope={"type": "namespace", "namespaces": args.namespaces},
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(depends_on=[access])
                 ),
@@ -188,6 +194,22 @@ class AwsTrust(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        for secret_name, value in sorted(args.deploy_secrets.items()):
+            if not fnmatch.fnmatchcase(secret_name, ESC_SECRETS):
+                raise ValueError(f"ESC reads {secret_name}, outside what its role may read")
+            key = secret_name.rsplit("/", 1)[-1].lower().replace("_", "-")
+            secret = aws.secretsmanager.Secret(
+                f"{name}-deploy-secret-{key}",
+                name=secret_name,
+                recovery_window_in_days=7,
+                opts=child,
+            )
+            aws.secretsmanager.SecretVersion(
+                f"{name}-deploy-secret-{key}-value",
+                secret_id=secret.id,
+                secret_string=pulumi.Output.secret(value),
+                opts=child,
+            )
         self.deploy_role_arn = roles["deploy"].arn
         self.readonly_role_arn = roles["readonly"].arn
         self.esc_role_arn = esc.arn

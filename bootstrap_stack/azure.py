@@ -2,12 +2,14 @@
 
 Deploy identity: Contributor on the resource group; a role-assignment right limited by an ABAC
 condition to the two Key Vault roles; AKS credentials and namespace write on the data plane.
-ESC identity: reads the deploy vault (the secret config of `deploy/esc/flowchat-staging.yaml`).
+ESC identity: reads the deploy vault (the secret config of `deploy/esc/flowchat-staging.yaml`),
+whose secrets this component writes under the names that definition reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_azure_native as azure_native
@@ -21,6 +23,8 @@ from bootstrap_stack.settings import BootstrapSettings
 class AzureTrustArgs:
     settings: BootstrapSettings
     provider: azure_native.Provider
+    # the deploy vault's secrets ESC reads: secret name -> value (bootstrap's secret config)
+    deploy_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class AzureTrust(pulumi.ComponentResource):
@@ -125,6 +129,15 @@ class AzureTrust(pulumi.ComponentResource):
             opts=child,
         )
         grant("esc-vault-reader", trust.KEY_VAULT_SECRETS_USER, esc.principal_id, vault.id)
+        for secret_name, value in sorted(args.deploy_secrets.items()):
+            keyvault.Secret(
+                f"{name}-deploy-secret-{secret_name}",
+                secret_name=secret_name,
+                vault_name=vault.name,
+                resource_group_name=group.name,
+                properties={"value": pulumi.Output.secret(value)},
+                opts=child,
+            )
         self.client_id = deploy.client_id
         self.principal_id = deploy.principal_id
         self.esc_client_id = esc.client_id

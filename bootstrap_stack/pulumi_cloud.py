@@ -1,13 +1,11 @@
-"""Pulumi Cloud: the GitHub OIDC issuer with its authorization policy, and the ESC environments
-(the committed deploy/esc definitions with the identities of this bootstrap filled in)."""
+"""Pulumi Cloud: the GitHub OIDC issuer with its authorization policy, and the ESC environments:
+per stack, `flowchat/<stack>-ids` (the ids this bootstrap created) and `flowchat/<stack>` (the
+committed deploy/esc definition as it is, which imports the ids and reads them as ${ids.NAME})."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pulumi
 import pulumi_pulumiservice as ps
@@ -15,39 +13,20 @@ import yaml
 
 from bootstrap_stack import trust
 from bootstrap_stack.settings import BootstrapSettings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ESC_DIR = REPO_ROOT / "deploy" / "esc"
-# where each identity value goes in the committed definitions
-ESC_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "staging": {
-        "clientId": ("azure", "login", "fn::open::azure-login", "clientId"),
-        "tenantId": ("azure", "login", "fn::open::azure-login", "tenantId"),
-        "subscriptionId": ("azure", "login", "fn::open::azure-login", "subscriptionId"),
-        "vault": ("azure", "secrets", "fn::open::azure-secrets", "vault"),
-    },
-    "prod": {"roleArn": ("aws", "login", "fn::open::aws-login", "oidc", "roleArn")},
-}
+from stacks import esc
 
 
-def esc_definition(environment: str, values: Mapping[str, str]) -> str:
-    """deploy/esc/flowchat-<environment>.yaml with `values` in place of its placeholders."""
-    doc = yaml.safe_load((ESC_DIR / f"flowchat-{environment}.yaml").read_text())
-    filled: dict[str, Any] = copy.deepcopy(doc)
-    for key, path in ESC_FIELDS[environment].items():
-        node = filled["values"]
-        for part in path[:-1]:
-            node = node[part]
-        node[path[-1]] = values[key]
-    return yaml.safe_dump(filled, sort_keys=False)
+def ids_definition(values: Mapping[str, str]) -> str:
+    """The ids environment `flowchat/<environment>-ids` the committed definition imports."""
+    return yaml.safe_dump(esc.ids_document(values), sort_keys=True)
 
 
 @dataclass(frozen=True)
 class PulumiCloudArgs:
     settings: BootstrapSettings
     provider: ps.Provider
-    staging: Mapping[str, pulumi.Input[str]]  # ESC_FIELDS["staging"] keys
-    prod: Mapping[str, pulumi.Input[str]]
+    # environment (staging, prod) -> the ids its committed definition reads as ${ids.NAME}
+    ids: Mapping[str, Mapping[str, pulumi.Input[str]]]
 
 
 class PulumiCloud(pulumi.ComponentResource):
@@ -76,14 +55,25 @@ class PulumiCloud(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        for environment, values in (("staging", args.staging), ("prod", args.prod)):
-            text = pulumi.Output.all(**values).apply(lambda v, e=environment: esc_definition(e, v))
+        for environment, values in args.ids.items():
+            ids_project, ids_name = esc.ids_environment(environment).split("/")
+            ids = ps.Environment(
+                f"{name}-esc-{environment}-ids",
+                organization=settings.organization,
+                project=ids_project,
+                name=ids_name,
+                yaml=pulumi.Output.all(**values).apply(
+                    lambda v: pulumi.StringAsset(ids_definition(v))
+                ),
+                opts=child,
+            )
+            # the committed definition as it is: it imports the ids environment
             ps.Environment(
                 f"{name}-esc-{environment}",
                 organization=settings.organization,
                 project="flowchat",
                 name=environment,
-                yaml=text.apply(pulumi.StringAsset),
-                opts=child,
+                yaml=pulumi.StringAsset(esc.definition_path(environment).read_text()),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ids])),
             )
         self.register_outputs({})

@@ -7,9 +7,12 @@ import json
 import pulumi
 from pydantic import Field
 
+from stacks import esc
 from stacks.config_types import ConfigModel
 
 PROJECT = "flowchat-bootstrap"
+# the service stack each ESC environment serves, and its cloud (Pulumi.<stack>.yaml flowchat:cloud)
+ENVIRONMENT_CLOUDS = {"staging": "azure", "prod": "aws"}
 
 
 class AzureBootstrap(ConfigModel):
@@ -31,6 +34,32 @@ class BootstrapSettings(ConfigModel):
     production_reviewers: list[int] = []
     azure: AzureBootstrap
     aws: AwsBootstrap
+
+
+SMOKE_API_KEY = "smokeApiKey"  # the key ops.smoke uses (a GitHub environment secret)
+LOAD_TEST_API_KEY = "loadTestApiKey"  # the key load-test.yml uses (LOAD_TEST_API_KEY)
+
+
+def deploy_secret_key(environment: str, key: str) -> str:
+    """Secret config of the value ESC reads as `key` for `environment`: `stagingGrafanaAuth`."""
+    return f"{environment}{key[:1].upper()}{key[1:]}"
+
+
+def deploy_secrets(environment: str, cloud: str) -> dict[str, tuple[str, str]]:
+    """What the committed ESC definition of `environment` reads from the secret manager:
+    its `get:` key -> (the secret's name there, this stack's secret config key)."""
+    return {
+        key: (name, deploy_secret_key(environment, key))
+        for key, name in esc.deploy_secret_names(environment, cloud).items()
+    }
+
+
+def secret_config_keys(clouds: dict[str, str]) -> list[str]:
+    """Every secret config key the bootstrap stack requires (`pulumi config set --secret`)."""
+    keys = [SMOKE_API_KEY, LOAD_TEST_API_KEY]
+    for environment, cloud in clouds.items():
+        keys += [config_key for _, config_key in deploy_secrets(environment, cloud).values()]
+    return keys
 
 
 def load_settings() -> BootstrapSettings:

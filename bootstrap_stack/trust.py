@@ -20,6 +20,22 @@ KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"  # list user credentials
 AKS_RBAC_WRITER = "a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb"  # data plane: write in namespaces
 ASSIGNABLE_BY_DEPLOY = (KEY_VAULT_SECRETS_USER, KEY_VAULT_SECRETS_OFFICER)
+# EKS access policies of the deploy roles (AccessPolicyAssociation, scoped to the platform's
+# service namespaces)
+EKS_POLICY_ARN = "arn:aws:eks::aws:cluster-access-policy/{}"
+EKS_EDIT = "AmazonEKSEditPolicy"
+EKS_VIEW = "AmazonEKSViewPolicy"
+# Cluster-scoped Kubernetes kinds each data-plane role the deploy identities get may create: the
+# built-in roles' documented rights. All of them are namespaced roles (AKS RBAC Writer, EKS
+# Edit/View: "read/write access to most objects in a namespace"), so none; AKS Cluster User
+# only lists the kubeconfig. The service program must create no cluster-scoped kind
+# (tests/stacks/test_first_run.py reads the grants the bootstrap program makes).
+KUBE_ROLE_CLUSTER_KINDS: dict[str, frozenset[str]] = {
+    AKS_RBAC_WRITER: frozenset(),
+    AKS_CLUSTER_USER: frozenset(),
+    EKS_EDIT: frozenset(),
+    EKS_VIEW: frozenset(),
+}
 
 
 def github_subject(repository: str, environment: str) -> str:

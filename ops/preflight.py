@@ -4,7 +4,8 @@
 
 Checks, in order (each problem is one line; exit 1 when there is any, 0 when none):
 1. placeholders (`stacks.placeholders`) in the stack file, its attached ESC definitions and the
-   platform stack file, named by file and key;
+   platform stack file, named by file and key; online, also in the ids the opened ESC environment
+   delivers (bootstrap writes them into `flowchat/<stack>-ids`), and each missing one;
 2. the stack's config parses (`stacks.config`);
 3. every ESC environment the stack attaches opens (Pulumi Cloud REST API, `PULUMI_ACCESS_TOKEN`
    from pulumi/auth-actions) and delivers the secret config the program reads;
@@ -36,13 +37,14 @@ from typing import Any
 import httpx
 import yaml
 
-from stacks import placeholders
+from stacks import esc, placeholders
 from stacks.config import (
     GRAFANA_AUTH_KEY,
     REGISTRY_AUTH_KEY,
     SECRET_CONFIG_KEYS,
     ConfigError,
     StackConfig,
+    esc_id_keys,
     parse_config,
 )
 from stacks.platform_ref import OUTPUT_NAMES, PlatformOutputs
@@ -196,6 +198,34 @@ def esc_secrets(
             if str(key).startswith(f"{PROJECT}:") and value not in (None, ""):
                 delivered[str(key).split(":", 1)[1]] = str(value)
     return delivered
+
+
+def esc_id_problems(
+    stack: str, org: str, delivered: Mapping[str, str], root: Path = REPO_ROOT
+) -> list[str]:
+    """Each id the stack reads from ESC (stacks.config.ESC_ID_KEYS; bootstrap writes them into
+    `flowchat/<stack>-ids`) is delivered and is not a placeholder: one line, file and key."""
+    doc = load_stack_file(stack, root)
+    cloud = str((doc.get("config") or {}).get(f"{PROJECT}:cloud", "azure"))
+    refs = doc.get("environment") or []
+    where = ", ".join(str(ESC_DIR / f"{ref.replace('/', '-')}.yaml") for ref in refs) or (
+        f"Pulumi.{stack}.yaml (no ESC environment)"
+    )
+    problems = []
+    for key in esc_id_keys(cloud):
+        value = delivered.get(key)
+        if not value:
+            problems.append(
+                f"{where}: values.pulumiConfig.{PROJECT}:{key} is not delivered by "
+                f"{', '.join(f'{org}/{r}' for r in refs) or 'any ESC environment'} "
+                f"(bootstrap writes the id into {esc.ids_environment(stack)})"
+            )
+        elif kind := placeholders.placeholder_kind(value):
+            problems.append(
+                f"{where}: values.pulumiConfig.{PROJECT}:{key} holds a placeholder ({kind}); "
+                f"run the bootstrap program, which writes {esc.ids_environment(stack)}"
+            )
+    return problems
 
 
 def _why(exc: Exception) -> str:
@@ -380,6 +410,8 @@ def preflight(
     for key in (GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY):
         if key not in secrets:
             report.check(f"secret config flowchat:{key} is not delivered by the ESC environment")
+    for problem in esc_id_problems(stack, org, secrets, root) or [None]:
+        report.check(problem)
     config, problems = load_stack(stack, secrets, root)
     for problem in problems:
         report.check(problem)
@@ -387,6 +419,13 @@ def preflight(
         return report
     platform = platform_values(config, org, clients.cloud, report)
     if platform is not None:
+        if config.namespace in platform.service_namespaces:
+            report.check(None)
+        else:  # namespaces are cluster-scoped: the deploy identity cannot create its own
+            report.check(
+                f"namespace {config.namespace} is not one the platform created "
+                f"(serviceNamespaces: {', '.join(platform.service_namespaces) or 'none'})"
+            )
         cluster_problems(platform, clients.kube_api, report)
         try:
             clients.resolve(platform.hostname)

@@ -56,6 +56,7 @@ def platform_outputs(
         "proberUrl": PROBER_URL,
         "kedaNamespace": KEDA_NAMESPACE,
         "monitoringNamespace": MONITORING_NAMESPACE,
+        "serviceNamespaces": list(settings.service_namespaces),  # platform_stack.namespaces
     }
     assert set(values) == set(OUTPUT_NAMES), set(values) ^ set(OUTPUT_NAMES)
     return values

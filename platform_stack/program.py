@@ -13,6 +13,7 @@ from platform_stack.addons import Addons, AddonsArgs
 from platform_stack.cluster_aks import AksArgs, AksCluster
 from platform_stack.cluster_eks import EksArgs, EksCluster
 from platform_stack.log_shipping import LogShipping, LogShippingArgs
+from platform_stack.namespaces import ServiceNamespaces, ServiceNamespacesArgs
 from platform_stack.outputs import platform_outputs
 from platform_stack.settings import load_settings
 
@@ -37,6 +38,7 @@ def main() -> None:
             addon_args = {"file_system_id": eks.file_system_id, "zone_id": eks.zone_id}
         kube = k8s.Provider("platform-k8s", kubeconfig=cluster.kubeconfig)
         Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
+        ServiceNamespaces("platform", ServiceNamespacesArgs(settings.service_namespaces, kube))
         if settings.logs is not None:  # the pods' JSON lines to the team's Elasticsearch
             LogShipping(
                 "platform",
@@ -52,6 +54,5 @@ def main() -> None:
             settings, cluster.cluster_name, cluster.oidc_issuer_url, provider_arn
         )
         extra["kubeconfig"] = cluster.kubeconfig
-        extra["namespaces"] = settings.service_namespaces
     for name, value in {**values, **extra}.items():
         pulumi.export(name, value)

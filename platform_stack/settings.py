@@ -53,7 +53,9 @@ class PlatformSettings(ConfigModel):
     dns_zone: str = ""  # the zone the platform creates (delegate it from its parent once)
     host_label: str = "chat"  # the service's hostname is <hostLabel>.<dnsZone>
     acme_email: str = ""  # Let's Encrypt account (expiry notices)
-    service_namespaces: list[str] = []  # namespaces the deploy identity may write
+    # the service stacks' namespaces: the platform creates them (cluster-scoped), the deploy
+    # identity may write in them (bootstrap), each service stack deploys into its own
+    service_namespaces: list[str] = Field(default_factory=list)
     azure: AzureCluster | None = None
     aws: AwsCluster | None = None
     external: PlatformOutputs | None = None
@@ -65,6 +67,8 @@ class PlatformSettings(ConfigModel):
             if self.external is None:
                 raise ValueError("mode external needs external (the cluster's values)")
             return self
+        if not self.service_namespaces:
+            raise ValueError("mode managed needs serviceNamespaces (the stacks' namespaces)")
         if not self.cluster_name or not self.acme_email:
             raise ValueError("mode managed needs clusterName and acmeEmail")
         if not DNS_NAME.match(self.dns_zone) or self.dns_zone.endswith(PLACEHOLDER_DOMAINS):

@@ -194,6 +194,28 @@ SECRET_CONFIG_KEYS = (
     "kubeconfig",
     PAGERDUTY_TOKEN_KEY,
 )
+# Ids the bootstrap program creates, delivered by the stack's ESC environment: the committed
+# deploy/esc/flowchat-<stack>.yaml imports `flowchat/<stack>-ids` (written by bootstrap) and maps
+# its `ids.*` to these keys in `pulumiConfig`. Own top-level keys, because a `flowchat:azure` from
+# ESC would be shadowed by the stack file's `flowchat:azure` object (stack config wins). Each key
+# fills one field of an object unless the stack file sets that field itself.
+ESC_ID_KEYS: dict[str, dict[str, tuple[str, str]]] = {
+    "azure": {
+        "azureTenantId": ("azure", "tenantId"),
+        "azureRotationPrincipalId": ("azure", "rotationPrincipalId"),
+    },
+    "aws": {},
+}
+ESC_ID_PLACEHOLDER = "[ESC id]"  # what the offline preview shows for an id ESC delivers
+
+
+def esc_id_keys(cloud: str) -> dict[str, tuple[str, str]]:
+    """The id keys a stack on `cloud` reads from its ESC environment (key -> object, field)."""
+    return ESC_ID_KEYS.get(cloud, {})
+
+
+def _all_esc_id_keys() -> dict[str, tuple[str, str]]:
+    return {k: v for keys in ESC_ID_KEYS.values() for k, v in keys.items()}
 
 
 def _top_level_keys() -> list[str]:
@@ -263,6 +285,8 @@ def parse_config(
     for key, value in raw.items():
         if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY, PAGERDUTY_TOKEN_KEY):
             continue
+        if key in _all_esc_id_keys():
+            continue
         if key not in known:
             problems.append(f"flowchat:{key}: is not a known setting")
             continue
@@ -289,6 +313,9 @@ def parse_config(
         data["escalation"] = {**data["escalation"], "token": raw[PAGERDUTY_TOKEN_KEY]}
     if REGISTRY_AUTH_KEY in raw:
         data["image"] = {**(data.get("image") or {}), "pullAuth": raw[REGISTRY_AUTH_KEY]}
+    for key, (obj, field) in _all_esc_id_keys().items():
+        if raw.get(key) and isinstance(data.get(obj, {}), dict):
+            data[obj] = {field: raw[key], **(data.get(obj) or {})}  # the stack file's value wins
     if problems:
         raise ConfigError(problems)
     try:
@@ -352,6 +379,13 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
     return keys
 
 
+def offline_id_keys(raw: Mapping[str, str]) -> list[str]:
+    """Id keys the stack's ESC environment delivers (ESC_ID_KEYS of its cloud); the offline
+    preview supplies ESC_ID_PLACEHOLDER for them, the first-run test resolves them from what the
+    bootstrap program writes into `flowchat/<stack>-ids`."""
+    return list(esc_id_keys(raw.get("cloud", "azure")))
+
+
 def load_config(project: str = APP_NAME) -> StackConfig:
     """Read and validate the `flowchat:*` config of the running stack through `pulumi.Config`.
 
@@ -361,7 +395,7 @@ def load_config(project: str = APP_NAME) -> StackConfig:
     cfg = pulumi.Config(project)
     raw: dict[str, str] = {}
     secret: set[str] = set()
-    for key in dict.fromkeys((*_top_level_keys(), *SECRET_CONFIG_KEYS)):
+    for key in dict.fromkeys((*_top_level_keys(), *SECRET_CONFIG_KEYS, *_all_esc_id_keys())):
         value = cfg.get(key)
         if value is None:
             continue
@@ -373,6 +407,7 @@ def load_config(project: str = APP_NAME) -> StackConfig:
 
 __all__ = [
     "CLOUDS",
+    "ESC_ID_KEYS",
     "FORBIDDEN_ENV",
     "SHUTDOWN_MARGIN_SECONDS",
     "STACK_OWNED_ENV",
@@ -397,7 +432,9 @@ __all__ = [
     "StackConfig",
     "TokenPrices",
     "WorkerConfig",
+    "esc_id_keys",
     "load_config",
+    "offline_id_keys",
     "offline_secret_keys",
     "parse_config",
     "validate_app_env",

@@ -1,7 +1,9 @@
-"""Kubernetes basics shared by the components: labels, the provider and the stack's namespace."""
+"""Kubernetes basics shared by the components: labels, the provider and the stack's namespace
+(created by the platform, checked here)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import pulumi
@@ -38,38 +40,47 @@ POD_SECURITY_LABELS = {
 }
 
 
-class KubeNamespace(pulumi.ComponentResource):
-    """The stack's namespace, created through the explicit Kubernetes provider.
+class NamespaceMissingError(ValueError):
+    """The platform has not created the stack's namespace."""
 
-    `provider` is the program's explicit `k8s.Provider` (stacks.providers); every namespaced
-    resource of the other components uses it through `opts_for`.
+
+def check_namespace(namespace: str, service_namespaces: Sequence[str]) -> str:
+    if namespace not in service_namespaces:
+        raise NamespaceMissingError(
+            f"namespace {namespace} is not one the platform created (serviceNamespaces: "
+            f"{', '.join(service_namespaces) or 'none'}): add it to the platform stack's "
+            "flowchat-platform:serviceNamespaces"
+        )
+    return namespace
+
+
+class KubeNamespace(pulumi.ComponentResource):
+    """The stack's namespace, which the platform created (`platform_stack.namespaces`).
+
+    Namespaces are cluster-scoped and the deploy identity may only write inside its namespaces
+    (bootstrap's grants), so the service stack creates none: it checks that its namespace is one
+    of the platform's `serviceNamespaces` (the `up` fails naming it otherwise). `provider` is the
+    program's explicit `k8s.Provider` (stacks.providers); every namespaced resource of the other
+    components uses it through `opts_for`.
     """
 
     provider: k8s.Provider
-    namespace: k8s.core.v1.Namespace
+    namespace: pulumi.Output[str]  # the name, once checked against the platform's namespaces
 
     def __init__(
         self,
         name: str,
         config: StackConfig,
         provider: k8s.Provider,
+        service_namespaces: pulumi.Input[Sequence[str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("flowchat:stacks:KubeNamespace", name, None, opts)
         self.provider = provider
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": config.namespace,
-                "labels": {
-                    "app.kubernetes.io/name": APP_NAME,
-                    "app.kubernetes.io/instance": config.stack,
-                    **POD_SECURITY_LABELS,
-                },
-            },
-            opts=self.child_opts(),
+        self.namespace = pulumi.Output.from_input(service_namespaces).apply(
+            lambda names: check_namespace(config.namespace, list(names))
         )
-        self.register_outputs({"namespace": config.namespace})
+        self.register_outputs({"namespace": self.namespace})
 
     def child_opts(self) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self.provider)
@@ -81,6 +92,6 @@ class KubeNamespace(pulumi.ComponentResource):
         return pulumi.ResourceOptions(
             parent=parent,
             provider=self.provider,
-            depends_on=[self.namespace, *depends_on],
+            depends_on=list(depends_on),
             **kwargs,  # type: ignore[arg-type]
         )

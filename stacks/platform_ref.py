@@ -3,8 +3,9 @@
 `PlatformOutputs` names every value the platform program (`platform_stack/`) exports and the
 service reads: the IngressClass and the namespace its controller runs in, the ReadWriteOnce and
 ReadWriteMany storage classes, the cert-manager ClusterIssuer, the service's DNS name, the
-cluster's OIDC issuer, Prometheus and the blackbox prober, where KEDA runs, and the network policy
-engine. `flowchat:platform` says where they come from:
+cluster's OIDC issuer, Prometheus and the blackbox prober, where KEDA runs, the network policy
+engine, and the service stacks' namespaces (which exist before the service deploys).
+`flowchat:platform` says where they come from:
 
 * ``{"stack": "flowchat-platform/staging"}``: a StackReference to the platform stack in the
   same Pulumi organization (or ``ORG/flowchat-platform/staging``); values are Outputs read with
@@ -46,6 +47,9 @@ class PlatformOutputs(ConfigModel):
     keda_namespace: str
     monitoring_namespace: str
     network_policy_engine: NetworkPolicyEngine
+    # namespaces that exist for the service stacks (cluster-scoped: the platform, or the team
+    # with its own cluster, creates them; the deploy identity may only write inside them)
+    service_namespaces: list[str]
 
     @field_validator("hostname")
     @classmethod

@@ -15,6 +15,7 @@ Every problem is a sentence in `FirstRun.problems`; an empty list is a first run
 
 from __future__ import annotations
 
+import functools
 import json
 import runpy
 import sys
@@ -27,6 +28,7 @@ import pulumi
 import yaml
 
 from app.contracts import EXTERNAL_SECRET
+from stacks import esc
 from stacks.config import ConfigError, load_config
 from stacks.secrets import (
     AWS_TOKEN_AUDIENCE,
@@ -50,6 +52,11 @@ from stacktools.render import (
     stack_config,
 )
 from stacktools.workflow_model import KUBELOGIN, PULUMI_LOGIN, PulumiStep
+
+# An administrator's interactive `az login` as a user (how the bootstrap and platform programs
+# run): the azure-native provider then authenticates through the az CLI. A workflow's
+# azure/login is a service principal, which the provider does not take from the CLI.
+AZ_USER_LOGIN = "az-login-user"
 
 ESC_DIR = Path("deploy") / "esc"
 DISABLE_DEFAULTS_KEY = "pulumi:disable-default-providers"
@@ -92,6 +99,8 @@ def _grafana(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: st
 
 
 def _azure(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str) -> str:
+    if AZ_USER_LOGIN in tools:  # an admin's own `az login`: the CLI's user credentials
+        return ""
     if not _either(inputs, "subscriptionId", env, "ARM_SUBSCRIPTION_ID"):
         return "azure-native provider without a subscription (subscriptionId / ARM_SUBSCRIPTION_ID)"
     oidc = _present(inputs, "useOidc") or env.get("ARM_USE_OIDC", "").lower() == "true"
@@ -109,8 +118,27 @@ def _azure(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str)
 def _aws(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str) -> str:
     if not _either(inputs, "region", env, "AWS_REGION", "AWS_DEFAULT_REGION"):
         return "aws provider without a region (region / AWS_REGION)"
-    if not (_present(inputs, "accessKey") or env.get("AWS_ACCESS_KEY_ID")):
+    if not (_either(inputs, "accessKey", env, "AWS_ACCESS_KEY_ID") or _profile(inputs, env)):
         return "aws provider has no credentials (aws-actions/configure-aws-credentials)"
+    return ""
+
+
+def _profile(inputs: Mapping, env: Mapping[str, str]) -> bool:
+    """A named profile (an admin's `aws sso login` / ~/.aws), given to the provider or in env."""
+    return _either(inputs, "profile", env, "AWS_PROFILE")
+
+
+def _github(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str) -> str:
+    if not _either(inputs, "token", env, "GITHUB_TOKEN"):
+        return "github provider without a token (token / GITHUB_TOKEN): every write is a 401"
+    if not _either(inputs, "owner", env, "GITHUB_OWNER"):
+        return "github provider without an owner (owner / GITHUB_OWNER)"
+    return ""
+
+
+def _pulumiservice(inputs: Mapping, env: Mapping[str, str], tools: set[str], cloud: str) -> str:
+    if not _either(inputs, "accessToken", env, "PULUMI_ACCESS_TOKEN"):
+        return "pulumiservice provider without a token (accessToken / PULUMI_ACCESS_TOKEN)"
     return ""
 
 
@@ -127,6 +155,8 @@ FAILS_WITHOUT: dict[str, Callable[[Mapping, Mapping[str, str], set[str], str], s
     "pulumi:providers:azure-native": _azure,
     "pulumi:providers:aws": _aws,
     "pulumi:providers:pagerduty": _pagerduty,
+    "pulumi:providers:github": _github,
+    "pulumi:providers:pulumiservice": _pulumiservice,
 }
 
 
@@ -157,26 +187,70 @@ class FirstRun:
     resources: list[RenderedResource] = field(default_factory=list)
 
 
+@functools.cache
+def bootstrap_environments() -> dict[str, dict[str, Any]]:
+    """The ESC environments the bootstrap program creates (PROJECT/NAME -> definition), from
+    its offline run: what an `imports:` of a committed definition finds in Pulumi Cloud."""
+    from bootstrap_stack.preview import render as render_bootstrap
+
+    out: dict[str, dict[str, Any]] = {}
+    for r in render_bootstrap():
+        if r.type == "pulumiservice:index:Environment":
+            text = (r.inputs.get("yaml") or {}).get("text", "")
+            out[f"{r.inputs['project']}/{r.inputs['name']}"] = yaml.safe_load(text) or {}
+    return out
+
+
 def esc_delivery(
     stack_doc: Mapping[str, Any],
     project_dir: Path = REPO_ROOT,
     esc_docs: Mapping[str, Mapping[str, Any]] | None = None,
+    imported: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """(pulumiConfig, environmentVariables, problems) of the stack's attached ESC environments."""
+    """(pulumiConfig, environmentVariables, problems) of the stack's attached ESC environments.
+
+    A definition's `imports:` are looked up in `imported` (default: what the bootstrap program
+    creates); every `${ids.NAME}` it reads must be there, or the environment does not open.
+    Values made only of ids are delivered as they are; the others (secret manager reads) stand
+    in as an opaque secret.
+    """
     config: dict[str, str] = {}
     env: dict[str, str] = {}
     problems: list[str] = []
+    if imported is None:
+        imported = bootstrap_environments()
     for ref in stack_doc.get("environment") or []:
         doc = (esc_docs or {}).get(ref)
+        path = esc_definition_path(ref, project_dir)
         if doc is None:
-            path = esc_definition_path(ref, project_dir)
             if not path.exists():
                 problems.append(f"ESC environment {ref} has no committed definition {path.name}")
                 continue
             doc = yaml.safe_load(path.read_text()) or {}
+        ids: dict[str, Any] = {}
+        for name in doc.get("imports") or []:
+            if name not in imported:
+                problems.append(
+                    f"ESC environment {ref} imports {name}, which bootstrap does not create"
+                )
+                continue
+            ids.update(((imported[name].get("values") or {}).get(esc.IDS)) or {})
+        unresolved = {n: p for n, p in esc.id_references(doc).items() if n not in ids}
+        for name, paths in sorted(unresolved.items()):
+            problems.append(
+                f"ESC environment {ref} ({path.name}: {paths[0]}) reads ${{ids.{name}}}, which "
+                f"no imported environment has: bootstrap output {esc.IDS}.{name} is missing"
+            )
         values = doc.get("values") or {}
         for key, value in (values.get("pulumiConfig") or {}).items():
-            config[str(key)] = f"(ESC {ref}: {value})"
+            text = str(value)
+            if esc.is_id_only(text):
+                try:
+                    config[str(key)] = esc.resolve_ids(text, ids)
+                except KeyError:
+                    continue  # named above
+            else:
+                config[str(key)] = f"(ESC {ref}: {value})"
         for key, value in (values.get("environmentVariables") or {}).items():
             env[str(key)] = f"(ESC {ref}: {value})"
     return config, env, problems
@@ -189,6 +263,7 @@ def first_run(
     project_dir: Path = REPO_ROOT,
     stack_doc: Mapping[str, Any] | None = None,
     esc_docs: Mapping[str, Mapping[str, Any]] | None = None,
+    imported: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FirstRun:
     """Run the program for `stack` with exactly what `step` and the ESC environment deliver."""
     problems = list(step.problems)
@@ -198,10 +273,10 @@ def first_run(
     )
     env = dict(step.env)
     if PULUMI_LOGIN in step.tools:  # ESC opens only for a logged-in CLI
-        esc_config, esc_env, esc_problems = esc_delivery(doc, project_dir, esc_docs)
+        esc_config, esc_env, esc_problems = esc_delivery(doc, project_dir, esc_docs, imported)
         problems += esc_problems
         config.update(esc_config)
-        secret = sorted({*secret, *esc_config})
+        secret = sorted({*secret, *(k for k, v in esc_config.items() if v.startswith("(ESC "))})
         env.update(esc_env)
     mocks = ProviderMocks(env, step.tools, step.cloud)
     if str(project_dir) not in sys.path:

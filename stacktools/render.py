@@ -26,7 +26,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pydantic import BaseModel
 
-from stacks.config import offline_secret_keys
+from stacks.config import ESC_ID_PLACEHOLDER, offline_id_keys, offline_secret_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "flowchat"
@@ -195,11 +195,14 @@ def stack_config(
         if full not in values:
             values[full] = SECRET_PLACEHOLDER
         secret.add(full)
+    for key in offline_id_keys(unqualified) if offline_secrets else ():
+        values.setdefault(f"{prefix}{key}", ESC_ID_PLACEHOLDER)
     return values, sorted(secret)
 
 
 # What the real providers compute for the outputs the program reads (mock values).
 MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
+MOCK_TENANT = "7e1a5c3d-0000-4000-8000-00000000007e"
 
 
 def platform_reference_outputs(reference: str) -> dict[str, Any]:
@@ -254,6 +257,7 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, An
     if typ == "aws:route53/zone:Zone":
         outputs.setdefault("zoneId", f"Z-{name}")
     if typ == "azure-native:keyvault:Vault":
+        outputs.setdefault("name", inputs.get("vaultName", name))
         outputs.setdefault(
             "id",
             f"/subscriptions/{MOCK_SUBSCRIPTION}/resourceGroups/"
@@ -270,7 +274,12 @@ def mock_call(token: str) -> dict[str, Any]:
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": MOCK_AWS_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:user/admin"}
     if token == "azure-native:authorization:getClientConfig":
-        return {"subscriptionId": MOCK_SUBSCRIPTION, "tenantId": "", "objectId": "", "clientId": ""}
+        return {
+            "subscriptionId": MOCK_SUBSCRIPTION,
+            "tenantId": MOCK_TENANT,
+            "objectId": "",
+            "clientId": "",
+        }
     return {}
 
 

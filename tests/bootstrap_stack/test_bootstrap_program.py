@@ -8,21 +8,23 @@ platform produce").
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
+from bootstrap_stack import aws as aws_trust
 from bootstrap_stack import trust
-from bootstrap_stack.preview import problems, render
-from bootstrap_stack.pulumi_cloud import ESC_FIELDS, esc_definition
-from stacks import placeholders
+from bootstrap_stack.preview import ADMIN_ENV, problems, render, run_as_admin
+from bootstrap_stack.settings import ENVIRONMENT_CLOUDS, secret_config_keys
+from stacks import esc, placeholders
 from stacktools.render import RenderedResource
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / ".github" / "workflows" / "deploy.yml"
 BUILT_IN_SECRETS = {"GITHUB_TOKEN"}
 GITHUB_TYPES = {
     "github:index/actionsVariable:ActionsVariable": "repo-var",
@@ -93,32 +95,85 @@ def test_pulumi_cloud_trusts_only_this_repository(resources: list) -> None:
     assert policy["rules"]["repository"] == "ciandt/flowchat"
 
 
-@pytest.mark.parametrize("environment", list(ESC_FIELDS))
-def test_esc_definitions_are_filled_by_the_bootstrap_identities(environment: str) -> None:
-    committed = yaml.safe_load(
-        (ROOT / "deploy" / "esc" / f"flowchat-{environment}.yaml").read_text()
-    )
-    assert list(placeholders.find(committed))  # the committed file holds placeholders
-    values = {key: f"real-{key}-7f0c2f4e" for key in ESC_FIELDS[environment]}
-    filled = yaml.safe_load(esc_definition(environment, values))
-    assert list(placeholders.find(filled)) == []
-    assert filled["values"]["pulumiConfig"] == committed["values"]["pulumiConfig"]
+def _environments(resources: list[RenderedResource]) -> dict[str, dict]:
+    return {
+        f"{r.inputs['project']}/{r.inputs['name']}": yaml.safe_load(r.inputs["yaml"]["text"])
+        for r in resources
+        if r.type == "pulumiservice:index:Environment"
+    }
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_committed_esc_definitions_hold_no_placeholder_and_read_ids_from_bootstrap(
+    resources: list, environment: str
+) -> None:
+    """The committed file is deployed as it is; the ids it reads come from bootstrap's ids
+    environment, which it imports (issue 19: no placeholder ids copied by hand)."""
+    committed = esc.load_definition(environment)
+    assert list(placeholders.find(committed)) == []
+    assert committed["imports"] == [esc.ids_environment(environment)]
+    environments = _environments(resources)
+    assert environments[f"flowchat/{environment}"] == committed  # deployed verbatim
+    ids = environments[esc.ids_environment(environment)]["values"][esc.IDS]
+    assert set(esc.id_references(committed)) == set(ids)  # exactly what the definition reads
+    assert all(v not in (None, "") for v in ids.values()), ids
+    assert list(placeholders.find(ids)) == []
 
 
 # --- the workflows read only what bootstrap produces -------------------------------------------
+WORKFLOWS = ROOT / ".github" / "workflows"
+# Read by workflows but deliberately not bootstrap outputs, each with its reason:
+NOT_FROM_BOOTSTRAP = {
+    # the NEW Flow credentials and admin token an operator puts in before dispatching
+    # rotate-flow-credentials.yml (its header); a bootstrap value would be the old one
+    ("secrets", "FLOW_AGENT"): "rotation input",
+    ("secrets", "FLOW_TENANT"): "rotation input",
+    ("secrets", "FLOW_AGENT_SECRET"): "rotation input",
+    ("secrets", "ADMIN_TOKEN"): "rotation input",
+    # optional: evaluate.yml checks it and warns when unset (no Pushgateway on the platform)
+    ("vars", "PUSHGATEWAY_URL"): "optional",
+    # opt-in: the jobs it gates (preview.yml's live previews) are skipped until a team turns it
+    # on with identities a pull request may use; those jobs are left out below
+    ("vars", "PULUMI_PREVIEW_ENABLED"): "opt-in gate",
+}
+OPT_IN_GATES = ("PULUMI_PREVIEW_ENABLED",)
+
+
+def _job_environments(job: dict) -> list[str | None]:
+    """The GitHub environments a job may run in: its literal `environment:`, or each known
+    environment named in its expression (`matrix.stack == 'prod' && 'production' || ...`)."""
+    environment = job.get("environment")
+    if isinstance(environment, dict):
+        environment = environment.get("name")
+    if environment is None:
+        return [None]
+    known = set(trust.GITHUB_ENVIRONMENTS.values())
+    if "${{" not in environment:
+        return [environment]
+    named = [e for e in re.findall(r"'([^']+)'", environment) if e in known]
+    assert named, environment
+    return named
+
+
 def workflow_refs() -> list[tuple[str, str | None, str, str]]:
-    """(job, its GitHub environment, vars|secrets, NAME) for every reference in deploy.yml."""
-    workflow = yaml.safe_load(DEPLOY.read_text())
-    top = json.dumps(workflow.get("env") or {})
+    """(workflow/job, its GitHub environment, vars|secrets, NAME) for every reference in every
+    workflow (deploy, preview, drift, rotation, smoke, evaluation, load test...)."""
     refs = []
-    for name, job in workflow["jobs"].items():
-        environment = job.get("environment")
-        if isinstance(environment, dict):
-            environment = environment.get("name")
-        text = top + json.dumps(job)
-        for kind, ref in sorted(set(re.findall(r"\$\{\{\s*(vars|secrets)\.([A-Za-z0-9_]+)", text))):
-            if not (kind == "secrets" and ref in BUILT_IN_SECRETS):
-                refs.append((name, environment, kind, ref))
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        workflow = yaml.safe_load(path.read_text())
+        top = json.dumps(workflow.get("env") or {})
+        for name, job in workflow["jobs"].items():
+            if any(f"vars.{gate} == 'true'" in str(job.get("if", "")) for gate in OPT_IN_GATES):
+                continue  # skipped: bootstrap does not turn the gate on
+            text = top + json.dumps(job)
+            found = set(re.findall(r"\b(vars|secrets)\.([A-Za-z0-9_]+)", text))
+            for environment in _job_environments(job):
+                for kind, ref in sorted(found):
+                    if kind == "secrets" and ref in BUILT_IN_SECRETS:
+                        continue
+                    if (kind, ref) in NOT_FROM_BOOTSTRAP:
+                        continue
+                    refs.append((f"{path.name}/{name}", environment, kind, ref))
     return refs
 
 
@@ -145,8 +200,18 @@ def unset_refs(resources: list[RenderedResource]) -> list[str]:
 
 
 def test_every_workflow_reference_is_a_bootstrap_output(resources: list) -> None:
-    assert workflow_refs()
+    refs = workflow_refs()
+    read_by = {r[0].split("/")[0] for r in refs}
+    assert {"deploy.yml", "drift.yml", "rotate-flow-credentials.yml"} <= read_by
+    assert {"smoke.yml", "evaluate.yml", "load-test.yml"} <= read_by
     assert unset_refs(resources) == []
+
+
+def test_the_exceptions_are_still_read() -> None:
+    """An entry of NOT_FROM_BOOTSTRAP that no workflow reads any more must go."""
+    text = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    for kind, name in NOT_FROM_BOOTSTRAP:
+        assert f"{kind}.{name}" in text
 
 
 def _github_resources() -> list[str]:
@@ -160,3 +225,70 @@ def test_dropping_any_bootstrap_output_fails_naming_it(resources: list, name: st
     missing = unset_refs(rest)
     label = dropped.inputs.get("variableName") or dropped.inputs.get("secretName")
     assert missing and all(f".{label} " in m for m in missing), (name, missing)
+
+
+# --- the providers fail like the real ones without the administrator's credentials ------------
+def test_the_administrators_credentials_are_enough() -> None:
+    resources, problems = run_as_admin()
+    assert resources and problems == []
+
+
+@pytest.mark.parametrize(
+    ("dropped", "provider"),
+    [
+        ("GITHUB_TOKEN", "pulumi:providers:github"),
+        ("PULUMI_ACCESS_TOKEN", "pulumi:providers:pulumiservice"),
+        ("AWS_PROFILE", "pulumi:providers:aws"),
+    ],
+)
+def test_each_provider_fails_without_its_token(dropped: str, provider: str) -> None:
+    env = {k: v for k, v in ADMIN_ENV.items() if k != dropped}
+    _, problems = run_as_admin(env=env)
+    assert [p for p in problems if p.startswith(f"{provider} ")], problems
+    assert all(p.startswith(f"{provider} ") for p in problems), problems
+
+
+def test_azure_fails_without_a_login() -> None:
+    _, problems = run_as_admin(tools=frozenset())
+    assert any(p.startswith("pulumi:providers:azure-native ") for p in problems), problems
+
+
+# --- the deploy-time secrets ESC reads are written by bootstrap ---------------------------------
+SECRET_TYPES = {
+    "azure": ("azure-native:keyvault:Secret", "secretName"),
+    "aws": ("aws:secretsmanager/secret:Secret", "name"),
+}
+
+
+@pytest.mark.parametrize(("environment", "cloud"), list(ENVIRONMENT_CLOUDS.items()))
+def test_bootstrap_writes_exactly_the_secrets_each_esc_definition_reads(
+    resources: list, environment: str, cloud: str
+) -> None:
+    typ, field = SECRET_TYPES[cloud]
+    written = {r.inputs[field] for r in resources if r.type == typ}
+    committed = esc.load_definition(environment)["values"][cloud]["secrets"]
+    block = committed[f"fn::open::{cloud}-secrets"]["get"]
+    read = {entry["name" if cloud == "azure" else "secretId"] for entry in block.values()}
+    assert read and written == read
+    if cloud == "aws":  # every one has a value, and ESC's role may read it
+        versions = [r for r in resources if r.type.endswith("secretVersion:SecretVersion")]
+        assert len(versions) == len(read)
+        assert all(fnmatch.fnmatchcase(name, aws_trust.ESC_SECRETS) for name in read)
+    else:
+        vaults = {r.inputs["vaultName"] for r in resources if r.type.endswith(":Vault")}
+        assert {r.inputs["vaultName"] for r in resources if r.type == typ} == vaults
+    valued = [r for r in resources if r.type.endswith(("keyvault:Secret", ":SecretVersion"))]
+    assert valued and all("[secret]" in json.dumps(r.inputs) for r in valued)  # never plain
+
+
+@pytest.mark.parametrize("key", secret_config_keys(ENVIRONMENT_CLOUDS))
+def test_missing_secret_config_fails_the_bootstrap_naming_the_key(key: str) -> None:
+    with pytest.raises(pulumi.config.ConfigMissingError, match=f"flowchat-bootstrap:{key}"):
+        render(without=(key,))
+
+
+def test_the_environments_serve_the_stacks_on_their_clouds() -> None:
+    for environment, cloud in ENVIRONMENT_CLOUDS.items():
+        stack = yaml.safe_load((ROOT / f"Pulumi.{environment}.yaml").read_text())
+        assert stack["config"]["flowchat:cloud"] == cloud
+        assert stack["environment"] == [f"flowchat/{environment}"]

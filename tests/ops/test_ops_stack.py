@@ -58,6 +58,7 @@ def test_the_api_url_of_an_external_platform_is_its_hostname(tmp_path: Path) -> 
         "kedaNamespace": "keda",
         "monitoringNamespace": "monitoring",
         "networkPolicyEngine": "calico",
+        "serviceNamespaces": ["flowchat-staging"],
     }
     config["config"]["flowchat:platform"] = {"external": external}
     (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(config))

@@ -145,3 +145,18 @@ def test_logs_configured_add_the_fluent_bit_release_to_the_cluster(tmp_path) -> 
         for r in render("staging")
         if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "fluent-bit"
     ]
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_the_platform_creates_the_service_namespaces_with_restricted_pod_security(
+    rendered: dict, stack: str
+) -> None:
+    namespaces = {
+        n["metadata"]["name"]: n["metadata"]["labels"]
+        for n in _of(rendered[stack], "kubernetes:core/v1:Namespace")
+    }
+    exported = platform_outputs(_settings(stack), "c", "https://i")["serviceNamespaces"]
+    assert exported == [f"flowchat-{stack}"]
+    for name in exported:
+        for mode in ("enforce", "audit", "warn"):
+            assert namespaces[name][f"pod-security.kubernetes.io/{mode}"] == "restricted"

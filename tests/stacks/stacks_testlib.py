@@ -52,8 +52,8 @@ def external_platform(stack: str, **changes: str) -> dict[str, str]:
 def components_program() -> None:
     config = load_config()
     providers = make_providers("flowchat", config)
-    kube = KubeNamespace("flowchat", config, providers.kubernetes)
     platform = resolve_platform(config.platform)
+    kube = KubeNamespace("flowchat", config, providers.kubernetes, platform.service_namespaces)
     secrets = Secrets("flowchat", SecretsArgs(config, kube, providers.cloud, platform))
     Service(
         "flowchat",

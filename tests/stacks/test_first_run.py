@@ -8,6 +8,9 @@ and, for each item, a negative case that removes its fix and must fail.
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +18,24 @@ import pytest
 import yaml
 from stacks_testlib import ROOT
 
+from bootstrap_stack import trust
+from bootstrap_stack.preview import render as render_bootstrap
+from stacks import esc
+from stacks.config import esc_id_keys
 from stacks.platform_ref import OUTPUT_NAMES
 from stacks.render import RenderedResource, load_stack_file
 from stacktools import render as render_module
 from stacktools.first_run import (
     FAILS_WITHOUT,
     FirstRun,
+    bootstrap_environments,
     default_provider_problems,
     esc_definition_path,
     first_run,
     rollout_wait_problems,
     secret_access_problems,
 )
+from stacktools.render import mock_outputs
 from stacktools.workflow_model import KUBELOGIN, pulumi_steps
 
 STACK_CLOUDS = {"staging": "azure", "prod": "aws"}
@@ -240,14 +249,75 @@ def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack:
     assert {"azure-native", "aws"} <= set(disabled)
     (ref,) = doc["environment"]
     esc = yaml.safe_load(esc_definition_path(ref).read_text())
+    ids = {f"flowchat:{k}" for k in esc_id_keys(STACK_CLOUDS[stack])}
     assert set(esc["values"]["pulumiConfig"]) == {
         "flowchat:alertingUrl",
         "flowchat:grafanaAuth",
         "flowchat:registryAuth",
+        *ids,
     }
 
 
+# --- issue 19: the ids ESC hands over come from bootstrap, none is committed -------------------
+def _bootstrap_ids() -> list[tuple[str, str]]:
+    out = []
+    for stack in STACK_CLOUDS:
+        values = bootstrap_environments()[esc.ids_environment(stack)]["values"][esc.IDS]
+        out += [(stack, name) for name in sorted(values)]
+    return out
+
+
+def test_the_committed_stack_files_hold_no_id_the_bootstrap_creates() -> None:
+    for stack, cloud in STACK_CLOUDS.items():
+        config = load_stack_file(stack)["config"]
+        for obj, field in esc_id_keys(cloud).values():
+            assert field not in config.get(f"flowchat:{obj}", {}), (stack, obj, field)
+
+
+@pytest.mark.parametrize(("stack", "name"), _bootstrap_ids())
+def test_dropping_any_bootstrap_id_fails_the_first_run_naming_it(
+    stack: str, name: str, tmp_path: Path
+) -> None:
+    """The first run is fed the ids environment bootstrap writes; without one of its ids the
+    committed ESC definition does not open (and the service misses what it hands over)."""
+    imported = copy.deepcopy(bootstrap_environments())
+    del imported[esc.ids_environment(stack)]["values"][esc.IDS][name]
+    result = _run_contract(stack, _contract(), tmp_path, imported=imported)
+    assert any(f"bootstrap output ids.{name} is missing" in p for p in result.problems), (
+        result.problems
+    )
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_the_service_gets_the_bootstrap_ids_through_esc(contract_runs: dict, stack: str) -> None:
+    ids = bootstrap_environments()[esc.ids_environment(stack)]["values"][esc.IDS]
+    rendered = json.dumps([r.inputs for r in contract_runs[stack].resources])
+    config = esc.load_definition(stack)["values"]["pulumiConfig"]
+    for key in esc_id_keys(STACK_CLOUDS[stack]):
+        value = esc.resolve_ids(config[f"flowchat:{key}"], ids)
+        assert json.dumps(value)[1:-1] in rendered, (key, value)  # reaches the resources
+
+
 # --- the fake providers fail like the real ones -------------------------------------------------
+@pytest.mark.parametrize(
+    ("typ", "inputs", "env", "ok"),
+    [
+        ("pulumi:providers:github", {"owner": "o"}, {}, False),
+        ("pulumi:providers:github", {"owner": "o"}, {"GITHUB_TOKEN": "t"}, True),
+        ("pulumi:providers:github", {"token": "t"}, {}, False),
+        ("pulumi:providers:pulumiservice", {}, {}, False),
+        ("pulumi:providers:pulumiservice", {}, {"PULUMI_ACCESS_TOKEN": "t"}, True),
+        ("pulumi:providers:pulumiservice", {"accessToken": "t"}, {}, True),
+        ("pulumi:providers:aws", {"region": "r"}, {"AWS_PROFILE": "admin"}, True),
+    ],
+)
+def test_fake_bootstrap_providers_fail_without_their_token(
+    typ: str, inputs: dict, env: dict, ok: bool
+) -> None:
+    problem = FAILS_WITHOUT[typ](inputs, env, set(), "azure")
+    assert (problem == "") is ok, problem
+
+
 @pytest.mark.parametrize(
     ("typ", "inputs", "env", "tools", "cloud", "ok"),
     [
@@ -360,7 +430,7 @@ def test_every_resource_names_its_provider(contract_runs: dict, stack: str) -> N
     resources = contract_runs[stack].resources
     assert default_provider_problems(resources, [], {"kubernetes"}) == []
     defaulted = [
-        r.model_copy(update={"provider": None}) if r.inputs.get("kind") == "Namespace" else r
+        r.model_copy(update={"provider": None}) if r.inputs.get("kind") == "Deployment" else r
         for r in resources
     ]
     assert default_provider_problems(defaulted, [], {"kubernetes"})
@@ -398,3 +468,128 @@ def test_the_stack_files_read_the_platform_stack_not_hand_written_values() -> No
         assert config["flowchat:platform"] == {"stack": f"flowchat-platform/{stack}"}
         for key in ("flowchat:hostname", "flowchat:storageClass", "flowchat:ingressClass"):
             assert key not in config
+
+
+# --- issue 19: the deploy identity's Kubernetes rights cover what the service creates ----------
+@functools.cache
+def bootstrap_render() -> list[RenderedResource]:
+    return render_bootstrap()
+
+
+def _cluster_scoped(api_version: str, kind: str) -> bool:
+    """From the official client: built-in kinds have create_namespaced_X or only create_X;
+    custom kinds are namespaced unless named Cluster* (ClusterIssuer, ClusterSecretStore...)."""
+    from kubernetes import client
+
+    group, _, version = api_version.rpartition("/")
+    group_name = "".join(
+        p.capitalize() for p in (group.removesuffix(".k8s.io") or "core").split(".")
+    )
+    api = getattr(client, f"{group_name}{version.capitalize()}Api", None)
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+    if api is not None and hasattr(api, f"create_namespaced_{snake}"):
+        return False
+    if api is not None and hasattr(api, f"create_{snake}"):
+        return True
+    return kind.startswith("Cluster")
+
+
+def _deploy_identity_kube_rights(stack: str) -> tuple[set[str], set[str] | None]:
+    """(cluster-scoped kinds it may create, namespaces it may write in; None: every one), read
+    from the grants the bootstrap program makes to the identity of the deploy job of `stack`."""
+    resources = bootstrap_render()
+    cloud = STACK_CLOUDS[stack]
+    environment = trust.GITHUB_ENVIRONMENTS["staging" if stack == "staging" else "production"]
+    subject = trust.github_subject("ciandt/flowchat", environment)
+    kinds: set[str] = set()
+    if cloud == "azure":
+        (cred,) = [
+            r.inputs
+            for r in resources
+            if r.type.endswith(":FederatedIdentityCredential") and r.inputs["subject"] == subject
+        ]
+        (identity,) = [
+            r
+            for r in resources
+            if r.type.endswith(":UserAssignedIdentity")
+            and r.inputs["resourceName"] == cred["resourceName"]
+        ]
+        principal = mock_outputs(identity.type, identity.name, identity.inputs)["principalId"]
+        roles = [
+            str(r.inputs["roleDefinitionId"]).rsplit("/", 1)[-1]
+            for r in resources
+            if r.type.endswith(":RoleAssignment") and r.inputs["principalId"] == principal
+        ]
+        kube_roles = [r for r in roles if r in (trust.AKS_RBAC_WRITER, trust.AKS_CLUSTER_USER)]
+        assert trust.AKS_RBAC_WRITER in kube_roles, roles
+        for role in kube_roles:
+            kinds |= trust.KUBE_ROLE_CLUSTER_KINDS[role]
+        return kinds, None  # assigned on the resource group: every namespace of the cluster
+    (role,) = [
+        r
+        for r in resources
+        if r.type == "aws:iam/role:Role"
+        and subject
+        in json.loads(r.inputs["assumeRolePolicy"])["Statement"][0]["Condition"][
+            "StringEquals"
+        ].values()
+    ]
+    arn = mock_outputs(role.type, role.name, role.inputs)["arn"]
+    namespaces: set[str] = set()
+    for r in resources:
+        if (
+            r.type.endswith("accessPolicyAssociation:AccessPolicyAssociation")
+            and r.inputs["principalArn"] == arn
+        ):
+            kinds |= trust.KUBE_ROLE_CLUSTER_KINDS[r.inputs["policyArn"].rsplit("/", 1)[-1]]
+            assert r.inputs["accessScope"]["type"] == "namespace"
+            namespaces |= set(r.inputs["accessScope"]["namespaces"])
+    assert namespaces, f"no EKS access policy for {arn}"
+    return kinds, namespaces
+
+
+def kube_rights_problems(resources: list[RenderedResource], stack: str) -> list[str]:
+    kinds, namespaces = _deploy_identity_kube_rights(stack)
+    problems = []
+    for r in resources:
+        if not r.type.startswith("kubernetes:") or r.type.startswith("kubernetes:helm"):
+            continue
+        kind, api_version = r.inputs.get("kind"), r.inputs.get("apiVersion")
+        if not kind or not api_version:
+            continue
+        if _cluster_scoped(api_version, kind):
+            if kind not in kinds:
+                problems.append(f"{kind} {r.name} is cluster-scoped: the deploy identity may not")
+        elif namespaces is not None:
+            namespace = (r.inputs.get("metadata") or {}).get("namespace")
+            if namespace not in namespaces:
+                problems.append(f"{kind} {r.name} in {namespace}: outside {sorted(namespaces)}")
+    return problems
+
+
+@pytest.mark.parametrize("stack", list(STACK_CLOUDS))
+def test_the_deploy_identity_may_create_everything_the_service_creates(
+    contract_runs: dict, stack: str
+) -> None:
+    resources = contract_runs[stack].resources
+    assert kube_rights_problems(resources, stack) == []
+    # a Namespace (what the service created before the platform did) is refused
+    namespace = RenderedResource(
+        type="kubernetes:core/v1:Namespace",
+        name="flowchat-namespace",
+        inputs={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}},
+        urn="urn:x",
+    )
+    (problem,) = kube_rights_problems([*resources, namespace], stack)
+    assert "Namespace flowchat-namespace is cluster-scoped" in problem
+
+
+def test_the_cluster_scope_reading_follows_the_official_client() -> None:
+    assert _cluster_scoped("v1", "Namespace")
+    assert _cluster_scoped("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
+    assert _cluster_scoped("storage.k8s.io/v1", "StorageClass")
+    assert _cluster_scoped("cert-manager.io/v1", "ClusterIssuer")
+    assert not _cluster_scoped("v1", "ServiceAccount")
+    assert not _cluster_scoped("policy/v1", "PodDisruptionBudget")
+    assert not _cluster_scoped("networking.k8s.io/v1", "NetworkPolicy")
+    assert not _cluster_scoped("external-secrets.io/v1", "ExternalSecret")

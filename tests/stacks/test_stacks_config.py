@@ -27,6 +27,7 @@ PLATFORM = {
     "kedaNamespace": "keda",
     "monitoringNamespace": "monitoring",
     "networkPolicyEngine": "azure",
+    "serviceNamespaces": ["flowchat-staging"],
 }
 BASE = {
     "platform": json.dumps({"external": PLATFORM}),

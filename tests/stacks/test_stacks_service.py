@@ -52,11 +52,9 @@ def all_containers(stack: Rendered) -> list[tuple[str, dict]]:
 
 def test_every_object_is_named_in_the_stack_namespace(stack: Rendered) -> None:
     ns = namespace_for(stack.stack)
-    assert stack.manifest("Namespace", ns)
     for m in stack.manifests():
         assert m["metadata"].get("name"), m
-        if m["kind"] != "Namespace":
-            assert m["metadata"]["namespace"] == ns, m["metadata"]
+        assert m["metadata"]["namespace"] == ns, m["metadata"]
 
 
 def test_api_probes_follow_the_runbook_thresholds(stack: Rendered) -> None:
@@ -513,10 +511,9 @@ def test_disruption_budgets_for_every_workload(stack: Rendered) -> None:
         assert spec["selector"]["matchLabels"].items() <= labels.items(), name
 
 
-def test_namespace_enforces_the_restricted_pod_security_profile(stack: Rendered) -> None:
-    labels = stack.manifest("Namespace", namespace_for(stack.stack))["metadata"]["labels"]
-    for mode in ("enforce", "audit", "warn"):
-        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+def test_the_service_creates_no_namespace(stack: Rendered) -> None:
+    """The platform creates it (platform_stack.namespaces, restricted Pod Security there)."""
+    assert not [m for m in stack.manifests() if m["kind"] == "Namespace"]
 
 
 def test_ingest_workers_drain_and_scale_on_waiting_and_running_jobs(stack: Rendered) -> None:
