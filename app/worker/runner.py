@@ -26,6 +26,7 @@ from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 from app.chat import conversations
 from app.chat.jobs import notify_done
@@ -299,6 +300,13 @@ class FlowchatWorker(SimpleWorker):
         error = JobRefused(reason)
         self._finalize_failure(job, queue, execution, (JobRefused, error, None))
         return False
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """RQ marks the worker idle after each job and again before it waits for the next one:
+        the second write (a round trip of its own per job) is left out when nothing changed."""
+        if pipeline is None and state == WorkerStatus.IDLE and self._state == WorkerStatus.IDLE:
+            return
+        super().set_state(state, pipeline)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ stamps the job's last heartbeat in a Redis round trip of its own right before the
