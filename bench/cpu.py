@@ -107,6 +107,51 @@ def cpu_meter(pids: dict[str, int]) -> Iterator[dict[str, float]]:
     spent["bench client"] = (after.user - own.user) + (after.system - own.system)
 
 
+def redis_calls(url: str) -> dict[str, int]:
+    """Calls per command since redis-server started (``INFO commandstats``), e.g. ``{"xadd": 12}``;
+    ``evalsha`` counts a whole Lua script once, the commands it runs apart under their names."""
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@contextmanager
+def redis_meter(url: str) -> Iterator[dict[str, int]]:
+    """Redis commands each name received inside the block (the meter's own ``INFO`` left out)."""
+    before = redis_calls(url)
+    spent: dict[str, int] = {}
+    yield spent
+    after = redis_calls(url)
+    spent.update({k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)})
+    spent["info"] = spent.get("info", 0) - 1
+    if spent["info"] <= 0:
+        del spent["info"]
+
+
+def commands_per_chat(spent: dict[str, int], chats: int) -> dict[str, float]:
+    """Commands per chat by name, busiest first, with the ``total``: a figure the machine's load
+    does not move (unlike CPU ms), so two versions of the code compare exactly."""
+    out = {k: n / chats for k, n in sorted(spent.items(), key=lambda kv: -kv[1])}
+    return {"total": sum(out.values()), **out}
+
+
+def commands_table(today: dict[str, float] | None, new: dict[str, float], top: int = 12) -> str:
+    names = list(dict.fromkeys([*new, *(today or {})]))[: top + 1]
+    rows = [("Redis command", "today /chat", "new /chat")]
+    for name in names:
+        before = today.get(name) if today else None
+        rows.append(
+            (
+                name,
+                f"{before:.1f}" if before is not None else "-",
+                f"{new.get(name, 0.0):.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
 def per_chat_ms(spent: dict[str, float], chats: int) -> dict[str, float]:
     out = {name: seconds * 1000 / chats for name, seconds in spent.items()}
     out["service"] = sum(out.get(name, 0.0) for name in SERVICE)
@@ -272,9 +317,13 @@ def measure_service(chats: int, concurrency: int, threads: int, latency_ms: int)
             return time.perf_counter() - started
 
         run(2 * concurrency)  # warm every loop, connection and cache
-        with cpu_meter(stack_pids(stack)) as spent:
+        with redis_meter(stack.redis_url) as commands, cpu_meter(stack_pids(stack)) as spent:
             elapsed = run(chats)
-        return {"cpu": per_chat_ms(spent, chats), "rate": chats / elapsed}
+        return {
+            "cpu": per_chat_ms(spent, chats),
+            "rate": chats / elapsed,
+            "redis": commands_per_chat(commands, chats),
+        }
     finally:
         stack.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -316,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.1f} (CPU ms per chat hardly moves with load; the rates do)\n"
     )
     print(cpu_table(today["cpu"] if today else None, new["cpu"]))
+    print()
+    print(commands_table(today["redis"] if today else None, new["redis"]))
     print(
         f"\nchats/s: today {today['rate']:.1f}, new {new['rate']:.1f}"
         if today

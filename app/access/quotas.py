@@ -15,8 +15,8 @@ Flow tokens are a reservation: the API reserves a chat's estimate (its prompt's 
 refusing it when less than that is left; the worker settles the reservation with Flow's
 ``usage`` (:meth:`Quotas.settle`). A chat Flow reports no usage for, whose stream breaks or that
 times out keeps its estimate charged. ``limits``' own ``hit`` always adds its cost (a refused
-hit is charged too), so the reservation is a small script of ours on the counter ``limits``
-reads (one round trip): it adds the cost only when it fits.
+hit is charged too), so the reservation is a small script of ours on the counters ``limits``
+reads (tokens and stored bytes in one round trip): it adds the costs only when both fit.
 """
 
 from __future__ import annotations
@@ -44,17 +44,22 @@ REASON_QUEUE = "queue_full"
 REASON_BYTES = "stored_bytes"
 REASON_OPEN = "open_streams"
 
-# add ARGV[1] to the counter KEYS[1] only if it stays within ARGV[2]; a new counter expires in
-# ARGV[3] seconds (the window). Returns {1 if added, the counter, its TTL}.
+# a chat's reservation: each counter KEYS[i] gets its cost ARGV[3i-2] only if every counter stays
+# within its limit ARGV[3i-1] (all or nothing, one round trip); a new counter expires in its window
+# ARGV[3i] seconds. Returns {0} when added, else {i of the first counter that does not fit, what
+# it has used, its TTL}.
 _RESERVE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local cost = tonumber(ARGV[1])
-if used + cost > tonumber(ARGV[2]) then
-  return {0, used, redis.call('TTL', KEYS[1])}
+for i, key in ipairs(KEYS) do
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
+    return {i, used, redis.call('TTL', key)}
+  end
 end
-local now = redis.call('INCRBY', KEYS[1], cost)
-if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return {1, now, redis.call('TTL', KEYS[1])}
+for i, key in ipairs(KEYS) do
+  redis.call('INCRBY', key, ARGV[3 * i - 2])
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[3 * i]) end
+end
+return {0}
 """
 # add ARGV[1] (may be negative) to the counter KEYS[1], never below 0; a reservation of a window
 # that has ended is not refunded into the next one, an overshoot is charged to the current one.
@@ -149,12 +154,21 @@ class Quotas:
 
     def reserve(self, key_id: str, tokens: int, stored_bytes: int) -> Refusal | None:
         """Reserve a chat's Flow-token estimate and the bytes it may store, or refuse it (and
-        reserve nothing) when either does not fit in what the key has left."""
-        added, used, ttl = self._reserve(
-            [self._key(self.tokens, key_id)],
-            [tokens, self.tokens.amount, self.tokens.get_expiry()],
+        reserve nothing) when either does not fit in what the key has left (one script: both
+        or neither, one round trip)."""
+        refused, *state = self._reserve(
+            [self._key(self.tokens, key_id), self._key(self.stored_bytes, key_id)],
+            [
+                tokens,
+                self.tokens.amount,
+                self.tokens.get_expiry(),
+                stored_bytes,
+                self.stored_bytes.amount,
+                self.stored_bytes.get_expiry(),
+            ],
         )
-        if not added:
+        if refused == 1:
+            used, ttl = state
             left = max(0, self.tokens.amount - int(used))
             return Refusal(
                 REASON_TOKENS,
@@ -163,12 +177,8 @@ class Quotas:
                 f"renews when the day's window ends",
                 max(1, int(ttl)),
             )
-        added, used, ttl = self._reserve(
-            [self._key(self.stored_bytes, key_id)],
-            [stored_bytes, self.stored_bytes.amount, self.stored_bytes.get_expiry()],
-        )
-        if not added:
-            self.settle(key_id, tokens, 0)  # give the tokens back: nothing is queued
+        if refused == 2:
+            used, ttl = state
             return Refusal(
                 REASON_BYTES,
                 f"this API key's chats have stored {int(used)} of the "

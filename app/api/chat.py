@@ -19,7 +19,14 @@ from app.api.models import ChatAccepted, ChatRequest, ChatResponse
 from app.api.openapi import AUTH_RESPONSES, REDIS_RESPONSES
 from app.chat import feedback
 from app.chat.conversations import new_conversation_id
-from app.chat.jobs import ChatRejected, fetch_chat, job_outcome, submit_chat, wait_for_chat
+from app.chat.jobs import (
+    ChatRejected,
+    fetch_chat,
+    fetch_chat_view,
+    job_outcome,
+    submit_chat,
+    wait_for_chat,
+)
 from app.chat.results import ChatResult
 from app.chat.stream import StreamEvent, follow
 from app.contracts import CHAT_PATH
@@ -105,15 +112,18 @@ async def read(
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the answer")] = 0,
 ):
     bind(job_id=job_id[:64])  # this request's lines join the job's (ops.logs --job)
-    job = await owned_chat(request, job_id, key_id)
+    found = await asyncio.to_thread(fetch_chat_view, request.app.state.redis, job_id, key_id)
+    if found is None:
+        raise not_found(job_id)
+    job, view = found
     response.headers.update(NO_STORE)
-    if wait <= 0:
-        return await wait_for_chat(job, 0, request.app.state.aioredis)
+    if wait <= 0 or view.status in ("finished", "failed"):
+        return view
     slots: OpenSlots = request.app.state.open_slots
     async with slots.held(key_id) as refusal:
         if refusal is not None:
             raise too_many_open(request, refusal)
-        return await wait_for_chat(job, wait, request.app.state.aioredis)
+        return await wait_for_chat(job, wait, request.app.state.aioredis, view)
 
 
 async def job_events(request: Request, job: Job, deadline: float) -> AsyncIterator[StreamEvent]:

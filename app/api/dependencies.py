@@ -1,4 +1,10 @@
-"""Typed dependencies shared by the routers."""
+"""Typed dependencies shared by the routers.
+
+Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in its
+thread pool, and the hand-off to a thread and back cost more CPU than the work itself (several
+per request). Those that call Redis (:func:`require_chat_quota`) stay plain functions, so a slow
+Redis never stalls the event loop.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +22,15 @@ from app.core.settings import Settings
 from app.observability.metrics import MetricsRecorder
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_redis(request: Request) -> redis.Redis:
+async def get_redis(request: Request) -> redis.Redis:
     return request.app.state.redis
 
 
-def get_queue(request: Request) -> Queue:
+async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
@@ -48,7 +54,7 @@ def is_admin(settings: Settings, authorization: str | None) -> bool:
     return secrets.compare_digest(token.encode(), expected.encode())
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     token = _bearer(authorization)
@@ -67,7 +73,7 @@ def require_admin(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the admin token is not valid")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header()] = None,

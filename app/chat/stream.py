@@ -58,8 +58,10 @@ class StreamWriter:
         self.flush_seconds = flush_seconds
         self._pending: list[str] = []
         self._last_write: float | None = None  # of a delta, time.monotonic()
+        self._opening: list[tuple[str, Any]] = []  # ``start``, written with the first event
 
     def _add(self, *events: tuple[str, Any]) -> None:
+        events, self._opening = (*self._opening, *events), []
         with self.redis.pipeline(transaction=False) as pipe:
             for kind, data in events:
                 pipe.xadd(
@@ -78,7 +80,10 @@ class StreamWriter:
         return [("delta", text)]
 
     def start(self) -> None:
-        self._add(("start", {"at": time.time()}))
+        """A new attempt: its ``start`` entry goes out with the attempt's first event (the
+        sources, or an error), one round trip fewer; a reader tells nothing from a ``start``
+        alone, and an attempt that dies before its first event leaves no entry."""
+        self._opening = [("start", {"at": time.time()})]
 
     def sources(self, sources: list[dict[str, Any]]) -> None:
         self._add(("sources", sources))

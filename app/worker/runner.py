@@ -25,6 +25,8 @@ import redis
 from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.utils import now
+from rq.worker import WorkerStatus
 
 from app.chat import conversations
 from app.chat.jobs import notify_done
@@ -298,6 +300,24 @@ class FlowchatWorker(SimpleWorker):
         error = JobRefused(reason)
         self._finalize_failure(job, queue, execution, (JobRefused, error, None))
         return False
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """RQ marks the worker idle after each job and again before it waits for the next one:
+        the second write (a round trip of its own per job) is left out when nothing changed."""
+        if pipeline is None and state == WorkerStatus.IDLE and self._state == WorkerStatus.IDLE:
+            return
+        super().set_state(state, pipeline)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ stamps the job's last heartbeat in a Redis round trip of its own right before the
+        pipeline that records the outcome. A chat that returned (it has no success callback to
+        run in between) is saved whole by that pipeline, the stamp included: set it on the job
+        only. A failure keeps RQ's order (its callback runs between the two)."""
+        ended_well = job.get_status(refresh=False) != JobStatus.FAILED
+        if job.func_name == CHAT_JOB and ended_well and job._success_callback_name is None:
+            job.ended_at = job.last_heartbeat = now()
+            return
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         """Record the success (RQ), then wake the API requests waiting on a chat: RQ runs a

@@ -68,3 +68,23 @@ def test_the_code_root_is_read_from_the_command_line() -> None:
     assert cpu.code_root_from_argv(["--chats", "3", "--code-root", "/tmp/x"]) == Path("/tmp/x")
     assert cpu.code_root_from_argv(["--code-root=/tmp/y"]) == Path("/tmp/y")
     assert cpu.code_root_from_argv(["--chats", "3"]) is None
+
+
+def test_redis_commands_are_counted_per_chat_by_name(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    with cpu.redis_meter(redis_url) as spent:
+        for i in range(30):
+            client.set(f"bench:{i}", i)
+        for _ in range(10):
+            client.xadd("bench:stream", {"a": "b"})
+    # the server counts every client's commands: at least ours, and the meter's INFO left out
+    assert spent["set"] >= 30
+    assert spent["xadd"] >= 10
+    per_chat = cpu.commands_per_chat(spent, 10)
+    assert per_chat["set"] >= 3.0
+    assert per_chat["total"] == sum(v for k, v in per_chat.items() if k != "total")
+    assert list(per_chat)[:2] == ["total", "set"]  # busiest first
+    table = cpu.commands_table({"total": 8.0, "set": 4.0}, per_chat)
+    assert "set" in table and "4.0" in table

@@ -87,3 +87,65 @@ def test_the_command_listener_wakes_often_so_a_worker_leaves_at_once(redis_url: 
     worker.unsubscribe()
     assert not listener.is_alive()  # stopped and waited for, not left behind
     connection.close()
+
+
+def test_a_finished_chat_saves_its_last_heartbeat_with_its_outcome(
+    redis_url: str, monkeypatch
+) -> None:
+    """RQ's own stamp of the heartbeat (a round trip of its own) is left out for a chat that
+    returned: the pipeline that records the success saves it with the job."""
+    import app.worker as worker_package
+    from app.contracts import CHAT_JOB
+    from app.core.redis_clients import JOB_SERIALIZER
+    from app.worker.runner import FlowchatWorker
+
+    monkeypatch.setattr(worker_package, "answer_chat", lambda **_kw: {"answer": "ok"})
+
+    class NoModel(FlowchatWorker):
+        def warm_up(self) -> None:  # the job above needs neither the model nor Chroma
+            pass
+
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
+    job = queue.enqueue(CHAT_JOB, kwargs={"question": "q"})
+    NoModel([queue], connection=connection).work(burst=True)
+    stored = connection.hgetall(job.key)
+    assert stored[b"status"] == b"finished"
+    assert job.return_value(refresh=True) == {"answer": "ok"}
+    # stamped when the job ended, and written by the same save as its outcome
+    assert stored[b"last_heartbeat"] == stored[b"ended_at"]
+
+
+def test_the_worker_is_marked_idle_once_between_two_jobs(redis_url: str, monkeypatch) -> None:
+    """RQ writes ``state idle`` after a job and again before it waits for the next: the worker
+    sends the second only when the state changed in between."""
+    import app.worker as worker_package
+    from app.contracts import CHAT_JOB
+    from app.core.redis_clients import JOB_SERIALIZER
+    from app.worker.runner import FlowchatWorker
+
+    monkeypatch.setattr(worker_package, "answer_chat", lambda **_kw: {"answer": "ok"})
+
+    class NoModel(FlowchatWorker):
+        def warm_up(self) -> None:
+            pass
+
+    connection = redis.Redis.from_url(redis_url)
+    states: list[str] = []
+    plain_hset = connection.hset
+
+    def hset(name, key=None, value=None, *args, **kwargs):
+        if key == "state":
+            states.append(str(value))
+        return plain_hset(name, key, value, *args, **kwargs)
+
+    connection.hset = hset  # the worker's own writes (its pipelines are not this client)
+    queue = Queue(QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
+    jobs = [queue.enqueue(CHAT_JOB, kwargs={"question": f"q{i}"}) for i in range(2)]
+    worker = NoModel([queue], connection=connection)
+    worker.work(burst=True)
+    assert [j.get_status(refresh=True) for j in jobs] == ["finished", "finished"]
+    idle = [s for s in states if s.lower().endswith("idle")]
+    # once before the first job, once after each job: no second write before the next wait
+    assert len(idle) == 3, states
+    assert connection.hget(worker.key, "state") in (b"idle", None)  # burst: it may have left
