@@ -54,13 +54,17 @@ from bench import cpu  # imports nothing from app
 cpu.use_code_root(sys.argv)  # with --code-root: the service code of today's commit
 
 from app.contracts import QUEUE_DRAIN_SECONDS
-from app.core.settings import REPO_ROOT, load_settings
+from app.core.settings import load_settings
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
-from app.flow.client import TOKEN_PATH
-from app.local.run import seed_documents
 from app.local.stack import LocalStack, Ports
 from app.rag.prompt import Source, build_messages
-from bench.harness import NO_KEY_LIMITS, QUESTIONS, percentile
+from bench.harness import (
+    NO_KEY_LIMITS,
+    QUESTIONS,
+    flow_client,
+    percentile,
+    seed_with_fresh_chat_workers,
+)
 
 CONCURRENCY_TARGET_SECONDS = 2.0
 MEMORY_TARGET_MB = 20.0
@@ -170,30 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting the service: {args.workers} worker(s) x {args.threads} loops ...", flush=True)
     stack.start()
     try:
-        allowed = load_settings().ALLOWED_EXTENSIONS
-        seed_documents(stack.base_url, stack.admin_token, REPO_ROOT / "docs", allowed)
-        # chat workers never ingest (uploads have their own pool): start them afresh, as a
-        # deployment's chat pods are, instead of measuring the batch buffers of start-up ingestion
-        stack.stop_workers()
-        stack.start_workers()
-        env = stack.env()
-        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": args.latency_ms})
+        seed_with_fresh_chat_workers(stack, args.latency_ms)
         limits = httpx.Limits(max_connections=4 * capacity + 8)
-        flow = httpx.Client(base_url=stack.flow_url, timeout=120, limits=limits)
-        token = flow.post(
-            TOKEN_PATH,
-            headers={"FlowTenant": env["FLOW_TENANT"]},
-            json={
-                "clientId": env["FLOW_AGENT"],
-                "clientSecret": env["FLOW_AGENT_SECRET"],
-                "appToAccess": "llm-api",
-            },
-        ).json()["access_token"]
-        flow_headers = {
-            "Authorization": f"Bearer {token}",
-            "FlowTenant": env["FLOW_TENANT"],
-            "FlowAgent": env["FLOW_AGENT"],
-        }
+        flow, flow_headers = flow_client(stack, max_connections=4 * capacity + 8)
         api = httpx.Client(base_url=stack.base_url, timeout=120, limits=limits)
         timings: list[dict[str, float]] = []
         answers: dict[int, dict] = {}

@@ -273,10 +273,8 @@ def measure_service(chats: int, concurrency: int, threads: int, latency_ms: int)
     restart the chat workers, warm up, then CPU ms per chat per process over ``chats`` chats."""
     import httpx
 
-    from app.core.settings import REPO_ROOT, load_settings
-    from app.local.run import seed_documents
     from app.local.stack import LocalStack, Ports
-    from bench.harness import NO_KEY_LIMITS, QUESTIONS
+    from bench.harness import NO_KEY_LIMITS, QUESTIONS, seed_with_fresh_chat_workers
 
     root = Path(tempfile.mkdtemp(prefix="flowchat-cpu-"))
     stack = LocalStack(
@@ -288,11 +286,7 @@ def measure_service(chats: int, concurrency: int, threads: int, latency_ms: int)
     )
     stack.start()
     try:
-        allowed = load_settings().ALLOWED_EXTENSIONS
-        seed_documents(stack.base_url, stack.admin_token, REPO_ROOT / "docs", allowed)
-        stack.stop_workers()
-        stack.start_workers()
-        httpx.post(f"{stack.flow_url}/_emulator/config", json={"latency_ms": latency_ms})
+        seed_with_fresh_chat_workers(stack, latency_ms)
         limits = httpx.Limits(max_connections=4 * concurrency + 8)
         api = httpx.Client(base_url=stack.base_url, timeout=120, limits=limits)
 

@@ -82,6 +82,21 @@ def service(
         stack.stop()
 
 
+def seed_with_fresh_chat_workers(stack: LocalStack, latency_ms: int) -> None:
+    """For a stack started with ``stack.start()`` (code that may predate ``start_seeded``): ingest
+    docs/, then restart the chat workers afresh, as a deployment's chat pods are (chat workers
+    never ingest, so their start-up ingestion buffers are not measured), and set Flow's latency."""
+    from app.core.settings import REPO_ROOT as CODE_ROOT
+    from app.core.settings import load_settings
+    from app.local.run import seed_documents
+
+    allowed = load_settings().ALLOWED_EXTENSIONS
+    seed_documents(stack.base_url, stack.admin_token, CODE_ROOT / "docs", allowed)
+    stack.stop_workers()
+    stack.start_workers()
+    emulate(stack, latency_ms=latency_ms)
+
+
 def emulate(stack: LocalStack, **knobs: Any) -> None:
     """Set the Flow emulator's knobs (latency_ms, token_latency_ms, ...)."""
     httpx.post(f"{stack.flow_url}/_emulator/config", json=knobs).raise_for_status()

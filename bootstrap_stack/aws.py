@@ -14,27 +14,14 @@ import pulumi_aws as aws
 
 from bootstrap_stack import trust
 from bootstrap_stack.settings import BootstrapSettings
+from stacks.aws_trust import web_identity_trust
 
 ESC_SECRETS = "flowchat/prod/deploy/*"  # deploy/esc/flowchat-prod.yaml reads these
 STACK_SECRETS = "flowchat/prod/*"
 
 
 def _web_identity(provider_arn: str, host: str, subject: str, audience: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Federated": provider_arn},
-                    "Action": "sts:AssumeRoleWithWebIdentity",
-                    "Condition": {
-                        "StringEquals": {f"{host}:sub": subject, f"{host}:aud": audience}
-                    },
-                }
-            ],
-        }
-    )
+    return json.dumps(web_identity_trust(provider_arn, host, subject, audience))
 
 
 def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:

@@ -46,6 +46,7 @@ from app.contracts import (
     STACK_SECRET_KEYS,
     secret_entry_name,
 )
+from stacks.aws_trust import web_identity_trust
 from stacks.config import StackConfig
 from stacks.kube import KubeNamespace, metadata
 from stacks.platform_ref import Platform
@@ -76,26 +77,6 @@ class SecretsArgs:
     cloud_provider: pulumi.ProviderResource | None = None
     # the cluster's OIDC issuer (and, on EKS, its IAM OIDC provider) unless config names them
     platform: Platform | None = None
-
-
-def _irsa_trust(issuer: str, provider_arn: str, subject: str) -> dict[str, object]:
-    """IRSA: the role trusts exactly `subject`'s tokens from the cluster's OIDC provider."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Federated": provider_arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {
-                    "StringEquals": {
-                        f"{issuer}:sub": subject,
-                        f"{issuer}:aud": AWS_TOKEN_AUDIENCE,
-                    }
-                },
-            }
-        ],
-    }
 
 
 class Secrets(pulumi.ComponentResource):
@@ -294,7 +275,11 @@ class Secrets(pulumi.ComponentResource):
             provider_arn = config.aws.oidc_provider_arn or self._from_platform("oidc_provider_arn")
             subject = service_account_subject(config.namespace)
             trust = pulumi.Output.all(issuer, provider_arn).apply(
-                lambda a: json.dumps(_irsa_trust(str(a[0]).removeprefix("https://"), a[1], subject))
+                lambda a: json.dumps(
+                    web_identity_trust(
+                        a[1], str(a[0]).removeprefix("https://"), subject, AWS_TOKEN_AUDIENCE
+                    )
+                )
             )
             role = iam.Role(
                 f"{name}-external-secrets-role",
