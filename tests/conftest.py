@@ -181,10 +181,14 @@ class LiveService:
     def settle(self, timeout: float = 120) -> None:
         """Put the shared service back in the state every test starts from, whatever the test
         before did: the emulator's defaults, no maintenance flag, the chat workers running,
-        and no chat queued or in flight (jobs an earlier test left finish first)."""
+        no chat queued or in flight (jobs an earlier test left finish first), and every
+        per-key counter back at zero (requests, Flow tokens, stored bytes, open streams: a
+        test that chats until a condition holds sends more chats on a busy machine, and the
+        tests after it must not inherit its spend)."""
         from rq import Queue, Worker
         from rq.registry import StartedJobRegistry
 
+        from app.access.quotas import KEY_PREFIX as QUOTA_PREFIX
         from app.core.maintenance import MaintenanceTracker
 
         self.emulator.reset()
@@ -206,6 +210,9 @@ class LiveService:
                 wait_until(
                     lambda: not client.llen(queue.key) + client.zcard(started.key), "idle", timeout
                 )
+            stale = list(client.scan_iter(match=f"{QUOTA_PREFIX}:*", count=1000))
+            if stale:
+                client.delete(*stale)
             # the ingestion pool beating again (a test may have killed or drained it)
             ingest = Queue(INGEST_QUEUE_NAME, connection=client)
             wait_until(

@@ -11,6 +11,12 @@ timeout runs out (minutes). Every worker process keeps a short-lived "alive" key
 sweeps the registry every few seconds: a started job whose worker has no alive key is handed to
 RQ's own ``StartedJobRegistry.cleanup``, which requeues it (jobs carry a ``Retry``) or fails it
 with ``AbandonedJobError``. A killed worker's job is back in the queue within ~30 seconds.
+
+Stranded jobs: a worker moves a job from the queue to RQ's intermediate list before it records
+the start. A worker killed, or a Redis restarted, between the two leaves the job in neither the
+queue nor the started registry (its status stays "queued"). The same sweep runs RQ's own
+``IntermediateQueue.cleanup``, which retries such a job once it has been stranded for a minute;
+RQ itself runs it only with its registry maintenance, every 10 minutes.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import now
-from rq.worker import WorkerStatus
+from rq.worker import BaseWorker, WorkerStatus
 
 from app.chat import conversations
 from app.chat.jobs import notify_done
@@ -260,6 +266,14 @@ def sweep_abandoned(
     return list(abandoned.values())
 
 
+def sweep_queue(worker: BaseWorker, queue: Queue) -> None:
+    """One sweep of ``queue``: the jobs of dead workers (:func:`sweep_abandoned`), then the jobs
+    stranded in RQ's intermediate list, retried by RQ's cleanup a minute after it first saw them
+    (``worker`` records the failed attempt, as RQ's own maintenance does)."""
+    sweep_abandoned(worker.connection, queue.name)
+    queue.intermediate_queue.cleanup(worker, queue)
+
+
 def pool_connection(settings: Settings) -> redis.Redis | None:
     """Redis for a worker pool about to start, or None after printing the one sentence that says
     why it cannot: Redis unreachable, or the embedding model missing (fail before forking)."""
@@ -380,7 +394,7 @@ class FlowchatWorker(SimpleWorker):
                     lock = ":".join([SWEEP_LOCK, *sorted(q.name for q in self.queues)])
                     if self.connection.set(lock, self.name, nx=True, ex=SWEEP_SECONDS):
                         for queue in self.queues:
-                            sweep_abandoned(self.connection, queue.name)
+                            sweep_queue(self, queue)
                         self.after_sweep()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)

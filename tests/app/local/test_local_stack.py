@@ -205,3 +205,23 @@ def test_chroma_refuses_a_client_without_the_token(tmp_path: Path) -> None:
         assert raw.status_code in (401, 403)
     finally:
         stack.stop()
+
+
+def test_the_shared_service_starts_each_test_with_fresh_per_key_counters(live_service) -> None:
+    """The settled service forgets what earlier tests spent: a test that chats until a condition
+    holds (more chats on a busy machine) must not leave the next one a key near its limits."""
+    import httpx
+    import redis
+
+    from app.access.quotas import KEY_PREFIX
+
+    with httpx.Client(base_url=live_service.base_url, timeout=60) as api:
+        accepted = api.post("/api/chat", json={"message": "How do I restart the worker?"})
+        assert accepted.status_code == 202, accepted.text
+    client = redis.Redis.from_url(live_service.redis_url)
+    try:
+        assert list(client.scan_iter(match=f"{KEY_PREFIX}:*"))  # the chat's reservation
+        live_service.settle()
+        assert not list(client.scan_iter(match=f"{KEY_PREFIX}:*"))
+    finally:
+        client.close()

@@ -9,11 +9,11 @@ import sys
 import time
 
 import redis
-from rq import Queue, Retry
+from rq import Queue, Retry, SimpleWorker
 from rq.job import Job
 
 from app.contracts import QUEUE_NAME
-from app.worker.runner import ALIVE_PREFIX, sweep_abandoned
+from app.worker.runner import ALIVE_PREFIX, sweep_abandoned, sweep_queue
 
 WORKER = """
 import sys, redis
@@ -57,6 +57,35 @@ def test_without_retries_the_job_fails_with_a_reason(redis_url: str) -> None:
     sweep_abandoned(connection, QUEUE_NAME, grace=0)
     assert job.get_status(refresh=True) == "failed"
     assert "AbandonedJobError" in (job.latest_result().exc_string or "")
+
+
+def _strand(connection: redis.Redis, queue: Queue) -> Job:
+    """What a worker leaves when it is killed (or Redis restarts) right after it moved a job to
+    RQ's intermediate list and before it recorded the start: the job is in neither the queue
+    nor the started registry, and its status says "queued"."""
+    job = queue.enqueue("time.sleep", 0, retry=Retry(max=2))
+    moved = connection.lmove(queue.key, queue.intermediate_queue_key)
+    assert moved is not None and moved.decode() == job.id
+    assert job.id not in queue.job_ids
+    return job
+
+
+def test_a_job_stranded_between_dequeue_and_start_is_retried(redis_url: str) -> None:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    job = _strand(connection, queue)
+    sweeper = SimpleWorker([queue], connection=connection)
+    sweep_queue(sweeper, queue)  # the first sweep that sees it notes when (RQ's first-seen key)
+    assert job.id not in queue.job_ids
+    # a minute later (RQ's threshold), the next sweep hands it back with one retry used
+    first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
+    connection.set(first_seen, time.time() - 61)
+    sweep_queue(sweeper, queue)
+    assert job.get_status(refresh=True) == "queued"
+    assert job.id in queue.job_ids
+    assert connection.llen(queue.intermediate_queue_key) == 0
+    job.refresh()
+    assert job.retries_left == 1
 
 
 def test_a_live_workers_job_is_left_alone(redis_url: str) -> None:
