@@ -113,6 +113,9 @@ def test_no_command_assembles_a_redis_url() -> None:
     assert "redis://127.0.0.1:6379" not in RUNBOOK
     assert "port-forward svc/flowchat-redis" not in RUNBOOK
     assert "if Redis is published" not in RUNBOOK
+    assert "`REDIS_URL`" not in RUNBOOK  # no step has on-call point REDIS_URL at a stack
+    keys = re.findall(r"python -m ops\.keys [^`\n]*", RUNBOOK)
+    assert keys and all("--stack " in command for command in keys), keys
 
 
 # --- issue 21: the runbook map -----------------------------------------------------------------
