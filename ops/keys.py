@@ -8,8 +8,10 @@ example after benchmarks against the emulator, or an incident that burnt a team'
 ``--key -`` instead of ``--key-id`` asks for a key you hold (typed, not echoed, never on the
 command line) and computes its id with ``KEY_ID_SECRET``.
 
-Redis comes from ``--redis-url`` (default ``$REDIS_URL``) and ``REDIS_PASSWORD``, as every ops
-command. Exit status 1 with one sentence when Redis cannot be reached.
+Redis is reached as by every ops command: ``--stack staging|prod|local`` (``ops.stack``:
+port-forward and password from the stack's Secret, or the file ``make run`` writes), or the
+override ``--redis-url`` (default ``$REDIS_URL``) with ``REDIS_PASSWORD``. Exit status 1 with
+one sentence when Redis cannot be reached.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import redis
 from app.access.keys import key_id
 from app.access.quotas import Quotas
 from app.core.settings import load_settings
-from ops.queue import DEFAULT_REDIS_URL, redact_url
+from ops.queue import DEFAULT_REDIS_URL, connection
+from ops.stack import add_stack_arguments
 from ops.summary import OpsError, fail
 
 KEY_ID = re.compile(r"^(anonymous|[0-9a-f]{12})$")
@@ -43,22 +46,19 @@ def _key_id(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     ident = _key_id(args)
-    password = os.environ.get("REDIS_PASSWORD") or None
-    connection = redis.Redis.from_url(
-        args.redis_url, password=password, socket_connect_timeout=5, socket_timeout=10
-    )
-    quotas = Quotas(connection, load_settings(REDIS_URL=args.redis_url))
-    try:
-        if args.command == "reset":
-            removed = quotas.reset(ident)
-            print(f"key {ident}: {removed} counter(s) reset; its limits start afresh", flush=True)
-            return 0
-        report = quotas.usage(ident)
-    except redis.RedisError as exc:
-        raise OpsError(
-            f"cannot reach Redis at {redact_url(args.redis_url)} ({type(exc).__name__}); "
-            "check --redis-url and REDIS_PASSWORD"
-        ) from None
+    with connection(args) as (conn, where):
+        quotas = Quotas(conn, load_settings(REDIS_URL=args.redis_url))
+        try:
+            if args.command == "reset":
+                removed = quotas.reset(ident)
+                print(f"key {ident}: {removed} counter(s) reset; its limits start afresh")
+                return 0
+            report = quotas.usage(ident)
+        except redis.RedisError as exc:
+            raise OpsError(
+                f"lost the connection to Redis ({where}) while reading the key's counters: "
+                f"{type(exc).__name__}"
+            ) from None
     if args.json:
         print(json.dumps({"key_id": ident, **report}))
         return 0
@@ -86,10 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--key",
             help="the key ('-': asked for, not echoed); its id is computed with KEY_ID_SECRET",
         )
+        add_stack_arguments(cmd)
         cmd.add_argument(
             "--redis-url",
             default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
-            help="Redis URL (default: $REDIS_URL or %(default)s)",
+            help="override of --stack: Redis URL, password in REDIS_PASSWORD "
+            "(default: $REDIS_URL or %(default)s)",
         )
         if name == "usage":
             cmd.add_argument("--json", action="store_true", help="one JSON object")

@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,8 @@ class Command:
         return f"{self.doc}.md, section {self.section!r}: {self.text}"
 
 
-_FENCE = re.compile(r"^```[\w-]*\n(.*?)^```", re.M | re.S)
+# a fence may be indented (a code block inside a numbered list item): its body is dedented
+_FENCE = re.compile(r"^[ \t]*```[\w-]*\n(.*?)^[ \t]*```", re.M | re.S)
 _SPAN = re.compile(r"(?<!`)`([^`]+)`(?!`)")
 _HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
 
@@ -79,7 +81,7 @@ def extract(doc: str, path: Path) -> list[Command]:
     fenced = []
     for match in _FENCE.finditer(text):
         fenced.append(match.span())
-        for cmd in _commands_in(match.group(1)):
+        for cmd in _commands_in(textwrap.dedent(match.group(1))):
             commands.append((match.start(), Command(doc, section_at(match.start()), cmd)))
     for match in _SPAN.finditer(text):
         if any(a <= match.start() < b for a, b in fenced):
@@ -111,6 +113,15 @@ def test_the_runbook_has_commands_to_check() -> None:
     modules = {_argv(c)[0] for c in ALL}
     assert {"ops.smoke", "ops.queue", "ops.worker", "ops.documents", "make"} <= modules
     assert len(LOCAL) >= 5, [str(c) for c in LOCAL]
+
+
+def test_code_blocks_inside_list_items_are_read(tmp_path: Path) -> None:
+    """The steps of first-deployment.md are numbered: their code blocks are indented."""
+    path = tmp_path / "steps.md"
+    path.write_text("1. Look:\n\n   ```sh\n   python -m ops.queue status --stack local\n   ```\n")
+    assert [c.text for c in extract("x", path)] == ["python -m ops.queue status --stack local"]
+    local = {c.text for c in LOCAL if c.doc == "first-deployment"}
+    assert "python -m ops.smoke --stack local --allow-open" in local
 
 
 @pytest.mark.parametrize("command", ALL, ids=str)
