@@ -73,9 +73,9 @@ def test_docker_regex_finds_every_digest_pin_of_the_stacks() -> None:
         assert any(f.search(name) for f in files), name
         text = (ROOT / name).read_text()
         found = [m.group(0) for m in pattern.finditer(text)]
-        assert found == DIGEST_REF.findall(text) and len(found) == 2, name
+        assert found == DIGEST_REF.findall(text) and found, name
         for match in pattern.finditer(text):
-            assert match["depName"] in ("redis", "chromadb/chroma")
+            assert match["depName"] == "redis"
             assert match["currentDigest"].startswith("sha256:")
 
 
