@@ -4,6 +4,7 @@ concurrency group per stack, CI-gated deploys by image digest, one prod approval
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -516,7 +517,7 @@ def test_preview_is_fork_safe_and_fails_on_mandatory_violations() -> None:
     on = triggers(wf)
     assert "pull_request_target" not in on
     paths = on["pull_request"]["paths"]
-    for wanted in ("Pulumi*.yaml", "__main__.py", "stacks/**", "policies/**", "app/contracts.py"):
+    for wanted in ("Pulumi*.yaml", "stacks/**", "policies/**", "platform_stack/**", "docs/**"):
         assert wanted in paths
     offline = wf["jobs"]["offline"]
     refs = [
@@ -544,6 +545,106 @@ def test_preview_is_fork_safe_and_fails_on_mandatory_violations() -> None:
         assert "vars.PULUMI_PREVIEW_ENABLED == 'true'" in pulumi["if"]
         (step,) = [s for s in pulumi["steps"] if "pulumi/actions" in s.get("uses", "")]
         assert step["with"]["command"] == "preview" and step["with"]["comment-on-pr"] is True
+
+
+# Runs a module as `python -m` does and writes every file it opened (audit events) as JSON.
+READS_TRACER = """
+import json, os, runpy, sys
+opened = set()
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        opened.add(os.path.realpath(os.fsdecode(args[0])))
+sys.addaudithook(hook)
+out, module, *argv = sys.argv[1:]
+sys.argv = [module, *argv]
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+finally:
+    with open(out, "w") as f:
+        json.dump(sorted(opened), f)
+"""
+
+
+def _github_glob(pattern: str) -> re.Pattern[str]:
+    """A workflow `paths` filter: `**` crosses directories, `*` and `?` do not."""
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wild = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wild.get(p, re.escape(p)) for p in parts))
+
+
+def _repo_file(path: str, tracked: set[str]) -> str | None:
+    """The tracked file a read stands for (a module's bytecode stands for its source)."""
+    real = Path(path)
+    if real.parent.name == "__pycache__":
+        real = real.parent.parent / (real.name.split(".", 1)[0] + ".py")
+    try:
+        name = real.relative_to(ROOT.resolve()).as_posix()
+    except ValueError:
+        return None
+    return name if name in tracked else None
+
+
+def test_preview_runs_on_every_file_its_steps_read(tmp_path: Path) -> None:
+    """Every `python -m` module of preview.yml runs here (offline, as its step runs it) under an
+    audit hook: each tracked file it reads, each lock it installs and the project itself must
+    be in `on.pull_request.paths`, or a PR changing only that file would get no preview."""
+    wf = load("preview")
+    paths = [_github_glob(p) for p in triggers(wf)["pull_request"]["paths"]]
+    runs = [
+        s["run"]
+        for name in ("offline", "platform")
+        for s in wf["jobs"][name]["steps"]
+        if "run" in s
+    ]
+    modules = {m for run in runs for m in re.findall(r"python -m ([\w.]+)", run)} - {"pip"}
+    out = tmp_path / "out"
+    out.mkdir()
+    stack_files = sorted(ROOT.glob("Pulumi.*.yaml"))
+    platform_files = sorted((ROOT / "platform_stack").glob("Pulumi.*.yaml"))
+    commands = [
+        *[
+            ("stacks.preview", ["--stack", f.name.split(".")[1], "--json", str(out / "s.json")])
+            for f in stack_files
+        ],
+        *[("platform_stack.preview", ["--stack", f.name.split(".")[1]]) for f in platform_files],
+        (
+            "ops.preview_diff",
+            [str(out / "s.json"), str(out / "s.json"), "--output", str(out / "c")],
+        ),
+        ("ops.documents", ["sync", "--dry-run", "--against", "docs", "docs"]),
+    ]
+    assert {m for m, _ in commands} == modules  # a new module in the workflow is run here too
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    read: set[str] = {".github/workflows/preview.yml", "pyproject.toml"}  # `pip install -e`
+    read |= {m.removeprefix("head/") for run in runs for m in re.findall(r"-r (\S+\.lock)", run)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i, (module, argv) in enumerate(commands):
+        log = tmp_path / f"reads-{i}.json"
+        done = subprocess.run(
+            [sys.executable, "-c", READS_TRACER, str(log), module, *argv],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, (module, argv, done.stdout[-2000:], done.stderr[-2000:])
+        read |= {f for p in json.loads(log.read_text()) if (f := _repo_file(p, tracked))}
+    assert any(f.startswith("platform_stack/") for f in read)  # the hook saw the program
+    assert sorted(f for f in read if not any(p.fullmatch(f) for p in paths)) == []
+
+
+def test_the_platform_preview_covers_every_platform_stack() -> None:
+    (step,) = [
+        s
+        for s in load("preview")["jobs"]["platform"]["steps"]
+        if "platform_stack.preview" in s.get("run", "")
+    ]
+    loop = re.search(r"for stack in ([\w ]+); do", step["run"])
+    assert loop is not None
+    stacks = {f.name.split(".")[1] for f in (ROOT / "platform_stack").glob("Pulumi.*.yaml")}
+    assert set(loop.group(1).split()) == stacks
+    assert step["run"].rstrip().endswith("exit $status")
 
 
 def _run_index(job: dict[str, Any], text: str) -> int:
