@@ -51,6 +51,9 @@ PINS = {
     "docker/build-push-action": ("263435318d21b8e681c14492fe198d362a7d2c83", "v6.18.0"),
     # v2.4.0's commit as pinned (with that version comment) by many public workflows
     "actions/attest-build-provenance": ("e8998f949152b193b063cb0ec769d69d929409be", "v2.4.0"),
+    # v2.4.0 ("bump actions/attest from 2.3.0 to 2.4.0"), pinned so by public workflows and
+    # pin tables beside attest-build-provenance v2.4.0 above
+    "actions/attest-sbom": ("bd218ad0dbcb3e146bd073d1d9c6d78e08aa8a0b", "v2.4.0"),
 }
 
 
@@ -676,6 +679,108 @@ def test_the_image_checks_itself_before_it_is_pushed_then_is_attested() -> None:
     assert step["push-to-registry"] is True
 
 
+def _image_step(name: str) -> dict[str, Any]:
+    (step,) = [s for s in load("deploy")["jobs"]["image"]["steps"] if s.get("name") == name]
+    return step
+
+
+def test_the_pushed_image_must_be_the_self_checked_one_before_any_attestation() -> None:
+    image = load("deploy")["jobs"]["image"]
+    names = [s.get("name") for s in image["steps"]]
+    same = names.index("The pushed image is the self-checked one")
+    builds = [i for i, s in enumerate(image["steps"]) if action(s) == "docker/build-push-action"]
+    attests = [i for i, s in enumerate(image["steps"]) if action(s).startswith("actions/attest")]
+    assert builds[-1] < same < min(attests) and len(attests) == 2
+    env = image["steps"][same]["env"]
+    local, pushed = (image["steps"][i]["id"] for i in builds)
+    assert env["CHECKED"] == f"${{{{ steps.{local}.outputs.imageid }}}}"
+    assert env["DIGEST"] == f"${{{{ steps.{pushed}.outputs.digest }}}}"
+
+
+def _run_with_fake_registry(tmp_path: Path, run: str, env: dict[str, str], config: str) -> int:
+    """Run a step's script with a `docker` that serves an index (image + attestation manifest)
+    whose image manifest names `config`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    index = {
+        "manifests": [
+            {"digest": "sha256:img", "platform": {"architecture": "amd64", "os": "linux"}},
+            {
+                "digest": "sha256:att",
+                "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+            },
+        ]
+    }
+    docker = bin_dir / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *@sha256:img*) echo '{json.dumps({'config': {'digest': config}})}';;\n"
+        f"  *) echo '{json.dumps(index)}';;\n"
+        "esac\n"
+    )
+    docker.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", run],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "IMAGE_REPOSITORY": "ghcr.io/o/r", **env},
+    )  # fmt: skip
+    return done.returncode
+
+
+def test_the_identity_check_fails_when_the_registry_holds_another_image(tmp_path: Path) -> None:
+    step = _image_step("The pushed image is the self-checked one")
+    env = {"CHECKED": "sha256:" + "a" * 64, "DIGEST": "sha256:index"}
+    assert _run_with_fake_registry(tmp_path, step["run"], env, "sha256:" + "a" * 64) == 0
+    assert _run_with_fake_registry(tmp_path, step["run"], env, "sha256:" + "b" * 64) != 0
+    assert _run_with_fake_registry(tmp_path, step["run"], {**env, "CHECKED": ""}, "") != 0
+
+
+def test_the_sbom_of_the_pushed_digest_is_attested_and_its_type_exported() -> None:
+    image = load("deploy")["jobs"]["image"]
+    sbom = _image_step("The SBOM of the pushed digest (buildkit's SPDX document)")
+    (attest,) = [s for s in image["steps"] if action(s) == "actions/attest-sbom"]
+    pushed = [s for s in image["steps"] if action(s) == "docker/build-push-action"][-1]
+    assert pushed["with"]["sbom"] is True
+    digest = f"${{{{ steps.{pushed['id']}.outputs.digest }}}}"
+    assert sbom["env"]["DIGEST"] == digest and "$IMAGE_REPOSITORY@$DIGEST" in sbom["run"]
+    assert attest["with"]["subject-name"] == "${{ env.IMAGE_REPOSITORY }}"
+    assert attest["with"]["subject-digest"] == digest
+    assert attest["with"]["push-to-registry"] is True
+    path = attest["with"]["sbom-path"].replace("${{ runner.temp }}", "$RUNNER_TEMP")
+    assert f'> "{path}"' in sbom["run"]
+    assert image["steps"].index(sbom) < image["steps"].index(attest)
+    assert image["outputs"]["sbom-predicate-type"] == (
+        f"${{{{ steps.{sbom['id']}.outputs.predicate-type }}}}"
+    )
+
+
+def test_the_sbom_step_exports_the_predicate_type_attest_sbom_signs(tmp_path: Path) -> None:
+    """actions/attest builds an SPDX predicate type as https://spdx.dev/Document/v<version>."""
+    sbom = _image_step("The SBOM of the pushed digest (buildkit's SPDX document)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(
+        '#!/bin/sh\necho \'{"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT"}\'\n'
+    )
+    docker.chmod(0o755)
+    out = tmp_path / "output"
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", sbom["run"]],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "IMAGE_REPOSITORY": "r", "DIGEST": "sha256:x",
+             "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(out)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().split() == ["predicate-type=https://spdx.dev/Document/v2.3"]
+    assert json.loads((tmp_path / "sbom.spdx.json").read_text())["spdxVersion"] == "SPDX-2.3"
+    docker.write_text("#!/bin/sh\necho null\n")  # no SBOM attached: the job stops
+    assert subprocess.run(["bash", "-eo", "pipefail", "-c", sbom["run"]], cwd=tmp_path,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path),
+                               "GITHUB_OUTPUT": str(out)}).returncode != 0  # fmt: skip
+
+
 @pytest.mark.parametrize("job_name", ["up-staging", "up-prod"])
 def test_deploy_verifies_the_attestation_before_pulumi_up(job_name: str) -> None:
     job = load("deploy")["jobs"][job_name]
@@ -690,6 +795,12 @@ def test_deploy_verifies_the_attestation_before_pulumi_up(job_name: str) -> None
     assert '--repo "$GITHUB_REPOSITORY"' in step["run"]
     assert "--signer-workflow" in step["run"]  # built by deploy.yml, not any workflow of the repo
     assert step["env"]["DIGEST"] == "${{ needs.image.outputs.digest }}"
+    # the SBOM attestation too (gh checks provenance unless given another predicate type)
+    verifies = step["run"].split("gh attestation verify")[1:]
+    assert len(verifies) == 2
+    assert '--predicate-type "$SBOM_PREDICATE_TYPE"' in verifies[1]
+    assert all("--signer-workflow" in v for v in verifies)
+    assert step["env"]["SBOM_PREDICATE_TYPE"] == "${{ needs.image.outputs.sbom-predicate-type }}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
