@@ -56,6 +56,31 @@ def test_every_ecosystem_is_updated_weekly_and_grouped() -> None:
     assert len(grouped) == 4
 
 
+def _regexes(node: object) -> list[str]:
+    """Every regex of the config: `matchStrings` and the `/.../` file patterns."""
+    if isinstance(node, dict):
+        return [
+            r
+            for key, value in node.items()
+            for r in (value if key == "matchStrings" else _regexes(value))
+        ]
+    if isinstance(node, list):
+        return [r for item in node for r in _regexes(item)]
+    if isinstance(node, str) and len(node) > 2 and node.startswith("/") and node.endswith("/"):
+        return [node[1:-1]]
+    return []
+
+
+def test_every_regex_is_one_re2_accepts() -> None:
+    """Renovate compiles its regexes with RE2 (node-re2), which has no lookaround and no
+    backreference: such a pattern is a config validation error and Renovate stops."""
+    regexes = _regexes(CONFIG)
+    assert regexes
+    for regex in regexes:
+        assert not re.search(r"\(\?<?[=!]|\\k<|\\[1-9]", regex), regex
+        _js_regex(regex)  # and a valid pattern
+
+
 def test_pip_compile_manager_covers_every_lock() -> None:
     patterns = _file_patterns(CONFIG["pip-compile"]["managerFilePatterns"])
     locks = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "requirements").glob("*.lock"))
