@@ -30,6 +30,7 @@ import pulumi_kubernetes as k8s
 from app.contracts import APP_NAME, namespace_for
 from app.observability.logs import EXTRA_FIELDS, LOG_FIELDS
 
+# renovate: helm chart (renovate.json reads the next three lines: name, repository, version)
 CHART: Final = "fluent-bit"
 CHART_REPO: Final = "https://fluent.github.io/helm-charts"
 CHART_VERSION: Final = "0.54.0"  # pinned; Renovate's helm manager proposes bumps

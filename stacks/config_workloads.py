@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.contracts import DEFAULT_WORKER_THREADS, MAX_WORKER_THREADS
 from stacks.config_types import ConfigModel, PinnedImage, Quantity, Replicas, Resources
-from stacks.images import CHROMA_IMAGE, REDIS_IMAGE
+from stacks.images import REDIS_IMAGE
 
 
 class ApiConfig(ConfigModel):
@@ -109,7 +109,8 @@ class RedisConfig(ConfigModel):
 
 
 class ChromaConfig(ConfigModel):
-    image: PinnedImage = CHROMA_IMAGE
+    """No `image`: Chroma runs chromadb's Python server from the service image (stores.py)."""
+
     volume_size: Quantity = "10Gi"
     resources: Resources = Resources(memory_request="512Mi", memory_limit="2Gi")
 

@@ -22,7 +22,7 @@ from stacktools.checkov_skips import SKIPS
 
 STACKS = ("staging", "prod")
 # what the deploy workflow delivers at `pulumi up`: the app image by the digest it pushed
-# (any sha256 stands in for it here; Redis and Chroma carry theirs in stacks/images.py)
+# (any sha256 stands in for it here; Redis carries its own in stacks/images.py)
 DEPLOYED_IMAGE = json.dumps(
     {
         "repository": "ghcr.io/flowchat/flowchat",

@@ -90,7 +90,11 @@ def test_defaults_and_stack_derived_names() -> None:
             "flowchat:redis.volumeSize: must be a Kubernetes quantity",
         ),
         ({"redis": '{"image": "redis"}'}, "flowchat:redis.image: must carry an explicit tag"),
-        ({"chroma": '{"image": "chromadb/chroma:latest"}'}, "flowchat:chroma.image: must not use"),
+        # Chroma runs from the service image: an image of its own would be silently unused
+        (
+            {"chroma": '{"image": "chromadb/chroma:1.5.9"}'},
+            "flowchat:chroma.image: is not a known setting",
+        ),
         (
             {"platform": json.dumps({"external": {**PLATFORM, "hostname": "Not A Host"}})},
             "flowchat:platform.external.hostname: must be a lower-case DNS name",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
@@ -53,6 +56,31 @@ def test_every_ecosystem_is_updated_weekly_and_grouped() -> None:
     assert len(grouped) == 4
 
 
+def _regexes(node: object) -> list[str]:
+    """Every regex of the config: `matchStrings` and the `/.../` file patterns."""
+    if isinstance(node, dict):
+        return [
+            r
+            for key, value in node.items()
+            for r in (value if key == "matchStrings" else _regexes(value))
+        ]
+    if isinstance(node, list):
+        return [r for item in node for r in _regexes(item)]
+    if isinstance(node, str) and len(node) > 2 and node.startswith("/") and node.endswith("/"):
+        return [node[1:-1]]
+    return []
+
+
+def test_every_regex_is_one_re2_accepts() -> None:
+    """Renovate compiles its regexes with RE2 (node-re2), which has no lookaround and no
+    backreference: such a pattern is a config validation error and Renovate stops."""
+    regexes = _regexes(CONFIG)
+    assert regexes
+    for regex in regexes:
+        assert not re.search(r"\(\?<?[=!]|\\k<|\\[1-9]", regex), regex
+        _js_regex(regex)  # and a valid pattern
+
+
 def test_pip_compile_manager_covers_every_lock() -> None:
     patterns = _file_patterns(CONFIG["pip-compile"]["managerFilePatterns"])
     locks = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "requirements").glob("*.lock"))
@@ -70,27 +98,52 @@ def test_docker_regex_finds_every_digest_pin_of_the_stacks() -> None:
         assert any(f.search(name) for f in files), name
         text = (ROOT / name).read_text()
         found = [m.group(0) for m in pattern.finditer(text)]
-        assert found == DIGEST_REF.findall(text) and len(found) == 2, name
+        assert found == DIGEST_REF.findall(text) and found, name
         for match in pattern.finditer(text):
-            assert match["depName"] in ("redis", "chromadb/chroma")
+            assert match["depName"] == "redis"
             assert match["currentDigest"].startswith("sha256:")
 
 
-def test_helm_regex_reads_a_chart_written_as_documented() -> None:
+def _helm_pins_the_platform_program_installs(tmp_path: Path) -> set[tuple[str, str, str]]:
+    """(chart, version, repository) of every Helm release the platform program renders, over
+    every platform stack with every optional part on (log shipping), under Pulumi's mocks."""
+    from platform_stack.preview import PROJECT_DIR, render
+
+    pins = set()
+    for stack_file in sorted(PROJECT_DIR.glob("Pulumi.*.yaml")):
+        stack = stack_file.name.split(".")[1]
+        project = tmp_path / stack
+        project.mkdir()
+        shutil.copy(PROJECT_DIR / "Pulumi.yaml", project / "Pulumi.yaml")
+        doc = yaml.safe_load(stack_file.read_text())
+        doc["config"]["flowchat-platform:logs"] = {
+            "elasticsearchUrl": "https://logs.ciandt.com:9243",
+            "credentialsSecret": "elasticsearch-api-key",
+        }
+        (project / stack_file.name).write_text(yaml.safe_dump(doc))
+        for resource in render(stack, project_dir=project):
+            if resource.type.startswith("kubernetes:helm.sh/"):
+                inputs = resource.inputs
+                pins.add((inputs["chart"], inputs["version"], inputs["repositoryOpts"]["repo"]))
+    return pins
+
+
+def test_helm_regexes_find_every_chart_the_platform_program_installs(tmp_path: Path) -> None:
+    """Renovate's Helm patterns, run over the platform program's real files, find exactly the
+    charts it renders: a chart pinned some other way (a new pin, a reworded line) fails here."""
     manager = _custom("helm")
     files = _file_patterns(manager["managerFilePatterns"])
-    assert any(f.search("infra_platform/keda.py") for f in files)
-    assert any(f.search("platform_stack/addons.py") for f in files)
-    (pattern,) = [_js_regex(s) for s in manager["matchStrings"]]
-    source = """
-        keda = k8s.helm.v3.Release(
-            "keda",
-            chart="keda", version="2.16.1",
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://kedacore.github.io/charts"),
-        )
-    """
-    match = pattern.search(source)
-    assert match is not None
-    assert (match["depName"], match["currentValue"], match["registryUrl"]) == (
-        "keda", "2.16.1", "https://kedacore.github.io/charts",
-    )  # fmt: skip
+    patterns = [_js_regex(s) for s in manager["matchStrings"]]
+    found: list[tuple[str, str, str]] = []
+    for path in sorted((ROOT / "platform_stack").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if not any(f.search(name) for f in files):
+            continue
+        text = path.read_text()
+        for pattern in patterns:
+            found += [
+                (m["depName"], m["currentValue"], m["registryUrl"]) for m in pattern.finditer(text)
+            ]
+    expected = _helm_pins_the_platform_program_installs(tmp_path)
+    assert {"ingress-nginx", "fluent-bit"} <= {chart for chart, _, _ in expected}  # EKS, logs on
+    assert sorted(found) == sorted(expected)

@@ -4,6 +4,7 @@ concurrency group per stack, CI-gated deploys by image digest, one prod approval
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -50,6 +51,9 @@ PINS = {
     "docker/build-push-action": ("263435318d21b8e681c14492fe198d362a7d2c83", "v6.18.0"),
     # v2.4.0's commit as pinned (with that version comment) by many public workflows
     "actions/attest-build-provenance": ("e8998f949152b193b063cb0ec769d69d929409be", "v2.4.0"),
+    # v2.4.0 ("bump actions/attest from 2.3.0 to 2.4.0"), pinned so by public workflows and
+    # pin tables beside attest-build-provenance v2.4.0 above
+    "actions/attest-sbom": ("bd218ad0dbcb3e146bd073d1d9c6d78e08aa8a0b", "v2.4.0"),
 }
 
 
@@ -516,7 +520,7 @@ def test_preview_is_fork_safe_and_fails_on_mandatory_violations() -> None:
     on = triggers(wf)
     assert "pull_request_target" not in on
     paths = on["pull_request"]["paths"]
-    for wanted in ("Pulumi*.yaml", "__main__.py", "stacks/**", "policies/**", "app/contracts.py"):
+    for wanted in ("Pulumi*.yaml", "stacks/**", "policies/**", "platform_stack/**", "docs/**"):
         assert wanted in paths
     offline = wf["jobs"]["offline"]
     refs = [
@@ -544,6 +548,106 @@ def test_preview_is_fork_safe_and_fails_on_mandatory_violations() -> None:
         assert "vars.PULUMI_PREVIEW_ENABLED == 'true'" in pulumi["if"]
         (step,) = [s for s in pulumi["steps"] if "pulumi/actions" in s.get("uses", "")]
         assert step["with"]["command"] == "preview" and step["with"]["comment-on-pr"] is True
+
+
+# Runs a module as `python -m` does and writes every file it opened (audit events) as JSON.
+READS_TRACER = """
+import json, os, runpy, sys
+opened = set()
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        opened.add(os.path.realpath(os.fsdecode(args[0])))
+sys.addaudithook(hook)
+out, module, *argv = sys.argv[1:]
+sys.argv = [module, *argv]
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+finally:
+    with open(out, "w") as f:
+        json.dump(sorted(opened), f)
+"""
+
+
+def _github_glob(pattern: str) -> re.Pattern[str]:
+    """A workflow `paths` filter: `**` crosses directories, `*` and `?` do not."""
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wild = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wild.get(p, re.escape(p)) for p in parts))
+
+
+def _repo_file(path: str, tracked: set[str]) -> str | None:
+    """The tracked file a read stands for (a module's bytecode stands for its source)."""
+    real = Path(path)
+    if real.parent.name == "__pycache__":
+        real = real.parent.parent / (real.name.split(".", 1)[0] + ".py")
+    try:
+        name = real.relative_to(ROOT.resolve()).as_posix()
+    except ValueError:
+        return None
+    return name if name in tracked else None
+
+
+def test_preview_runs_on_every_file_its_steps_read(tmp_path: Path) -> None:
+    """Every `python -m` module of preview.yml runs here (offline, as its step runs it) under an
+    audit hook: each tracked file it reads, each lock it installs and the project itself must
+    be in `on.pull_request.paths`, or a PR changing only that file would get no preview."""
+    wf = load("preview")
+    paths = [_github_glob(p) for p in triggers(wf)["pull_request"]["paths"]]
+    runs = [
+        s["run"]
+        for name in ("offline", "platform")
+        for s in wf["jobs"][name]["steps"]
+        if "run" in s
+    ]
+    modules = {m for run in runs for m in re.findall(r"python -m ([\w.]+)", run)} - {"pip"}
+    out = tmp_path / "out"
+    out.mkdir()
+    stack_files = sorted(ROOT.glob("Pulumi.*.yaml"))
+    platform_files = sorted((ROOT / "platform_stack").glob("Pulumi.*.yaml"))
+    commands = [
+        *[
+            ("stacks.preview", ["--stack", f.name.split(".")[1], "--json", str(out / "s.json")])
+            for f in stack_files
+        ],
+        *[("platform_stack.preview", ["--stack", f.name.split(".")[1]]) for f in platform_files],
+        (
+            "ops.preview_diff",
+            [str(out / "s.json"), str(out / "s.json"), "--output", str(out / "c")],
+        ),
+        ("ops.documents", ["sync", "--dry-run", "--against", "docs", "docs"]),
+    ]
+    assert {m for m, _ in commands} == modules  # a new module in the workflow is run here too
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    read: set[str] = {".github/workflows/preview.yml", "pyproject.toml"}  # `pip install -e`
+    read |= {m.removeprefix("head/") for run in runs for m in re.findall(r"-r (\S+\.lock)", run)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i, (module, argv) in enumerate(commands):
+        log = tmp_path / f"reads-{i}.json"
+        done = subprocess.run(
+            [sys.executable, "-c", READS_TRACER, str(log), module, *argv],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, (module, argv, done.stdout[-2000:], done.stderr[-2000:])
+        read |= {f for p in json.loads(log.read_text()) if (f := _repo_file(p, tracked))}
+    assert any(f.startswith("platform_stack/") for f in read)  # the hook saw the program
+    assert sorted(f for f in read if not any(p.fullmatch(f) for p in paths)) == []
+
+
+def test_the_platform_preview_covers_every_platform_stack() -> None:
+    (step,) = [
+        s
+        for s in load("preview")["jobs"]["platform"]["steps"]
+        if "platform_stack.preview" in s.get("run", "")
+    ]
+    loop = re.search(r"for stack in ([\w ]+); do", step["run"])
+    assert loop is not None
+    stacks = {f.name.split(".")[1] for f in (ROOT / "platform_stack").glob("Pulumi.*.yaml")}
+    assert set(loop.group(1).split()) == stacks
+    assert step["run"].rstrip().endswith("exit $status")
 
 
 def _run_index(job: dict[str, Any], text: str) -> int:
@@ -575,6 +679,108 @@ def test_the_image_checks_itself_before_it_is_pushed_then_is_attested() -> None:
     assert step["push-to-registry"] is True
 
 
+def _image_step(name: str) -> dict[str, Any]:
+    (step,) = [s for s in load("deploy")["jobs"]["image"]["steps"] if s.get("name") == name]
+    return step
+
+
+def test_the_pushed_image_must_be_the_self_checked_one_before_any_attestation() -> None:
+    image = load("deploy")["jobs"]["image"]
+    names = [s.get("name") for s in image["steps"]]
+    same = names.index("The pushed image is the self-checked one")
+    builds = [i for i, s in enumerate(image["steps"]) if action(s) == "docker/build-push-action"]
+    attests = [i for i, s in enumerate(image["steps"]) if action(s).startswith("actions/attest")]
+    assert builds[-1] < same < min(attests) and len(attests) == 2
+    env = image["steps"][same]["env"]
+    local, pushed = (image["steps"][i]["id"] for i in builds)
+    assert env["CHECKED"] == f"${{{{ steps.{local}.outputs.imageid }}}}"
+    assert env["DIGEST"] == f"${{{{ steps.{pushed}.outputs.digest }}}}"
+
+
+def _run_with_fake_registry(tmp_path: Path, run: str, env: dict[str, str], config: str) -> int:
+    """Run a step's script with a `docker` that serves an index (image + attestation manifest)
+    whose image manifest names `config`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    index = {
+        "manifests": [
+            {"digest": "sha256:img", "platform": {"architecture": "amd64", "os": "linux"}},
+            {
+                "digest": "sha256:att",
+                "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+            },
+        ]
+    }
+    docker = bin_dir / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *@sha256:img*) echo '{json.dumps({'config': {'digest': config}})}';;\n"
+        f"  *) echo '{json.dumps(index)}';;\n"
+        "esac\n"
+    )
+    docker.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", run],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "IMAGE_REPOSITORY": "ghcr.io/o/r", **env},
+    )  # fmt: skip
+    return done.returncode
+
+
+def test_the_identity_check_fails_when_the_registry_holds_another_image(tmp_path: Path) -> None:
+    step = _image_step("The pushed image is the self-checked one")
+    env = {"CHECKED": "sha256:" + "a" * 64, "DIGEST": "sha256:index"}
+    assert _run_with_fake_registry(tmp_path, step["run"], env, "sha256:" + "a" * 64) == 0
+    assert _run_with_fake_registry(tmp_path, step["run"], env, "sha256:" + "b" * 64) != 0
+    assert _run_with_fake_registry(tmp_path, step["run"], {**env, "CHECKED": ""}, "") != 0
+
+
+def test_the_sbom_of_the_pushed_digest_is_attested_and_its_type_exported() -> None:
+    image = load("deploy")["jobs"]["image"]
+    sbom = _image_step("The SBOM of the pushed digest (buildkit's SPDX document)")
+    (attest,) = [s for s in image["steps"] if action(s) == "actions/attest-sbom"]
+    pushed = [s for s in image["steps"] if action(s) == "docker/build-push-action"][-1]
+    assert pushed["with"]["sbom"] is True
+    digest = f"${{{{ steps.{pushed['id']}.outputs.digest }}}}"
+    assert sbom["env"]["DIGEST"] == digest and "$IMAGE_REPOSITORY@$DIGEST" in sbom["run"]
+    assert attest["with"]["subject-name"] == "${{ env.IMAGE_REPOSITORY }}"
+    assert attest["with"]["subject-digest"] == digest
+    assert attest["with"]["push-to-registry"] is True
+    path = attest["with"]["sbom-path"].replace("${{ runner.temp }}", "$RUNNER_TEMP")
+    assert f'> "{path}"' in sbom["run"]
+    assert image["steps"].index(sbom) < image["steps"].index(attest)
+    assert image["outputs"]["sbom-predicate-type"] == (
+        f"${{{{ steps.{sbom['id']}.outputs.predicate-type }}}}"
+    )
+
+
+def test_the_sbom_step_exports_the_predicate_type_attest_sbom_signs(tmp_path: Path) -> None:
+    """actions/attest builds an SPDX predicate type as https://spdx.dev/Document/v<version>."""
+    sbom = _image_step("The SBOM of the pushed digest (buildkit's SPDX document)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(
+        '#!/bin/sh\necho \'{"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT"}\'\n'
+    )
+    docker.chmod(0o755)
+    out = tmp_path / "output"
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", sbom["run"]],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "IMAGE_REPOSITORY": "r", "DIGEST": "sha256:x",
+             "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(out)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().split() == ["predicate-type=https://spdx.dev/Document/v2.3"]
+    assert json.loads((tmp_path / "sbom.spdx.json").read_text())["spdxVersion"] == "SPDX-2.3"
+    docker.write_text("#!/bin/sh\necho null\n")  # no SBOM attached: the job stops
+    assert subprocess.run(["bash", "-eo", "pipefail", "-c", sbom["run"]], cwd=tmp_path,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path),
+                               "GITHUB_OUTPUT": str(out)}).returncode != 0  # fmt: skip
+
+
 @pytest.mark.parametrize("job_name", ["up-staging", "up-prod"])
 def test_deploy_verifies_the_attestation_before_pulumi_up(job_name: str) -> None:
     job = load("deploy")["jobs"][job_name]
@@ -589,6 +795,12 @@ def test_deploy_verifies_the_attestation_before_pulumi_up(job_name: str) -> None
     assert '--repo "$GITHUB_REPOSITORY"' in step["run"]
     assert "--signer-workflow" in step["run"]  # built by deploy.yml, not any workflow of the repo
     assert step["env"]["DIGEST"] == "${{ needs.image.outputs.digest }}"
+    # the SBOM attestation too (gh checks provenance unless given another predicate type)
+    verifies = step["run"].split("gh attestation verify")[1:]
+    assert len(verifies) == 2
+    assert '--predicate-type "$SBOM_PREDICATE_TYPE"' in verifies[1]
+    assert all("--signer-workflow" in v for v in verifies)
+    assert step["env"]["SBOM_PREDICATE_TYPE"] == "${{ needs.image.outputs.sbom-predicate-type }}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
