@@ -82,6 +82,7 @@ REFUSAL_ANSWER: Final = "I could not find this in the provided documents."
 # the answer evaluation (ops.evaluate): its scores as metrics (pushed by the scheduled run,
 # label `score`), and how far a score (0-1) may fall below the baseline or its 7-day best
 METRIC_EVAL_SCORE: Final = "flowchat_eval_score"
+METRIC_EVAL_LAST_RUN: Final = "flowchat_eval_last_run_timestamp_seconds"  # when it last pushed
 EVAL_PUSH_JOB: Final = "flowchat-eval"
 EVAL_DROP_TOLERANCE: Final = 0.05
 

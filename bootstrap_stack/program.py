@@ -61,6 +61,8 @@ def workflow_inputs(
                 "AZURE_SUBSCRIPTION_ID": azure.subscription_id,
                 "KUBE_RESOURCE_GROUP": settings.azure.resource_group,
                 "KUBE_CLUSTER": cluster["staging"],
+                # the nightly evaluation's target (in-cluster: evaluate.yml port-forwards to it)
+                "PUSHGATEWAY_URL": platforms["staging"].require_output("pushgatewayUrl"),
             },
             "production": {"AWS_ROLE_ARN": aws_trust.deploy_role_arn, **prod},
             "production-readonly": {"AWS_ROLE_ARN": aws_trust.readonly_role_arn, **prod},

@@ -1,5 +1,6 @@
 """Cluster add-ons as Helm releases pinned by chart version, and what they need around them:
-External Secrets Operator, KEDA, kube-prometheus-stack with the blackbox exporter, cert-manager
+External Secrets Operator, KEDA, kube-prometheus-stack with the blackbox exporter and the
+Pushgateway (the nightly evaluation's scores, scraped through its ServiceMonitor), cert-manager
 and its ClusterIssuer, the ingress controller (AKS: the app routing add-on instead), the EBS/EFS
 storage classes and the DNS record of the service's hostname on EKS."""
 
@@ -50,6 +51,25 @@ CHARTS: tuple[Chart, ...] = (
         "https://prometheus-community.github.io/helm-charts",
         out.MONITORING_NAMESPACE,
         {"fullnameOverride": "blackbox-exporter"},
+    ),
+    Chart(
+        "pushgateway",
+        "prometheus-pushgateway",
+        "3.6.1",
+        "https://prometheus-community.github.io/helm-charts",
+        out.MONITORING_NAMESPACE,
+        {
+            "fullnameOverride": out.PUSHGATEWAY_SERVICE,
+            "service": {"port": out.PUSHGATEWAY_PORT},
+            "serviceMonitor": {
+                "enabled": True,
+                "namespace": out.MONITORING_NAMESPACE,
+                # the pushed job and namespace labels are kept (the alerts select on them)
+                "honorLabels": True,
+                # kube-prometheus-stack's Prometheus selects ServiceMonitors by its release
+                "additionalLabels": {"release": "kube-prometheus-stack"},
+            },
+        },
     ),
     Chart(
         "cert-manager",

@@ -18,6 +18,11 @@ MONITORING_NAMESPACE = "monitoring"
 KEDA_NAMESPACE = "keda"
 PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
 PROBER_URL = "blackbox-exporter.monitoring.svc:9115"  # fullnameOverride of the exporter chart
+# the Pushgateway the nightly answer evaluation pushes its scores to (evaluate.yml reaches it with
+# `kubectl port-forward`: the address is in-cluster), scraped by the Prometheus above
+PUSHGATEWAY_SERVICE = "pushgateway"  # fullnameOverride of the prometheus-pushgateway chart
+PUSHGATEWAY_PORT = 9091
+PUSHGATEWAY_URL = f"http://{PUSHGATEWAY_SERVICE}.{MONITORING_NAMESPACE}.svc:{PUSHGATEWAY_PORT}"
 
 # per cloud: what the platform's cluster serves
 CLOUD_VALUES = {
@@ -54,6 +59,7 @@ def platform_outputs(
         "oidcProviderArn": oidc_provider_arn,
         "prometheusUrl": PROMETHEUS_URL,
         "proberUrl": PROBER_URL,
+        "pushgatewayUrl": PUSHGATEWAY_URL,
         "kedaNamespace": KEDA_NAMESPACE,
         "monitoringNamespace": MONITORING_NAMESPACE,
         "serviceNamespaces": list(settings.service_namespaces),  # platform_stack.namespaces

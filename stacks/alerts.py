@@ -243,6 +243,10 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
         f"{contracts.METRIC_EVAL_SCORE}{_sel(job=contracts.EVAL_PUSH_JOB, namespace=namespace)}"
     )
     best = f"max by (score) (max_over_time({scores}[{w['FlowchatAnswerQualityDropped']}]))"
+    last_run = (
+        f"{contracts.METRIC_EVAL_LAST_RUN}{_sel(job=contracts.EVAL_PUSH_JOB, namespace=namespace)}"
+    )
+    stale_after = str(w["FlowchatAnswerEvaluationStale"])
     return [
         _rule(
             "FlowchatHealthCheckFailing",
@@ -438,6 +442,23 @@ def alert_rules(thresholds: Thresholds, *, namespace: str, chroma_pvc: str) -> l
                 "groundedness and relevance)."
             ),
             no_data_ok=True,  # no evaluation pushed for this stack: nothing to compare
+        ),
+        _rule(
+            "FlowchatAnswerEvaluationStale",
+            # the Pushgateway keeps serving the last push: its timestamp says how old it is
+            query=f"time() - max({last_run})",
+            op=">",
+            threshold=parse_duration(stale_after),
+            summary=(
+                "The nightly answer evaluation has not pushed for more than "
+                f"{describe_duration(stale_after)}"
+            ),
+            description=(
+                "No answer evaluation of this stack has pushed its scores for more than "
+                f'{describe_duration(stale_after)}: the workflow "evaluate" stopped running or '
+                "failed before its push, and FlowchatAnswerQualityDropped compares stale scores."
+            ),
+            no_data_ok=True,  # never pushed for this stack (the nightly evaluates staging only)
         ),
         _rule(
             "FlowchatFlowTokenBudget",

@@ -3,8 +3,9 @@
 `PlatformOutputs` names every value the platform program (`platform_stack/`) exports and the
 service reads: the IngressClass and the namespace its controller runs in, the ReadWriteOnce and
 ReadWriteMany storage classes, the cert-manager ClusterIssuer, the service's DNS name, the
-cluster's OIDC issuer, Prometheus and the blackbox prober, where KEDA runs, the network policy
-engine, and the service stacks' namespaces (which exist before the service deploys).
+cluster's OIDC issuer, Prometheus, the blackbox prober, where KEDA runs, the network policy
+engine, and the service stacks' namespaces (which exist before the service deploys); and the
+Pushgateway the nightly evaluation pushes to (read by bootstrap, not by the service).
 `flowchat:platform` says where they come from:
 
 * ``{"stack": "flowchat-platform/staging"}``: a StackReference to the platform stack in the
@@ -44,6 +45,9 @@ class PlatformOutputs(ConfigModel):
     oidc_provider_arn: str = ""  # EKS: the IAM OIDC provider of that issuer (IRSA); AKS: ""
     prometheus_url: str
     prober_url: str
+    # the Pushgateway the nightly evaluation pushes to (in-cluster; read by bootstrap for
+    # evaluate.yml's PUSHGATEWAY_URL, not by the service), scraped by that Prometheus
+    pushgateway_url: str
     keda_namespace: str
     monitoring_namespace: str
     network_policy_engine: NetworkPolicyEngine

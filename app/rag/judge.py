@@ -173,7 +173,7 @@ def parse_verdict(text: str) -> Verdict:
     """The verdict in a judge's reply (the first JSON object in it); ValueError otherwise."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end < start:
-        raise ValueError("the judge's reply holds no JSON object")
+        raise ValueError(f"the judge's reply holds no JSON object: {text[:200]!r}")
     try:
         return Verdict.model_validate(json.loads(text[start : end + 1]))
     except (ValueError, ValidationError) as exc:

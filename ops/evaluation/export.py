@@ -9,10 +9,10 @@ import re
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-from app.contracts import EVAL_PUSH_JOB, METRIC_EVAL_SCORE, namespace_for
+from app.contracts import EVAL_PUSH_JOB, METRIC_EVAL_LAST_RUN, METRIC_EVAL_SCORE, namespace_for
 from ops.evaluation.scoring import Summary
 
-LAST_RUN_METRIC = "flowchat_eval_last_run_timestamp_seconds"
+LAST_RUN_METRIC = METRIC_EVAL_LAST_RUN  # FlowchatAnswerEvaluationStale reads it
 
 
 def score_label(name: str) -> str:

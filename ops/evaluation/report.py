@@ -154,8 +154,12 @@ def differences_table(rows: list[tuple[str, str, str, str]]) -> str:
     return md_table(("Question", "Field", "Baseline", "This run"), rows)
 
 
+JUDGED_FIGURES = ("groundedness", "relevance")  # gated figures only a judge gives
+
+
 def drops(run: EvalRun, baseline: EvalRun, tolerance: float) -> list[str]:
-    """One sentence per gated figure that fell more than ``tolerance`` below the baseline."""
+    """One sentence per gated figure that fell more than ``tolerance`` below the baseline; the
+    judge's figures only when both runs judged (``--no-judge`` has nothing to compare)."""
     if (
         run.summary.judged
         and baseline.summary.judged
@@ -166,10 +170,12 @@ def drops(run: EvalRun, baseline: EvalRun, tolerance: float) -> list[str]:
             f"with {run.rubric_version}: re-run the baseline"
         )
     now, before = run.summary.gated(), baseline.summary.gated()
+    both_judged = bool(run.summary.judged and baseline.summary.judged)
     return [
         f"{name} fell from {before[name]:.3f} to {now[name]:.3f} (tolerance {tolerance:g})"
         for name in now
-        if before[name] - now[name] > tolerance + 1e-9
+        if (both_judged or name not in JUDGED_FIGURES)
+        and before[name] - now[name] > tolerance + 1e-9
     ]
 
 

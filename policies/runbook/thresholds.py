@@ -149,6 +149,16 @@ _SPECS: Final = (
         "0s",
         "7d",
     ),
+    # ... and when no run has pushed for `window` (the schedule is daily: two nights missed), the
+    # scores above are stale and the drop alert compares old numbers
+    AlertSpec(
+        "FlowchatAnswerEvaluationStale",
+        "answer-evaluation-stale",
+        "warning",
+        "troubleshooting",
+        "0s",
+        "2d",
+    ),
     AlertSpec(
         "FlowchatFlowTokenBudget",
         "daily-flow-tokens-over-budget",

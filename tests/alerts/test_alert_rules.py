@@ -49,6 +49,7 @@ EXPECTED = {  # alert -> (group, severity, runbook anchor)
     "FlowchatDownVotes": ("troubleshooting", "warning", "down-votes"),
     "FlowchatFlowTokenBudget": ("monitoring", "warning", "daily-flow-tokens-over-budget"),
     "FlowchatAnswerQualityDropped": ("troubleshooting", "warning", "answer-quality-dropped"),
+    "FlowchatAnswerEvaluationStale": ("troubleshooting", "warning", "answer-evaluation-stale"),
 }
 
 
@@ -112,7 +113,7 @@ def test_alerts_use_only_contract_metric_names() -> None:
     functions = {"max_over_time", "histogram_quantile", "rate", "sum", "max", "predict_linear"}
     functions |= {"absent", "by", "le", "queue", "namespace", "persistentvolumeclaim"}
     functions |= {"or", "vector", "increase", "and", "on", "without", "instance", "pod"}
-    functions |= {"score"}  # the evaluation scores' label
+    functions |= {"score", "time"}  # the evaluation scores' label; time() of the staleness rule
     for rule in rules().values():
         text = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^]]*\]', "", rule.expr)
         names = set(re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", text)) - functions

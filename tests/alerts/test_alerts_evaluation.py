@@ -1,6 +1,7 @@
 """promtool unit tests of FlowchatAnswerQualityDropped (stacks/alerts.py): the nightly answer
 evaluation's scores (pushed by ops.evaluate to a Pushgateway) against their best of the week,
-both sides of the tolerance, per score and per stack."""
+both sides of the tolerance, per score and per stack; and FlowchatAnswerEvaluationStale, the
+nightly that stopped pushing."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from alerts_testlib import (
 )
 
 from app import contracts
+from ops.evaluation import export
 from ops.evaluation.export import score_label
 from policies.runbook import thresholds as limits
-from stacks.alerts import describe_duration
+from stacks.alerts import describe_duration, parse_duration
 
 pytestmark = requires_promtool
 
@@ -86,4 +88,63 @@ def test_a_drop_older_than_the_window_is_forgotten(promtool_test: Run) -> None:
     # 0.9 nine days ago, 0.8 since: a week later the best of the window is 0.8 again
     promtool_test(
         [case("1d", {HIT: "0.9 0.8x10"}, [*quiet(ALERT, "9d", "10d")])], evaluation_interval=HOURLY
+    )
+
+
+STALE = "FlowchatAnswerEvaluationStale"
+LAST_RUN = f'{contracts.METRIC_EVAL_LAST_RUN}{{job="flowchat-eval",namespace="{NAMESPACE}"}}'
+DAY = 86400
+
+
+def _pushes(*days: int, hours_each: int = 24) -> str:
+    """The Pushgateway's hourly-scraped value of the last-run timestamp: a push at the start of
+    each of `days` (seconds since the epoch of promtool's clock), served until the next."""
+    return " ".join(f"{day * DAY}+0x{hours_each - 1}" for day in days)
+
+
+def test_the_staleness_rule_reads_what_ops_evaluate_pushes() -> None:
+    rule = rules()[STALE]
+    assert export.LAST_RUN_METRIC == contracts.METRIC_EVAL_LAST_RUN
+    assert contracts.METRIC_EVAL_LAST_RUN in rule.query and contracts.EVAL_PUSH_JOB in rule.query
+    assert rule.threshold == parse_duration(limits.ALERTS[STALE].window) == 2 * DAY
+    assert rule.no_data_ok  # a stack the nightly does not evaluate (prod) has no series
+
+
+def test_a_nightly_that_stops_pushing_fires_after_the_window(promtool_test: Run) -> None:
+    # pushed on days 0 and 1, then never again: 2 days after the last push (hour 72) it is not
+    # yet over the window, an hour later it is
+    promtool_test(
+        [
+            case(
+                "1h",
+                {LAST_RUN: f"{_pushes(0)} {DAY}+0x99"},
+                [
+                    *quiet(STALE, "47h", "72h"),
+                    {
+                        "eval_time": "73h",
+                        "alertname": STALE,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": expected_labels(STALE),
+                                "exp_annotations": expected_annotations(STALE),
+                            }
+                        ],
+                    },
+                ],
+            )
+        ],
+        evaluation_interval=HOURLY,
+    )
+
+
+def test_a_nightly_that_pushes_every_day_or_another_stacks_silence_does_not_fire(
+    promtool_test: Run,
+) -> None:
+    other = LAST_RUN.replace(NAMESPACE, contracts.namespace_for("prod"))
+    promtool_test(
+        [
+            case("1h", {LAST_RUN: _pushes(0, 1, 2, 3, 4)}, quiet(STALE, "50h", "100h", "119h")),
+            case("1h", {other: f"{_pushes(0)} 0+0x99"}, quiet(STALE, "100h")),
+        ],
+        evaluation_interval=HOURLY,
     )

@@ -14,6 +14,7 @@ from rq import Queue
 
 from app.contracts import (
     HEALTH_PROBE_JOB,
+    METRIC_EVAL_LAST_RUN,
     METRIC_EVAL_SCORE,
     METRIC_KUBELET_VOLUME_CAPACITY_BYTES,
     METRIC_KUBELET_VOLUME_USED_BYTES,
@@ -31,6 +32,7 @@ EXTERNAL = {
     METRIC_KUBELET_VOLUME_USED_BYTES,
     METRIC_KUBELET_VOLUME_CAPACITY_BYTES,
     METRIC_EVAL_SCORE,  # pushed to a Pushgateway by the nightly ops.evaluate, not by the service
+    METRIC_EVAL_LAST_RUN,  # ... with the time of that run
 }
 PROMQL_WORDS = {
     "sum",

@@ -130,8 +130,6 @@ NOT_FROM_BOOTSTRAP = {
     ("secrets", "FLOW_TENANT"): "rotation input",
     ("secrets", "FLOW_AGENT_SECRET"): "rotation input",
     ("secrets", "ADMIN_TOKEN"): "rotation input",
-    # optional: evaluate.yml checks it and warns when unset (no Pushgateway on the platform)
-    ("vars", "PUSHGATEWAY_URL"): "optional",
     # opt-in: the jobs it gates (preview.yml's live previews) are skipped until a team turns it
     # on with identities a pull request may use; those jobs are left out below
     ("vars", "PULUMI_PREVIEW_ENABLED"): "opt-in gate",

@@ -44,3 +44,26 @@ def test_a_run_equal_to_its_baseline_has_no_drop() -> None:
         f"{worse.summary.unanswerable_refused:.3f} (tolerance 0.05)"
     ]
     assert drops(worse, BASELINE, 0.1) == []
+
+
+def _unjudged(run):  # what --no-judge gives: no verdict, no judge figures
+    copy = run.model_copy(deep=True)
+    copy.summary.judged = 0
+    copy.summary.groundedness = copy.summary.relevance = None
+    return copy
+
+
+def test_a_run_without_the_judge_is_not_compared_on_the_judges_figures() -> None:
+    assert BASELINE.summary.judged and BASELINE.summary.groundedness
+    unjudged = _unjudged(BASELINE)
+    assert drops(unjudged, BASELINE, 0.05) == []
+    assert drops(BASELINE, unjudged, 0.05) == []
+    # the other figures are still compared
+    worse = _unjudged(BASELINE)
+    worse.summary.hit_at_1 -= 0.1
+    (only,) = drops(worse, BASELINE, 0.05)
+    assert only.startswith("hit@1 fell")
+    # and two judged runs still are on the judge's
+    lower = BASELINE.model_copy(deep=True)
+    lower.summary.relevance = (BASELINE.summary.relevance or 0) - 1
+    assert [d.split(" fell")[0] for d in drops(lower, BASELINE, 0.05)] == ["relevance"]

@@ -55,6 +55,7 @@ def test_the_api_url_of_an_external_platform_is_its_hostname(tmp_path: Path) -> 
         "oidcIssuerUrl": "https://oidc.team.ciandt.com",
         "prometheusUrl": "http://prometheus.monitoring.svc:9090",
         "proberUrl": "blackbox.monitoring.svc:9115",
+        "pushgatewayUrl": "http://pushgateway.monitoring.svc:9091",
         "kedaNamespace": "keda",
         "monitoringNamespace": "monitoring",
         "networkPolicyEngine": "calico",

@@ -59,6 +59,28 @@ def test_every_add_on_is_a_helm_release_pinned_by_version(rendered: dict, stack:
 
 
 @pytest.mark.parametrize("stack", list(STACKS))
+def test_the_exported_pushgateway_is_installed_and_scraped_keeping_pushed_labels(
+    rendered: dict, stack: str
+) -> None:
+    """The nightly evaluation pushes to the exported pushgatewayUrl: a release serves exactly
+    that service and port, and its ServiceMonitor carries the label kube-prometheus-stack's
+    Prometheus selects by (its release name) and honours the pushed job/namespace labels."""
+    releases = {r["chart"]: r for r in _of(rendered[stack], "kubernetes:helm.sh/v3:Release")}
+    url = platform_outputs(_settings(stack), "c", "https://i")["pushgatewayUrl"]
+    host, port = url.removeprefix("http://").split(":")
+    service, namespace, _ = host.split(".")
+    gateway = releases["prometheus-pushgateway"]
+    values = gateway["values"]
+    assert gateway["namespace"] == namespace
+    assert (values["fullnameOverride"], values["service"]["port"]) == (service, int(port))
+    monitor = values["serviceMonitor"]
+    assert monitor["enabled"] is True and monitor["honorLabels"] is True
+    prometheus = releases["kube-prometheus-stack"]
+    assert monitor["additionalLabels"] == {"release": prometheus["name"]}
+    assert monitor["namespace"] == prometheus["namespace"]
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
 def test_the_cluster_issuer_is_publicly_trusted_and_the_one_exported(
     rendered: dict, stack: str
 ) -> None:

@@ -24,6 +24,7 @@ PLATFORM = {
     "oidcIssuerUrl": "https://oidc.test/",
     "prometheusUrl": "http://prometheus.monitoring.svc:9090",
     "proberUrl": "blackbox-exporter.monitoring.svc:9115",
+    "pushgatewayUrl": "http://pushgateway.monitoring.svc:9091",
     "kedaNamespace": "keda",
     "monitoringNamespace": "monitoring",
     "networkPolicyEngine": "azure",

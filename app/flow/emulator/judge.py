@@ -8,6 +8,10 @@ How it applies the rubric, without a model:
   source), mapped onto 1-5; a refusal is 5.
 - relevance: the share of the question's content words (and, for a follow-up, those of the
   previous user question) that the answer uses, mapped onto 1-5; a refusal is 1.
+
+It implements one rubric version (``IMPLEMENTED_RUBRIC_VERSION``, tested equal to the rubric
+file's): a request naming another version gets no verdict but a reply saying so, so a bumped
+rubric is never graded by the old logic under the new label.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from app.rag.judge import (
     terms,
 )
 
+IMPLEMENTED_RUBRIC_VERSION = "1"  # bump with judge_rubric.md, after changing the logic below
+
+
+class RubricMismatch(ValueError):
+    """The request names a rubric version this judge does not implement."""
+
 
 def _scale(share: float) -> int:
     """0..1 onto the rubric's 1..5."""
@@ -34,9 +44,14 @@ def _scale(share: float) -> int:
 
 
 def judge(request: JudgeRequest) -> Verdict:
+    if request.version != IMPLEMENTED_RUBRIC_VERSION:
+        raise RubricMismatch(
+            f"the Flow emulator's judge implements rubric version {IMPLEMENTED_RUBRIC_VERSION}, "
+            f"the request names version {request.version}: no verdict"
+        )
     if is_refusal(request.answer):
         return Verdict(
-            rubric_version=request.version,
+            rubric_version=IMPLEMENTED_RUBRIC_VERSION,
             groundedness=5,
             relevance=1,
             reason="the answer says it could not find the answer",
@@ -54,7 +69,7 @@ def judge(request: JudgeRequest) -> Verdict:
     grounded = supported / len(said) if said else 0.0
     relevant = len(used) / len(asked) if asked else 0.0
     return Verdict(
-        rubric_version=request.version,
+        rubric_version=IMPLEMENTED_RUBRIC_VERSION,
         groundedness=_scale(grounded),
         relevance=_scale(relevant),
         reason=(
@@ -65,9 +80,13 @@ def judge(request: JudgeRequest) -> Verdict:
 
 
 def judge_reply(messages: Sequence[ChatMessage]) -> str | None:
-    """The verdict as JSON when the last user message is a judge request, else None."""
+    """The verdict as JSON when the last user message is a judge request, else None; a request
+    of another rubric version gets a sentence saying so (no JSON, so no verdict is parsed)."""
     users = [m for m in messages if m.role == "user"]
     request = parse_request(users[-1].content) if users else None
     if request is None:
         return None
-    return json.dumps(judge(request).model_dump())
+    try:
+        return json.dumps(judge(request).model_dump())
+    except RubricMismatch as exc:
+        return str(exc)

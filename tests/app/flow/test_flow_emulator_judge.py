@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from app.contracts import REFUSAL_ANSWER
 from app.flow.client import FlowClient
 from app.flow.emulator import EmulatorConfig, answer_messages, run_emulator
+from app.flow.emulator import judge as emulator_judge
 from app.flow.models import ChatMessage
 from app.rag.judge import judge_messages, parse_verdict, rubric, rubric_version
 
@@ -87,3 +90,25 @@ def test_the_service_flow_client_gets_a_verdict_over_http() -> None:
     body = json.loads(reply.content)
     assert set(body) == {"rubric_version", "groundedness", "relevance", "reason"}
     assert body["groundedness"] == 5
+
+
+def test_the_emulator_implements_the_rubric_files_version() -> None:
+    """Bumping judge_rubric.md without the emulator's logic fails here."""
+    assert rubric_version() == emulator_judge.IMPLEMENTED_RUBRIC_VERSION
+
+
+def test_a_request_of_another_rubric_version_gets_no_verdict() -> None:
+    """The emulator never grades a newer rubric with its old logic under the new label."""
+    messages = [
+        ChatMessage.model_validate(m)
+        for m in judge_messages("How do I restart the worker?", "Restart it [1].", SOURCES, None)
+    ]
+    current = f'<judge rubric="{rubric_version()}">'
+    assert current in messages[-1].content
+    bumped = messages[-1].model_copy(
+        update={"content": messages[-1].content.replace(current, '<judge rubric="99">')}
+    )
+    reply = answer_messages([*messages[:-1], bumped])
+    assert "implements rubric version" in reply and "names version 99" in reply
+    with pytest.raises(ValueError, match="names version 99"):
+        parse_verdict(reply)
