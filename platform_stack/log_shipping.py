@@ -127,7 +127,10 @@ def fluent_bit_config(args: LogShippingArgs) -> dict[str, str]:
         Replace_Dots="On",
         tls="On",
         **{"tls.verify": "On"},
-        Header=f"Authorization ApiKey ${{{API_KEY_ENV}}}",
+        # the es output's own key (`http_api_key`): it sends `Authorization: ApiKey <value>`, the
+        # value being Elasticsearch's base64 "encoded" API key; an unknown key (`Header`) makes
+        # Fluent Bit refuse the config at start
+        HTTP_API_Key=f"${{{API_KEY_ENV}}}",
         Retry_Limit="10",
     )
     return {"inputs": inputs, "filters": filters, "outputs": outputs}
