@@ -25,7 +25,13 @@ service = Service(
 escalation = (
     Escalation(
         "flowchat",
-        EscalationArgs(config.stack, config.escalation, config.alerting.contact_point),
+        EscalationArgs(
+            config.stack,
+            config.escalation,
+            # warnings: the chat contact point (alerting.chat if set, else the stack's own)
+            (config.alerting.chat.contact_point if config.alerting.chat else None)
+            or config.alerting.contact_point,
+        ),
         opts=pulumi.ResourceOptions(providers=[providers.grafana]),
     )
     if config.escalation

@@ -1,7 +1,9 @@
 """AWS Secrets Manager and Azure Key Vault behind one small interface.
 
-``read`` returns the current version of an entry, ``write`` adds a new current version, and
-``restore`` makes a previously read version current again:
+``read`` returns the current version of an entry, ``write`` adds a new current version,
+``restore`` makes a previously read version current again, and ``missing`` names the entries
+that do not exist from their metadata only (AWS ``DescribeSecret``, Key Vault's list of secret
+properties), never reading a value:
 
 - AWS: ``put_secret_value`` adds a version labelled AWSCURRENT (the old one becomes
   AWSPREVIOUS); restoring moves the AWSCURRENT label back to the previous version id with
@@ -15,6 +17,7 @@ Values never appear in messages or ``repr``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -43,6 +46,8 @@ class SecretStore(Protocol):
     def write(self, name: str, value: str) -> SecretVersion: ...
 
     def restore(self, previous: SecretVersion, rejected: SecretVersion) -> None: ...
+
+    def missing(self, names: Sequence[str]) -> list[str]: ...
 
 
 class AwsSecretStore:
@@ -75,6 +80,25 @@ class AwsSecretStore:
             value=SecretStr(got.get("SecretString") or ""),
             created=got.get("CreatedDate"),
         )
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Entries that do not exist or are scheduled for deletion (DescribeSecret: metadata)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        absent = []
+        for name in names:
+            try:
+                described = self.client.describe_secret(SecretId=name)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    absent.append(name)
+                    continue
+                raise self._error("describing", name, exc) from None
+            except BotoCoreError as exc:
+                raise self._error("describing", name, exc) from None
+            if described.get("DeletedDate"):
+                absent.append(name)
+        return absent
 
     def write(self, name: str, value: str) -> SecretVersion:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -133,6 +157,17 @@ class AzureSecretStore:
             value=SecretStr(got.value or ""),
             created=got.properties.created_on,
         )
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Entries absent or disabled in the vault's list of secret properties (no value read:
+        the "list" secret permission)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            enabled = {p.name for p in self.client.list_properties_of_secrets() if p.enabled}
+        except AzureError as exc:
+            raise self._error("listing", "the secrets", exc) from None
+        return [name for name in names if name not in enabled]
 
     def write(self, name: str, value: str) -> SecretVersion:
         from azure.core.exceptions import AzureError

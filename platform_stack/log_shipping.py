@@ -14,8 +14,15 @@ the chart's `config.*` values):
    derived from the app's logging module) and the kubernetes block are indexed, nothing else;
 5. OUTPUT es to the Elasticsearch URL from config, index `flowchat-<stack>` (what
    `ops.access check` queries), TLS on, the API key from the environment variable
-   `ES_API_KEY`, taken from an existing Secret that the secret manager fills (an ExternalSecret of
-   the platform program, or any Secret with that key: `credentials_secret`).
+   `ES_API_KEY`, taken from the Secret `credentials_secret` (key `apiKey`).
+
+That Secret comes from the cloud's secret manager, the way the service stack's does
+(stacks/secrets.py): in the logging namespace, a ServiceAccount carrying an existing identity
+(IRSA role on EKS, workload identity on AKS: `flowchat-platform:logs.roleArn` / `clientId`), a
+SecretStore (provider aws SecretsManager / azurekv) authenticating as it, and an ExternalSecret
+copying the entry `api_key_entry` (Elasticsearch's base64 "encoded" API key) into the Secret;
+the release waits for it to be Ready. Nothing else writes the key: store it in the secret
+manager under that entry before enabling logs (docs/runbook.md, Logs).
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from app.contracts import APP_NAME, namespace_for
+from app.contracts import APP_NAME, EXTERNAL_SECRETS_API, key_vault_name, namespace_for
 from app.observability.logs import EXTRA_FIELDS, LOG_FIELDS
+from stacks.secrets import REFRESH_INTERVAL, WAIT_FOR_ANNOTATION, WAIT_FOR_READY
 
 # renovate: helm chart (renovate.json reads the next three lines: name, repository, version)
 CHART: Final = "fluent-bit"
@@ -36,6 +44,9 @@ CHART_REPO: Final = "https://fluent.github.io/helm-charts"
 CHART_VERSION: Final = "0.54.0"  # pinned; Renovate's helm manager proposes bumps
 API_KEY_ENV: Final = "ES_API_KEY"
 API_KEY_SECRET_KEY: Final = "apiKey"  # key of the credentials Secret
+API_KEY_ENTRY_KEY: Final = "ELASTICSEARCH_API_KEY"
+STORE: Final = "elasticsearch-secret-store"  # SecretStore in the logging namespace
+STORE_ACCOUNT: Final = "elasticsearch-external-secrets"  # its ServiceAccount (the identity)
 # every line has these (structlog: timestamp, level, logger name, process, message, traceback)
 BASE_FIELDS: Final = ("timestamp", "level", "logger", "process", "message", "exception")
 INDEXED_FIELDS: Final = (*BASE_FIELDS, *LOG_FIELDS, *EXTRA_FIELDS)
@@ -45,11 +56,67 @@ def log_index(stack: str) -> str:
     return f"{APP_NAME}-{stack}"
 
 
+def default_api_key_entry(cloud: str, stack: str) -> str:
+    """The secret-manager entry of the Elasticsearch API key (named like the stack's entries)."""
+    if cloud == "aws":
+        return f"{APP_NAME}/{stack}/{API_KEY_ENTRY_KEY}"
+    return API_KEY_ENTRY_KEY.lower().replace("_", "-")
+
+
+@dataclass(frozen=True)
+class ApiKeyStore:
+    """Where External Secrets reads the API key: the SecretStore's provider block and the
+    annotations that bind its ServiceAccount to the cloud identity."""
+
+    entry: str
+    provider: dict[str, Any]
+    account_annotations: dict[str, str]
+
+
+def aws_store(stack: str, region: str, role_arn: str, entry: str = "") -> ApiKeyStore:
+    if not role_arn.startswith("arn:aws"):
+        raise ValueError("logs on aws needs roleArn (the IRSA role that reads the API key)")
+    return ApiKeyStore(
+        entry=entry or default_api_key_entry("aws", stack),
+        provider={
+            "aws": {
+                "service": "SecretsManager",
+                "region": region,
+                "auth": {"jwt": {"serviceAccountRef": {"name": STORE_ACCOUNT}}},
+            }
+        },
+        account_annotations={"eks.amazonaws.com/role-arn": role_arn},
+    )
+
+
+def azure_store(
+    stack: str, client_id: str, tenant_id: str, vault_name: str = "", entry: str = ""
+) -> ApiKeyStore:
+    if not client_id or not tenant_id:
+        raise ValueError("logs on azure needs clientId and tenantId (the workload identity)")
+    return ApiKeyStore(
+        entry=entry or default_api_key_entry("azure", stack),
+        provider={
+            "azurekv": {
+                "tenantId": tenant_id,
+                "vaultUrl": f"https://{vault_name or key_vault_name(stack)}.vault.azure.net",
+                "authType": "WorkloadIdentity",
+                "serviceAccountRef": {"name": STORE_ACCOUNT},
+            }
+        },
+        account_annotations={
+            "azure.workload.identity/client-id": client_id,
+            "azure.workload.identity/tenant-id": tenant_id,
+        },
+    )
+
+
 @dataclass
 class LogShippingArgs:
     stack: str
     elasticsearch_url: str  # https://es.example.com:9243 (flowchat-platform:logs.elasticsearchUrl)
-    credentials_secret: str  # Secret (in `namespace`) holding the API key under `apiKey`
+    credentials_secret: str  # Secret (in `namespace`) the ExternalSecret writes, key `apiKey`
+    store: ApiKeyStore  # the secret-manager entry and the identity reading it
     namespace: str = "logging"
     service_namespace: str = ""  # default: the stack's namespace (app.contracts.namespace_for)
     chart_version: str = CHART_VERSION
@@ -128,7 +195,10 @@ def fluent_bit_config(args: LogShippingArgs) -> dict[str, str]:
         Replace_Dots="On",
         tls="On",
         **{"tls.verify": "On"},
-        Header=f"Authorization ApiKey ${{{API_KEY_ENV}}}",
+        # the es output's own key (`http_api_key`): it sends `Authorization: ApiKey <value>`, the
+        # value being Elasticsearch's base64 "encoded" API key; an unknown key (`Header`) makes
+        # Fluent Bit refuse the config at start
+        HTTP_API_Key=f"${{{API_KEY_ENV}}}",
         Retry_Limit="10",
     )
     return {"inputs": inputs, "filters": filters, "outputs": outputs}
@@ -152,10 +222,20 @@ def helm_values(args: LogShippingArgs) -> dict[str, Any]:
     }
 
 
+def external_secret_spec(args: LogShippingArgs) -> dict[str, Any]:
+    return {
+        "refreshInterval": REFRESH_INTERVAL,
+        "secretStoreRef": {"name": STORE, "kind": "SecretStore"},
+        "target": {"name": args.credentials_secret, "creationPolicy": "Owner"},
+        "data": [{"secretKey": API_KEY_SECRET_KEY, "remoteRef": {"key": args.store.entry}}],
+    }
+
+
 class LogShipping(pulumi.ComponentResource):
-    """The logging namespace and the Fluent Bit Helm release."""
+    """The logging namespace, the API key's ExternalSecret and the Fluent Bit Helm release."""
 
     release: k8s.helm.v3.Release
+    external_secret: k8s.apiextensions.CustomResource
 
     def __init__(
         self, name: str, args: LogShippingArgs, opts: pulumi.ResourceOptions | None = None
@@ -166,6 +246,38 @@ class LogShipping(pulumi.ComponentResource):
             metadata={"name": args.namespace},
             opts=pulumi.ResourceOptions(parent=self),
         )
+        labels = {"app": APP_NAME, "stack": args.stack, "component": "logs"}
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-elasticsearch-sa",
+            metadata={
+                "name": STORE_ACCOUNT,
+                "namespace": namespace.metadata["name"],
+                "labels": labels,
+                "annotations": args.store.account_annotations,
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        store = k8s.apiextensions.CustomResource(
+            f"{name}-elasticsearch-store",
+            api_version=EXTERNAL_SECRETS_API,
+            kind="SecretStore",
+            metadata={"name": STORE, "namespace": namespace.metadata["name"], "labels": labels},
+            spec={"provider": args.store.provider},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
+        self.external_secret = k8s.apiextensions.CustomResource(
+            f"{name}-elasticsearch-credentials",
+            api_version=EXTERNAL_SECRETS_API,
+            kind="ExternalSecret",
+            metadata={
+                "name": args.credentials_secret,
+                "namespace": namespace.metadata["name"],
+                "labels": labels,
+                "annotations": {WAIT_FOR_ANNOTATION: WAIT_FOR_READY},
+            },
+            spec=external_secret_spec(args),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[store]),
+        )
         self.release = k8s.helm.v3.Release(
             f"{name}-fluent-bit",
             name="fluent-bit",
@@ -175,6 +287,7 @@ class LogShipping(pulumi.ComponentResource):
             namespace=namespace.metadata["name"],
             values=helm_values(args),
             atomic=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            # Fluent Bit's pods read the Secret: they start once the ExternalSecret has synced
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.external_secret]),
         )
         self.register_outputs({"index": log_index(args.stack), "release": self.release.name})

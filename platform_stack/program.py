@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from platform_stack.addons import Addons, AddonsArgs
 from platform_stack.cluster_aks import AksArgs, AksCluster
 from platform_stack.cluster_eks import EksArgs, EksCluster
-from platform_stack.log_shipping import LogShipping, LogShippingArgs
+from platform_stack.log_shipping import LogShipping, LogShippingArgs, aws_store, azure_store
 from platform_stack.namespaces import ServiceNamespaces, ServiceNamespacesArgs
 from platform_stack.outputs import platform_outputs
 from platform_stack.settings import load_settings
@@ -40,12 +40,27 @@ def main() -> None:
         Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
         ServiceNamespaces("platform", ServiceNamespacesArgs(settings.service_namespaces, kube))
         if settings.logs is not None:  # the pods' JSON lines to the team's Elasticsearch
+            logs = settings.logs
+            if settings.cloud == "aws":
+                assert settings.aws is not None
+                store = aws_store(
+                    settings.stack, settings.aws.region, logs.role_arn, logs.api_key_entry
+                )
+            else:
+                store = azure_store(
+                    settings.stack,
+                    logs.client_id,
+                    logs.tenant_id,
+                    logs.vault_name,
+                    logs.api_key_entry,
+                )
             LogShipping(
                 "platform",
                 LogShippingArgs(
                     stack=settings.stack,
-                    elasticsearch_url=settings.logs.elasticsearch_url,
-                    credentials_secret=settings.logs.credentials_secret,
+                    elasticsearch_url=logs.elasticsearch_url,
+                    credentials_secret=logs.credentials_secret,
+                    store=store,
                 ),
                 opts=pulumi.ResourceOptions(providers=[kube]),
             )

@@ -39,10 +39,23 @@ class AwsCluster(ConfigModel):
 
 
 class LogsSettings(ConfigModel):
-    """`flowchat-platform:logs`: where Fluent Bit ships the pods' JSON lines (log_shipping)."""
+    """`flowchat-platform:logs`: where Fluent Bit ships the pods' JSON lines (log_shipping).
+
+    The API key comes from the cloud's secret manager (log_shipping's ExternalSecret), read as
+    an existing identity: `roleArn` (EKS, IRSA) or `clientId` + `tenantId` (AKS, workload
+    identity), granted read on `apiKeyEntry` only.
+    """
 
     elasticsearch_url: str  # the team's Elasticsearch (https)
-    credentials_secret: str  # Secret in the logging namespace holding the API key (`apiKey`)
+    credentials_secret: str = "elasticsearch-credentials"  # Secret the ExternalSecret writes
+    # the secret-manager entry with Elasticsearch's base64 "encoded" API key; default:
+    # log_shipping.default_api_key_entry (flowchat/<stack>/ELASTICSEARCH_API_KEY on AWS,
+    # elasticsearch-api-key in the stack's Key Vault on Azure)
+    api_key_entry: str = ""
+    role_arn: str = ""  # aws: IRSA role External Secrets assumes for this entry
+    client_id: str = ""  # azure: workload identity client id
+    tenant_id: str = ""  # azure: its tenant
+    vault_name: str = ""  # azure: default app.contracts.key_vault_name(stack)
 
 
 class PlatformSettings(ConfigModel):
@@ -75,11 +88,23 @@ class PlatformSettings(ConfigModel):
             raise ValueError("dnsZone must be a real DNS zone (not example.com)")
         if getattr(self, self.cloud) is None:
             raise ValueError(f"mode managed on {self.cloud} needs the {self.cloud} block")
+        if self.logs is not None:
+            needed = ("roleArn",) if self.cloud == "aws" else ("clientId", "tenantId")
+            missing = [k for k in needed if not getattr(self.logs, _snake(k))]
+            if missing:
+                raise ValueError(
+                    f"logs on {self.cloud} needs {', '.join(missing)} (the identity that reads "
+                    "the Elasticsearch API key from the secret manager)"
+                )
         return self
 
     @property
     def hostname(self) -> str:
         return f"{self.host_label}.{self.dns_zone}"
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def parse_settings(stack: str, raw: Mapping[str, str]) -> PlatformSettings:

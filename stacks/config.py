@@ -184,16 +184,20 @@ OBJECT_KEYS = frozenset(
 )
 # Secret keys that are not part of an object: merged into one before validation.
 ALERTING_SECRET_KEY = "alertingUrl"  # Slack webhook or PagerDuty key, always secret config
+ALERTING_CHAT_SECRET_KEY = "alertingChatUrl"  # Slack webhook of alerting.chat (warnings)
 GRAFANA_AUTH_KEY = "grafanaAuth"  # Grafana service-account token, always secret config
 REGISTRY_AUTH_KEY = "registryAuth"  # `user:token` the cluster pulls the image with
 # Keys that are secret config, delivered by the stack's ESC environment (never committed).
 SECRET_CONFIG_KEYS = (
     ALERTING_SECRET_KEY,
+    ALERTING_CHAT_SECRET_KEY,
     GRAFANA_AUTH_KEY,
     REGISTRY_AUTH_KEY,
     "kubeconfig",
     PAGERDUTY_TOKEN_KEY,
 )
+# Secret keys merged into their objects below (kubeconfig is a setting of its own).
+MERGED_SECRET_KEYS = frozenset(SECRET_CONFIG_KEYS) - {"kubeconfig"}
 # Ids the bootstrap program creates, delivered by the stack's ESC environment: the committed
 # deploy/esc/flowchat-<stack>.yaml imports `flowchat/<stack>-ids` (written by bootstrap) and maps
 # its `ids.*` to these keys in `pulumiConfig`. Own top-level keys, because a `flowchat:azure` from
@@ -283,7 +287,7 @@ def parse_config(
     data: dict[str, Any] = {"stack": stack}
     known = set(_top_level_keys())
     for key, value in raw.items():
-        if key in (ALERTING_SECRET_KEY, GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY, PAGERDUTY_TOKEN_KEY):
+        if key in MERGED_SECRET_KEYS:
             continue
         if key in _all_esc_id_keys():
             continue
@@ -307,6 +311,9 @@ def parse_config(
         kind = alerting.get("type", "email")
         alerting["integrationKey" if kind == "pagerduty" else "url"] = raw[ALERTING_SECRET_KEY]
         data["alerting"] = alerting
+    chat = (data.get("alerting") or {}).get("chat")
+    if ALERTING_CHAT_SECRET_KEY in raw and isinstance(chat, dict):
+        data["alerting"]["chat"] = {**chat, "url": raw[ALERTING_CHAT_SECRET_KEY]}
     if GRAFANA_AUTH_KEY in raw:
         data["grafana"] = {**(data.get("grafana") or {}), "auth": raw[GRAFANA_AUTH_KEY]}
     if PAGERDUTY_TOKEN_KEY in raw and isinstance(data.get("escalation"), dict):
@@ -365,7 +372,8 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
 
     Only the offline preview (stacks.render) supplies placeholders for them; the first-run test
     reads the ESC definition instead. Today: `grafanaAuth` and `registryAuth` always,
-    `alertingUrl` when the contact point is Slack or PagerDuty, `pagerdutyToken` with `escalation`.
+    `alertingUrl` when the contact point is Slack or PagerDuty, `alertingChatUrl` with
+    `alerting.chat`, `pagerdutyToken` with `escalation`.
     """
     keys = [GRAFANA_AUTH_KEY, REGISTRY_AUTH_KEY]
     try:
@@ -374,6 +382,8 @@ def offline_secret_keys(raw: Mapping[str, str]) -> list[str]:
         return keys
     if isinstance(alerting, dict) and alerting.get("type") in {"slack", "pagerduty"}:
         keys.insert(0, ALERTING_SECRET_KEY)
+    if isinstance(alerting, dict) and alerting.get("chat"):
+        keys.insert(1, ALERTING_CHAT_SECRET_KEY)
     if "escalation" in raw:
         keys.append(PAGERDUTY_TOKEN_KEY)
     return keys

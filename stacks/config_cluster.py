@@ -71,6 +71,23 @@ class AddonsConfig(ConfigModel):
     monitor_labels: dict[str, str] = {"release": "kube-prometheus-stack"}
 
 
+class ChatRoute(ConfigModel):
+    """`flowchat:alerting.chat`: a Slack contact point for the severities that do not page
+    (stacks.escalation.SEVERITY_ROUTES: warning) when the main contact point pages (PagerDuty).
+    Its webhook is the secret config `flowchat:alertingChatUrl` (ESC)."""
+
+    contact_point: str = Field(min_length=1)
+    url: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_url(self) -> ChatRoute:
+        if self.url is None:
+            raise ValueError(
+                "chat needs url (the Slack webhook, a secret: flowchat:alertingChatUrl)"
+            )
+        return self
+
+
 class AlertingConfig(ConfigModel):
     """Where alerts go: one Grafana contact point per stack.
 
@@ -84,6 +101,7 @@ class AlertingConfig(ConfigModel):
     addresses: list[str] = []
     url: SecretStr | None = None
     integration_key: SecretStr | None = None
+    chat: ChatRoute | None = None  # where warnings go when `type` pages
 
     @field_validator("addresses")
     @classmethod
@@ -101,4 +119,6 @@ class AlertingConfig(ConfigModel):
             raise ValueError("type slack needs url (a secret: flowchat:alertingUrl)")
         if self.type == "pagerduty" and self.integration_key is None:
             raise ValueError("type pagerduty needs integrationKey (a secret: flowchat:alertingUrl)")
+        if self.chat is not None and self.chat.contact_point == self.contact_point:
+            raise ValueError("chat.contactPoint must differ from contactPoint")
         return self

@@ -3,7 +3,9 @@
 `Monitoring` builds, as children: a Grafana folder; a contact point (email | slack | pagerduty,
 from `flowchat:alerting`); one Grafana-managed rule group per alert group of `stacks.alerts`
 (PromQL query -> reduce(last) -> threshold, `for`, labels incl. ``stack``, runbook annotations),
-each rule routed to the stack's contact point by its own notification settings; the service
+each rule routed by its own notification settings to the contact point of its severity (the
+stack's contact point; warnings to `flowchat:alerting.chat` when set, a second, Slack, contact
+point for the severities `stacks.escalation.SEVERITY_ROUTES` sends to chat); the service
 dashboard (panel queries from the same module, reusing the alerts' queries); and the Prometheus
 Operator `Probe` that polls ``/api/health/ping`` through the blackbox exporter every
 `healthProbeIntervalSeconds`.
@@ -35,6 +37,7 @@ from stacks.alerts import (
     group_name,
 )
 from stacks.config import TokenPrices
+from stacks.escalation import SEVERITY_ROUTES
 
 PROBER_URL = "blackbox-exporter.monitoring.svc:9115"  # default of flowchat:addons.proberUrl
 PROBE_MODULE = "http_2xx"
@@ -61,7 +64,7 @@ class MonitoringArgs:
     monitor_labels: dict[str, str] | None = None
     token_prices: TokenPrices = field(default_factory=TokenPrices)  # flowchat:tokenPrices
     # severity -> contact point name (stacks.escalation.Escalation.routes); None or a severity
-    # missing: the stack's contact point
+    # missing: the chat contact point (alerting.chat) for chat severities, else the stack's
     routes: dict[str, Any] | None = None
 
 
@@ -340,6 +343,7 @@ class Monitoring(pulumi.ComponentResource):
 
     folder: grafana.oss.Folder
     contact_point: grafana.alerting.ContactPoint
+    chat_contact_point: grafana.alerting.ContactPoint | None  # alerting.chat (warnings)
     rule_groups: dict[str, grafana.alerting.RuleGroup]
     dashboard: grafana.oss.Dashboard
     probe: k8s.apiextensions.CustomResource
@@ -358,6 +362,8 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         self.contact_point = self._contact_point(name, args, child)
+        self.chat_contact_point = self._chat_contact_point(name, args, child)
+        points = [p for p in (self.contact_point, self.chat_contact_point) if p is not None]
         rules = alert_rules(
             args.thresholds, namespace=args.namespace, chroma_pvc=args.chroma_pvc_name
         )
@@ -374,11 +380,11 @@ class Monitoring(pulumi.ComponentResource):
                         r,
                         stack=stack,
                         datasource_uid=args.prometheus_datasource_uid,
-                        contact_point=(args.routes or {}).get(r.severity, self.contact_point.name),
+                        contact_point=(args.routes or {}).get(r.severity, self._route(r.severity)),
                     )
                     for r in members
                 ],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.contact_point]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=points),
             )
 
         self.dashboard = grafana.oss.Dashboard(
@@ -416,6 +422,28 @@ class Monitoring(pulumi.ComponentResource):
                 "dashboardUid": args.dashboard_uid,
                 "probeInterval": format_duration(args.thresholds.health_probe_interval_seconds),
             }
+        )
+
+    def _route(self, severity: str) -> Any:
+        """The contact point of a severity when no escalation routes it."""
+        if self.chat_contact_point is not None and SEVERITY_ROUTES.get(severity) == "chat":
+            return self.chat_contact_point.name
+        return self.contact_point.name
+
+    def _chat_contact_point(
+        self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions
+    ) -> grafana.alerting.ContactPoint | None:
+        chat = getattr(args.alerting, "chat", None)
+        if chat is None:
+            return None
+        url = _secret_text(chat.url)
+        if url is None:
+            raise ValueError("alerting.chat needs url (the webhook, secret config)")
+        return grafana.alerting.ContactPoint(
+            f"{name}-chat-contact-point",
+            name=chat.contact_point,
+            slacks=[{"url": url, "title": "{{ .CommonLabels.alertname }}"}],
+            opts=opts,
         )
 
     def _contact_point(

@@ -84,9 +84,10 @@ def _pages(props: dict) -> bool:
 
 def validate_severity_routes(args: StackValidationArgs, report: ReportViolation) -> None:
     """Every alert's severity has a route (runbook "Escalation"): the severity is one the pack
-    knows, all alerts of one severity go to one contact point, and when the stack has both a
-    paging (PagerDuty) and a chat contact point, the paging severities page and the others don't
-    (critical pages, warning goes to chat)."""
+    knows, all alerts of one severity go to one contact point, a non-paging severity (warning)
+    never routes to a paging (PagerDuty) contact point, even when that is the stack's only one
+    (the stack needs a chat contact point for it), and when the stack has both a paging and a
+    chat contact point, the paging severities (critical) page."""
     alerts = stack_alerts(args.resources)
     if not alerts:
         args.not_applicable("no Grafana alert rules in the stack")
@@ -111,21 +112,22 @@ def validate_severity_routes(args: StackValidationArgs, report: ReportViolation)
         if alert.contact_point not in points:
             continue  # no route or not the stack's: alert-routing reports it
         by_severity.setdefault(severity, set()).add(alert.contact_point)
-        if tiered:
-            should_page = severity in paging
-            if points[alert.contact_point] != should_page:
-                report(
-                    f"alert {alert.where}: severity {severity} routes to "
-                    f"{alert.contact_point}, which "
-                    + ("does not page" if should_page else "pages (PagerDuty)")
-                    + "; "
-                    + (
-                        f"{', '.join(sorted(paging))} alerts page the escalation policy"
-                        if should_page
-                        else "it goes to the chat contact point"
-                    ),
-                    alert.urn,
-                )
+        should_page = severity in paging
+        pages = points[alert.contact_point]
+        # a warning must never page; a critical must page when the stack can page
+        if (pages and not should_page) or (tiered and should_page and not pages):
+            report(
+                f"alert {alert.where}: severity {severity} routes to "
+                f"{alert.contact_point}, which "
+                + ("does not page" if should_page else "pages (PagerDuty)")
+                + "; "
+                + (
+                    f"{', '.join(sorted(paging))} alerts page the escalation policy"
+                    if should_page
+                    else "it goes to a chat contact point (flowchat:alerting.chat)"
+                ),
+                alert.urn,
+            )
     for severity, targets in sorted(by_severity.items()):
         if len(targets) > 1:
             report(

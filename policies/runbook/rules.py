@@ -113,9 +113,10 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "severity-routes",
-        "Every alert's severity has a route: one contact point per severity; with a PagerDuty "
-        f"and a chat contact point, {', '.join(t.PAGING_SEVERITIES)} alerts page and the others "
-        "go to chat.",
+        "Every alert's severity has a route: one contact point per severity; severities other "
+        f"than {', '.join(t.PAGING_SEVERITIES)} never route to a PagerDuty contact point (even "
+        "the stack's only one); with both a PagerDuty and a chat contact point, "
+        f"{', '.join(t.PAGING_SEVERITIES)} alerts page.",
         routing.validate_severity_routes,
         stack=True,
     ),

@@ -27,6 +27,7 @@ class Alerting:  # stand-in for stacks.config.AlertingConfig
     addresses: list[str] = field(default_factory=lambda: ["oncall@example.com"])
     url: SecretStr | None = None
     integration_key: SecretStr | None = None
+    chat: Any = None  # stacks.config_cluster.ChatRoute
 
 
 def render(
@@ -140,6 +141,35 @@ def test_contact_point_types_keep_their_secrets_secret(
     (contact,) = by_type(render(Thresholds(), alerting), ":ContactPoint")
     assert contact.inputs[key][0][secret_field] == "[secret]"
     assert "emails" not in contact.inputs
+
+
+def test_with_a_chat_route_warnings_go_to_slack_and_critical_pages() -> None:
+    """flowchat:alerting.chat (prod): a second, Slack, contact point takes the severities that
+    do not page; the PagerDuty one keeps the paging ones."""
+    from stacks.config_cluster import ChatRoute
+
+    chat = ChatRoute(
+        contact_point="flowchat-test-warnings", url=SecretStr("https://hooks.slack.test/w")
+    )
+    alerting = Alerting(
+        type="pagerduty", addresses=[], integration_key=SecretStr("pd-key"), chat=chat
+    )
+    resources = render(Thresholds(), alerting)
+    points = {c.inputs["name"]: c.inputs for c in by_type(resources, ":ContactPoint")}
+    assert set(points) == {"flowchat-test", "flowchat-test-warnings"}
+    assert points["flowchat-test-warnings"]["slacks"][0]["url"] == "[secret]"
+    assert "pagerduties" not in points["flowchat-test-warnings"]
+    rules = [rule for group in by_type(resources, ":RuleGroup") for rule in group.inputs["rules"]]
+    severities = {rule["labels"]["severity"] for rule in rules}
+    assert severities == {"critical", "warning"}
+    for rule in rules:
+        target = rule["notificationSettings"]["contactPoint"]
+        expected = (
+            "flowchat-test"
+            if rule["labels"]["severity"] == "critical"
+            else ("flowchat-test-warnings")
+        )
+        assert target == expected, rule["name"]
 
 
 def test_dashboard_queries_use_only_contract_metric_names() -> None:

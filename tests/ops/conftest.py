@@ -617,6 +617,12 @@ class FakeVault:
         segs = [s for s in parts.path.split("/") if s]  # secrets, name[, version]
         if not segs or segs[0] != "secrets":
             return _RawResponse(400, {"error": {"code": "BadParameter", "message": "?"}}, {})
+        if len(segs) == 1 and method == "GET":  # list the secrets' properties (no values)
+            listed = [
+                {"id": f"{self.vault_url}/secrets/{n}", "attributes": v[-1]["attributes"]}
+                for n, v in self.versions.items()
+            ]
+            return _RawResponse(200, {"value": listed, "nextLink": None}, {})
         name = segs[1]
         version = segs[2] if len(segs) > 2 else ""
         if method == "PUT":

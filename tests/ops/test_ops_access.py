@@ -164,7 +164,7 @@ def test_every_access_present(world: World, store: Any, capsys) -> None:
                 SecretId=secret_entry_name("aws", "prod", STACK_SECRET_KEYS[0]),
                 ForceDeleteWithoutRecovery=True,
             ),
-            "",
+            f"no entry {secret_entry_name('aws', 'prod', STACK_SECRET_KEYS[0])} in AWS",
         ),
     ],
 )
@@ -177,6 +177,52 @@ def test_each_missing_access_is_named(
     line = next(x for x in out.splitlines() if x.startswith(f"MISSING {missing}:"))
     assert reason in line
     assert sum(x.startswith("ok ") for x in out.splitlines()) == len(access.CHECKS) - 1
+
+
+# what the ops commands and the runbook's kubectl lines need beyond get/list/logs/restart
+OPS_COMMAND_ACTIONS = [
+    (("get", "secrets", ""), "get secrets"),  # ops.stack reads the stack's Secret
+    (("create", "pods", "portforward"), "create pods/portforward"),  # ops.stack port-forward
+    (("list", "services", ""), "list services"),
+    (("create", "pods", "exec"), "create pods/exec"),  # kubectl exec statefulset/...
+    (("get", "statefulsets", ""), "get statefulsets"),
+]
+
+
+@pytest.mark.parametrize(("action", "named"), OPS_COMMAND_ACTIONS)
+def test_the_cluster_check_asks_for_what_the_ops_commands_do(
+    world: World, store: Any, capsys, action: tuple[str, str, str], named: str
+) -> None:
+    """Before, "ok cluster" could precede a permission failure of ops.stack or kubectl exec."""
+    world.allowed.discard(action)
+    assert run_checks(targets(world, store)) == ["cluster"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("MISSING"))
+    assert line == f"MISSING cluster: cannot {named} in namespace flowchat-prod"
+
+
+def test_the_secrets_check_reads_metadata_only(world: World, store: Any, capsys) -> None:
+    """A role allowed DescribeSecret but not GetSecretValue (metadata only) passes: the check
+    never asks for a value."""
+    calls: list[str] = []
+    store.meta.events.register(
+        "before-call.secretsmanager.*", lambda model, **kw: calls.append(model.name)
+    )
+
+    def refuse_values(**kw: Any) -> None:
+        raise AssertionError("the access check read a secret value")
+
+    store.meta.events.register("before-call.secretsmanager.GetSecretValue", refuse_values)
+    assert run_checks(targets(world, store)) == []
+    assert "GetSecretValue" not in calls
+    assert calls.count("DescribeSecret") == len(STACK_SECRET_KEYS)
+    assert "(metadata)" in capsys.readouterr().out
+
+
+def test_an_entry_scheduled_for_deletion_is_missing(world: World, store: Any, capsys) -> None:
+    name = secret_entry_name("aws", "prod", STACK_SECRET_KEYS[-1])
+    store.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+    assert run_checks(targets(world, store)) == ["secrets"]
+    assert f"no entry {name} in AWS Secrets Manager" in capsys.readouterr().out
 
 
 def test_a_wrong_token_is_named_and_never_printed(world: World, store: Any, capsys) -> None:

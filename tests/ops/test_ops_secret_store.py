@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -68,3 +69,28 @@ def test_azure_missing_entry(vault_client: Any) -> None:
 
 def test_vault_url_uses_contract_name() -> None:
     assert vault_url_for("staging") == "https://flowchat-staging-kv.vault.azure.net"
+
+
+def test_azure_missing_lists_properties_and_reads_no_value(
+    fake_vault: Any, vault_client: Any
+) -> None:
+    fake_vault.seed("flow-agent-secret", "old-secret")
+    fake_vault.seed("admin-token", "x")
+    fake_vault.versions["admin-token"][-1]["attributes"]["enabled"] = False
+    store = AzureSecretStore(vault_client)
+    names = ["flow-agent-secret", "admin-token", "flow-tenant"]
+    assert store.missing(names) == ["admin-token", "flow-tenant"]
+    # one list of the vault's secret properties, never a GET of a secret (its value)
+    gets = [urlsplit(u).path for m, u in fake_vault.requests if m == "GET"]
+    assert gets and set(gets) == {"/secrets"}
+
+
+def test_aws_missing_describes_and_reads_no_value(sm: Any) -> None:
+    calls: list[str] = []
+    sm.meta.events.register(
+        "before-call.secretsmanager.*", lambda model, **kw: calls.append(model.name)
+    )
+    assert AwsSecretStore(sm).missing([NAME, "flowchat/staging/ABSENT"]) == [
+        "flowchat/staging/ABSENT"
+    ]
+    assert calls == ["DescribeSecret", "DescribeSecret"]

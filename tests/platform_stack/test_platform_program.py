@@ -131,6 +131,13 @@ def test_the_platform_exports_every_output_the_service_reads(stack: str) -> None
     assert outputs["networkPolicyEngine"] in {"azure", "vpc-cni"}
 
 
+def test_logs_without_the_identity_that_reads_the_api_key_are_refused() -> None:
+    raw = stack_file_config("prod")
+    raw["logs"] = json.dumps({"elasticsearchUrl": "https://logs.ciandt.com:9243"})
+    with pytest.raises(ValueError, match="roleArn"):
+        parse_settings("prod", raw)
+
+
 def test_a_cluster_without_a_policy_engine_is_refused() -> None:
     outputs = platform_outputs(_settings("staging"), "c", "https://i")
     raw = {
@@ -155,13 +162,17 @@ def test_logs_configured_add_the_fluent_bit_release_to_the_cluster(tmp_path) -> 
     doc = yaml.safe_load((PROJECT_DIR / "Pulumi.staging.yaml").read_text())
     doc["config"]["flowchat-platform:logs"] = {
         "elasticsearchUrl": "https://logs.ciandt.com:9243",
-        "credentialsSecret": "elasticsearch-api-key",
+        "clientId": "6f1c2d1e-0000-4000-8000-000000000001",
+        "tenantId": "6f1c2d1e-0000-4000-8000-000000000002",
     }
     (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(doc))
     resources = render("staging", project_dir=tmp_path)
     (release,) = [r for r in resources if r.type == "kubernetes:helm.sh/v3:Release" and
                   r.inputs["chart"] == "fluent-bit"]  # fmt: skip
     assert "flowchat-staging" in json.dumps(release.inputs["values"])
+    (external,) = [r for r in resources if r.inputs.get("kind") == "ExternalSecret"]
+    assert external.inputs["metadata"]["namespace"] == "logging"
+    assert external.inputs["spec"]["data"][0]["remoteRef"]["key"] == "elasticsearch-api-key"
     assert not [
         r
         for r in render("staging")

@@ -80,6 +80,39 @@ def test_a_severity_without_a_route_fires() -> None:
     assert "severity-routes" not in allowed
 
 
-def test_one_contact_point_stacks_pass_without_tiers() -> None:
-    for stack in ("staging", "prod"):
-        assert "severity-routes" not in fired(rendered(stack))
+PAGERDUTY_ONLY = json.dumps(
+    {"contactPoint": "flowchat-prod", "type": "pagerduty", "addresses": ["oncall@ciandt.com"]}
+)
+
+
+def test_the_committed_stacks_pass_and_prod_warnings_go_to_chat() -> None:
+    """Staging: one Slack contact point. Prod: PagerDuty for critical, its chat contact point
+    (flowchat:alerting.chat, Pulumi.prod.yaml) for warnings: no prod warning pages."""
+    assert "severity-routes" not in fired(rendered("staging"))
+    resources = rendered("prod")
+    assert "severity-routes" not in fired(resources)
+    points = {
+        r.inputs["name"]: bool(r.inputs.get("pagerduties"))
+        for r in resources
+        if r.type.endswith(":ContactPoint")
+    }
+    assert points == {"flowchat-prod": True, "flowchat-prod-warnings": False}
+    for rule in _rules(resources).values():
+        pages = points[rule["notificationSettings"]["contactPoint"]]
+        assert pages == (rule["labels"]["severity"] in PAGING_SEVERITIES), rule["name"]
+
+
+def test_a_warning_paging_the_only_contact_point_fires() -> None:
+    """One PagerDuty contact point and nothing else: every warning pages, and the policy says so
+    (it used to pass, checking pages only when a stack had both kinds)."""
+    resources = rendered("prod", alerting=PAGERDUTY_ONLY)
+    messages = fired(resources)["severity-routes"]
+    warnings = sorted(name for name, spec in ALERTS.items() if spec.severity == "warning")
+    assert warnings
+    for name in warnings:
+        assert any(
+            m.startswith(f"alert {name} in RuleGroup")
+            and "routes to flowchat-prod, which pages (PagerDuty)" in m
+            for m in messages
+        ), (name, messages)
+    assert not any("does not page" in m for m in messages)  # critical paging is right

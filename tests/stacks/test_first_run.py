@@ -250,8 +250,10 @@ def test_stack_files_disable_default_providers_and_attach_a_committed_esc(stack:
     (ref,) = doc["environment"]
     esc = yaml.safe_load(esc_definition_path(ref).read_text())
     ids = {f"flowchat:{k}" for k in esc_id_keys(STACK_CLOUDS[stack])}
+    chat = {"flowchat:alertingChatUrl"} if doc["config"]["flowchat:alerting"].get("chat") else set()
     assert set(esc["values"]["pulumiConfig"]) == {
         "flowchat:alertingUrl",
+        *chat,
         "flowchat:grafanaAuth",
         "flowchat:registryAuth",
         *ids,

@@ -207,7 +207,10 @@ def test_stack_files_parse_and_commit_no_secrets(stack: str) -> None:
     assert "secure:" not in text
     values, secret = stack_config(stack)
     # delivered by the stack's ESC environment, a placeholder offline
-    assert secret == ["flowchat:alertingUrl", "flowchat:grafanaAuth", "flowchat:registryAuth"]
+    chat = ["flowchat:alertingChatUrl"] if stack == "prod" else []  # prod's warnings webhook
+    assert secret == sorted(
+        ["flowchat:alertingUrl", *chat, "flowchat:grafanaAuth", "flowchat:registryAuth"]
+    )
     raw = {k.removeprefix("flowchat:"): v for k, v in values.items() if k.startswith("flowchat:")}
     config = parse_config(stack, raw, frozenset({"alertingUrl"}))
     assert config.stack == stack
@@ -228,6 +231,10 @@ def test_stacks_differ_where_they_should() -> None:
     assert staging.platform.stack == "flowchat-platform/staging"
     assert prod.platform.stack == "flowchat-platform/prod"
     assert (staging.alerting.type, prod.alerting.type) == ("slack", "pagerduty")
+    # prod pages only for critical: its warnings go to a chat contact point of their own
+    assert staging.alerting.chat is None
+    assert prod.alerting.chat is not None
+    assert prod.alerting.chat.contact_point != prod.alerting.contact_point
     assert staging.grafana.url != prod.grafana.url
 
 

@@ -16,13 +16,18 @@ def test_every_rule_routes_to_the_stack_contact_point_and_no_org_policy(stack: s
     resources = render_stack(stack)
     types = {r.type for r in resources}
     assert not [t for t in types if "notificationPolicy" in t or "NotificationPolicy" in t]
-    (contact,) = [r for r in resources if r.type.endswith(":ContactPoint")]
+    points = {r.inputs["name"] for r in resources if r.type.endswith(":ContactPoint")}
+    # prod: warnings to its chat contact point (flowchat:alerting.chat), the rest to PagerDuty
+    chat = {"prod": "flowchat-prod-warnings"}.get(stack)
+    assert points == {f"flowchat-{stack}", *([chat] if chat else [])}
     groups = [r for r in resources if r.type.endswith(":RuleGroup")]
     assert len(groups) == 2
     for group in groups:
         for rule in group.inputs["rules"]:
             settings = rule["notificationSettings"]
-            assert settings["contactPoint"] == contact.inputs["name"] == f"flowchat-{stack}"
+            warning = rule["labels"]["severity"] == "warning"
+            expected = chat if chat and warning else f"flowchat-{stack}"
+            assert settings["contactPoint"] == expected, rule.get("title")
             assert rule["labels"]["stack"] == stack
 
 
