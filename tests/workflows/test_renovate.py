@@ -116,9 +116,19 @@ def _helm_pins_the_platform_program_installs(tmp_path: Path) -> set[tuple[str, s
         project.mkdir()
         shutil.copy(PROJECT_DIR / "Pulumi.yaml", project / "Pulumi.yaml")
         doc = yaml.safe_load(stack_file.read_text())
+        # log shipping on (the Fluent Bit chart), with the identity that reads its key
+        identity = (
+            {"roleArn": "arn:aws:iam::210987654321:role/flowchat-logs"}
+            if doc["config"]["flowchat-platform:cloud"] == "aws"
+            else {
+                "clientId": "6f1c2d1e-0000-4000-8000-000000000001",
+                "tenantId": "6f1c2d1e-0000-4000-8000-000000000002",
+            }
+        )
         doc["config"]["flowchat-platform:logs"] = {
             "elasticsearchUrl": "https://logs.ciandt.com:9243",
             "credentialsSecret": "elasticsearch-api-key",
+            **identity,
         }
         (project / stack_file.name).write_text(yaml.safe_dump(doc))
         for resource in render(stack, project_dir=project):
