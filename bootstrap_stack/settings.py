@@ -17,7 +17,7 @@ ENVIRONMENT_CLOUDS = {"staging": "azure", "prod": "aws"}
 
 class AzureBootstrap(ConfigModel):
     location: str = "westeurope"
-    resource_group: str
+    resource_group: str  # bootstrap's own group (identities, deploy vault), not the platform's
     cluster_name: str
     deploy_vault: str  # holds the ESC-delivered secret config (Grafana token, webhook, registry)
 

@@ -221,7 +221,10 @@ def platform_reference_outputs(reference: str) -> dict[str, Any]:
     provider = (
         f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:oidc-provider/{issuer}" if settings.cloud == "aws" else ""
     )
-    return platform_outputs(settings, settings.cluster_name, f"https://{issuer}", provider)
+    outputs = platform_outputs(settings, settings.cluster_name, f"https://{issuer}", provider)
+    if settings.azure is not None and settings.mode != "external":
+        outputs["resourceGroup"] = settings.azure.resource_group  # platform_stack.program
+    return outputs
 
 
 def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
