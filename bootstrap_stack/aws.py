@@ -102,7 +102,7 @@ class AwsTrust(pulumi.ComponentResource):
         pulumi_oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-pulumi-oidc",
             url=trust.PULUMI_ISSUER,
-            client_id_lists=[settings.organization],  # ESC's aws-login audience: the org
+            client_id_lists=[trust.esc_audience(settings.organization, "aws")],
             opts=child,
         )
         github_host = trust.GITHUB_ISSUER.removeprefix("https://")
@@ -154,8 +154,8 @@ class AwsTrust(pulumi.ComponentResource):
                 lambda arn: _web_identity(
                     arn,
                     pulumi_host,
-                    trust.esc_subject(settings.organization, "prod"),
-                    settings.organization,
+                    trust.esc_subject(settings.organization, "prod", "aws"),
+                    trust.esc_audience(settings.organization, "aws"),
                 )
             ),
             opts=child,

@@ -133,8 +133,8 @@ class AzureTrust(pulumi.ComponentResource):
             resource_name_=esc.name,
             resource_group_name=group.name,
             issuer=trust.PULUMI_ISSUER,
-            subject=trust.esc_subject(settings.organization, "staging"),
-            audiences=[trust.AZURE_AUDIENCE],
+            subject=trust.esc_subject(settings.organization, "staging", "azure"),
+            audiences=[trust.esc_audience(settings.organization, "azure")],
             opts=child,
         )
         grant("esc-vault-reader", trust.KEY_VAULT_SECRETS_USER, esc.principal_id, vault.id)

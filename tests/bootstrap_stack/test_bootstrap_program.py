@@ -66,10 +66,59 @@ def test_federated_credentials_trust_exactly_the_workflow_and_esc_subjects(resou
     creds = {c["subject"]: c for c in _of(resources, ":FederatedIdentityCredential")}
     assert set(creds) == {
         "repo:ciandt/flowchat:environment:staging",
-        "pulumi:environments:org:flowchat:env:flowchat/staging",
+        # what ESC presents with subjectAttributes [currentEnvironment.name] (Pulumi ESC docs,
+        # "Custom token claim"); the default subject is not what `pulumi up` sends (#14509)
+        "pulumi:environments:pulumi.organization.login:flowchat:"
+        "currentEnvironment.name:flowchat/staging",
     }
     issuers = {c["issuer"] for c in creds.values()}
     assert issuers == {trust.GITHUB_ISSUER, trust.PULUMI_ISSUER}
+    esc_credential = creds[next(s for s in creds if s.startswith("pulumi:"))]
+    assert esc_credential["audiences"] == ["azure:flowchat"]  # ESC's azure-login audience
+
+
+@pytest.mark.parametrize(("environment", "cloud"), sorted(ENVIRONMENT_CLOUDS.items()))
+def test_bootstrap_trusts_the_subject_and_audience_the_esc_definition_presents(
+    resources: list, environment: str, cloud: str
+) -> None:
+    """The subject ESC presents, built from the committed file by the documented rule (prefix
+    plus `:attribute:value` per subjectAttributes entry), is the one bootstrap's trust names."""
+    committed = esc.load_definition(environment)
+    attributes = esc.subject_attributes(committed, cloud)
+    assert attributes == ["currentEnvironment.name"]
+    presented = (
+        "pulumi:environments:pulumi.organization.login:flowchat"
+        f":currentEnvironment.name:flowchat/{environment}"
+    )
+    if cloud == "azure":
+        trusted = {
+            (c["subject"], tuple(c["audiences"]))
+            for c in _of(resources, ":FederatedIdentityCredential")
+            if c["issuer"] == trust.PULUMI_ISSUER
+        }
+    else:
+        (esc_role,) = [
+            r for r in _of(resources, "iam/role:Role") if r["name"] == "flowchat-prod-esc"
+        ]
+        condition = json.loads(esc_role["assumeRolePolicy"])["Statement"][0]["Condition"]
+        host = trust.PULUMI_ISSUER.removeprefix("https://")
+        trusted = {
+            (condition["StringEquals"][f"{host}:sub"], (condition["StringEquals"][f"{host}:aud"],))
+        }
+        (provider,) = [
+            p for p in _of(resources, ":OpenIdConnectProvider") if p["url"] == trust.PULUMI_ISSUER
+        ]
+        assert provider["clientIdLists"] == ["aws:flowchat"]
+    assert trusted == {(presented, (f"{cloud}:flowchat",))}
+
+
+def test_a_definition_without_subject_attributes_is_refused() -> None:
+    """Without subjectAttributes a stack's `pulumi up` presents `...:env:<yaml>`: no trust can
+    name the environment, so bootstrap refuses to build one."""
+    doc = esc.load_definition("staging")
+    del doc["values"]["azure"]["login"]["fn::open::azure-login"]["subjectAttributes"]
+    with pytest.raises(ValueError, match="subjectAttributes"):
+        esc.oidc_subject(doc, "azure", "flowchat", "staging")
 
 
 def test_aws_roles_trust_one_environment_each_and_have_an_eks_access_entry(resources: list) -> None:
