@@ -341,3 +341,58 @@ def test_the_environments_serve_the_stacks_on_their_clouds() -> None:
         stack = yaml.safe_load((ROOT / f"Pulumi.{environment}.yaml").read_text())
         assert stack["config"]["flowchat:cloud"] == cloud
         assert stack["environment"] == [f"flowchat/{environment}"]
+
+
+# IAM write actions (a policy action "iam:*" or "iam:Put*" also matches them)
+IAM_WRITES = (
+    "iam:Attach*",
+    "iam:Create*",
+    "iam:Delete*",
+    "iam:Put*",
+    "iam:Update*",
+    "iam:Tag*",
+    "iam:PassRole",
+)
+
+
+def _allows(statement: dict, action: str, resource: str) -> bool:
+    actions = (
+        statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    )
+    resources = (
+        statement["Resource"]
+        if isinstance(statement["Resource"], list)
+        else [statement["Resource"]]
+    )
+    return (
+        statement["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action, a) or fnmatch.fnmatchcase(a, action) for a in actions)
+        and any(fnmatch.fnmatchcase(resource, r) for r in resources)
+    )
+
+
+def test_the_aws_deploy_role_cannot_modify_its_own_or_any_bootstrap_role(resources: list) -> None:
+    """The deploy role may write only the IAM role the service stack creates (External
+    Secrets' IRSA role); an IAM write on its own role would let it grant itself `*:*`."""
+    from stacks.secrets import external_secrets_role_name
+
+    account = "210987654321"  # stacktools.render.MOCK_AWS_ACCOUNT
+    roles = {r.inputs["name"]: r for r in resources if r.type == "aws:iam/role:Role"}
+    (deploy_policy,) = [  # aws.py: RolePolicy f"{name}-deploy-policy" on flowchat-prod-deploy
+        r.inputs["policy"]
+        for r in resources
+        if r.type == "aws:iam/rolePolicy:RolePolicy" and r.name.endswith("-deploy-policy")
+    ]
+    deploy_statements = json.loads(deploy_policy)["Statement"]
+    assert deploy_statements
+    for name in roles:  # flowchat-prod-deploy, -readonly, -esc
+        arn = f"arn:aws:iam::{account}:role/{name}"
+        assert not [
+            (s["Action"], a) for s in deploy_statements for a in IAM_WRITES if _allows(s, a, arn)
+        ], name
+    service_role = f"arn:aws:iam::{account}:role/{external_secrets_role_name('prod')}"
+    assert _allows(
+        next(s for s in deploy_statements if "iam:PutRolePolicy" in s["Action"]),
+        "iam:PutRolePolicy",
+        service_role,
+    )
