@@ -396,3 +396,35 @@ def test_the_aws_deploy_role_cannot_modify_its_own_or_any_bootstrap_role(resourc
         "iam:PutRolePolicy",
         service_role,
     )
+
+
+def test_production_requires_a_reviewer(resources: list) -> None:
+    (production,) = [
+        r.inputs
+        for r in resources
+        if r.type == "github:index/repositoryEnvironment:RepositoryEnvironment"
+        and r.inputs["environment"] == "production"
+    ]
+    (reviewers,) = production["reviewers"]
+    assert reviewers["teams"], production  # one approval that someone can give
+
+
+def test_bootstrap_refuses_to_run_without_production_reviewers() -> None:
+    with pytest.raises(Exception, match=r"productionReviewers is not set: pulumi config set"):
+        render(without=("productionReviewers",))
+
+
+def test_an_empty_reviewer_list_is_refused() -> None:
+    from bootstrap_stack.settings import parse_settings
+
+    with pytest.raises(ValueError, match="productionReviewers"):
+        parse_settings(
+            {
+                "organization": "flowchat",
+                "repository": "ciandt/flowchat",
+                "imageRepository": "ghcr.io/ciandt/flowchat",
+                "productionReviewers": [],
+                "azure": {"resourceGroup": "g", "clusterName": "c", "deployVault": "v"},
+                "aws": {"clusterName": "c"},
+            }
+        )
