@@ -15,9 +15,11 @@ import pulumi_aws as aws
 from bootstrap_stack import trust
 from bootstrap_stack.settings import BootstrapSettings
 from stacks.aws_trust import web_identity_trust
+from stacks.secrets import external_secrets_role_name
 
 ESC_SECRETS = "flowchat/prod/deploy/*"  # deploy/esc/flowchat-prod.yaml reads these
 STACK_SECRETS = "flowchat/prod/*"
+SERVICE_STACK = "prod"  # the service stack this account serves (Pulumi.prod.yaml)
 
 
 def _web_identity(provider_arn: str, host: str, subject: str, audience: str) -> str:
@@ -27,6 +29,9 @@ def _web_identity(provider_arn: str, host: str, subject: str, audience: str) -> 
 def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
     """What `pulumi up` of the prod stack does in AWS: its secrets, its IRSA role, the cluster."""
     secrets = f"arn:aws:secretsmanager:{region}:{account}:secret:{STACK_SECRETS}"
+    # the one role the service stack creates: IAM writes on any other role (this deploy role
+    # included) would let the deploy role grant itself more rights
+    service_role = f"arn:aws:iam::{account}:role/{external_secrets_role_name(SERVICE_STACK)}"
     read = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
     statements = [
         {
@@ -38,7 +43,7 @@ def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
         {
             "Effect": "Allow",
             "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies"],
-            "Resource": f"arn:aws:iam::{account}:role/flowchat-*",
+            "Resource": service_role,
         },
     ]
     if write:
@@ -64,7 +69,7 @@ def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
                     "iam:TagRole",
                     "iam:UpdateAssumeRolePolicy",
                 ],
-                "Resource": f"arn:aws:iam::{account}:role/flowchat-*",
+                "Resource": service_role,
             },
         ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
@@ -102,7 +107,7 @@ class AwsTrust(pulumi.ComponentResource):
         pulumi_oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-pulumi-oidc",
             url=trust.PULUMI_ISSUER,
-            client_id_lists=[settings.organization],  # ESC's aws-login audience: the org
+            client_id_lists=[trust.esc_audience(settings.organization, "aws")],
             opts=child,
         )
         github_host = trust.GITHUB_ISSUER.removeprefix("https://")
@@ -154,8 +159,8 @@ class AwsTrust(pulumi.ComponentResource):
                 lambda arn: _web_identity(
                     arn,
                     pulumi_host,
-                    trust.esc_subject(settings.organization, "prod"),
-                    settings.organization,
+                    trust.esc_subject(settings.organization, "prod", "aws"),
+                    trust.esc_audience(settings.organization, "aws"),
                 )
             ),
             opts=child,

@@ -1,7 +1,10 @@
 """Azure: the staging deploy identity (GitHub OIDC) and ESC's identity (Pulumi OIDC).
 
-Deploy identity: Contributor on the resource group; a role-assignment right limited by an ABAC
-condition to the two Key Vault roles; AKS credentials and namespace write on the data plane.
+Bootstrap's own resource group holds the identities and the deploy vault; the platform's group
+(the cluster, the service stack's vault) is only read: the platform program creates and owns it
+(its output `resourceGroup`), so no two programs create or delete the same group.
+Deploy identity: Contributor on the platform's resource group; a role-assignment right limited by
+an ABAC condition to the two Key Vault roles; AKS credentials and namespace write on the data plane.
 ESC identity: reads the deploy vault (the secret config of `deploy/esc/flowchat-staging.yaml`),
 whose secrets this component writes under the names that definition reads.
 """
@@ -25,6 +28,8 @@ class AzureTrustArgs:
     provider: azure_native.Provider
     # the deploy vault's secrets ESC reads: secret name -> value (bootstrap's secret config)
     deploy_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # the staging platform's resource group (its output resourceGroup): the deploy scope
+    platform_group: pulumi.Input[str] = ""
 
 
 class AzureTrust(pulumi.ComponentResource):
@@ -48,6 +53,10 @@ class AzureTrust(pulumi.ComponentResource):
             resource_group_name=azure.resource_group,
             location=azure.location,
             opts=child,
+        )
+        # the platform's group, by its ARM id (the platform stack created it; read, never owned)
+        platform_scope = pulumi.Output.all(client.subscription_id, args.platform_group).apply(
+            lambda a: f"/subscriptions/{a[0]}/resourceGroups/{a[1]}"
         )
         deploy = managedidentity.UserAssignedIdentity(
             f"{name}-deploy",
@@ -86,17 +95,17 @@ class AzureTrust(pulumi.ComponentResource):
                 **kw,  # type: ignore[arg-type]
             )
 
-        grant("deploy-contributor", trust.CONTRIBUTOR, deploy.principal_id, group.id)
+        grant("deploy-contributor", trust.CONTRIBUTOR, deploy.principal_id, platform_scope)
         grant(
             "deploy-key-vault-grants",
             trust.RBAC_ADMINISTRATOR,
             deploy.principal_id,
-            group.id,
+            platform_scope,
             condition=trust.only_key_vault_roles_condition(),
             condition_version="2.0",
         )
-        grant("deploy-aks-user", trust.AKS_CLUSTER_USER, deploy.principal_id, group.id)
-        grant("deploy-aks-writer", trust.AKS_RBAC_WRITER, deploy.principal_id, group.id)
+        grant("deploy-aks-user", trust.AKS_CLUSTER_USER, deploy.principal_id, platform_scope)
+        grant("deploy-aks-writer", trust.AKS_RBAC_WRITER, deploy.principal_id, platform_scope)
 
         vault = keyvault.Vault(
             f"{name}-deploy-vault",
@@ -124,8 +133,8 @@ class AzureTrust(pulumi.ComponentResource):
             resource_name_=esc.name,
             resource_group_name=group.name,
             issuer=trust.PULUMI_ISSUER,
-            subject=trust.esc_subject(settings.organization, "staging"),
-            audiences=[trust.AZURE_AUDIENCE],
+            subject=trust.esc_subject(settings.organization, "staging", "azure"),
+            audiences=[trust.esc_audience(settings.organization, "azure")],
             opts=child,
         )
         grant("esc-vault-reader", trust.KEY_VAULT_SECRETS_USER, esc.principal_id, vault.id)

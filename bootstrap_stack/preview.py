@@ -30,6 +30,9 @@ ADMIN_ENV = {
     "PULUMI_ACCESS_TOKEN": "(a token of a Pulumi organization admin)",
 }
 ADMIN_TOOLS = frozenset({AZ_USER_LOGIN})
+# what an operator sets before the first run (settings.OPERATOR_CONFIG), as the offline run's
+# stand-in: a GitHub team id
+OFFLINE_OPERATOR_CONFIG = {"productionReviewers": "[4242]"}
 
 
 def run_as_admin(
@@ -54,6 +57,10 @@ def render(
     given = [f"{PROJECT}:{k}" for k in secret_config_keys(ENVIRONMENT_CLOUDS) if k not in without]
     for key in given:
         config.setdefault(key, "[secret]")
+    # operator config (set with `pulumi config set`, not committed): an offline stand-in
+    for key, value in OFFLINE_OPERATOR_CONFIG.items():
+        if key not in without:
+            config.setdefault(f"{PROJECT}:{key}", value)
     config.update(overrides or {})
     return render_program(
         main,

@@ -59,7 +59,7 @@ def workflow_inputs(
                 "AZURE_CLIENT_ID": azure.client_id,
                 "AZURE_TENANT_ID": azure.tenant_id,
                 "AZURE_SUBSCRIPTION_ID": azure.subscription_id,
-                "KUBE_RESOURCE_GROUP": settings.azure.resource_group,
+                "KUBE_RESOURCE_GROUP": platforms["staging"].require_output("resourceGroup"),
                 "KUBE_CLUSTER": cluster["staging"],
                 # the nightly evaluation's target (in-cluster: evaluate.yml port-forwards to it)
                 "PUSHGATEWAY_URL": platforms["staging"].require_output("pushgatewayUrl"),
@@ -107,7 +107,15 @@ def main() -> None:
         stack: pulumi.StackReference(platform_stack_name(f"{PLATFORM_PROJECT}/{stack}"))
         for stack in ENVIRONMENT_CLOUDS
     }
-    azure = AzureTrust("bootstrap", AzureTrustArgs(settings, azure_provider, secrets["azure"]))
+    azure = AzureTrust(
+        "bootstrap",
+        AzureTrustArgs(
+            settings,
+            azure_provider,
+            secrets["azure"],
+            platform_group=platforms["staging"].require_output("resourceGroup"),
+        ),
+    )
     aws_trust = AwsTrust(
         "bootstrap",
         AwsTrustArgs(

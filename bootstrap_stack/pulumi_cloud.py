@@ -71,7 +71,7 @@ class PulumiCloud(pulumi.ComponentResource):
             ps.Environment(
                 f"{name}-esc-{environment}",
                 organization=settings.organization,
-                project="flowchat",
+                project=esc.ESC_PROJECT,
                 name=environment,
                 yaml=pulumi.StringAsset(esc.definition_path(environment).read_text()),
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ids])),

@@ -17,7 +17,7 @@ ENVIRONMENT_CLOUDS = {"staging": "azure", "prod": "aws"}
 
 class AzureBootstrap(ConfigModel):
     location: str = "westeurope"
-    resource_group: str
+    resource_group: str  # bootstrap's own group (identities, deploy vault), not the platform's
     cluster_name: str
     deploy_vault: str  # holds the ESC-delivered secret config (Grafana token, webhook, registry)
 
@@ -31,7 +31,9 @@ class BootstrapSettings(ConfigModel):
     organization: str
     repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
     image_repository: str
-    production_reviewers: list[int] = []
+    # GitHub team ids whose one approval `production` requires (deploy.yml up-prod); set by the
+    # operator, never committed empty: without a reviewer the prod approval does not exist
+    production_reviewers: list[int] = Field(min_length=1)
     azure: AzureBootstrap
     aws: AwsBootstrap
 
@@ -62,6 +64,27 @@ def secret_config_keys(clouds: dict[str, str]) -> list[str]:
     return keys
 
 
+# config the operator sets before the first `pulumi up` (not secret, no default: see
+# docs/first-deployment.md), with how to set it
+OPERATOR_CONFIG = {
+    "productionReviewers": (
+        f"pulumi config set --path '{PROJECT}:productionReviewers[0]' TEAM_ID "
+        "(a GitHub team whose approval prod deploys require)"
+    ),
+}
+
+
+def parse_settings(data: dict[str, object]) -> BootstrapSettings:
+    """Validated settings; a missing or empty operator setting is named with how to set it."""
+    missing = [k for k in OPERATOR_CONFIG if not data.get(k)]
+    if missing:
+        raise ValueError(
+            "bootstrap needs operator config: "
+            + "; ".join(f"{PROJECT}:{k} is not set: {OPERATOR_CONFIG[k]}" for k in missing)
+        )
+    return BootstrapSettings.model_validate(data)
+
+
 def load_settings() -> BootstrapSettings:
     cfg = pulumi.Config(PROJECT)
     data: dict[str, object] = {}
@@ -70,4 +93,4 @@ def load_settings() -> BootstrapSettings:
         value = cfg.get(key)
         if value is not None:
             data[key] = json.loads(value) if value[:1] in "[{" else value
-    return BootstrapSettings.model_validate(data)
+    return parse_settings(data)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from stacks import esc
+
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 PULUMI_ISSUER = "https://api.pulumi.com/oidc"
-AZURE_AUDIENCE = "api://AzureADTokenExchange"
+AZURE_AUDIENCE = "api://AzureADTokenExchange"  # GitHub tokens exchanged with Entra ID
 AWS_AUDIENCE = "sts.amazonaws.com"
 # GitHub environment of each stack (the deploy workflow's `environment:`)
 GITHUB_ENVIRONMENTS = {
@@ -42,9 +44,15 @@ def github_subject(repository: str, environment: str) -> str:
     return f"repo:{repository}:environment:{environment}"
 
 
-def esc_subject(organization: str, environment: str) -> str:
-    """The `sub` of the token ESC presents when opening `flowchat/<environment>`."""
-    return f"pulumi:environments:org:{organization}:env:flowchat/{environment}"
+def esc_subject(organization: str, environment: str, cloud: str) -> str:
+    """The `sub` of the token ESC presents when opening `flowchat/<environment>`: built from the
+    committed definition's subjectAttributes, so the trust follows the file."""
+    return esc.oidc_subject(esc.load_definition(environment), cloud, organization, environment)
+
+
+def esc_audience(organization: str, cloud: str) -> str:
+    """The `aud` of that token (`azure:<org>`, `aws:<org>`)."""
+    return esc.oidc_audience(cloud, organization)
 
 
 def role_definition(subscription: str, role: str) -> str:

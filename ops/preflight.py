@@ -47,6 +47,7 @@ from stacks.config import (
     esc_id_keys,
     parse_config,
 )
+from stacks.config_types import ImageConfig
 from stacks.platform_ref import OUTPUT_NAMES, PlatformOutputs
 from stacks.registry import registry_host
 from stacktools.render import PROJECT, REPO_ROOT, load_stack_file, stack_config
@@ -389,6 +390,21 @@ def _bearer_token(http: httpx.Client, challenge: str, basic: str | None) -> str 
     return body.get("token") or body.get("access_token")
 
 
+def deployed_image(ref: str) -> tuple[str, str]:
+    """`REPO@sha256:DIGEST` (what deploy.yml pushed) -> (repository, digest), validated as the
+    stack's flowchat:image is; argparse type of --image."""
+    repository, sep, digest = ref.partition("@")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{ref}: expected REPOSITORY@sha256:DIGEST")
+    try:
+        ImageConfig(repository=repository, tag=digest)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{ref}: {exc}") from exc
+    if not digest.startswith("sha256:"):
+        raise argparse.ArgumentTypeError(f"{ref}: expected a sha256 digest after @")
+    return repository, digest
+
+
 # --- the command -------------------------------------------------------------------------------
 def preflight(
     stack: str,
@@ -396,8 +412,11 @@ def preflight(
     org: str,
     clients: Clients | None,
     root: Path = REPO_ROOT,
+    image: tuple[str, str] | None = None,
 ) -> Report:
-    """Every check for `stack`; `clients` None runs only the offline ones."""
+    """Every check for `stack`; `clients` None runs only the offline ones. `image` (repository,
+    digest) is the image this deploy ships, checked instead of the stack file's flowchat:image
+    (deploy.yml passes it to `pulumi up` the same way)."""
     report = Report()
     for problem in placeholder_problems(stack, root):
         report.check(problem)
@@ -417,6 +436,10 @@ def preflight(
         report.check(problem)
     if config is None:
         return report
+    if image is not None:
+        repository, digest = image
+        shipped = config.image.model_copy(update={"repository": repository, "tag": digest})
+        config = config.model_copy(update={"image": shipped})
     platform = platform_values(config, org, clients.cloud, report)
     if platform is not None:
         if config.namespace in platform.service_namespaces:
@@ -456,6 +479,11 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     parser.add_argument("--stack", required=True)
     parser.add_argument("--org", default=env.get("PULUMI_ORG", ""), help="Pulumi organization")
     parser.add_argument("--offline", action="store_true", help="files and config only")
+    parser.add_argument(
+        "--image",
+        type=deployed_image,
+        help="REPOSITORY@sha256:DIGEST the deploy ships (default: the stack file's flowchat:image)",
+    )
     return parser
 
 
@@ -474,7 +502,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             clients = Clients(
                 http=http, cloud=cloud if token else None, kube_api=_kube_api_from_env
             )
-            report = preflight(args.stack, org=args.org, clients=clients)
+            report = preflight(args.stack, org=args.org, clients=clients, image=args.image)
     for problem in report.problems:
         print(f"missing: {problem}")
     if report.problems:

@@ -30,6 +30,8 @@ def main() -> None:
             cloud = azure_native.Provider("platform-azure", location=settings.azure.location)
             cluster = AksCluster("platform", AksArgs(settings, cloud))  # type: ignore[arg-type]
             addon_args: dict[str, object] = {}
+            # the group this program owns; bootstrap scopes its grants to it (never creates it)
+            extra["resourceGroup"] = settings.azure.resource_group
         else:
             assert settings.aws is not None
             cloud = aws.Provider("platform-aws", region=settings.aws.region)

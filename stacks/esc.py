@@ -38,7 +38,7 @@ def load_definition(environment: str, esc_dir: Path = ESC_DIR) -> dict[str, Any]
 
 def ids_environment(environment: str) -> str:
     """The environment (PROJECT/NAME) of bootstrap's ids for `environment`."""
-    return f"flowchat/{environment}-ids"
+    return f"{ESC_PROJECT}/{environment}-ids"
 
 
 def ids_document(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,15 +85,73 @@ def deploy_secret_names(environment: str, cloud: str, esc_dir: Path = ESC_DIR) -
     return {str(key): str(entry[field]) for key, entry in node.items()}
 
 
+# --- the OIDC token ESC's login presents (Pulumi ESC docs, guides/configuring-oidc) -------------
+ESC_PROJECT = "flowchat"  # the ESC project of the committed definitions: flowchat/<stack>
+# where each cloud's login block keeps its subjectAttributes
+LOGIN_ATTRIBUTES = {
+    "azure": ("azure", "login", "fn::open::azure-login", "subjectAttributes"),
+    "aws": ("aws", "login", "fn::open::aws-login", "oidc", "subjectAttributes"),
+}
+# With subjectAttributes the subject is this prefix plus `:<attribute>:<value>` per attribute, in
+# order. Without them it is `...:env:<project>/<name>`, but a stack's `pulumi up` presents
+# `...:env:<yaml>` instead (pulumi/pulumi#14509), so the definitions must set them.
+SUBJECT_PREFIX = "pulumi:environments:pulumi.organization.login:{organization}"
+# attributes whose value is fixed for a given environment (rootEnvironment.name changes with who
+# imports it, pulumi.user.login with who opens it: a trust could not name them in advance)
+FIXED_ATTRIBUTES = ("currentEnvironment.name", "pulumi.organization.login")
+
+
+def environment_name(environment: str) -> str:
+    """`staging` -> `flowchat/staging` (PROJECT/NAME in Pulumi Cloud)."""
+    return f"{ESC_PROJECT}/{environment}"
+
+
+def subject_attributes(doc: Mapping[str, Any], cloud: str) -> list[str]:
+    node: Any = doc.get("values") or {}
+    for part in LOGIN_ATTRIBUTES[cloud]:
+        node = (node or {}).get(part) if isinstance(node, dict) else None
+    return [str(a) for a in node or []]
+
+
+def oidc_subject(doc: Mapping[str, Any], cloud: str, organization: str, environment: str) -> str:
+    """The `sub` of the token the definition of `environment` presents to `cloud` on opening."""
+    attributes = subject_attributes(doc, cloud)
+    if not attributes:
+        raise ValueError(
+            f"{environment}: the {cloud} login sets no subjectAttributes; `pulumi up` would "
+            "present the subject ...:env:<yaml> (pulumi/pulumi#14509)"
+        )
+    values = {
+        "currentEnvironment.name": environment_name(environment),
+        "pulumi.organization.login": organization,
+    }
+    unfixed = [a for a in attributes if a not in FIXED_ATTRIBUTES]
+    if unfixed:
+        raise ValueError(f"{environment}: subjectAttributes {unfixed} vary per opening")
+    parts = [SUBJECT_PREFIX.format(organization=organization)]
+    parts += [f"{a}:{values[a]}" for a in attributes]
+    return ":".join(parts)
+
+
+def oidc_audience(cloud: str, organization: str) -> str:
+    """The `aud` of ESC's token for an environment outside the legacy `default` project."""
+    return f"{cloud}:{organization}"
+
+
 __all__ = [
     "ESC_DIR",
+    "ESC_PROJECT",
     "IDS",
     "definition_path",
     "deploy_secret_names",
+    "environment_name",
     "id_references",
     "ids_document",
     "ids_environment",
     "is_id_only",
     "load_definition",
+    "oidc_audience",
+    "oidc_subject",
     "resolve_ids",
+    "subject_attributes",
 ]

@@ -65,6 +65,12 @@ AWS_TOKEN_AUDIENCE = "sts.amazonaws.com"
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
 
 
+def external_secrets_role_name(stack: str) -> str:
+    """The IAM role the prod stack creates for External Secrets (IRSA): the one role the deploy
+    role may write (bootstrap_stack.aws.deploy_policy)."""
+    return f"{APP_NAME}-{stack}-external-secrets"
+
+
 def service_account_subject(namespace: str) -> str:
     """The token subject of External Secrets' service account (federated credential, IRSA)."""
     return f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
@@ -283,7 +289,7 @@ class Secrets(pulumi.ComponentResource):
             )
             role = iam.Role(
                 f"{name}-external-secrets-role",
-                name=f"{APP_NAME}-{config.stack}-external-secrets",
+                name=external_secrets_role_name(config.stack),
                 assume_role_policy=trust,
                 tags={"app": APP_NAME, "stack": config.stack},
                 opts=self._cloud_opts,

@@ -224,13 +224,29 @@ def platform_reference_outputs(reference: str) -> dict[str, Any]:
     return platform_outputs(settings, settings.cluster_name, f"https://{issuer}", provider)
 
 
+def platform_extra_outputs(reference: str) -> dict[str, Any]:
+    """The platform's outputs beyond the service's (platform_stack.program): its resource group
+    on Azure, which bootstrap reads."""
+    from platform_stack.settings import parse_settings, stack_file_config
+
+    settings = parse_settings(
+        reference.rsplit("/", 1)[-1], stack_file_config(reference.rsplit("/", 1)[-1])
+    )
+    if settings.azure is None or settings.mode == "external":
+        return {}
+    return {"resourceGroup": settings.azure.resource_group}
+
+
 def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Outputs a provider computes that the program reads (ids, ARNs, principal ids)."""
     if typ == "pulumi:pulumi:StackReference":
         reference = str(inputs.get("name") or name)
         return {
             "name": reference,
-            "outputs": platform_reference_outputs(reference),
+            "outputs": {
+                **platform_reference_outputs(reference),
+                **platform_extra_outputs(reference),
+            },
             "secretOutputNames": [],
         }
     outputs = dict(inputs)

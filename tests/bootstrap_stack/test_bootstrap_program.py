@@ -66,10 +66,59 @@ def test_federated_credentials_trust_exactly_the_workflow_and_esc_subjects(resou
     creds = {c["subject"]: c for c in _of(resources, ":FederatedIdentityCredential")}
     assert set(creds) == {
         "repo:ciandt/flowchat:environment:staging",
-        "pulumi:environments:org:flowchat:env:flowchat/staging",
+        # what ESC presents with subjectAttributes [currentEnvironment.name] (Pulumi ESC docs,
+        # "Custom token claim"); the default subject is not what `pulumi up` sends (#14509)
+        "pulumi:environments:pulumi.organization.login:flowchat:"
+        "currentEnvironment.name:flowchat/staging",
     }
     issuers = {c["issuer"] for c in creds.values()}
     assert issuers == {trust.GITHUB_ISSUER, trust.PULUMI_ISSUER}
+    esc_credential = creds[next(s for s in creds if s.startswith("pulumi:"))]
+    assert esc_credential["audiences"] == ["azure:flowchat"]  # ESC's azure-login audience
+
+
+@pytest.mark.parametrize(("environment", "cloud"), sorted(ENVIRONMENT_CLOUDS.items()))
+def test_bootstrap_trusts_the_subject_and_audience_the_esc_definition_presents(
+    resources: list, environment: str, cloud: str
+) -> None:
+    """The subject ESC presents, built from the committed file by the documented rule (prefix
+    plus `:attribute:value` per subjectAttributes entry), is the one bootstrap's trust names."""
+    committed = esc.load_definition(environment)
+    attributes = esc.subject_attributes(committed, cloud)
+    assert attributes == ["currentEnvironment.name"]
+    presented = (
+        "pulumi:environments:pulumi.organization.login:flowchat"
+        f":currentEnvironment.name:flowchat/{environment}"
+    )
+    if cloud == "azure":
+        trusted = {
+            (c["subject"], tuple(c["audiences"]))
+            for c in _of(resources, ":FederatedIdentityCredential")
+            if c["issuer"] == trust.PULUMI_ISSUER
+        }
+    else:
+        (esc_role,) = [
+            r for r in _of(resources, "iam/role:Role") if r["name"] == "flowchat-prod-esc"
+        ]
+        condition = json.loads(esc_role["assumeRolePolicy"])["Statement"][0]["Condition"]
+        host = trust.PULUMI_ISSUER.removeprefix("https://")
+        trusted = {
+            (condition["StringEquals"][f"{host}:sub"], (condition["StringEquals"][f"{host}:aud"],))
+        }
+        (provider,) = [
+            p for p in _of(resources, ":OpenIdConnectProvider") if p["url"] == trust.PULUMI_ISSUER
+        ]
+        assert provider["clientIdLists"] == ["aws:flowchat"]
+    assert trusted == {(presented, (f"{cloud}:flowchat",))}
+
+
+def test_a_definition_without_subject_attributes_is_refused() -> None:
+    """Without subjectAttributes a stack's `pulumi up` presents `...:env:<yaml>`: no trust can
+    name the environment, so bootstrap refuses to build one."""
+    doc = esc.load_definition("staging")
+    del doc["values"]["azure"]["login"]["fn::open::azure-login"]["subjectAttributes"]
+    with pytest.raises(ValueError, match="subjectAttributes"):
+        esc.oidc_subject(doc, "azure", "flowchat", "staging")
 
 
 def test_aws_roles_trust_one_environment_each_and_have_an_eks_access_entry(resources: list) -> None:
@@ -290,3 +339,90 @@ def test_the_environments_serve_the_stacks_on_their_clouds() -> None:
         stack = yaml.safe_load((ROOT / f"Pulumi.{environment}.yaml").read_text())
         assert stack["config"]["flowchat:cloud"] == cloud
         assert stack["environment"] == [f"flowchat/{environment}"]
+
+
+# IAM write actions (a policy action "iam:*" or "iam:Put*" also matches them)
+IAM_WRITES = (
+    "iam:Attach*",
+    "iam:Create*",
+    "iam:Delete*",
+    "iam:Put*",
+    "iam:Update*",
+    "iam:Tag*",
+    "iam:PassRole",
+)
+
+
+def _allows(statement: dict, action: str, resource: str) -> bool:
+    actions = (
+        statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    )
+    resources = (
+        statement["Resource"]
+        if isinstance(statement["Resource"], list)
+        else [statement["Resource"]]
+    )
+    return (
+        statement["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action, a) or fnmatch.fnmatchcase(a, action) for a in actions)
+        and any(fnmatch.fnmatchcase(resource, r) for r in resources)
+    )
+
+
+def test_the_aws_deploy_role_cannot_modify_its_own_or_any_bootstrap_role(resources: list) -> None:
+    """The deploy role may write only the IAM role the service stack creates (External
+    Secrets' IRSA role); an IAM write on its own role would let it grant itself `*:*`."""
+    from stacks.secrets import external_secrets_role_name
+
+    account = "210987654321"  # stacktools.render.MOCK_AWS_ACCOUNT
+    roles = {r.inputs["name"]: r for r in resources if r.type == "aws:iam/role:Role"}
+    (deploy_policy,) = [  # aws.py: RolePolicy f"{name}-deploy-policy" on flowchat-prod-deploy
+        r.inputs["policy"]
+        for r in resources
+        if r.type == "aws:iam/rolePolicy:RolePolicy" and r.name.endswith("-deploy-policy")
+    ]
+    deploy_statements = json.loads(deploy_policy)["Statement"]
+    assert deploy_statements
+    for name in roles:  # flowchat-prod-deploy, -readonly, -esc
+        arn = f"arn:aws:iam::{account}:role/{name}"
+        assert not [
+            (s["Action"], a) for s in deploy_statements for a in IAM_WRITES if _allows(s, a, arn)
+        ], name
+    service_role = f"arn:aws:iam::{account}:role/{external_secrets_role_name('prod')}"
+    assert _allows(
+        next(s for s in deploy_statements if "iam:PutRolePolicy" in s["Action"]),
+        "iam:PutRolePolicy",
+        service_role,
+    )
+
+
+def test_production_requires_a_reviewer(resources: list) -> None:
+    (production,) = [
+        r.inputs
+        for r in resources
+        if r.type == "github:index/repositoryEnvironment:RepositoryEnvironment"
+        and r.inputs["environment"] == "production"
+    ]
+    (reviewers,) = production["reviewers"]
+    assert reviewers["teams"], production  # one approval that someone can give
+
+
+def test_bootstrap_refuses_to_run_without_production_reviewers() -> None:
+    with pytest.raises(Exception, match=r"productionReviewers is not set: pulumi config set"):
+        render(without=("productionReviewers",))
+
+
+def test_an_empty_reviewer_list_is_refused() -> None:
+    from bootstrap_stack.settings import parse_settings
+
+    with pytest.raises(ValueError, match="productionReviewers"):
+        parse_settings(
+            {
+                "organization": "flowchat",
+                "repository": "ciandt/flowchat",
+                "imageRepository": "ghcr.io/ciandt/flowchat",
+                "productionReviewers": [],
+                "azure": {"resourceGroup": "g", "clusterName": "c", "deployVault": "v"},
+                "aws": {"clusterName": "c"},
+            }
+        )

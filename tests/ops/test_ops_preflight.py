@@ -7,6 +7,8 @@ the project files are copies of the committed ones with the placeholders filled 
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +295,80 @@ def test_the_image_repository_is_a_variable_not_one_organisation() -> None:
     """Item 7: IMAGE_REPOSITORY was hard-coded to ghcr.io/flowchat/flowchat."""
     workflow, _ = _deploy_jobs()
     assert workflow["env"]["IMAGE_REPOSITORY"] == "${{ vars.IMAGE_REPOSITORY }}"
+
+
+# --- the image this deploy ships (issue 19 gap: preflight read the stack file's tag) -----------
+SHIPPED = "sha256:" + "ab" * 32
+
+
+def _run_image(target: Any, root: Path, image: tuple[str, str] | None) -> pf.Report:
+    with httpx.Client(timeout=30) as http:
+        clients = pf.Clients(
+            http=http,
+            cloud=pf.PulumiCloud(http, PULUMI_TOKEN, target.url),
+            kube_api=lambda: None,
+            resolve=lambda host: None,
+            registry_scheme="http",
+        )
+        return pf.preflight("staging", org=ORG, clients=clients, root=root, image=image)
+
+
+def test_the_live_check_pulls_the_image_deploy_pushed_not_the_stack_files(
+    fake_deploy_target: Any, project: Path
+) -> None:
+    host = fake_deploy_target.url.removeprefix("http://")
+    image = (f"{host}/acme/pushed", SHIPPED)
+    # the stack file's image (acme/flowchat:1.2.3) is there; the pushed digest is not yet
+    problems = [p for p in _run_image(fake_deploy_target, project, image).problems if "pull" in p]
+    assert problems == [
+        f"the cluster cannot pull {host}/acme/pushed@{SHIPPED} with the pull credentials "
+        "(flowchat:registryAuth): registry answers HTTP 404"
+    ]
+    fake_deploy_target.images.add(f"acme/pushed:{SHIPPED}")
+    problems = [p for p in _run_image(fake_deploy_target, project, image).problems if "pull" in p]
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "value", ["ghcr.io/acme/flowchat", "ghcr.io/acme/flowchat@1.2.3", "ghcr.io/acme/flowchat:1@x"]
+)
+def test_image_option_takes_only_a_repository_at_a_digest(value: str) -> None:
+    with pytest.raises(SystemExit):
+        pf.build_parser({}).parse_args(["--stack", "staging", "--image", value])
+
+
+def _shell_expand(run: str, env: dict[str, str]) -> list[str]:
+    """argv of a `run:` line as bash gives it to the process (double-quoted $NAME expanded)."""
+    import shlex
+
+    expanded = re.sub(r"\$([A-Z_]+)", lambda m: env[m.group(1)], run)
+    return shlex.split(expanded)
+
+
+def test_deploy_passes_the_built_digest_to_the_live_preflight() -> None:
+    """deploy.yml as GitHub runs it: the step's `${{ }}` values become env, bash expands them,
+    and ops.preflight parses the result to the repository and digest `pulumi up` deploys."""
+    workflow, jobs = _deploy_jobs()
+    context = {
+        "${{ vars.IMAGE_REPOSITORY }}": "ghcr.io/acme/flowchat",
+        "${{ needs.image.outputs.digest }}": SHIPPED,
+        "${{ vars.PULUMI_ORG }}": ORG,
+    }
+    for name, job in jobs.items():
+        (live,) = [
+            s
+            for s in job["steps"]
+            if "ops.preflight" in str(s.get("run", "")) and "--offline" not in s["run"]
+        ]
+        env = {k: context[v] for k, v in {**workflow["env"], **live["env"]}.items()}
+        argv = _shell_expand(live["run"].strip(), env)
+        assert argv[:3] == [".venv/bin/python", "-m", "ops.preflight"], name
+        args = pf.build_parser({}).parse_args(argv[3:])
+        (up,) = [s for s in job["steps"] if "pulumi/actions" in str(s.get("uses"))]
+        deployed = json.loads(yaml.safe_load(up["with"]["config-map"])["flowchat:image"]["value"])
+        repository = re.fullmatch(r"\$\{\{ env\.(\w+) \}\}", deployed["repository"])
+        assert repository is not None, deployed
+        assert args.image == (
+            context[workflow["env"][repository.group(1)]],
+            context[deployed["tag"]],
+        ), name
