@@ -161,7 +161,7 @@ def check_ready(client: httpx.Client) -> str:
 
 
 def check_status(client: httpx.Client) -> str:
-    """The maintenance status, the one read-only route the Ingress routes besides the page."""
+    """The maintenance status: a read-only route the Ingress routes, with no key needed."""
     response = client.get(STATUS_PATH)
     if response.status_code != 200:
         raise CheckFailed(f"GET {STATUS_PATH} answered HTTP {response.status_code}, expected 200")
