@@ -1,8 +1,8 @@
 """What the Flow-token reservation costs per chat (issue 18, item 3), against a real Redis:
 ``python -m bench.reservation --redis-url redis://127.0.0.1:6379/15 [--chats 2000]``.
 
-Per chat the API makes one round trip to reserve (a Lua script: tokens and stored bytes are
-two calls, so two round trips) and the worker one to settle; before, the API made one
+Per chat the API makes one round trip to reserve (one Lua script reserves the tokens and the
+stored bytes, both or neither) and the worker one to settle; before, the API made one
 ``test`` (GET) and the worker one ``hit``. Prints the mean time of each step next to a bare
 ``PING`` (the floor: one round trip).
 """
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         quotas.reset(f"bench-{i}")
     print(f"{n} chats against {args.redis_url.rsplit('@', 1)[-1]}")
     print(f"  PING (one round trip, the floor)      {ping:.3f} ms")
-    print(f"  reserve (API, 2 scripts)               {reserve:.3f} ms")
+    print(f"  reserve (API, 1 script)                {reserve:.3f} ms")
     print(f"  settle (worker, 1 script)              {settle:.3f} ms")
     print(f"  before: limits test (API, 1 GET)       {old_test:.3f} ms")
     print(f"  added per chat: {reserve + settle - old_test:.3f} ms")

@@ -8,7 +8,8 @@ secret the compose services read, each with a fresh random value:
 - ``REDIS_PASSWORD``: redis-server requires it; API and workers send it;
 - ``CHROMA_TOKEN``: Chroma requires it; API and workers send it;
 - ``ADMIN_TOKEN``: the document and admin routes;
-- ``API_KEYS``: the chat API keys, one per line (``API_KEYS_FILE``): add a line per client.
+- ``API_KEYS``: the chat API keys, one per line (``API_KEYS_FILE``): add a line per client;
+- ``KEY_ID_SECRET``: the API names each key by an HMAC under it (``app.access.keys``).
 
 and ``ingest-worker.env`` (0600, read by `docker compose` on this machine, not mounted): the
 ingestion worker gets REDIS_PASSWORD and CHROMA_TOKEN as environment variables instead of files,
@@ -32,11 +33,18 @@ from app.contracts import (
     ADMIN_TOKEN_SECRET,
     API_KEYS_SECRET,
     CHROMA_TOKEN_SECRET,
+    KEY_ID_SECRET_KEY,
     REDIS_PASSWORD_SECRET,
 )
 from app.core.settings import REPO_ROOT
 
-COMPOSE_SECRETS = (REDIS_PASSWORD_SECRET, CHROMA_TOKEN_SECRET, ADMIN_TOKEN_SECRET, API_KEYS_SECRET)
+COMPOSE_SECRETS = (
+    REDIS_PASSWORD_SECRET,
+    CHROMA_TOKEN_SECRET,
+    ADMIN_TOKEN_SECRET,
+    API_KEYS_SECRET,
+    KEY_ID_SECRET_KEY,
+)
 DEFAULT_DIR = REPO_ROOT / "secrets"  # compose.yaml's `secrets:` files: ./secrets/<NAME>
 INGEST_WORKER_ENV = "ingest-worker.env"
 INGEST_WORKER_SECRETS = (REDIS_PASSWORD_SECRET, CHROMA_TOKEN_SECRET)

@@ -2,23 +2,29 @@
 
 Checks, in order, each printed as one PASS/FAIL line with its duration:
 
-1. ``GET /api/health/ping`` answers 200 ``{"status": "ok"}``;
-2. ``GET /api/health/ready`` answers 200 (on 503 the failing checks are named);
+1. only with the health checks (``--health``; on by default for a loopback URL: ``make run`` or
+   a ``kubectl port-forward`` to the API Service): ``GET /api/health/ping`` answers 200
+   ``{"status": "ok"}`` and ``GET /api/health/ready`` answers 200 (on 503 the failing checks are
+   named). The Ingress does not route ``/api/health/*``, so against a public URL they are off;
+2. ``GET /api/status`` answers 200 with the maintenance flag (the public URL answers at all);
 3. one chat round trip (``POST /api/chat`` -> 202, then ``GET /api/chat/{id}?wait=``) returns a
-   non-empty answer with at least one source, within the latency budget;
+   non-empty answer with at least one source, within the latency budget: through the Ingress it
+   stands for readiness (Redis, Chroma, a worker and Flow all took part);
 4. every regression prompt of the prompts file answers within the budget, cites the expected
    document and (when given) uses one of the expected words.
 
-A failed health or readiness check stops the run (later checks could only time out); a failed
-chat round trip skips the regression prompts. Exit status 0 only when every check passes.
+A failed health, readiness or status check stops the run (later checks could only time out); a
+failed chat round trip skips the regression prompts. Exit status 0 only when every check passes.
 
-Usage: ``python -m ops.smoke --base-url URL [--api-key KEY] [--prompts FILE] [--budget S]``.
-The API key may come from ``FLOWCHAT_API_KEY`` instead of the command line.
+Usage: ``python -m ops.smoke --base-url URL [--api-key KEY] [--prompts FILE] [--budget S]
+[--health|--no-health]``. The API key may come from ``FLOWCHAT_API_KEY`` instead of the command
+line.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 import time
@@ -30,7 +36,13 @@ import httpx
 import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from app.contracts import CHAT_LATENCY_P95_SECONDS, CHAT_PATH, PING_PATH, READY_PATH
+from app.contracts import (
+    CHAT_LATENCY_P95_SECONDS,
+    CHAT_PATH,
+    PING_PATH,
+    READY_PATH,
+    STATUS_PATH,
+)
 from app.observability.logs import configure_logging
 from ops.stack import STACKS, resolve
 from ops.summary import OpsError, fail, md_table, say, write_summary
@@ -146,6 +158,34 @@ def check_ready(client: httpx.Client) -> str:
         return f"{status}: " + "; ".join(failed) if failed else f"{status}: {', '.join(checks)} ok"
     what = "; ".join(failed) if failed else f"HTTP {response.status_code}"
     raise CheckFailed(f"the service is not ready: {what}")
+
+
+def check_status(client: httpx.Client) -> str:
+    """The maintenance status: a read-only route the Ingress routes, with no key needed."""
+    response = client.get(STATUS_PATH)
+    if response.status_code != 200:
+        raise CheckFailed(f"GET {STATUS_PATH} answered HTTP {response.status_code}, expected 200")
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body.get("maintenance"), bool):
+        raise CheckFailed(f"GET {STATUS_PATH} answered {response.text[:200]!r}, not a status")
+    if body["maintenance"]:  # said, not failed: the chat round trip decides
+        return f"maintenance on: {body.get('reason') or 'no reason given'}"
+    return "maintenance off"
+
+
+def health_reachable(base_url: str) -> bool:
+    """The health routes are reachable on a loopback URL (``make run``, a ``kubectl
+    port-forward`` to the API Service), never through the Ingress, which does not route them."""
+    host = httpx.URL(base_url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def ask(
@@ -264,14 +304,18 @@ def run_smoke(
     *,
     api_key: str | None = None,
     allow_open: bool = False,
+    health: bool | None = None,
     prompts: list[RegressionPrompt] | None = None,
     budget: float = CHAT_LATENCY_P95_SECONDS,
     timeout: float = 10.0,
     progress: Callable[[str], None] = say,
     transport: httpx.BaseTransport | None = None,
 ) -> SmokeReport:
-    """Run every check against ``base_url`` and return the report (never raises on a failure)."""
+    """Run every check against ``base_url`` and return the report (never raises on a failure).
+    ``health``: run the health and readiness checks (``None``: only on a loopback URL)."""
     base_url = base_url.rstrip("/")
+    if health is None:
+        health = health_reachable(base_url)
     report = SmokeReport(base_url=base_url, budget=budget)
     headers = {"X-API-Key": api_key} if api_key else {}
     client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
@@ -305,11 +349,15 @@ def run_smoke(
     prompt_names = [f"prompt {i + 1}: {p.prompt[:40]}" for i, p in enumerate(prompts or [])]
     with client:
         progress(f"Smoke test of {base_url} (latency budget {budget:g} s per chat)")
-        if not run("health ping", lambda: check_ping(client)):
-            skip(["readiness", "chat round trip", *prompt_names], "service not reachable")
+        later = ["status", "keyless chat refused", "chat round trip", *prompt_names]
+        if health and not run("health ping", lambda: check_ping(client)):
+            skip(["readiness", *later], "service not reachable")
             return report
-        if not run("readiness", lambda: check_ready(client)):
-            skip(["keyless chat refused", "chat round trip", *prompt_names], "service not ready")
+        if health and not run("readiness", lambda: check_ready(client)):
+            skip(later, "service not ready")
+            return report
+        if not run("status", lambda: check_status(client)):
+            skip(later[1:], "service not reachable")
             return report
         run("keyless chat refused", lambda: check_keyless_refused(client, allow_open))
         if not run("chat round trip", lambda: check_chat(client, budget, progress)):
@@ -323,8 +371,8 @@ def run_smoke(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ops.smoke",
-        description="Smoke-test a flowchat deployment: health, readiness, one chat round trip "
-        "with sources, then the regression prompts. Exit 0 only if all pass.",
+        description="Smoke-test a flowchat deployment: (health and readiness,) the status, one "
+        "chat round trip with sources, then the regression prompts. Exit 0 only if all pass.",
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--base-url", help="service URL, e.g. https://chat.example")
@@ -356,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a service that answers chat without an API key passes (only for `make run`)",
     )
     parser.add_argument(
+        "--health",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also check /api/health/ping and /api/health/ready (default: only on a loopback "
+        "URL such as `make run` or a kubectl port-forward; the Ingress does not route them)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=10.0,
@@ -381,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         args.base_url,
         api_key=api_key,
         allow_open=args.allow_open,
+        health=args.health,
         prompts=prompts,
         budget=args.budget,
         timeout=args.timeout,

@@ -183,7 +183,8 @@ class Quotas:
                 REASON_BYTES,
                 f"this API key's chats have stored {int(used)} of the "
                 f"{self.stored_bytes.amount} bytes allowed while results are kept; this chat "
-                f"may store {stored_bytes}; retry when earlier results expire",
+                f"may store {stored_bytes}; retry when earlier results expire, or ask an "
+                f"operator to run `python -m ops.keys reset --stack STACK --key-id {key_id}`",
                 max(1, int(ttl)),
             )
         return None

@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     if stack.local_budget:
         say(
             "the Flow emulator answers: chats are not held to the production daily Flow-token "
-            "budget (set FLOW_TOKENS_PER_DAY to try one; see or reset a key's usage with "
+            "budget nor to its bound on the bytes a key's results hold (set FLOW_TOKENS_PER_DAY "
+            "or MAX_STORED_BYTES_PER_KEY to try one; see or reset a key's usage with "
             "`python -m ops.keys usage|reset --key-id ID`)"
         )
     if stack.anonymous_chat:

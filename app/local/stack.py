@@ -129,6 +129,13 @@ class Ports:
 
 
 EMULATOR_TOKENS_PER_DAY = 10**12  # the emulator's daily budget per key: no production limit
+# with the emulator's budget, the bytes a key's chats may hold in Redis are not bounded either
+# (the production bound refuses one key after about a thousand chats a day)
+EMULATOR_STORED_BYTES_PER_KEY = 1 << 40
+EMULATOR_KEY_LIMITS = {
+    "FLOW_TOKENS_PER_DAY": str(EMULATOR_TOKENS_PER_DAY),
+    "MAX_STORED_BYTES_PER_KEY": str(EMULATOR_STORED_BYTES_PER_KEY),
+}
 
 
 @dataclass
@@ -184,6 +191,14 @@ class LocalStack:
         given = {**os.environ, **self.env_overrides}.get("FLOW_TOKENS_PER_DAY")
         return not self.flow_configured and not given
 
+    def lifted_limits(self) -> dict[str, str]:
+        """The per-key limits of ``EMULATOR_KEY_LIMITS`` the children get: all of them with the
+        local budget, except one set explicitly (the environment or ``env_overrides``)."""
+        if not self.local_budget:
+            return {}
+        given = {**os.environ, **self.env_overrides}
+        return {name: value for name, value in EMULATOR_KEY_LIMITS.items() if not given.get(name)}
+
     def _flow_overrides(self) -> dict[str, str]:
         names = ("FLOW_TENANT", "FLOW_AGENT", "FLOW_AGENT_SECRET")
         return {k: v for k, v in self.env_overrides.items() if k in names}
@@ -232,8 +247,7 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if self.local_budget:
-            env["FLOW_TOKENS_PER_DAY"] = str(EMULATOR_TOKENS_PER_DAY)
+        env.update(self.lifted_limits())
         if self.anonymous_chat:
             env["ALLOW_ANONYMOUS_CHAT"] = "true"
         if not self.flow_configured:  # the emulator stands in for Flow, with local credentials

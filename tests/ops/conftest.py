@@ -5,8 +5,8 @@
   ExternalSecret) that behaves like the controllers: a patched pod template rolls out over a
   few reads; a force-sync annotation yields a newer ``refreshTime`` and ``Ready``. The official
   client reaches it through a kubeconfig file (``fake_kube.kubeconfig``).
-- ``fake_service``: a tiny flowchat stand-in over loopback HTTP (ping, ready, chat) whose health
-  is decided by a callable, e.g. "is the credential in the secret store the good one".
+- ``fake_service``: a tiny flowchat stand-in over loopback HTTP (ping, ready, status, chat) whose
+  health is decided by a callable, e.g. "is the credential in the secret store the good one".
 - ``fake_vault``: an azure-core ``HttpTransport`` serving Key Vault's REST API in memory, with
   the Bearer challenge the SDK expects.
 """
@@ -476,6 +476,8 @@ def _service_handler() -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             if path == "/api/health/ping":
                 return self.send_json(200, {"status": "ok"})
+            if path == "/api/status":
+                return self.send_json(200, {"maintenance": False, "reason": None})
             if path == "/api/health/ready":
                 ok = True
                 checks = {

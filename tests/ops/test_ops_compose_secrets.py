@@ -42,10 +42,12 @@ def test_the_settings_read_the_mounted_files(tmp_path: Path, monkeypatch) -> Non
     main(["--dir", str(tmp_path)])
     monkeypatch.delenv("REDIS_PASSWORD", raising=False)
     monkeypatch.delenv("CHROMA_TOKEN", raising=False)
+    monkeypatch.delenv("KEY_ID_SECRET", raising=False)
     monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
     settings = load_settings()
     assert settings.REDIS_PASSWORD.get_secret_value() == (tmp_path / "REDIS_PASSWORD").read_text()
     assert settings.CHROMA_TOKEN.get_secret_value() == (tmp_path / "CHROMA_TOKEN").read_text()
+    assert settings.KEY_ID_SECRET.get_secret_value() == (tmp_path / "KEY_ID_SECRET").read_text()
     monkeypatch.setenv("REDIS_PASSWORD", "from-the-environment")  # the environment wins
     assert load_settings().REDIS_PASSWORD.get_secret_value() == "from-the-environment"
 

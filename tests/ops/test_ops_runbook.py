@@ -96,8 +96,11 @@ def test_chunking_is_checked_on_the_ingestion_workers() -> None:
 
 
 def test_readiness_detail_says_it_needs_the_admin_token() -> None:
+    """Through a port-forward: the Ingress does not route /api/health/* (stacks.routing)."""
     text = " ".join(section("### Flow errors").split())
-    assert "GET URL/api/health/ready` with the admin token" in text
+    assert "port-forward svc/flowchat-api 8000:8000" in text
+    assert '"Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:8000/api/health/ready' in text
+    assert "URL/api/health" not in RUNBOOK  # the public URL answers the controller's 404
 
 
 def test_key_revocation_states_the_external_secret_refresh_interval() -> None:

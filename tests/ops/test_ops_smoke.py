@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from app.contracts import CHAT_PATH, PING_PATH, READY_PATH, STATUS_PATH
 from app.local.stack import free_port
 from ops import smoke
+from stacks.routing import INGRESS_PATHS
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -62,8 +66,97 @@ def test_stand_in_failing_chat_reports_the_job_error(fake_service: Any, prompts_
     assert report.failure == (
         "chat round trip: the chat job failed: Flow refused the credentials (HTTP 401)"
     )
-    # ping, readiness, keyless chat refused (the stand-in is closed), chat, one prompt
-    assert [c.status for c in report.checks] == ["PASS", "PASS", "PASS", "FAIL", "SKIP"]
+    # ping, readiness (a loopback URL), status, keyless chat refused (the stand-in is closed),
+    # chat, one prompt
+    assert [c.status for c in report.checks] == ["PASS", "PASS", "PASS", "PASS", "FAIL", "SKIP"]
+
+
+# --- through the Ingress ------------------------------------------------------------------------
+
+
+def ingress_routes(path: str) -> bool:
+    """Whether the Ingress of ``stacks.routing.INGRESS_PATHS`` routes ``path``, matched as
+    Kubernetes does: ``Exact`` is the whole path, ``Prefix`` matches whole path elements."""
+    for rule, kind in INGRESS_PATHS:
+        assert kind in ("Exact", "Prefix"), kind
+        if kind == "Exact" and path == rule:
+            return True
+        elements = rule.rstrip("/").split("/")
+        if kind == "Prefix" and path.split("/")[: len(elements)] == elements:
+            return True
+    return False
+
+
+def test_the_ingress_matcher_reads_the_rules() -> None:
+    assert ingress_routes(CHAT_PATH) and ingress_routes(f"{CHAT_PATH}/abc")
+    assert ingress_routes(STATUS_PATH) and ingress_routes("/")
+    assert not ingress_routes(f"{CHAT_PATH}x") and not ingress_routes(f"{STATUS_PATH}/x")
+    assert not ingress_routes(PING_PATH) and not ingress_routes(READY_PATH)
+
+
+@dataclass
+class FakeIngress:
+    """The public URL: answers the controller's 404 for what the Ingress does not route and
+    forwards the rest to the stand-in service; remembers every path asked."""
+
+    upstream: str
+    paths: list[str] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        if not ingress_routes(request.url.path):
+            return httpx.Response(404, text="404 Not Found (ingress default backend)")
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        answer = httpx.request(
+            request.method,
+            self.upstream + request.url.raw_path.decode(),
+            headers=headers,
+            content=request.content,
+        )
+        return httpx.Response(answer.status_code, json=answer.json())
+
+
+def test_public_smoke_asks_only_what_the_ingress_routes(
+    fake_service: Any, prompts_file: Path
+) -> None:
+    ingress = FakeIngress(fake_service.url)
+    report = smoke.run_smoke(
+        "https://chat.example",
+        api_key="k",
+        prompts=smoke.load_prompts(prompts_file),
+        progress=lambda _: None,
+        transport=httpx.MockTransport(ingress),
+    )
+    assert report.ok, report.failure
+    assert [c.name for c in report.checks][:3] == [
+        "status",
+        "keyless chat refused",
+        "chat round trip",
+    ]
+    assert {STATUS_PATH, CHAT_PATH} <= set(ingress.paths)
+    assert [p for p in ingress.paths if not ingress_routes(p)] == []
+
+
+def test_health_checks_through_the_ingress_get_its_404(
+    fake_service: Any, prompts_file: Path
+) -> None:
+    """Asked for (``--health``) against a public URL, the health checks fail as a deploy's would."""
+    report = smoke.run_smoke(
+        "https://chat.example",
+        health=True,
+        prompts=smoke.load_prompts(prompts_file),
+        progress=lambda _: None,
+        transport=httpx.MockTransport(FakeIngress(fake_service.url)),
+    )
+    assert report.failure == "health ping: health ping answered HTTP 404, expected 200"
+
+
+def test_health_checks_are_on_by_default_only_on_a_loopback_url() -> None:
+    assert smoke.health_reachable("http://127.0.0.1:8000")  # make run, a port-forward
+    assert smoke.health_reachable("http://localhost:8000")
+    assert smoke.health_reachable("http://[::1]:8000")
+    assert not smoke.health_reachable("https://chat.example")
+    assert not smoke.health_reachable("https://10.0.0.5")
 
 
 # --- against the real service -------------------------------------------------------------------

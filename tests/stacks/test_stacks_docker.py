@@ -137,8 +137,14 @@ def test_compose_and_pulumi_defaults_use_the_stack_images() -> None:
 
 def test_compose_is_closed_like_the_stacks() -> None:
     """Item 8 of issue 18: Redis requires a password from a secret file and fsyncs every write,
-    the API reads its keys from a file, Chroma requires its token; no value is in the file."""
-    from app.contracts import CHROMA_AUTHN_PROVIDER, CHROMA_SERVER_APP, REDIS_APPENDFSYNC
+    the API reads its keys from a file and names them under KEY_ID_SECRET (as in the stacks, not
+    an empty secret), Chroma requires its token; no value is in the file."""
+    from app.contracts import (
+        CHROMA_AUTHN_PROVIDER,
+        CHROMA_SERVER_APP,
+        KEY_ID_SECRET_KEY,
+        REDIS_APPENDFSYNC,
+    )
     from ops.compose_secrets import COMPOSE_SECRETS, INGEST_WORKER_ENV
 
     spec = compose()
@@ -165,6 +171,7 @@ def test_compose_is_closed_like_the_stacks() -> None:
     api = services["api"]
     assert api["environment"]["API_KEYS_FILE"] == "/run/secrets/API_KEYS"
     assert set(api["secrets"]) == set(COMPOSE_SECRETS)
+    assert KEY_ID_SECRET_KEY in api["secrets"]  # read from SECRETS_DIR like the others
     assert api["environment"]["SECRETS_DIR"] == "/run/secrets"  # REDIS_PASSWORD, CHROMA_TOKEN
     assert set(services["worker"]["secrets"]) == {"REDIS_PASSWORD", "CHROMA_TOKEN"}
     ingest = services["ingest-worker"]  # variables, not files its parsing child could read

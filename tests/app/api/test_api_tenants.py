@@ -201,17 +201,52 @@ def test_budget_is_a_reservation_and_an_operator_can_reset_it(service: TenantSer
         assert wrong.returncode == 1 and "cannot reach Redis" in wrong.stderr
 
 
+# key B's slowest chat under key A's flood may take this many times its slowest chat alone:
+# both runs wait mostly on the emulator's token latency (sleeps, not CPU), so a loaded machine
+# moves both alike (0.97-1.03x in 8 runs at load 10); a flood that holds B's chats behind it
+# (votes or streams blocking the API's threads, B's jobs queued behind the flood's answers)
+# adds most of a whole answer (1.8x with one worker of 3 threads, where A's jobs come first)
+FLOOD_SLOWDOWN_FACTOR = 1.5
+
+
+def _b_round(b: httpx.Client, statuses: list[int]) -> list[float]:
+    """Key B's chats: 2 at once, 3 after another each (one below its bound of 3 open waits, so
+    the measure does not hang on how soon the API frees a slot: at the bound, a wait was now and
+    then refused with 429 open_streams); the seconds from each submission to its answer."""
+    seconds: list[float] = []
+
+    def b_chat() -> None:
+        started = time.monotonic()
+        accepted = b.post("/api/chat", json={"message": QUESTION})
+        statuses.append(accepted.status_code)
+        view = b.get(f"/api/chat/{accepted.json()['id']}", params={"wait": 30})
+        statuses.append(view.status_code)
+        assert view.status_code == 200 and view.json()["status"] == "finished", view.text
+        seconds.append(time.monotonic() - started)
+
+    def b_chats() -> None:
+        for _ in range(3):
+            b_chat()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(b_chats) for _ in range(2)]:
+            future.result()
+    return sorted(seconds)
+
+
 def test_one_key_floods_while_the_other_keeps_chatting(service: TenantService) -> None:
     """Key A holds every stream it may, votes in bulk and sends oversized histories; key B's
-    chats all succeed with no 503 (latency is printed, never asserted)."""
+    chats all succeed with no 503 and keep their p95: B's slowest chat under the flood is
+    within FLOOD_SLOWDOWN_FACTOR of its slowest chat alone, measured first on the same
+    service (6 chats each: the p95 is the slowest)."""
     service.emulator.configure(token_latency_ms=150)  # A's answers stay open for seconds
     history = [
         {"role": "user" if i % 2 == 0 else "assistant", "content": "x" * 4000} for i in range(49)
     ] + [{"role": "user", "content": QUESTION}]
     flood_status: list[int] = []
     b_status: list[int] = []
-    b_seconds: list[float] = []
     with _client(service, service.key_a) as a, _client(service, service.key_b) as b:
+        alone = _b_round(b, b_status)
         jobs = [a.post("/api/chat", json={"message": QUESTION}).json()["id"] for _ in range(4)]
 
         def hold_stream(job_id: str) -> int:
@@ -230,33 +265,18 @@ def test_one_key_floods_while_the_other_keeps_chatting(service: TenantService) -
                     pass
                 return response.status_code
 
-        def b_chats() -> None:  # B stays within its own bound: 3 waits open at once
-            for _ in range(2):
-                b_chat()
-
-        def b_chat() -> None:
-            started = time.monotonic()
-            accepted = b.post("/api/chat", json={"message": QUESTION})
-            b_status.append(accepted.status_code)
-            view = b.get(f"/api/chat/{accepted.json()['id']}", params={"wait": 30})
-            b_status.append(view.status_code)
-            assert view.json()["status"] == "finished", view.text
-            b_seconds.append(time.monotonic() - started)
-
         with ThreadPoolExecutor(max_workers=32) as pool:
             floods = [pool.submit(hold_stream, j) for j in jobs * 2]
             floods += [pool.submit(vote, j) for j in jobs * 10]
             floods += [pool.submit(oversized) for _ in range(4)]
             time.sleep(0.5)  # let the flood take its slots (not a condition the test needs)
-            chats = [pool.submit(b_chats) for _ in range(3)]
-            for future in chats:
-                future.result()
+            flooded = _b_round(b, b_status)
             flood_status = [f.result() for f in floods]
     assert set(b_status) <= {200, 202}, b_status
     assert 429 in flood_status  # A's streams beyond its bound were refused with a reason
     assert all(s < 500 for s in flood_status), flood_status
-    b_seconds.sort()
-    print(f"key B under key A's flood: {len(b_seconds)} chats, p95 {b_seconds[-1]:.2f} s")
+    print(f"key B alone: p95 {alone[-1]:.2f} s; under key A's flood: p95 {flooded[-1]:.2f} s")
+    assert flooded[-1] <= FLOOD_SLOWDOWN_FACTOR * alone[-1], (alone, flooded)
 
 
 def test_v1_history_is_bounded_before_the_job_is_written(service: TenantService) -> None:

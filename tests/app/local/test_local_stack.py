@@ -42,26 +42,40 @@ def test_the_emulator_stands_in_unless_all_three_flow_credentials_are_set(tmp_pa
 def test_the_emulator_is_not_held_to_the_production_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from app.chat.budget import estimate
     from app.core.settings import Settings
-    from app.local.stack import EMULATOR_TOKENS_PER_DAY
+    from app.local.stack import EMULATOR_KEY_LIMITS, EMULATOR_TOKENS_PER_DAY
 
-    monkeypatch.delenv("FLOW_TOKENS_PER_DAY", raising=False)
-    monkeypatch.delenv("KEY_ID_SECRET", raising=False)
+    for name in (*EMULATOR_KEY_LIMITS, "KEY_ID_SECRET"):
+        monkeypatch.delenv(name, raising=False)
     emulated = LocalStack(root=tmp_path)
     env = emulated.env()
     assert emulated.local_budget
     assert int(env["FLOW_TOKENS_PER_DAY"]) == EMULATOR_TOKENS_PER_DAY
     assert EMULATOR_TOKENS_PER_DAY > 1000 * Settings().FLOW_TOKENS_PER_DAY
+    # nor to the bytes its results may hold: production's bound refuses a key after about a
+    # thousand chats in a result lifetime; the children's settings allow a million and more
+    children = Settings(**{name: env[name] for name in EMULATOR_KEY_LIMITS})
+    one_chat = estimate(children, "How do I restart the worker?", None, None)
+    assert children.MAX_STORED_BYTES_PER_KEY // one_chat.stored_bytes >= 1_000_000
+    assert children.FLOW_TOKENS_PER_DAY // one_chat.tokens >= 1_000_000
+    assert Settings().MAX_STORED_BYTES_PER_KEY // one_chat.stored_bytes < 10_000
     # the key-id secret is generated once, owner-only, and kept across restarts
     assert env["KEY_ID_SECRET"] == LocalStack(root=tmp_path).env()["KEY_ID_SECRET"]
     assert (tmp_path / "key-id-secret").stat().st_mode & 0o077 == 0
     chosen = LocalStack(root=tmp_path, env_overrides={"FLOW_TOKENS_PER_DAY": "5000"})
     assert not chosen.local_budget and chosen.env()["FLOW_TOKENS_PER_DAY"] == "5000"
+    assert "MAX_STORED_BYTES_PER_KEY" not in chosen.env()  # a production-like budget: both
+    monkeypatch.setenv("MAX_STORED_BYTES_PER_KEY", "100000")  # one bound chosen, the other lifted
+    bytes_chosen = LocalStack(root=tmp_path).env()
+    assert bytes_chosen["MAX_STORED_BYTES_PER_KEY"] == "100000"
+    assert int(bytes_chosen["FLOW_TOKENS_PER_DAY"]) == EMULATOR_TOKENS_PER_DAY
+    monkeypatch.delenv("MAX_STORED_BYTES_PER_KEY")
     real = LocalStack(
         root=tmp_path,
         env_overrides={"FLOW_TENANT": "t", "FLOW_AGENT": "a", "FLOW_AGENT_SECRET": "s"},
     )
-    assert not real.local_budget and "FLOW_TOKENS_PER_DAY" not in real.env()
+    assert not real.local_budget and not set(EMULATOR_KEY_LIMITS) & set(real.env())
 
 
 def test_a_killed_redis_is_restarted_and_every_accepted_chat_is_answered(live_service) -> None:
