@@ -73,7 +73,8 @@ def test_refused_bytes_give_the_tokens_back(redis_url: str) -> None:
     assert quotas.reserve("a", 100, 90_000) is None
     refusal = quotas.reserve("a", 100, 20_000)
     assert refusal is not None and refusal.reason == REASON_BYTES
-    assert "`python -m ops.keys reset --stack STACK --key-id a`" in refusal.detail  # what lifts it at once
+    # what lifts it at once
+    assert "`python -m ops.keys reset --stack STACK --key-id a`" in refusal.detail
     assert quotas.tokens_used("a") == 100  # only the first chat's tokens
     quotas.release("a", 100, 90_000)
     assert quotas.tokens_used("a") == 0
