@@ -202,9 +202,13 @@ def ask(
             f"the chat API refused the API key (HTTP {response.status_code}); "
             f"set --api-key or {API_KEY_ENV}"
         )
-    if response.status_code == 429:
+    if response.status_code == 429:  # a full queue or one of the key's limits: the reason says
         retry = response.headers.get("Retry-After", "?")
-        raise CheckFailed(f"the chat queue is full (HTTP 429, Retry-After {retry} s)")
+        try:
+            reason = str(response.json().get("detail", ""))[:300]
+        except ValueError:
+            reason = ""
+        raise CheckFailed(f"the chat was refused (HTTP 429, Retry-After {retry} s): {reason}")
     if response.status_code != 202:
         raise CheckFailed(
             f"POST {CHAT_PATH} answered HTTP {response.status_code}, expected 202: "

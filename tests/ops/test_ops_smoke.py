@@ -230,3 +230,26 @@ def test_default_regression_prompts_pass_against_the_runbook(
     )
     assert code == 0, err
     assert out.count("PASS  prompt") == len(smoke.load_prompts(smoke.DEFAULT_PROMPTS))
+
+
+def test_a_refused_chat_says_which_limit_refused_it() -> None:
+    """A 429 is a full queue or one of the key's limits: the failure carries the service's
+    reason (the vector-store rebuild once reported a key's stored-bytes bound as a full queue)."""
+    import httpx
+
+    from ops.smoke import CheckFailed, ask
+
+    detail = "this API key's chats have stored 33527436 of the 33554432 bytes allowed"
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "85498"}, json={"detail": detail})
+
+    transport = httpx.MockTransport(refuse)
+    with (
+        httpx.Client(base_url="http://smoke.test", transport=transport) as c,
+        pytest.raises(CheckFailed) as refused,
+    ):
+        ask(c, "How do I restart the worker?", budget=5)
+    assert detail in str(refused.value)
+    assert "Retry-After 85498 s" in str(refused.value)
+    assert "queue is full" not in str(refused.value)
