@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             "the Flow emulator answers: chats are not held to the production daily Flow-token "
             "budget nor to its bound on the bytes a key's results hold (set FLOW_TOKENS_PER_DAY "
             "or MAX_STORED_BYTES_PER_KEY to try one; see or reset a key's usage with "
-            "`python -m ops.keys usage|reset --key-id ID`)"
+            "`python -m ops.keys usage|reset --stack local --key-id ID`)"
         )
     if stack.anonymous_chat:
         say(

@@ -271,7 +271,16 @@ def sweep_queue(worker: BaseWorker, queue: Queue) -> None:
     stranded in RQ's intermediate list, retried by RQ's cleanup a minute after it first saw them
     (``worker`` records the failed attempt, as RQ's own maintenance does)."""
     sweep_abandoned(worker.connection, queue.name)
-    queue.intermediate_queue.cleanup(worker, queue)
+    stranded = queue.intermediate_queue
+    # RQ keeps a job's first-seen mark for a day, even once the job has started: a retry of the
+    # same job caught between dequeue and start on a later sweep would count from the old mark
+    # and be handed back while its worker starts it. Marks of jobs no longer stranded go.
+    waiting = set(stranded.get_job_ids())
+    prefix = stranded.get_first_seen_key("")
+    for key in worker.connection.scan_iter(match=prefix + "*", count=1000):
+        if key.decode().removeprefix(prefix) not in waiting:
+            worker.connection.delete(key)
+    stranded.cleanup(worker, queue)
 
 
 def pool_connection(settings: Settings) -> redis.Redis | None:

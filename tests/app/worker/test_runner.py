@@ -88,6 +88,29 @@ def test_a_job_stranded_between_dequeue_and_start_is_retried(redis_url: str) -> 
     assert job.retries_left == 1
 
 
+def test_a_retry_caught_before_its_start_is_not_judged_by_an_old_mark(redis_url: str) -> None:
+    """RQ keeps a job's first-seen mark for a day: a job once caught between dequeue and start,
+    then started, must not be handed back at once when a later attempt is caught there again
+    (its worker is about to start it: that would run the chat twice)."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    sweeper = SimpleWorker([queue], connection=connection)
+    job = _strand(connection, queue)
+    first_seen = queue.intermediate_queue.get_first_seen_key(job.id)
+    sweep_queue(sweeper, queue)
+    assert connection.exists(first_seen)
+    # its worker starts it after all: the job leaves the intermediate list
+    connection.lrem(queue.intermediate_queue_key, 1, job.id)
+    connection.set(first_seen, time.time() - 3600)  # that mark is old by the next episode
+    sweep_queue(sweeper, queue)
+    assert not connection.exists(first_seen)  # the sweep forgot it
+    # a later attempt of the same job is caught between dequeue and start
+    connection.rpush(queue.intermediate_queue_key, job.id)
+    sweep_queue(sweeper, queue)
+    assert connection.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+    assert job.id not in queue.job_ids  # left to its worker, a fresh mark taken
+
+
 def test_a_live_workers_job_is_left_alone(redis_url: str) -> None:
     connection = redis.Redis.from_url(redis_url)
     job, proc = _start_job(redis_url, Retry(max=2))
