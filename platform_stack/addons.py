@@ -24,6 +24,9 @@ class Chart:
     repo: str
     namespace: str
     values: dict
+    # releases whose CRDs this one's objects use: installed first (Pulumi creates releases in
+    # parallel, and Helm refuses a kind the cluster does not know yet)
+    after: tuple[str, ...] = ()
 
 
 CHARTS: tuple[Chart, ...] = (
@@ -70,6 +73,7 @@ CHARTS: tuple[Chart, ...] = (
                 "additionalLabels": {"release": "kube-prometheus-stack"},
             },
         },
+        after=("kube-prometheus-stack",),  # the ServiceMonitor CRD
     ),
     Chart(
         "cert-manager",
@@ -105,7 +109,13 @@ class Addons(pulumi.ComponentResource):
         settings = args.settings
         kube = pulumi.ResourceOptions(parent=self, provider=args.kubernetes)
         charts = CHARTS + ((INGRESS_NGINX,) if settings.cloud == "aws" else ())
-        releases = {chart.release: self._release(name, chart, kube) for chart in charts}
+        self.releases: dict[str, k8s.helm.v3.Release] = {}
+        releases = self.releases
+        for chart in charts:  # CHARTS lists a release after those it waits for
+            first = pulumi.ResourceOptions(depends_on=[releases[r] for r in chart.after])
+            releases[chart.release] = self._release(
+                name, chart, pulumi.ResourceOptions.merge(kube, first)
+            )
         ingress_class = out.CLOUD_VALUES[settings.cloud]["ingressClass"]
         k8s.apiextensions.CustomResource(
             f"{name}-cluster-issuer",

@@ -27,6 +27,7 @@ manager under that entry before enabling logs (docs/runbook.md, Logs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -120,6 +121,9 @@ class LogShippingArgs:
     namespace: str = "logging"
     service_namespace: str = ""  # default: the stack's namespace (app.contracts.namespace_for)
     chart_version: str = CHART_VERSION
+    # the External Secrets release (its CRDs): the SecretStore and ExternalSecret wait for it
+    # (a component's depends_on does not reach its children)
+    crds: Sequence[pulumi.Resource] = ()
 
 
 def _section(kind: str, **props: Any) -> str:
@@ -263,7 +267,7 @@ class LogShipping(pulumi.ComponentResource):
             kind="SecretStore",
             metadata={"name": STORE, "namespace": namespace.metadata["name"], "labels": labels},
             spec={"provider": args.store.provider},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *args.crds]),
         )
         self.external_secret = k8s.apiextensions.CustomResource(
             f"{name}-elasticsearch-credentials",
@@ -276,7 +280,7 @@ class LogShipping(pulumi.ComponentResource):
                 "annotations": {WAIT_FOR_ANNOTATION: WAIT_FOR_READY},
             },
             spec=external_secret_spec(args),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[store]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[store, *args.crds]),
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-fluent-bit",

@@ -39,7 +39,7 @@ def main() -> None:
             cluster = eks  # type: ignore[assignment]
             addon_args = {"file_system_id": eks.file_system_id, "zone_id": eks.zone_id}
         kube = k8s.Provider("platform-k8s", kubeconfig=cluster.kubeconfig)
-        Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
+        addons = Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
         ServiceNamespaces("platform", ServiceNamespacesArgs(settings.service_namespaces, kube))
         if settings.logs is not None:  # the pods' JSON lines to the team's Elasticsearch
             logs = settings.logs
@@ -63,6 +63,7 @@ def main() -> None:
                     elasticsearch_url=logs.elasticsearch_url,
                     credentials_secret=logs.credentials_secret,
                     store=store,
+                    crds=[addons.releases["external-secrets"]],
                 ),
                 opts=pulumi.ResourceOptions(providers=[kube]),
             )

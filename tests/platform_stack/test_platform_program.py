@@ -193,3 +193,59 @@ def test_the_platform_creates_the_service_namespaces_with_restricted_pod_securit
     for name in exported:
         for mode in ("enforce", "audit", "warn"):
             assert namespaces[name][f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+# API group of a custom kind -> the release whose chart installs its CRD
+CRD_RELEASE = {
+    "cert-manager.io": "cert-manager",
+    "external-secrets.io": "external-secrets",
+    "monitoring.coreos.com": "kube-prometheus-stack",
+}
+
+
+def _waits_for_its_crds(resources: list[RenderedResource]) -> list[str]:
+    """What is created before the release that installs its kind: Pulumi creates resources in
+    parallel unless told, and the API server (or Helm) refuses a kind it does not know yet."""
+    release_urns = {
+        r.inputs["chart"]: r.urn for r in resources if r.type == "kubernetes:helm.sh/v3:Release"
+    }
+    wrong = []
+    for r in resources:
+        groups = []
+        if r.type.startswith("kubernetes:") and "apiVersion" in r.inputs:
+            groups.append(str(r.inputs["apiVersion"]).split("/")[0])
+        values = r.inputs.get("values") or {}
+        if r.type == "kubernetes:helm.sh/v3:Release" and values.get("serviceMonitor", {}).get(
+            "enabled"
+        ):
+            groups.append("monitoring.coreos.com")
+        for group in groups:
+            chart = CRD_RELEASE.get(group)
+            if chart and release_urns[chart] not in r.dependencies:
+                wrong.append(f"{r.urn} does not wait for {chart}")
+    return wrong
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_custom_kinds_wait_for_the_release_that_installs_them(rendered: dict, stack: str) -> None:
+    assert _waits_for_its_crds(rendered[stack]) == []
+
+
+def test_log_shipping_waits_for_external_secrets(tmp_path) -> None:
+    import shutil
+
+    import yaml
+
+    from platform_stack.preview import PROJECT_DIR
+
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    doc = yaml.safe_load((PROJECT_DIR / "Pulumi.staging.yaml").read_text())
+    doc["config"]["flowchat-platform:logs"] = {
+        "elasticsearchUrl": "https://logs.ciandt.com:9243",
+        "clientId": "6f1c2d1e-0000-4000-8000-000000000001",
+        "tenantId": "6f1c2d1e-0000-4000-8000-000000000002",
+    }
+    (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump(doc))
+    resources = render("staging", project_dir=tmp_path)
+    assert any(r.inputs.get("kind") == "ExternalSecret" for r in resources)
+    assert _waits_for_its_crds(resources) == []
