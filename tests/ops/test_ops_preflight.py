@@ -422,3 +422,15 @@ def test_deploy_passes_the_built_digest_to_the_live_preflight() -> None:
             context[workflow["env"][repository.group(1)]],
             context[deployed["tag"]],
         ), name
+
+
+def test_preflight_reads_the_ingress_the_service_stack_creates() -> None:
+    """The Ingress whose absence means "first deploy" is the one stacks.routing renders."""
+    from stacktools.render import render_stack
+
+    for stack in ("staging", "prod"):
+        (ingress,) = [
+            r for r in render_stack(stack) if r.type == "kubernetes:networking.k8s.io/v1:Ingress"
+        ]
+        meta = ingress.inputs["metadata"]
+        assert (meta["name"], meta["namespace"]) == (API_DEPLOYMENT, f"flowchat-{stack}")
