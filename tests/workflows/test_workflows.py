@@ -841,7 +841,6 @@ FAKE_KUBECTL = """#!/bin/sh
 [ "$2" = "$FAKE_NAMESPACE" ] || exit 1
 case "$3 $4 $5" in
   "get ingress $FAKE_INGRESS") echo "$FAKE_HOST" ;;
-  "get certificate $FAKE_CERTIFICATE") echo "$FAKE_READY" ;;
   "describe certificate $FAKE_CERTIFICATE") echo "Events: order pending" ;;
   *) echo "Error from server (NotFound)" >&2; exit 1 ;;
 esac
@@ -850,14 +849,22 @@ FAKE_GETENT = """#!/bin/sh
 for h in $FAKE_RESOLVES; do [ "$h" = "$2" ] && echo "203.0.113.7 $2" && exit 0; done
 exit 2
 """
+# curl's exit 60: the peer's certificate cannot be verified (the controller's default one)
+FAKE_CURL = """#!/bin/sh
+for arg; do url=$arg; done
+[ "$url" = "https://$FAKE_SERVES_TLS/" ] && exit 0
+echo "curl: (60) SSL certificate problem: self-signed certificate" >&2
+exit 60
+"""
 
 
 def _run_wait_step(step: dict[str, Any], tmp_path: Path, **fake: str) -> Any:
-    """The step's script as GitHub runs it (bash -eo pipefail), with kubectl and getent on PATH
-    answering from `fake` (the Ingress's host, the certificate's Ready status, what resolves)."""
+    """The step's script as GitHub runs it (bash -eo pipefail), with kubectl, getent and curl on
+    PATH answering from `fake` (the Ingress's host, what resolves, what serves a trusted
+    certificate)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("kubectl", FAKE_KUBECTL), ("getent", FAKE_GETENT)):
+    for name, text in (("kubectl", FAKE_KUBECTL), ("getent", FAKE_GETENT), ("curl", FAKE_CURL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     script = tmp_path / "step.sh"
@@ -903,13 +910,20 @@ def test_deploy_waits_for_the_hostname_and_certificate_before_using_the_url(
         "certificate": f"{APP_NAME}-tls",
         "host": "chat.flowchat.test",
     }
-    ready = _run_wait_step(step, tmp_path, **fake, ready="True", resolves="chat.flowchat.test")
+    host = fake["host"]
+    ready = _run_wait_step(step, tmp_path, **fake, resolves=host, serves_tls=host)
     assert ready.returncode == 0, ready.stderr + ready.stdout
-    for why in ({"ready": "True", "resolves": ""}, {"ready": "False", "resolves": fake["host"]}):
+    for why, expected in (
+        ({"resolves": "", "serves_tls": host}, f"::error::after 0 s: {host} does not resolve"),
+        (
+            {"resolves": host, "serves_tls": ""},
+            f"::error::after 0 s: {host} serves no trusted certificate "
+            f"(certificate {APP_NAME}-tls not issued)",
+        ),
+    ):
         result = _run_wait_step(step, tmp_path, **fake, **why)
         assert result.returncode == 1, why
-        assert "::error::" in result.stdout and "chat.flowchat.test" in result.stdout
-        assert "certificate flowchat-tls is not Ready" in result.stdout
+        assert expected in result.stdout
         assert "order pending" in result.stdout  # cert-manager's account of why
 
 
