@@ -14,7 +14,9 @@ Checks, in order (each problem is one line; exit 1 when there is any, 0 when non
    ClusterIssuer the service uses;
 6. the Grafana token may read folders and alert rules;
 7. the registry serves the image with the pull credentials the cluster gets;
-8. the service's hostname resolves.
+8. the service's hostname resolves, once the service's Ingress exists: before the first deploy
+   the record may not exist yet (on AKS app routing's external-dns writes it from the Ingress
+   this deploy creates), so a missing record is a note, not a problem.
 `--offline` runs 1-2 only (the first step of a deploy job, before any login).
 
 Every live check goes through an injectable client (`Clients`), so tests drive them against
@@ -37,6 +39,7 @@ from typing import Any
 import httpx
 import yaml
 
+from app.contracts import API_DEPLOYMENT
 from stacks import esc, placeholders
 from stacks.config import (
     GRAFANA_AUTH_KEY,
@@ -139,6 +142,7 @@ class Clients:
 class Report:
     problems: list[str] = field(default_factory=list)
     checks: int = 0
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why
 
     def check(self, problem: str | None) -> None:
         self.checks += 1
@@ -312,6 +316,39 @@ def cluster_problems(
     )
 
 
+def ingress_exists(namespace: str, kube_api: Callable[[], Any]) -> bool | None:
+    """Whether the service's Ingress (stacks.routing.ingress: named API_DEPLOYMENT in the
+    stack's namespace) exists; None when the cluster does not say (already reported)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        networking = client.NetworkingV1Api(kube_api())
+        networking.read_namespaced_ingress(API_DEPLOYMENT, namespace, **RAW)
+    except ApiException as exc:
+        return False if exc.status == 404 else None
+    except Exception:  # unreachable: cluster_problems names it
+        return None
+    return True
+
+
+def hostname_problem(hostname: str, namespace: str, clients: Clients, report: Report) -> None:
+    """The hostname resolves; before the first deploy (no Ingress yet) a missing record is a
+    note: app routing's external-dns (AKS) writes it from the Ingress this deploy creates."""
+    try:
+        clients.resolve(hostname)
+    except OSError as exc:
+        if ingress_exists(namespace, clients.kube_api) is False:
+            report.notes.append(
+                f"hostname {hostname} not checked: first deploy, the record is written from "
+                f"the Ingress ({namespace}/{API_DEPLOYMENT} does not exist yet)"
+            )
+            return
+        report.check(f"hostname {hostname} does not resolve: {_short(exc)}")
+    else:
+        report.check(None)
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:160]
@@ -450,12 +487,7 @@ def preflight(
                 f"(serviceNamespaces: {', '.join(platform.service_namespaces) or 'none'})"
             )
         cluster_problems(platform, clients.kube_api, report)
-        try:
-            clients.resolve(platform.hostname)
-        except OSError as exc:
-            report.check(f"hostname {platform.hostname} does not resolve: {_short(exc)}")
-        else:
-            report.check(None)
+        hostname_problem(platform.hostname, config.namespace, clients, report)
     for problem in grafana_problem(config, clients.http) or [None]:
         report.check(problem)
     report.check(image_problem(config, clients.http, clients.registry_scheme))
@@ -503,6 +535,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
                 http=http, cloud=cloud if token else None, kube_api=_kube_api_from_env
             )
             report = preflight(args.stack, org=args.org, clients=clients, image=args.image)
+    for note in report.notes:
+        print(f"note: {note}")
     for problem in report.problems:
         print(f"missing: {problem}")
     if report.problems:

@@ -705,6 +705,7 @@ class FakeDeployTarget:
     storage_classes: set[str] = field(default_factory=set)
     ingress_classes: set[str] = field(default_factory=set)
     cluster_issuers: set[str] = field(default_factory=set)
+    ingresses: dict[str, set[str]] = field(default_factory=dict)  # namespace -> Ingress names
     grafana_token: str = "glsa-token"
     grafana_denied: set[str] = field(default_factory=set)  # paths answered 403
     registry_auth: str = "bot:ghp-token"
@@ -771,6 +772,15 @@ def _deploy_handler() -> type[BaseHTTPRequestHandler]:
                 extra = ("gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler")
                 version |= {k: "fake" for k in extra} | {"platform": "linux/amd64"}
                 return self.send_json(200, version)
+            m = re.fullmatch(
+                r"/apis/networking.k8s.io/v1/namespaces/([^/]+)/ingresses/([^/]+)", path
+            )
+            if m:
+                namespace, name = m.groups()
+                if name in t.ingresses.get(namespace, set()):
+                    meta = {"name": name, "namespace": namespace}
+                    return self.send_json(200, {"kind": "Ingress", "metadata": meta})
+                return self.send_json(404, {"kind": "Status", "code": 404})
             for prefix, names in (
                 ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/", t.crds),
                 ("/apis/storage.k8s.io/v1/storageclasses/", t.storage_classes),

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from app.contracts import API_DEPLOYMENT
 from ops import preflight as pf
 from stacks import esc
 from stacks.placeholders import PLACEHOLDER_PATTERNS, placeholder_kind
@@ -171,7 +172,11 @@ BREAKS = {
         lambda t: setattr(t, "registry_auth", "someone:else"),
         "cannot pull",
     ),
-    "host-not-resolving": (lambda t: t.hosts.clear(), "does not resolve"),
+    # the service was deployed before (its Ingress exists): the record must resolve
+    "host-not-resolving": (
+        lambda t: (t.hosts.clear(), t.ingresses.update({"flowchat-staging": {API_DEPLOYMENT}})),
+        "does not resolve",
+    ),
 }
 
 
@@ -183,6 +188,51 @@ def test_each_missing_prerequisite_is_named(
     mutate(fake_deploy_target)
     report = _run(fake_deploy_target, project)
     assert any(expected in p for p in report.problems), report.problems
+
+
+def test_first_deploy_without_a_dns_record_passes_with_a_note(
+    fake_deploy_target: Any, project: Path
+) -> None:
+    """No Ingress yet: on AKS app routing's external-dns writes the record only from the Ingress
+    this deploy creates, so the missing record is not a problem."""
+    fake_deploy_target.hosts.clear()
+    report = _run(fake_deploy_target, project)
+    assert report.problems == []
+    hostname = fake_deploy_target.stacks[f"{ORG}/flowchat-platform/staging"]["hostname"]
+    assert report.notes == [
+        f"hostname {hostname} not checked: first deploy, the record is written from the Ingress "
+        f"(flowchat-staging/{API_DEPLOYMENT} does not exist yet)"
+    ]
+
+
+def test_with_the_ingress_deployed_a_missing_record_names_the_hostname(
+    fake_deploy_target: Any, project: Path
+) -> None:
+    fake_deploy_target.hosts.clear()
+    fake_deploy_target.ingresses["flowchat-staging"] = {API_DEPLOYMENT}
+    report = _run(fake_deploy_target, project)
+    hostname = fake_deploy_target.stacks[f"{ORG}/flowchat-platform/staging"]["hostname"]
+    assert [p for p in report.problems if hostname in p] == [
+        f"hostname {hostname} does not resolve: [Errno -2] Name or service not known: {hostname}"
+    ]
+    assert report.notes == []
+
+
+def test_an_ingress_in_another_namespace_is_not_the_services(
+    fake_deploy_target: Any, project: Path
+) -> None:
+    fake_deploy_target.hosts.clear()
+    fake_deploy_target.ingresses["flowchat-prod"] = {API_DEPLOYMENT}
+    assert _run(fake_deploy_target, project).problems == []
+
+
+def test_the_command_prints_the_notes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = pf.Report(checks=1, notes=["hostname h not checked: first deploy"])
+    monkeypatch.setattr(pf, "preflight", lambda *a, **k: report)
+    assert pf.main(["--stack", "staging", "--offline"], env={}) == 0
+    assert "note: hostname h not checked: first deploy" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("output", OUTPUT_NAMES)
@@ -372,3 +422,15 @@ def test_deploy_passes_the_built_digest_to_the_live_preflight() -> None:
             context[workflow["env"][repository.group(1)]],
             context[deployed["tag"]],
         ), name
+
+
+def test_preflight_reads_the_ingress_the_service_stack_creates() -> None:
+    """The Ingress whose absence means "first deploy" is the one stacks.routing renders."""
+    from stacktools.render import render_stack
+
+    for stack in ("staging", "prod"):
+        (ingress,) = [
+            r for r in render_stack(stack) if r.type == "kubernetes:networking.k8s.io/v1:Ingress"
+        ]
+        meta = ingress.inputs["metadata"]
+        assert (meta["name"], meta["namespace"]) == (API_DEPLOYMENT, f"flowchat-{stack}")

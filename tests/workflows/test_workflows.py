@@ -835,6 +835,98 @@ def test_deploy_syncs_the_knowledge_base_after_pulumi_up_and_before_smoke() -> N
         assert up in str(deploy["jobs"][smoke]["needs"])
 
 
+WAIT_STEP = "Wait for the hostname and its TLS certificate"
+FAKE_KUBECTL = """#!/bin/sh
+# kubectl -n NS get|describe KIND NAME [-o jsonpath=...]
+[ "$2" = "$FAKE_NAMESPACE" ] || exit 1
+case "$3 $4 $5" in
+  "get ingress $FAKE_INGRESS") echo "$FAKE_HOST" ;;
+  "describe certificate $FAKE_CERTIFICATE") echo "Events: order pending" ;;
+  *) echo "Error from server (NotFound)" >&2; exit 1 ;;
+esac
+"""
+FAKE_GETENT = """#!/bin/sh
+for h in $FAKE_RESOLVES; do [ "$h" = "$2" ] && echo "203.0.113.7 $2" && exit 0; done
+exit 2
+"""
+# curl's exit 60: the peer's certificate cannot be verified (the controller's default one)
+FAKE_CURL = """#!/bin/sh
+for arg; do url=$arg; done
+[ "$url" = "https://$FAKE_SERVES_TLS/" ] && exit 0
+echo "curl: (60) SSL certificate problem: self-signed certificate" >&2
+exit 60
+"""
+
+
+def _run_wait_step(step: dict[str, Any], tmp_path: Path, **fake: str) -> Any:
+    """The step's script as GitHub runs it (bash -eo pipefail), with kubectl, getent and curl on
+    PATH answering from `fake` (the Ingress's host, what resolves, what serves a trusted
+    certificate)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("kubectl", FAKE_KUBECTL), ("getent", FAKE_GETENT), ("curl", FAKE_CURL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        **{k: str(v) for k, v in step["env"].items()},
+        "WAIT_SECONDS": "0",  # one look: the condition holds now or the step fails
+        **{f"FAKE_{k.upper()}": v for k, v in fake.items()},
+    }
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_deploy_waits_for_the_hostname_and_certificate_before_using_the_url(
+    stack: str, tmp_path: Path
+) -> None:
+    """Issue 19: on a first deploy the DNS record and the certificate come from the Ingress
+    pulumi up creates; the knowledge-base sync and the smoke test wait for both, bounded."""
+    from app.contracts import API_DEPLOYMENT, APP_NAME
+
+    deploy = load("deploy")
+    steps = deploy["jobs"][f"up-{stack}"]["steps"]
+    names = [s.get("name", "") for s in steps]
+    wait = names.index(WAIT_STEP)
+    assert names.index("Wait for rollout") < wait < names.index("Deploy the knowledge base (docs/)")
+    step = steps[wait]
+    # the Ingress stacks.routing creates, and the Certificate cert-manager names after its tls
+    # secretName
+    assert step["env"]["NAMESPACE"] == f"flowchat-{stack}"
+    assert step["env"]["INGRESS"] == API_DEPLOYMENT
+    assert step["env"]["CERTIFICATE"] == f"{APP_NAME}-tls"
+    assert 0 < int(step["env"]["WAIT_SECONDS"]) <= 30 * 60
+    fake = {
+        "namespace": f"flowchat-{stack}",
+        "ingress": API_DEPLOYMENT,
+        "certificate": f"{APP_NAME}-tls",
+        "host": "chat.flowchat.test",
+    }
+    host = fake["host"]
+    ready = _run_wait_step(step, tmp_path, **fake, resolves=host, serves_tls=host)
+    assert ready.returncode == 0, ready.stderr + ready.stdout
+    for why, expected in (
+        ({"resolves": "", "serves_tls": host}, f"::error::after 0 s: {host} does not resolve"),
+        (
+            {"resolves": host, "serves_tls": ""},
+            f"::error::after 0 s: {host} serves no trusted certificate "
+            f"(certificate {APP_NAME}-tls not issued)",
+        ),
+    ):
+        result = _run_wait_step(step, tmp_path, **fake, **why)
+        assert result.returncode == 1, why
+        assert expected in result.stdout
+        assert "order pending" in result.stdout  # cert-manager's account of why
+
+
 def test_preview_prints_the_documents_plan() -> None:
     steps = load("preview")["jobs"]["offline"]["steps"]
     (step,) = [s for s in steps if s.get("name") == "Knowledge base changes (docs/)"]
