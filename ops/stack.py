@@ -38,7 +38,7 @@ from app.contracts import (
     REDIS_PASSWORD_SECRET,
     namespace_for,
 )
-from app.local.stack import DEFAULT_STACK_FILE, STACK_FILE_ENV, StackFile
+from app.local.stack_file import DEFAULT_STACK_FILE, STACK_FILE_ENV, StackFile
 from ops.summary import OpsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -26,13 +26,13 @@ import httpx
 from app.contracts import CHAT_PATH, DEFAULT_PORT
 from app.core.settings import REPO_ROOT, SettingsError, load_settings
 from app.local.stack import (
-    STACK_FILE_NAME,
     LocalStack,
     Ports,
     StartupError,
     free_port,
     port_is_free,
 )
+from app.local.stack_file import STACK_FILE_NAME
 from app.observability.logs import configure_logging
 from app.rag.model_setup import ModelSetupError, setup
 

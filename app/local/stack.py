@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel
 
 from app.contracts import (
     CHROMA_AUTHN_CREDENTIALS_ENV,
@@ -36,6 +35,7 @@ from app.contracts import (
     REDIS_APPENDFSYNC,
 )
 from app.core.settings import REPO_ROOT
+from app.local.stack_file import STACK_FILE_NAME, StackFile, write_private
 
 REDIS_MAXMEMORY = "256mb"
 # a crashed child is restarted after 1, 2, 4 ... 30 s, like a compose restart policy; the delay
@@ -46,36 +46,6 @@ RESTART_RESET_SECONDS = 60.0
 
 class StartupError(RuntimeError):
     pass
-
-
-# where `make run` writes how to reach it (the ops commands' `--stack local` reads it);
-# FLOWCHAT_LOCAL_STACK points them at another file (the tests' production-shaped stack)
-STACK_FILE_NAME = "local-stack.json"
-STACK_FILE_ENV = "FLOWCHAT_LOCAL_STACK"
-DEFAULT_STACK_FILE = REPO_ROOT / "var" / STACK_FILE_NAME
-
-
-class StackFile(BaseModel):
-    """Connection details of a running local stack. Secrets are never in it, only the paths of
-    the owner-only files that hold them."""
-
-    redis_url: str  # redis://127.0.0.1:PORT/0, without the password
-    redis_password_file: Path
-    admin_token_file: Path
-    api_url: str
-    api_key_file: Path | None = None  # one key per line (API_KEYS_FILE); None: chat is open
-
-
-def write_private(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` readable by its owner only (mode 0600), replacing the file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.replace(path)
-    return path
 
 
 def free_port() -> int:

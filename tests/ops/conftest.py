@@ -162,7 +162,7 @@ class OpsStack:
         """The environment a runbook command runs in: the stack file, nothing else secret."""
         import os
 
-        from app.local.stack import STACK_FILE_ENV
+        from app.local.stack_file import STACK_FILE_ENV
 
         env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
         env[STACK_FILE_ENV] = str(self.stack_file)

@@ -125,7 +125,7 @@ def test_help_exits_zero() -> None:
 
 def stack_file_for(tmp_path: Path, url: str, password: str) -> Path:
     """The connection file `make run` writes, for a Redis of the test's own."""
-    from app.local.stack import StackFile, write_private
+    from app.local.stack_file import StackFile, write_private
 
     secret = write_private(tmp_path / "secrets" / "redis-password", password + "\n")
     token = write_private(tmp_path / "secrets" / "admin-token", "unused\n")
