@@ -392,19 +392,27 @@ class FlowchatWorker(SimpleWorker):
                 self.connection.delete(ALIVE_PREFIX + self.name)
 
     def _beat(self) -> None:
+        """Keep the alive key fresh and sweep, until the worker stops. Nothing a sweep raises
+        ends the loop: a worker that works on without beating looks dead, and the next sweep
+        would hand its running job to a second worker."""
         last_sweep = 0.0
         while not self._stop_beating.is_set():
             try:
                 self.connection.set(ALIVE_PREFIX + self.name, "1", ex=ALIVE_TTL_SECONDS)
                 if time.monotonic() - last_sweep >= SWEEP_SECONDS:
                     last_sweep = time.monotonic()
-                    # one sweeper at a time per queue set (chat and ingest pools each sweep
-                    # their own): two could requeue the same abandoned job twice
-                    lock = ":".join([SWEEP_LOCK, *sorted(q.name for q in self.queues)])
-                    if self.connection.set(lock, self.name, nx=True, ex=SWEEP_SECONDS):
-                        for queue in self.queues:
-                            sweep_queue(self, queue)
-                        self.after_sweep()
+                    self._sweep()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:  # a failure callback the sweep ran, a job it could not read
+                log.exception("sweep failed; the next one runs in %s s", SWEEP_SECONDS)
             self._stop_beating.wait(HEARTBEAT_SECONDS)
+
+    def _sweep(self) -> None:
+        # one sweeper at a time per queue set (chat and ingest pools each sweep their own):
+        # two could requeue the same abandoned job twice
+        lock = ":".join([SWEEP_LOCK, *sorted(q.name for q in self.queues)])
+        if self.connection.set(lock, self.name, nx=True, ex=SWEEP_SECONDS):
+            for queue in self.queues:
+                sweep_queue(self, queue)
+            self.after_sweep()

@@ -15,6 +15,7 @@ import redis
 from hostile_corpus import CORPUS
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
+from rq.scheduler import RQScheduler
 
 from app.contracts import INGEST_QUEUE_NAME
 from app.core.redis_clients import JOB_SERIALIZER
@@ -57,14 +58,37 @@ def documents(client: httpx.Client) -> dict[str, dict]:
     return {d["id"]: d for d in client.get("/api/documents").json()["documents"]}
 
 
-def wait_for(check, what: str, timeout: float = DEADLINE_SECONDS):
+def wait_for(check, what: str, timeout: float = DEADLINE_SECONDS, state=None):
+    """``check()`` once it is truthy; on timeout, fail naming ``what`` and, with ``state``,
+    what it returns (the queue as the test last saw it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what}" + (f"; {state()}" if state else ""))
+
+
+def ingest_state(connection: redis.Redis, job_id: str) -> str:
+    """Where the job is and what each ingestion worker and the retry scheduler are doing."""
+    queue = Queue(INGEST_QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+        where = f"job {job.get_status()} with {job.retries_left} retries left"
+    except Exception as exc:  # a diagnosis must not hide the failure it explains
+        where = f"job unreadable ({type(exc).__name__})"
+    workers = [
+        f"{w.name} pid {w.pid} {w.get_state()} on {w.get_current_job_id()} "
+        f"alive={bool(connection.exists(ALIVE_PREFIX + w.name))}"
+        for w in Worker.all(queue=queue)
+    ]
+    scheduled = queue.scheduled_job_registry.get_job_ids()
+    lock = connection.get(RQScheduler.get_locking_key(INGEST_QUEUE_NAME))
+    return (
+        f"{where}; queued {queue.get_job_ids()}; scheduled {scheduled}; "
+        f"scheduler lock {lock!r}; workers {workers}"
+    )
 
 
 def wait_done(client: httpx.Client, ids: set[str]) -> dict[str, dict]:
@@ -121,6 +145,9 @@ def _kill_the_worker_running(connection: redis.Redis, job_id: str) -> None:
     queue = Queue(INGEST_QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
 
     def running() -> Worker | None:
+        status = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER).get_status()
+        if status in (JobStatus.FINISHED, JobStatus.FAILED):  # over before it could be caught
+            pytest.fail(f"{job_id} ended before a kill; {ingest_state(connection, job_id)}")
         # a live worker (a killed one stays registered, with its alive key deleted below)
         for worker in Worker.all(queue=queue):
             alive = connection.exists(ALIVE_PREFIX + worker.name)
@@ -130,7 +157,12 @@ def _kill_the_worker_running(connection: redis.Redis, job_id: str) -> None:
 
     # the pool respawns the killed worker, which loads its model and takes over the retry
     # scheduler before it runs the retry: minutes on a machine whose cores are both busy
-    worker = wait_for(running, f"a worker to start {job_id}", 3 * DEADLINE_SECONDS)
+    worker = wait_for(
+        running,
+        f"a worker to start {job_id}",
+        3 * DEADLINE_SECONDS,
+        lambda: ingest_state(connection, job_id),
+    )
     os.kill(worker.pid, signal.SIGKILL)
     # what the alive key's TTL and the next sweep do within ~30 s, done now
     connection.delete(ALIVE_PREFIX + worker.name)

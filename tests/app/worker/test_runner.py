@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import redis
@@ -201,3 +202,42 @@ def test_the_worker_is_marked_idle_once_between_two_jobs(redis_url: str, monkeyp
     # once before the first job, once after each job: no second write before the next wait
     assert len(idle) == 3, states
     assert connection.hget(worker.key, "state") in (b"idle", None)  # burst: it may have left
+
+
+def test_a_failing_sweep_does_not_stop_the_heartbeat(redis_url: str, monkeypatch) -> None:
+    """A sweep that raises (a failure callback it ran, a job it could not read) is logged and
+    tried again: the worker keeps its alive key, so no other sweep takes it for dead and hands
+    its running job to a second worker."""
+    import app.worker.runner as runner
+    from app.worker.runner import FlowchatWorker
+
+    sweeps: list[int] = []
+
+    def broken_sweep(worker, queue) -> None:
+        sweeps.append(1)
+        raise ValueError("a document record that does not parse")
+
+    monkeypatch.setattr(runner, "sweep_queue", broken_sweep)
+    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(runner, "SWEEP_SECONDS", 1)  # a sweep a second (its lock lives 1 s)
+    connection = redis.Redis.from_url(redis_url)
+    worker = FlowchatWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection)
+    worker._stop_beating = threading.Event()
+    beat = threading.Thread(target=worker._beat, daemon=True)
+    beat.start()
+    try:
+        deadline = time.monotonic() + 60  # a polling limit
+        while len(sweeps) < 2 and time.monotonic() < deadline:
+            connection.delete(runner.SWEEP_LOCK + ":" + QUEUE_NAME)  # let the next beat sweep
+            time.sleep(0.05)
+        assert len(sweeps) >= 2, "the heartbeat stopped after the first failed sweep"
+        assert beat.is_alive()
+        connection.delete(ALIVE_PREFIX + worker.name)
+        deadline = time.monotonic() + 60
+        while not connection.exists(ALIVE_PREFIX + worker.name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert connection.exists(ALIVE_PREFIX + worker.name)  # still beating
+    finally:
+        worker._stop_beating.set()
+        beat.join(10)
+        connection.close()
