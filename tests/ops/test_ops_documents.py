@@ -75,6 +75,13 @@ def test_sync_uploads_changes_deletes_removed_and_is_idempotent(
 ) -> None:
     monkeypatch.setenv("FLOWCHAT_LOCAL_STACK", str(ops_stack.stack_file))
     monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # the session's stack may serve what an earlier test deployed (the runbook's `sync ... docs`):
+    # start from nothing served, the way an operator would
+    assert d.main(["sync", "--stack", "local", str(empty)]) == 0
+    assert _served(ops_stack.stack) == {}
+    capsys.readouterr()
     folder = tmp_path / "kb"
     folder.mkdir()
     shutil.copy(DOCS / "runbook.md", folder / "runbook.md")
@@ -98,8 +105,6 @@ def test_sync_uploads_changes_deletes_removed_and_is_idempotent(
     assert "~ extra.md (changed)" in out and "- runbook.md (removed from the folder)" in out
     assert _served(ops_stack.stack) == {"extra.md": "ingested"}  # one version, old one gone
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
     assert d.main(["sync", "--stack", "local", str(empty)]) == 0  # back to nothing seeded
     assert _served(ops_stack.stack) == {}
 
