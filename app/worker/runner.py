@@ -16,7 +16,10 @@ Stranded jobs: a worker moves a job from the queue to RQ's intermediate list bef
 the start. A worker killed, or a Redis restarted, between the two leaves the job in neither the
 queue nor the started registry (its status stays "queued"). The same sweep runs RQ's own
 ``IntermediateQueue.cleanup``, which retries such a job once it has been stranded for a minute;
-RQ itself runs it only with its registry maintenance, every 10 minutes.
+RQ itself runs it only with its registry maintenance, every 10 minutes. A worker killed after
+it registered a run but before it marked the job started leaves the job "queued" in the started
+registry, where RQ's cleanup never looks: the sweep takes it out, and it is stranded like the
+others.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker, get_current_job
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import now
@@ -244,6 +248,7 @@ def sweep_abandoned(
     # cleanup() fetches the jobs and runs their failure callbacks: read them as JSON
     registry = StartedJobRegistry(queue_name, connection=connection, serializer=JOB_SERIALIZER)
     abandoned: dict[str, str] = {}
+    unstarted: list[str] = []
     for entry, _score in connection.zrange(registry.key, 0, -1, withscores=True):
         member = entry.decode()
         job_id = member.split(":", 1)[0]
@@ -251,7 +256,11 @@ def sweep_abandoned(
             job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
         except Exception:
             continue
-        if job.get_status(refresh=False) != JobStatus.STARTED or not job.worker_name:
+        status = job.get_status(refresh=False)
+        if status == JobStatus.QUEUED and _registered_by_a_dead_worker(connection, member, grace):
+            unstarted.append(member)
+            continue
+        if status != JobStatus.STARTED or not job.worker_name:
             continue
         if connection.exists(ALIVE_PREFIX + job.worker_name):
             continue
@@ -259,11 +268,31 @@ def sweep_abandoned(
         if time.time() - started_at < grace:  # the worker may not have sent its first beat yet
             continue
         abandoned[member] = job_id
+    if unstarted:
+        # RQ's cleanup skips a job that is not "started" (it takes it for a leftover): left
+        # here, the job would stay in the registry, and so out of every queue, for good. Out of
+        # the registry, it is a job stranded in the intermediate list, which sweep_queue retries.
+        connection.zrem(registry.key, *unstarted)
+        log.warning("released jobs whose worker died before starting them: %s", len(unstarted))
     if abandoned:
         connection.zadd(registry.key, {member: 0 for member in abandoned})
         registry.cleanup()
         log.warning("requeued or failed abandoned jobs: %s", ", ".join(abandoned.values()))
     return list(abandoned.values())
+
+
+def _registered_by_a_dead_worker(connection: redis.Redis, member: str, grace: float) -> bool:
+    """True for a started-registry entry (``JOB_ID:EXECUTION_ID``) whose worker registered the
+    run (RQ's ``prepare_execution``) and then stopped beating, older than ``grace``: a worker
+    killed before it marked the job started. A missing execution has expired: nobody runs it."""
+    job_id, _, execution_id = member.partition(":")
+    try:
+        execution = Execution.fetch(execution_id, job_id, connection)
+    except ValueError:
+        return True
+    if execution.worker_name and connection.exists(ALIVE_PREFIX + execution.worker_name):
+        return False
+    return time.time() - execution.created_at.timestamp() >= grace
 
 
 def sweep_queue(worker: BaseWorker, queue: Queue) -> None:

@@ -145,13 +145,16 @@ def _kill_the_worker_running(connection: redis.Redis, job_id: str) -> None:
     queue = Queue(INGEST_QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
 
     def running() -> Worker | None:
-        status = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER).get_status()
+        job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+        status = job.get_status()
         if status in (JobStatus.FINISHED, JobStatus.FAILED):  # over before it could be caught
             pytest.fail(f"{job_id} ended before a kill; {ingest_state(connection, job_id)}")
+        if status != JobStatus.STARTED:  # a worker that only registered the run has not begun
+            return None  # it (killing it then is test_runner's case of a job never started)
         # a live worker (a killed one stays registered, with its alive key deleted below)
         for worker in Worker.all(queue=queue):
             alive = connection.exists(ALIVE_PREFIX + worker.name)
-            if alive and worker.get_current_job_id() == job_id:
+            if alive and worker.name == job.worker_name:
                 return worker
         return None
 

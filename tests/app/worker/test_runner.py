@@ -241,3 +241,48 @@ def test_a_failing_sweep_does_not_stop_the_heartbeat(redis_url: str, monkeypatch
         worker._stop_beating.set()
         beat.join(10)
         connection.close()
+
+
+def test_a_job_whose_worker_died_before_starting_it_is_retried(redis_url: str) -> None:
+    """A worker killed between registering a run (RQ's ``prepare_execution``) and marking the
+    job started leaves it "queued" in the started registry and in the intermediate list: RQ's
+    cleanup skips it as a leftover, so it stayed there for good. The sweep releases it, and a
+    minute later (RQ's threshold) hands it back with one retry used."""
+    from rq.executions import prepare_execution
+
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    job = _strand(connection, queue)
+    doomed = SimpleWorker([queue], connection=connection)
+    prepare_execution(doomed, job)  # then it is killed: no alive key, no start
+    assert job.id in queue.started_job_registry
+    assert job.get_status(refresh=True) == "queued"
+    sweeper = SimpleWorker([queue], connection=connection)
+    for member in connection.zrange(queue.started_job_registry.key, 0, -1):
+        # the registration is older than the sweep's grace period
+        execution = "rq:execution:" + member.decode()
+        connection.hset(execution, "created_at", time.time() - 3600)
+    sweep_queue(sweeper, queue)
+    assert job.id not in queue.started_job_registry
+    connection.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 61)
+    sweep_queue(sweeper, queue)
+    assert job.id in queue.job_ids
+    job.refresh()
+    assert job.retries_left == 1
+
+
+def test_a_run_just_registered_by_a_live_worker_is_left_alone(redis_url: str) -> None:
+    from rq.executions import prepare_execution
+
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection)
+    job = _strand(connection, queue)
+    worker = SimpleWorker([queue], connection=connection)
+    prepare_execution(worker, job)
+    sweeper = SimpleWorker([queue], connection=connection)
+    connection.set(ALIVE_PREFIX + worker.name, "1", ex=15)  # it beats: about to start the job
+    sweep_queue(sweeper, queue)
+    assert job.id in queue.started_job_registry
+    connection.delete(ALIVE_PREFIX + worker.name)  # silent, but registered within the grace
+    assert sweep_abandoned(connection, QUEUE_NAME, grace=60) == []
+    assert job.id in queue.started_job_registry
