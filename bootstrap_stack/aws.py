@@ -14,6 +14,7 @@ import pulumi_aws as aws
 
 from bootstrap_stack import trust
 from bootstrap_stack.settings import BootstrapSettings
+from platform_stack.deployer_rbac import DEPLOYERS_GROUP, READERS_GROUP
 from stacks.aws_trust import web_identity_trust
 from stacks.secrets import (
     external_secrets_boundary,
@@ -171,6 +172,9 @@ class AwsTrust(pulumi.ComponentResource):
                 f"{name}-{key}-access",
                 cluster_name=cfg.cluster_name,
                 principal_arn=role.arn,
+                # the platform's Roles for the service's custom kinds and preflight's reads
+                # (platform_stack.deployer_rbac): read-write for deploys, read-only for previews
+                kubernetes_groups=[DEPLOYERS_GROUP if write else READERS_GROUP],
                 opts=child,
             )
             aws.eks.AccessPolicyAssociation(
