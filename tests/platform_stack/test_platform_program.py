@@ -414,3 +414,58 @@ def test_the_prod_roles_may_read_what_preflight_reads_cluster_wide(
     for group, resource in PREFLIGHT_READS:
         assert _allowed(granted, group, resource, {"get"}), (role_name, group, resource)
         assert not _allowed(granted, group, resource, {"create"})
+
+
+# --- issue 19 item 8: whoever runs the AKS platform may install its Helm releases -------------
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # Azure built-in role id
+
+
+def test_the_aks_platform_caller_is_cluster_admin_on_the_data_plane(rendered: dict) -> None:
+    """With local accounts disabled and Azure RBAC, nothing else lets the Helm releases in."""
+    from stacktools.render import mock_call
+
+    caller = mock_call("azure-native:authorization:getClientConfig")["objectId"]
+    admins = [
+        a
+        for a in _of(rendered["staging"], "azure-native:authorization:RoleAssignment")
+        if str(a["roleDefinitionId"]).endswith(AKS_RBAC_CLUSTER_ADMIN)
+    ]
+    assert [a["principalId"] for a in admins] == [caller]
+    (admin,) = admins
+    (cluster,) = [
+        r for r in rendered["staging"] if r.type == "azure-native:containerservice:ManagedCluster"
+    ]
+    assert admin["scope"] == f"{cluster.name}-id"  # the cluster's id (the mocks' ids): only it
+
+
+DEVICECODE_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: 'https://aks-flowchat-staging.hcp.westeurope.azmk8s.io:443'}
+  name: aks-flowchat-staging
+users:
+- name: clusterUser_rg-flowchat-staging_aks-flowchat-staging
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: kubelogin
+      args: [get-token, --environment, AzurePublicCloud, --server-id,
+             6dae42f8-4368-4678-94ff-3960e28e3630, --client-id,
+             80faf920-1908-4b52-b5ef-a8e7bedfc67a, --tenant-id,
+             72f988bf-86f1-41af-91ab-2d7cd011db47, --login, devicecode]
+"""
+
+
+def test_the_aks_kubeconfig_logs_in_with_the_azure_cli_not_a_device_code() -> None:
+    """devicecode waits for a person to type a code: the Helm releases would hang."""
+    import yaml
+
+    from platform_stack.cluster_aks import azurecli_kubeconfig
+
+    doc = yaml.safe_load(azurecli_kubeconfig(DEVICECODE_KUBECONFIG))
+    (user,) = doc["users"]
+    args = user["user"]["exec"]["args"]
+    assert args[args.index("--login") + 1] == "azurecli"
+    assert args.count("--login") == 1 and "devicecode" not in args
+    assert args[args.index("--server-id") + 1] == "6dae42f8-4368-4678-94ff-3960e28e3630"
