@@ -14,12 +14,30 @@ import pulumi_aws as aws
 
 from bootstrap_stack import trust
 from bootstrap_stack.settings import BootstrapSettings
+from platform_stack.deployer_rbac import DEPLOYERS_GROUP, READERS_GROUP
 from stacks.aws_trust import web_identity_trust
-from stacks.secrets import external_secrets_role_name
+from stacks.secrets import (
+    external_secrets_boundary,
+    external_secrets_boundary_arn,
+    external_secrets_boundary_name,
+    external_secrets_role_name,
+)
 
 ESC_SECRETS = "flowchat/prod/deploy/*"  # deploy/esc/flowchat-prod.yaml reads these
 STACK_SECRETS = "flowchat/prod/*"
 SERVICE_STACK = "prod"  # the service stack this account serves (Pulumi.prod.yaml)
+
+
+# IAM writes that carry the iam:PermissionsBoundary condition key: allowed on the service's
+# role only while it has bootstrap's boundary (DeleteRolePermissionsBoundary is denied)
+BOUNDED_IAM_WRITES = (
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+)
 
 
 def _web_identity(provider_arn: str, host: str, subject: str, audience: str) -> str:
@@ -32,6 +50,7 @@ def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
     # the one role the service stack creates: IAM writes on any other role (this deploy role
     # included) would let the deploy role grant itself more rights
     service_role = f"arn:aws:iam::{account}:role/{external_secrets_role_name(SERVICE_STACK)}"
+    boundary = external_secrets_boundary_arn(account, SERVICE_STACK)
     read = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
     statements = [
         {
@@ -60,16 +79,24 @@ def deploy_policy(account: str, region: str, cluster: str, write: bool) -> str:
                 "Resource": secrets,
             },
             {
+                # what changes the role's rights only with bootstrap's boundary on the role: its
+                # rights never exceed reading the stack's secrets, so trusting itself (below)
+                # gains the deploy role nothing it cannot already read through its pods
                 "Effect": "Allow",
-                "Action": [
-                    "iam:CreateRole",
-                    "iam:DeleteRole",
-                    "iam:PutRolePolicy",
-                    "iam:DeleteRolePolicy",
-                    "iam:TagRole",
-                    "iam:UpdateAssumeRolePolicy",
-                ],
+                "Action": list(BOUNDED_IAM_WRITES),
                 "Resource": service_role,
+                "Condition": {"StringEquals": {"iam:PermissionsBoundary": boundary}},
+            },
+            {
+                # no iam:PermissionsBoundary key in these requests (IAM's condition keys table)
+                "Effect": "Allow",
+                "Action": ["iam:DeleteRole", "iam:TagRole", "iam:UpdateAssumeRolePolicy"],
+                "Resource": service_role,
+            },
+            {
+                "Effect": "Deny",
+                "Action": ["iam:DeleteRolePermissionsBoundary"],
+                "Resource": f"arn:aws:iam::{account}:role/*",
             },
         ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
@@ -110,6 +137,14 @@ class AwsTrust(pulumi.ComponentResource):
             client_id_lists=[trust.esc_audience(settings.organization, "aws")],
             opts=child,
         )
+        # the permissions boundary of the one role the service stack creates
+        aws.iam.Policy(
+            f"{name}-external-secrets-boundary",
+            name=external_secrets_boundary_name(SERVICE_STACK),
+            description="Permissions boundary of the prod stack's External Secrets role",
+            policy=account.apply(lambda a: external_secrets_boundary(cfg.region, a, SERVICE_STACK)),
+            opts=child,
+        )
         github_host = trust.GITHUB_ISSUER.removeprefix("https://")
         roles = {}
         for key, environment, write in (
@@ -137,6 +172,9 @@ class AwsTrust(pulumi.ComponentResource):
                 f"{name}-{key}-access",
                 cluster_name=cfg.cluster_name,
                 principal_arn=role.arn,
+                # the platform's Roles for the service's custom kinds and preflight's reads
+                # (platform_stack.deployer_rbac): read-write for deploys, read-only for previews
+                kubernetes_groups=[DEPLOYERS_GROUP if write else READERS_GROUP],
                 opts=child,
             )
             aws.eks.AccessPolicyAssociation(

@@ -10,8 +10,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_azure_native as azure_native
 import pulumi_github as github
+import pulumi_kubernetes as k8s
 import pulumi_pulumiservice as ps
 
+from bootstrap_stack.aks_rbac import AksDeployerBindings, AksDeployerBindingsArgs
 from bootstrap_stack.aws import AwsTrust, AwsTrustArgs
 from bootstrap_stack.azure import AzureTrust, AzureTrustArgs
 from bootstrap_stack.github import GithubArgs, GithubSettings
@@ -114,6 +116,18 @@ def main() -> None:
             azure_provider,
             secrets["azure"],
             platform_group=platforms["staging"].require_output("resourceGroup"),
+        ),
+    )
+    # the staging deploy identity on the platform's Kubernetes roles (custom kinds, preflight)
+    staging_kube = k8s.Provider(
+        "bootstrap-staging-k8s", kubeconfig=platforms["staging"].require_output("kubeconfig")
+    )
+    AksDeployerBindings(
+        "bootstrap",
+        AksDeployerBindingsArgs(
+            azure.principal_id,
+            platforms["staging"].require_output("serviceNamespaces"),
+            staging_kube,
         ),
     )
     aws_trust = AwsTrust(

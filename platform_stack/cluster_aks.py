@@ -9,11 +9,30 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_azure_native as azure_native
+import yaml
 from pulumi_azure_native import authorization, containerservice, dns, resources
 
 from platform_stack.settings import PlatformSettings
 
 DNS_ZONE_CONTRIBUTOR = "befefa01-2a29-4197-83a8-272ff33ce314"  # built-in role id
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # built-in role id
+KUBELOGIN_LOGIN = "azurecli"  # the login of whoever runs `pulumi up` (az login)
+
+
+def azurecli_kubeconfig(kubeconfig: str) -> str:
+    """The cluster user's kubeconfig with kubelogin in `--login azurecli` mode: the default
+    (devicecode) waits for a person to type a code, so the Helm releases would hang."""
+    doc = yaml.safe_load(kubeconfig) or {}
+    for user in doc.get("users") or []:
+        exec_ = (user.get("user") or {}).get("exec") or {}
+        if exec_.get("command") != "kubelogin":
+            continue
+        args = list(exec_.get("args") or [])
+        if "--login" in args:
+            at = args.index("--login")
+            del args[at : at + 2]
+        exec_["args"] = [*args, "--login", KUBELOGIN_LOGIN]
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,18 @@ class AksCluster(pulumi.ComponentResource):
             scope=zone.id,
             opts=child,
         )
+        # whoever runs this program installs the Helm releases: with local accounts disabled
+        # and Azure RBAC, nothing else lets them in
+        caller = authorization.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(provider=args.provider)
+        )
+        admin = authorization.RoleAssignment(
+            f"{name}-caller-cluster-admin",
+            principal_id=caller.object_id,
+            role_definition_id=f"/providers/Microsoft.Authorization/roleDefinitions/{AKS_RBAC_CLUSTER_ADMIN}",
+            scope=cluster.id,
+            opts=child,
+        )
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,
@@ -95,8 +126,12 @@ class AksCluster(pulumi.ComponentResource):
         self.oidc_issuer_url = cluster.oidc_issuer_profile.apply(
             lambda p: p.issuer_url if p else ""  # type: ignore[union-attr]
         )
+        # used only once the caller's data-plane role exists
         self.kubeconfig = pulumi.Output.secret(
-            credentials.kubeconfigs.apply(lambda k: base64.b64decode(k[0].value).decode())
+            pulumi.Output.all(
+                credentials.kubeconfigs.apply(lambda k: base64.b64decode(k[0].value).decode()),
+                admin.id,
+            ).apply(lambda a: azurecli_kubeconfig(a[0]))
         )
         self.register_outputs(
             {"clusterName": self.cluster_name, "oidcIssuerUrl": self.oidc_issuer_url}

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from platform_stack.addons import Addons, AddonsArgs
 from platform_stack.cluster_aks import AksArgs, AksCluster
 from platform_stack.cluster_eks import EksArgs, EksCluster
+from platform_stack.deployer_rbac import DeployerRbac, DeployerRbacArgs
 from platform_stack.log_shipping import LogShipping, LogShippingArgs, aws_store, azure_store
 from platform_stack.namespaces import ServiceNamespaces, ServiceNamespacesArgs
 from platform_stack.outputs import platform_outputs
@@ -40,7 +41,14 @@ def main() -> None:
             addon_args = {"file_system_id": eks.file_system_id, "zone_id": eks.zone_id}
         kube = k8s.Provider("platform-k8s", kubeconfig=cluster.kubeconfig)
         addons = Addons("platform", AddonsArgs(settings, kube, cloud, **addon_args))  # type: ignore[arg-type]
-        ServiceNamespaces("platform", ServiceNamespacesArgs(settings.service_namespaces, kube))
+        namespaces = ServiceNamespaces(
+            "platform", ServiceNamespacesArgs(settings.service_namespaces, kube)
+        )
+        # the deploy identities' rights on the service's custom kinds and preflight's reads
+        DeployerRbac(
+            "platform",
+            DeployerRbacArgs(settings.service_namespaces, kube, depends_on=[namespaces]),
+        )
         if settings.logs is not None:  # the pods' JSON lines to the team's Elasticsearch
             logs = settings.logs
             if settings.cloud == "aws":

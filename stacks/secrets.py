@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_aws import iam, secretsmanager
+from pulumi_aws import get_caller_identity_output, iam, secretsmanager
 from pulumi_azure_native import authorization, keyvault, managedidentity
 
 from app.contracts import (
@@ -69,6 +69,35 @@ def external_secrets_role_name(stack: str) -> str:
     """The IAM role the prod stack creates for External Secrets (IRSA): the one role the deploy
     role may write (bootstrap_stack.aws.deploy_policy)."""
     return f"{APP_NAME}-{stack}-external-secrets"
+
+
+def external_secrets_boundary_name(stack: str) -> str:
+    """The managed policy bootstrap creates as the permissions boundary of that role: whatever
+    the deploy role writes into the role, it can do no more than read the stack's secrets."""
+    return f"{external_secrets_role_name(stack)}-boundary"
+
+
+def external_secrets_boundary_arn(account: str, stack: str) -> str:
+    return f"arn:aws:iam::{account}:policy/{external_secrets_boundary_name(stack)}"
+
+
+def secret_read_policy(resources: list[str]) -> str:
+    """External Secrets' rights on Secrets Manager: the role's inline policy (exact ARNs) and its
+    permissions boundary (the stack's entry names) are both this one statement."""
+    statement = {"Effect": "Allow", "Action": list(SECRET_READ_ACTIONS), "Resource": resources}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def external_secrets_boundary(region: str, account: str, stack: str) -> str:
+    """The boundary document: the read actions on the stack's entries only (Secrets Manager adds
+    a 6-character suffix to each secret's ARN)."""
+    return secret_read_policy(
+        [
+            f"arn:aws:secretsmanager:{region}:{account}:secret:"
+            f"{secret_entry_name('aws', stack, key)}-??????"
+            for key in STACK_SECRET_KEYS
+        ]
+    )
 
 
 def service_account_subject(namespace: str) -> str:
@@ -287,10 +316,17 @@ class Secrets(pulumi.ComponentResource):
                     )
                 )
             )
+            account = get_caller_identity_output(
+                opts=pulumi.InvokeOutputOptions(parent=self, provider=self._cloud_opts.provider)
+            ).account_id
             role = iam.Role(
                 f"{name}-external-secrets-role",
                 name=external_secrets_role_name(config.stack),
                 assume_role_policy=trust,
+                # bootstrap's boundary: the deploy role may write this role only with it attached
+                permissions_boundary=account.apply(
+                    lambda a: external_secrets_boundary_arn(a, config.stack)
+                ),
                 tags={"app": APP_NAME, "stack": config.stack},
                 opts=self._cloud_opts,
             )
@@ -298,18 +334,7 @@ class Secrets(pulumi.ComponentResource):
                 f"{name}-external-secrets-read",
                 role=role.id,
                 policy=pulumi.Output.all(*(s.arn for s in secrets)).apply(
-                    lambda arns: json.dumps(
-                        {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Effect": "Allow",
-                                    "Action": list(SECRET_READ_ACTIONS),
-                                    "Resource": sorted(arns),
-                                }
-                            ],
-                        }
-                    )
+                    lambda arns: secret_read_policy(sorted(arns))
                 ),
                 opts=self._cloud_opts,
             )

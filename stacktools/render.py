@@ -226,15 +226,19 @@ def platform_reference_outputs(reference: str) -> dict[str, Any]:
 
 def platform_extra_outputs(reference: str) -> dict[str, Any]:
     """The platform's outputs beyond the service's (platform_stack.program): its resource group
-    on Azure, which bootstrap reads."""
+    on Azure and its kubeconfig, which bootstrap reads."""
     from platform_stack.settings import parse_settings, stack_file_config
 
     settings = parse_settings(
         reference.rsplit("/", 1)[-1], stack_file_config(reference.rsplit("/", 1)[-1])
     )
-    if settings.azure is None or settings.mode == "external":
+    if settings.mode == "external":
         return {}
-    return {"resourceGroup": settings.azure.resource_group}
+    # the cluster admin's kubeconfig (bootstrap binds the AKS deploy identity with it)
+    kubeconfig = {"kubeconfig": f"apiVersion: v1\nkind: Config\n# {settings.cluster_name}\n"}
+    if settings.azure is None:
+        return kubeconfig
+    return {"resourceGroup": settings.azure.resource_group, **kubeconfig}
 
 
 def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:

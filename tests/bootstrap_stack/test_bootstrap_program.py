@@ -426,3 +426,51 @@ def test_an_empty_reviewer_list_is_refused() -> None:
                 "aws": {"clusterName": "c"},
             }
         )
+
+
+def test_the_aws_deploy_role_writes_the_service_role_only_inside_the_boundary(
+    resources: list,
+) -> None:
+    """Issue 19 item 5: PutRolePolicy on the service's role would let the deploy role give that
+    role any right and then trust and assume it. Every write that changes the role's rights
+    needs bootstrap's boundary on the role, the boundary grants only the secret reads, and the
+    boundary cannot be removed."""
+    from stacks.secrets import SECRET_READ_ACTIONS, external_secrets_role_name
+
+    account = "210987654321"  # stacktools.render.MOCK_AWS_ACCOUNT
+    (boundary,) = [r.inputs for r in resources if r.type == "aws:iam/policy:Policy"]
+    boundary_arn = f"arn:aws:iam::{account}:policy/{boundary['name']}"
+    secrets = f"arn:aws:secretsmanager:eu-west-1:{account}:secret:flowchat/prod/"
+    for statement in json.loads(boundary["policy"])["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert set(statement["Action"]) == set(SECRET_READ_ACTIONS)
+        for resource in statement["Resource"]:
+            assert resource.startswith(secrets) and "/deploy/" not in resource, resource
+    (deploy_policy,) = [
+        r.inputs["policy"]
+        for r in resources
+        if r.type == "aws:iam/rolePolicy:RolePolicy" and r.name.endswith("-deploy-policy")
+    ]
+    statements = json.loads(deploy_policy)["Statement"]
+    service_role = f"arn:aws:iam::{account}:role/{external_secrets_role_name('prod')}"
+    for action in (
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+        "iam:DeleteRolePolicy",
+        "iam:DetachRolePolicy",
+    ):
+        for statement in statements:
+            if _allows(statement, action, service_role):
+                assert statement.get("Condition") == {
+                    "StringEquals": {"iam:PermissionsBoundary": boundary_arn}
+                }, (action, statement)
+    assert any(_allows(s, "iam:PutRolePolicy", service_role) for s in statements)
+    removal = "iam:DeleteRolePermissionsBoundary"
+    assert not any(_allows(s, removal, service_role) for s in statements)
+    assert any(
+        _allows({**s, "Effect": "Allow"}, removal, service_role)
+        for s in statements
+        if s["Effect"] == "Deny" and "Condition" not in s
+    )

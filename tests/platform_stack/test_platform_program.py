@@ -249,3 +249,223 @@ def test_log_shipping_waits_for_external_secrets(tmp_path) -> None:
     resources = render("staging", project_dir=tmp_path)
     assert any(r.inputs.get("kind") == "ExternalSecret" for r in resources)
     assert _waits_for_its_crds(resources) == []
+
+
+# --- issue 19 item 7: the deploy identity's rights on the custom kinds the service creates ------
+def _custom(api_version: str) -> bool:
+    group = api_version.rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
+def _granted_rules(
+    platform: list[RenderedResource],
+    subjects: set[tuple[str, str]],
+    bindings: list[RenderedResource] = (),  # type: ignore[assignment]
+) -> dict[str, list[dict]]:
+    """namespace ("" for cluster-wide) -> the rules the platform's Roles grant these subjects
+    ((kind, name): Group on EKS, User = principal on AKS) through the platform's bindings and
+    `bindings` (bootstrap's, on AKS)."""
+    roles = {
+        (
+            r.inputs["metadata"].get("namespace", ""),
+            r.inputs["kind"],
+            r.inputs["metadata"]["name"],
+        ): r.inputs.get("rules", [])
+        for r in platform
+        if r.type.endswith(("v1:Role", "v1:ClusterRole")) and "rbac" in r.type
+    }
+    granted: dict[str, list[dict]] = {}
+    for r in [*platform, *bindings]:
+        if not r.type.endswith(("v1:RoleBinding", "v1:ClusterRoleBinding")):
+            continue
+        bound = {(s["kind"], s["name"]) for s in r.inputs.get("subjects", [])}
+        if not bound & subjects:
+            continue
+        namespace = r.inputs["metadata"].get("namespace", "")
+        ref = r.inputs["roleRef"]
+        key = ("" if ref["kind"] == "ClusterRole" else namespace, ref["kind"], ref["name"])
+        granted.setdefault(namespace, []).extend(roles.get(key, []))
+    return granted
+
+
+def _allowed(rules: list[dict], group: str, resource: str, verbs: set[str]) -> bool:
+    return any(
+        group in rule["apiGroups"] and resource in rule["resources"] and verbs <= set(rule["verbs"])
+        for rule in rules
+    )
+
+
+def _eks_groups(role_name: str) -> set[tuple[str, str]]:
+    """The Kubernetes groups bootstrap's EKS access entry gives the prod role `role_name`."""
+    from bootstrap_stack.preview import render as render_bootstrap
+    from stacktools.render import mock_outputs
+
+    resources = render_bootstrap()
+    (role,) = [
+        r for r in resources if r.type == "aws:iam/role:Role" and r.inputs["name"] == role_name
+    ]
+    arn = mock_outputs(role.type, role.name, role.inputs)["arn"]
+    (entry,) = [
+        r.inputs
+        for r in resources
+        if r.type == "aws:eks/accessEntry:AccessEntry" and r.inputs["principalArn"] == arn
+    ]
+    return {("Group", group) for group in entry.get("kubernetesGroups") or []}
+
+
+def _aks_deploy_principal() -> tuple[set[tuple[str, str]], list[RenderedResource]]:
+    """The staging deploy identity as a Kubernetes subject (its principal id), and bootstrap's
+    resources (its bindings)."""
+    from bootstrap_stack import trust
+    from bootstrap_stack.preview import render as render_bootstrap
+    from stacktools.render import mock_outputs
+
+    resources = render_bootstrap()
+    subject = trust.github_subject("ciandt/flowchat", trust.GITHUB_ENVIRONMENTS["staging"])
+    (cred,) = [
+        r.inputs
+        for r in resources
+        if r.type.endswith(":FederatedIdentityCredential") and r.inputs["subject"] == subject
+    ]
+    (identity,) = [
+        r
+        for r in resources
+        if r.type.endswith(":UserAssignedIdentity")
+        and r.inputs["resourceName"] == cred["resourceName"]
+    ]
+    principal = mock_outputs(identity.type, identity.name, identity.inputs)["principalId"]
+    return {("User", principal)}, resources
+
+
+WRITE = {"create", "update", "delete", "get", "list", "watch", "patch"}
+# what live preflight reads cluster-wide (ops/preflight.py cluster_problems), written out here so
+# the test does not read the grant it checks
+PREFLIGHT_READS = (
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("storage.k8s.io", "storageclasses"),
+    ("networking.k8s.io", "ingressclasses"),
+    ("cert-manager.io", "clusterissuers"),
+)
+
+
+def custom_kind_problems(
+    service: list[RenderedResource], granted: dict[str, list[dict]], verbs: set[str]
+) -> list[str]:
+    problems = []
+    for r in service:
+        api_version, kind = r.inputs.get("apiVersion", ""), r.inputs.get("kind", "")
+        if not r.type.startswith("kubernetes:") or not kind or not _custom(api_version):
+            continue
+        group = api_version.rpartition("/")[0]
+        namespace = (r.inputs.get("metadata") or {}).get("namespace", "")
+        plural = f"{kind.lower()}s"  # the CRDs' plural names (externalsecrets, probes...)
+        if not _allowed(granted.get(namespace, []), group, plural, verbs):
+            problems.append(f"{kind} ({group}) in {namespace}: no grant for {sorted(verbs)}")
+    return problems
+
+
+def test_the_staging_deploy_identity_may_write_every_custom_kind_the_service_creates(
+    rendered: dict,
+) -> None:
+    from stacktools.render import render_stack
+
+    service = render_stack("staging", preview=False)
+    subjects, bootstrap = _aks_deploy_principal()
+    granted = _granted_rules(rendered["staging"], subjects, bootstrap)
+    assert custom_kind_problems(service, granted, WRITE) == []
+    for group, resource in PREFLIGHT_READS:
+        assert _allowed(granted.get("", []), group, resource, {"get"}), (group, resource)
+    # without bootstrap's bindings the identity has none of these rights
+    assert custom_kind_problems(service, _granted_rules(rendered["staging"], subjects), WRITE)
+
+
+def test_the_prod_deploy_role_may_write_every_custom_kind_the_service_creates(
+    rendered: dict,
+) -> None:
+    from stacktools.render import render_stack
+
+    service = render_stack("prod", preview=False)
+    assert any(_custom(r.inputs.get("apiVersion", "")) for r in service)
+    deploy = _granted_rules(rendered["prod"], _eks_groups("flowchat-prod-deploy"))
+    assert custom_kind_problems(service, deploy, WRITE) == []
+    readonly = _granted_rules(rendered["prod"], _eks_groups("flowchat-prod-readonly"))
+    assert custom_kind_problems(service, readonly, {"get", "list", "watch"}) == []
+    assert custom_kind_problems(service, readonly, {"create"})  # the read-only role reads only
+    # a kind nobody granted fails, naming it
+    extra = RenderedResource(
+        type="kubernetes:cert-manager.io/v1:Certificate",
+        name="flowchat-certificate",
+        inputs={
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": {"name": "c", "namespace": "flowchat-prod"},
+        },
+        urn="urn:x",
+    )
+    (problem,) = custom_kind_problems([*service, extra], deploy, WRITE)
+    assert problem.startswith("Certificate (cert-manager.io) in flowchat-prod")
+
+
+@pytest.mark.parametrize("role_name", ["flowchat-prod-deploy", "flowchat-prod-readonly"])
+def test_the_prod_roles_may_read_what_preflight_reads_cluster_wide(
+    rendered: dict, role_name: str
+) -> None:
+    granted = _granted_rules(rendered["prod"], _eks_groups(role_name)).get("", [])
+    for group, resource in PREFLIGHT_READS:
+        assert _allowed(granted, group, resource, {"get"}), (role_name, group, resource)
+        assert not _allowed(granted, group, resource, {"create"})
+
+
+# --- issue 19 item 8: whoever runs the AKS platform may install its Helm releases -------------
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"  # Azure built-in role id
+
+
+def test_the_aks_platform_caller_is_cluster_admin_on_the_data_plane(rendered: dict) -> None:
+    """With local accounts disabled and Azure RBAC, nothing else lets the Helm releases in."""
+    from stacktools.render import mock_call
+
+    caller = mock_call("azure-native:authorization:getClientConfig")["objectId"]
+    admins = [
+        a
+        for a in _of(rendered["staging"], "azure-native:authorization:RoleAssignment")
+        if str(a["roleDefinitionId"]).endswith(AKS_RBAC_CLUSTER_ADMIN)
+    ]
+    assert [a["principalId"] for a in admins] == [caller]
+    (admin,) = admins
+    (cluster,) = [
+        r for r in rendered["staging"] if r.type == "azure-native:containerservice:ManagedCluster"
+    ]
+    assert admin["scope"] == f"{cluster.name}-id"  # the cluster's id (the mocks' ids): only it
+
+
+DEVICECODE_KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: 'https://aks-flowchat-staging.hcp.westeurope.azmk8s.io:443'}
+  name: aks-flowchat-staging
+users:
+- name: clusterUser_rg-flowchat-staging_aks-flowchat-staging
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: kubelogin
+      args: [get-token, --environment, AzurePublicCloud, --server-id,
+             6dae42f8-4368-4678-94ff-3960e28e3630, --client-id,
+             80faf920-1908-4b52-b5ef-a8e7bedfc67a, --tenant-id,
+             72f988bf-86f1-41af-91ab-2d7cd011db47, --login, devicecode]
+"""
+
+
+def test_the_aks_kubeconfig_logs_in_with_the_azure_cli_not_a_device_code() -> None:
+    """devicecode waits for a person to type a code: the Helm releases would hang."""
+    import yaml
+
+    from platform_stack.cluster_aks import azurecli_kubeconfig
+
+    doc = yaml.safe_load(azurecli_kubeconfig(DEVICECODE_KUBECONFIG))
+    (user,) = doc["users"]
+    args = user["user"]["exec"]["args"]
+    assert args[args.index("--login") + 1] == "azurecli"
+    assert args.count("--login") == 1 and "devicecode" not in args
+    assert args[args.index("--server-id") + 1] == "6dae42f8-4368-4678-94ff-3960e28e3630"

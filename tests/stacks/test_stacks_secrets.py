@@ -160,3 +160,16 @@ def test_shared_names_are_spelled_only_in_contracts(value: str) -> None:
         if f'"{value}"' in path.read_text() or f"'{value}'" in path.read_text()
     ]
     assert spelled == []
+
+
+def test_the_aws_external_secrets_role_carries_the_bootstrap_boundary(rendered: dict) -> None:
+    """Issue 19 item 5: the deploy role may write this role only with bootstrap's boundary
+    attached (bootstrap_stack.aws.deploy_policy), so the role must be created with it."""
+    from bootstrap_stack.preview import render as render_bootstrap
+    from stacktools.render import MOCK_AWS_ACCOUNT
+
+    (boundary,) = [r.inputs for r in render_bootstrap() if r.type == "aws:iam/policy:Policy"]
+    (role,) = rendered[("prod", "aws")].of_type("iam/role:Role")
+    assert role.inputs["permissionsBoundary"] == (
+        f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:policy/{boundary['name']}"
+    )
