@@ -4,14 +4,15 @@ Bootstrap's own resource group holds the identities and the deploy vault; the pl
 (the cluster, the service stack's vault) is only read: the platform program creates and owns it
 (its output `resourceGroup`), so no two programs create or delete the same group.
 Deploy identity: Contributor on the platform's resource group; a role-assignment right limited by
-an ABAC condition to the two Key Vault roles; AKS credentials and namespace write on the data plane.
+an ABAC condition to the two Key Vault roles; AKS credentials on the cluster, and data-plane write
+(AKS RBAC Writer) on each service namespace only (`<cluster id>/namespaces/<ns>`), not kube-system.
 ESC identity: reads the deploy vault (the secret config of `deploy/esc/flowchat-staging.yaml`),
 whose secrets this component writes under the names that definition reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -28,8 +29,11 @@ class AzureTrustArgs:
     provider: azure_native.Provider
     # the deploy vault's secrets ESC reads: secret name -> value (bootstrap's secret config)
     deploy_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # the staging platform's resource group (its output resourceGroup): the deploy scope
-    platform_group: pulumi.Input[str] = ""
+    # the staging platform's outputs (its StackReference): resourceGroup (the deploy scope),
+    # clusterName and serviceNamespaces (the data-plane scopes)
+    platform_group: pulumi.Input[str] = field(kw_only=True)
+    cluster_name: pulumi.Input[str] = field(kw_only=True)
+    service_namespaces: pulumi.Input[Sequence[str]] = field(kw_only=True)
 
 
 class AzureTrust(pulumi.ComponentResource):
@@ -56,8 +60,11 @@ class AzureTrust(pulumi.ComponentResource):
         )
         # the platform's group, by its ARM id (the platform stack created it; read, never owned)
         platform_scope = pulumi.Output.all(client.subscription_id, args.platform_group).apply(
-            lambda a: f"/subscriptions/{a[0]}/resourceGroups/{a[1]}"
+            lambda a: trust.resource_group_id(*a)
         )
+        cluster_id = pulumi.Output.all(
+            client.subscription_id, args.platform_group, args.cluster_name
+        ).apply(lambda a: trust.aks_cluster_id(*a))
         deploy = managedidentity.UserAssignedIdentity(
             f"{name}-deploy",
             resource_name_="flowchat-staging-deploy",
@@ -104,8 +111,20 @@ class AzureTrust(pulumi.ComponentResource):
             condition=trust.only_key_vault_roles_condition(),
             condition_version="2.0",
         )
-        grant("deploy-aks-user", trust.AKS_CLUSTER_USER, deploy.principal_id, platform_scope)
-        grant("deploy-aks-writer", trust.AKS_RBAC_WRITER, deploy.principal_id, platform_scope)
+        # listing the user kubeconfig is a control-plane action on the cluster resource
+        grant("deploy-aks-user", trust.AKS_CLUSTER_USER, deploy.principal_id, cluster_id)
+        # Kubernetes writes in the service namespaces only: one assignment per namespace
+        pulumi.Output.from_input(args.service_namespaces).apply(
+            lambda namespaces: [
+                grant(
+                    f"deploy-aks-writer-{namespace}",
+                    trust.AKS_RBAC_WRITER,
+                    deploy.principal_id,
+                    cluster_id.apply(lambda c, ns=namespace: trust.aks_namespace_scope(c, ns)),
+                )
+                for namespace in namespaces
+            ]
+        )
 
         vault = keyvault.Vault(
             f"{name}-deploy-vault",

@@ -116,6 +116,8 @@ def main() -> None:
             azure_provider,
             secrets["azure"],
             platform_group=platforms["staging"].require_output("resourceGroup"),
+            cluster_name=platforms["staging"].require_output("clusterName"),
+            service_namespaces=platforms["staging"].require_output("serviceNamespaces"),
         ),
     )
     # the staging deploy identity on the platform's Kubernetes roles (custom kinds, preflight)

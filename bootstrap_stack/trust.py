@@ -59,6 +59,24 @@ def role_definition(subscription: str, role: str) -> str:
     return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{role}"
 
 
+def resource_group_id(subscription: str, group: str) -> str:
+    return f"/subscriptions/{subscription}/resourceGroups/{group}"
+
+
+def aks_cluster_id(subscription: str, group: str, cluster: str) -> str:
+    """An AKS cluster's ARM id (what `az aks show --query id` prints)."""
+    return (
+        f"{resource_group_id(subscription, group)}"
+        f"/providers/Microsoft.ContainerService/managedClusters/{cluster}"
+    )
+
+
+def aks_namespace_scope(cluster_id: str, namespace: str) -> str:
+    """The scope of an Azure role assignment that AKS (Azure RBAC for Kubernetes authorization)
+    applies to one namespace only: `<cluster id>/namespaces/<namespace>` (AKS docs)."""
+    return f"{cluster_id}/namespaces/{namespace}"
+
+
 def only_key_vault_roles_condition() -> str:
     """ABAC condition: role assignments written or deleted only for the two Key Vault roles (no
     User Access Administrator: the deploy identity cannot grant itself Owner)."""

@@ -4,14 +4,17 @@ neither `pulumi destroy` deletes it (issue 19: both created rg-flowchat-staging)
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
 import pytest
 
+from bootstrap_stack import trust
 from bootstrap_stack.preview import render as render_bootstrap
 from platform_stack.preview import render as render_platform
-from stacktools.render import RenderedResource
+from platform_stack.settings import parse_settings, stack_file_config
+from stacktools.render import MOCK_SUBSCRIPTION, RenderedResource
 
 _NAME_KEYS = ("resourceName", "name")
 
@@ -83,4 +86,37 @@ def test_bootstrap_grants_on_the_platforms_group_it_reads(programs: dict) -> Non
         if r.type == "azure-native:authorization:RoleAssignment"
         and "KeyVault" not in str(r.inputs["scope"])
     }
-    assert scopes and all(s.endswith(f"/resourceGroups/{platform_group}") for s in scopes), scopes
+    # the group itself, or a resource in it (the cluster, its namespaces)
+    in_group = re.compile(rf"/subscriptions/[^/]+/resourceGroups/{platform_group}(/providers/.+)?")
+    assert scopes and all(in_group.fullmatch(s) for s in scopes), scopes
+
+
+def test_the_aks_writer_role_is_granted_only_on_the_service_namespaces(programs: dict) -> None:
+    """AKS RBAC Writer writes in every namespace of its scope: on the group or the cluster it
+    reaches kube-system. One assignment per service namespace of the platform's cluster, scoped
+    as AKS documents namespace assignments (`--scope $AKS_ID/namespaces/<namespace>`, AKS_ID
+    being the cluster's ARM id), and none anywhere else."""
+    platform = programs["platform/staging"]
+    (group,) = [
+        r.inputs["resourceGroupName"]
+        for r in platform
+        if r.type == "azure-native:resources:ResourceGroup"
+    ]
+    (cluster,) = [
+        r.inputs["resourceName"]
+        for r in platform
+        if r.type == "azure-native:containerservice:ManagedCluster"
+    ]
+    namespaces = parse_settings("staging", stack_file_config("staging")).service_namespaces
+    cluster_id = (
+        f"/subscriptions/{MOCK_SUBSCRIPTION}/resourceGroups/{group}"
+        f"/providers/Microsoft.ContainerService/managedClusters/{cluster}"
+    )
+    writer_scopes = sorted(
+        str(r.inputs["scope"])
+        for r in programs["bootstrap/main"]
+        if r.type == "azure-native:authorization:RoleAssignment"
+        and str(r.inputs["roleDefinitionId"]).endswith(f"/{trust.AKS_RBAC_WRITER}")
+    )
+    assert namespaces  # not vacuous
+    assert writer_scopes == sorted(f"{cluster_id}/namespaces/{ns}" for ns in namespaces)

@@ -517,16 +517,20 @@ def _deploy_identity_kube_rights(stack: str) -> tuple[set[str], set[str] | None]
             and r.inputs["resourceName"] == cred["resourceName"]
         ]
         principal = mock_outputs(identity.type, identity.name, identity.inputs)["principalId"]
-        roles = [
-            str(r.inputs["roleDefinitionId"]).rsplit("/", 1)[-1]
+        grants = [
+            (str(r.inputs["roleDefinitionId"]).rsplit("/", 1)[-1], str(r.inputs["scope"]))
             for r in resources
             if r.type.endswith(":RoleAssignment") and r.inputs["principalId"] == principal
         ]
+        roles = [role for role, _ in grants]
         kube_roles = [r for r in roles if r in (trust.AKS_RBAC_WRITER, trust.AKS_CLUSTER_USER)]
         assert trust.AKS_RBAC_WRITER in kube_roles, roles
         for role in kube_roles:
             kinds |= trust.KUBE_ROLE_CLUSTER_KINDS[role]
-        return kinds, None  # assigned on the resource group: every namespace of the cluster
+        # the Writer's scopes: `<cluster id>/namespaces/<ns>`, or above one (every namespace)
+        writer = [scope for role, scope in grants if role == trust.AKS_RBAC_WRITER]
+        namespaces = {s.split("/namespaces/", 1)[1] for s in writer if "/namespaces/" in s}
+        return kinds, namespaces if len(namespaces) == len(writer) else None
     (role,) = [
         r
         for r in resources
