@@ -88,3 +88,33 @@ def test_redis_commands_are_counted_per_chat_by_name(redis_url: str) -> None:
     assert list(per_chat)[:2] == ["total", "set"]  # busiest first
     table = cpu.commands_table({"total": 8.0, "set": 4.0}, per_chat)
     assert "set" in table and "4.0" in table
+
+
+def test_the_bench_harness_runs_against_todays_commit(tmp_path: Path) -> None:
+    # bench/cpu.py runs this checkout's bench/ against the baseline commit's app/: the harness
+    # must import from that older code too (it once named a constant the baseline lacks)
+    found = subprocess.run(
+        ["git", "-C", str(cpu.BENCH_ROOT), "cat-file", "-e", f"{cpu.BASELINE_COMMIT}^{{commit}}"],
+        capture_output=True,
+    )
+    if found.returncode != 0:  # a shallow clone: the benchmark itself could not run either
+        import pytest
+
+        pytest.skip(f"commit {cpu.BASELINE_COMMIT} is not in this clone's history")
+    code = cpu.checkout(cpu.BASELINE_COMMIT)
+    try:
+        probe = (
+            "import sys\n"
+            f"sys.path[:0] = [{str(code)!r}, {str(cpu.BENCH_ROOT)!r}]\n"
+            "from bench.harness import NO_KEY_LIMITS\n"
+            "import app.local.stack as s\n"
+            f"assert s.__file__.startswith({str(code)!r}), s.__file__\n"
+            "print(sorted(NO_KEY_LIMITS))\n"
+        )
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert "MAX_STORED_BYTES_PER_KEY" in ran.stdout and "FLOW_TOKENS_PER_DAY" in ran.stdout
+    finally:
+        import shutil
+
+        shutil.rmtree(code.parent, ignore_errors=True)
