@@ -108,6 +108,15 @@ CHROMA_SERVER_APP: Final = "chromadb.app:app"
 CHROMA_AUTHN_PROVIDER_ENV: Final = "CHROMA_SERVER_AUTHN_PROVIDER"
 CHROMA_AUTHN_CREDENTIALS_ENV: Final = "CHROMA_SERVER_AUTHN_CREDENTIALS"
 CHROMA_AUTHN_PROVIDER: Final = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
+# What else the Chroma server's environment holds, wherever it runs (`make run`, the stacks):
+# no product telemetry, and requests not traced by the OpenTelemetry FastAPI middleware chromadb
+# installs on every request. It exports nothing unless Chroma's own OTel endpoint is set, yet it
+# matched each request's route and built a span: ~15 % of the server's CPU per query
+# (docs/performance.md). The service traces its Chroma calls client side ("chroma query").
+CHROMA_SERVER_ENV: Final = {
+    "ANONYMIZED_TELEMETRY": "FALSE",
+    "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": ".*",
+}
 
 # --- Redis durability (issue 18) --------------------------------------------------------------
 # Redis writes and fsyncs the AOF before it answers a write (`always`): the enqueue that a 202

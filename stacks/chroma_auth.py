@@ -18,6 +18,7 @@ from app.contracts import (
     CHROMA_AUTHN_PROVIDER,
     CHROMA_AUTHN_PROVIDER_ENV,
     CHROMA_SERVER_APP,
+    CHROMA_SERVER_ENV,
     CHROMA_TOKEN_SECRET,
 )
 
@@ -33,7 +34,7 @@ def chroma_server(image: str, secret_name: str, port: int, data_dir: str) -> dic
         "env": [
             {"name": "IS_PERSISTENT", "value": "TRUE"},
             {"name": "PERSIST_DIRECTORY", "value": data_dir},
-            {"name": "ANONYMIZED_TELEMETRY", "value": "FALSE"},
+            *({"name": name, "value": value} for name, value in CHROMA_SERVER_ENV.items()),
             {"name": "HOME", "value": "/tmp"},  # read-only root filesystem: caches go to /tmp
             {"name": CHROMA_AUTHN_PROVIDER_ENV, "value": CHROMA_AUTHN_PROVIDER},
             {

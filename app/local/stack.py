@@ -29,6 +29,7 @@ from app.contracts import (
     CHROMA_AUTHN_PROVIDER,
     CHROMA_AUTHN_PROVIDER_ENV,
     CHROMA_SERVER_APP,
+    CHROMA_SERVER_ENV,
     INGEST_QUEUE_NAME,
     PING_PATH,
     QUEUE_NAME,
@@ -306,7 +307,7 @@ class LocalStack:
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR")},
             "IS_PERSISTENT": "TRUE",
             "PERSIST_DIRECTORY": str(self.root / "chroma"),
-            "ANONYMIZED_TELEMETRY": "FALSE",
+            **CHROMA_SERVER_ENV,
             CHROMA_AUTHN_PROVIDER_ENV: CHROMA_AUTHN_PROVIDER,
             CHROMA_AUTHN_CREDENTIALS_ENV: self.chroma_token,
         }

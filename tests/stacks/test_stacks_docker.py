@@ -142,6 +142,7 @@ def test_compose_is_closed_like_the_stacks() -> None:
     from app.contracts import (
         CHROMA_AUTHN_PROVIDER,
         CHROMA_SERVER_APP,
+        CHROMA_SERVER_ENV,
         KEY_ID_SECRET_KEY,
         REDIS_APPENDFSYNC,
     )
@@ -167,6 +168,7 @@ def test_compose_is_closed_like_the_stacks() -> None:
     credentials = chroma["environment"]["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"]
     assert credentials == "/run/secrets/CHROMA_TOKEN"
     assert chroma["secrets"] == ["CHROMA_TOKEN"]
+    assert CHROMA_SERVER_ENV.items() <= chroma["environment"].items()
 
     api = services["api"]
     assert api["environment"]["API_KEYS_FILE"] == "/run/secrets/API_KEYS"

@@ -538,7 +538,7 @@ def test_ingest_workers_drain_and_scale_on_waiting_and_running_jobs(stack: Rende
 def test_chroma_requires_the_token_every_app_pod_sends(stack: Rendered) -> None:
     """chromadb's Python server (the 1.x image's Rust server has no token authentication),
     its credentials from the stack's Secret; API, chat and ingestion workers get CHROMA_TOKEN."""
-    from app.contracts import CHROMA_SERVER_APP, CHROMA_TOKEN_SECRET
+    from app.contracts import CHROMA_SERVER_APP, CHROMA_SERVER_ENV, CHROMA_TOKEN_SECRET
 
     token_ref = {"secretKeyRef": {"name": EXTERNAL_SECRET, "key": CHROMA_TOKEN_SECRET}}
     (chroma,) = pod_spec(stack, "StatefulSet", "flowchat-chroma")["containers"]
@@ -551,6 +551,7 @@ def test_chroma_requires_the_token_every_app_pod_sends(stack: Rendered) -> None:
         "valueFrom": token_ref,
     }
     assert env["PERSIST_DIRECTORY"]["value"] == "/data"
+    assert {n: env[n].get("value") for n in CHROMA_SERVER_ENV} == CHROMA_SERVER_ENV
     api = stack.manifest("Deployment", API_DEPLOYMENT)["spec"]["template"]["spec"]
     assert chroma["image"] == api["containers"][0]["image"]  # the service image carries chromadb
     for name in (API_DEPLOYMENT, WORKER_DEPLOYMENT, INGEST_WORKER_DEPLOYMENT):

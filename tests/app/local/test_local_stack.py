@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from app.contracts import CHROMA_SERVER_ENV
 from app.local.stack import LocalStack, Ports
 
 
@@ -206,6 +207,10 @@ def test_chroma_refuses_a_client_without_the_token(tmp_path: Path) -> None:
     try:
         stack.start_chroma()
         assert stack.env()["CHROMA_TOKEN"] == stack.chroma_token
+        # and it runs with the server environment the stacks give it (app.contracts)
+        raw_env = Path(f"/proc/{stack.procs['chroma'].pid}/environ").read_bytes().split(b"\0")
+        environ = dict(e.decode().split("=", 1) for e in raw_env if b"=" in e)
+        assert CHROMA_SERVER_ENV.items() <= environ.items()
         with_token = make_client(
             load_settings(CHROMA_URL=stack.chroma_url, CHROMA_TOKEN=stack.chroma_token)
         )
