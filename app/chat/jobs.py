@@ -35,6 +35,12 @@ CHAT_RETRY = Retry(max=2)  # for abandoned jobs (a worker killed mid-job); Flow 
 DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat job ends
 DONE_TTL_SECONDS = 300
 RETRY_AFTER_SECONDS = 5
+# A waiting request sleeps in BLPOP at most this long before it reads the job again: the worker's
+# push wakes it at once, so this only bounds how late it sees an end nobody pushed (a job stopped
+# by an operator, a push lost to a Redis error). Each wake-up costs a thread hand-off and two
+# Redis commands: at 1 s, an answer of a few seconds paid one per second (issue 25). Always
+# under the async client's socket timeout (``REDIS_SOCKET_TIMEOUT_SECONDS``), which must outlast it.
+DONE_WAIT_SECONDS = 4.0
 
 
 class ChatRejected(Exception):
@@ -202,6 +208,14 @@ def _done(view: ChatResponse) -> bool:
     return view.status in ("finished", "failed")
 
 
+def _longest_blpop(notifier: aioredis.Redis) -> float:
+    """:data:`DONE_WAIT_SECONDS`, or less when the client's socket timeout would end it first."""
+    socket_timeout = notifier.connection_pool.connection_kwargs.get("socket_timeout")
+    if socket_timeout is None:
+        return DONE_WAIT_SECONDS
+    return max(0.1, min(DONE_WAIT_SECONDS, float(socket_timeout) - 1.0))
+
+
 async def wait_for_chat(
     job: Job, seconds: float, notifier: aioredis.Redis, view: ChatResponse | None = None
 ) -> ChatResponse:
@@ -216,6 +230,7 @@ async def wait_for_chat(
     """
     deadline = time.monotonic() + seconds
     key = DONE_KEY.format(job.id)
+    longest = _longest_blpop(notifier)
     while True:
         if view is None:
             view = await asyncio.to_thread(chat_view, job)
@@ -223,7 +238,7 @@ async def wait_for_chat(
         if _done(view) or remaining <= 0:
             return view
         view = None
-        woke = await notifier.blpop([key], timeout=min(1.0, max(remaining, 0.01)))
+        woke = await notifier.blpop([key], timeout=min(longest, max(remaining, 0.01)))
         if not woke:
             continue
         for _ in range(100):

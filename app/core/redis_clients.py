@@ -54,7 +54,8 @@ def redis_client(settings: Settings, *, socket_timeout: float | None = None) -> 
 
 def async_redis_client(settings: Settings) -> aioredis.Redis:
     """The API's asyncio client (waiting for answers): bounded pool, timeouts on every socket.
-    The socket timeout must exceed the longest BLPOP the API issues (1 s)."""
+    The socket timeout bounds the longest BLPOP the API issues
+    (:data:`app.chat.jobs.DONE_WAIT_SECONDS`, shortened to fit under it)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
         password=_password(settings),

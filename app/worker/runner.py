@@ -377,7 +377,8 @@ class FlowchatWorker(SimpleWorker):
         would find the job still running and poll until RQ catches up."""
         super().handle_job_success(job, queue, *args, **kwargs)
         if job.func_name == CHAT_JOB:
-            with contextlib.suppress(redis.RedisError):  # the waiter still wakes within 1 s
+            # on a Redis error the waiter still reads the job within DONE_WAIT_SECONDS
+            with contextlib.suppress(redis.RedisError):
                 notify_done(job, self.connection)
 
     def subscribe(self) -> None:
