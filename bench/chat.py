@@ -58,9 +58,11 @@ from app.core.settings import load_settings
 from app.flow.client import CHAT_PATH as FLOW_CHAT_PATH
 from app.local.stack import LocalStack, Ports
 from app.rag.prompt import Source, build_messages
+from bench import first_token
 from bench.harness import (
     NO_KEY_LIMITS,
     QUESTIONS,
+    emulate,
     flow_client,
     percentile,
     seed_with_fresh_chat_workers,
@@ -281,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         threaded = measure(f"the threaded design ({capacity} in flight)", capacity)
         print(f"  worker memory at {capacity} in flight: PSS {threaded['pss']:.0f} MB", flush=True)
+        # issue 25: the chat page's first token, on the same service (bench/first_token.py's
+        # emulator pacing), reported beside the other targets
+        print("measuring the first token at concurrency 1 ...", flush=True)
+        emulate(stack, latency_ms=first_token.FIRST_TOKEN_MS, token_latency_ms=first_token.TOKEN_MS)
+        threaded["first_token"] = first_token.measure(stack, 1, args.requests)
+        emulate(stack, latency_ms=args.latency_ms, token_latency_ms=0)
         today = None
         if not args.skip_today:
             stack.stop_workers()

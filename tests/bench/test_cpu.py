@@ -118,3 +118,18 @@ def test_the_bench_harness_runs_against_todays_commit(tmp_path: Path) -> None:
         import shutil
 
         shutil.rmtree(code.parent, ignore_errors=True)
+
+
+def test_the_first_token_overhead_is_a_target_row_when_measured() -> None:
+    def result(first_p95: float | None) -> dict:
+        threaded = {"p95": 1.02, "throughput": 31.0, "ideal": 32.0, "cpu": {"service": 17.0}}
+        if first_p95 is not None:
+            threaded["first_token"] = {"f50": 0.3, "f95": 0.31, "p50": 0.32, "p95": first_p95}
+        return {"floor": {"p95": 1.0}, "threaded": threaded}
+
+    assert len(cpu.targets_table(result(None), result(None)).splitlines()) == 4
+    lines = cpu.targets_table(result(None), result(0.33)).splitlines()
+    assert lines[4].startswith("first-token overhead") and lines[4].rstrip().endswith("yes")
+    assert "| -" in lines[4]  # today's side did not measure it
+    slow = cpu.targets_table(result(0.33), result(0.35)).splitlines()[4]
+    assert "20 ms" in slow and "40 ms" in slow and slow.rstrip().endswith("NO")
