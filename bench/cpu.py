@@ -173,6 +173,9 @@ def checkout(commit: str) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(folder / "code", filter="data")
     archive.unlink()
+    # only the service code is today's: the benchmarks are this checkout's (bench/ is a
+    # namespace package, so an old bench/NAME.py first on the path would shadow today's)
+    shutil.rmtree(folder / "code" / "bench", ignore_errors=True)
     return folder / "code"
 
 
