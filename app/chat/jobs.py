@@ -36,11 +36,13 @@ DONE_KEY = "flowchat:chat-done:{}"  # a list the worker pushes to when a chat jo
 DONE_TTL_SECONDS = 300
 RETRY_AFTER_SECONDS = 5
 # A waiting request sleeps in BLPOP at most this long before it reads the job again: the worker's
-# push wakes it at once, so this only bounds how late it sees an end nobody pushed (a job stopped
-# by an operator, a push lost to a Redis error). Each wake-up costs a thread hand-off and two
-# Redis commands: at 1 s, an answer of a few seconds paid one per second (issue 25). Always
-# under the async client's socket timeout (``REDIS_SOCKET_TIMEOUT_SECONDS``), which must outlast it.
+# push wakes it at once, so this only bounds how late it sees an end nobody pushed (a job
+# canceled, a push lost to a Redis error). Each wake-up costs a thread hand-off and two Redis
+# commands: at 1 s, an answer of a few seconds paid one per second (issue 25). A BLPOP also
+# stays within BLPOP_SHARE of the client's socket timeout, and one that meets the timeout anyway
+# (Redis stalled in an fsync) is one more wake-up, not an error.
 DONE_WAIT_SECONDS = 4.0
+BLPOP_SHARE = 0.8
 
 
 class ChatRejected(Exception):
@@ -209,11 +211,12 @@ def _done(view: ChatResponse) -> bool:
 
 
 def _longest_blpop(notifier: aioredis.Redis) -> float:
-    """:data:`DONE_WAIT_SECONDS`, or less when the client's socket timeout would end it first."""
+    """:data:`DONE_WAIT_SECONDS`, or :data:`BLPOP_SHARE` of the client's socket timeout when
+    that is shorter (``REDIS_SOCKET_TIMEOUT_SECONDS``: the socket read must outlast the BLPOP)."""
     socket_timeout = notifier.connection_pool.connection_kwargs.get("socket_timeout")
     if socket_timeout is None:
         return DONE_WAIT_SECONDS
-    return max(0.1, min(DONE_WAIT_SECONDS, float(socket_timeout) - 1.0))
+    return min(DONE_WAIT_SECONDS, BLPOP_SHARE * float(socket_timeout))
 
 
 async def wait_for_chat(
@@ -238,7 +241,10 @@ async def wait_for_chat(
         if _done(view) or remaining <= 0:
             return view
         view = None
-        woke = await notifier.blpop([key], timeout=min(longest, max(remaining, 0.01)))
+        try:
+            woke = await notifier.blpop([key], timeout=min(longest, max(remaining, 0.01)))
+        except redis.TimeoutError:  # Redis answered late: read the job again
+            continue
         if not woke:
             continue
         for _ in range(100):

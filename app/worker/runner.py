@@ -35,6 +35,7 @@ from rq import Queue, SimpleWorker, get_current_job
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
@@ -245,8 +246,16 @@ def sweep_abandoned(
     connection: redis.Redis, queue_name: str, *, grace: float = ALIVE_TTL_SECONDS
 ) -> list[str]:
     """Hand the jobs of dead workers to RQ's cleanup (requeue with Retry, else fail)."""
-    # cleanup() fetches the jobs and runs their failure callbacks: read them as JSON
-    registry = StartedJobRegistry(queue_name, connection=connection, serializer=JOB_SERIALIZER)
+    # cleanup() fetches the jobs and runs their failure callbacks: read them as JSON. The sweep
+    # runs in the heartbeat thread, where RQ's default (SIGALRM) time limit on a callback cannot
+    # be set: it raised, RQ logged and swallowed it, and no failure callback ever ran from here
+    # (waiters not woken, ingestion failures not recorded). A timer thread bounds it instead.
+    registry = StartedJobRegistry(
+        queue_name,
+        connection=connection,
+        serializer=JOB_SERIALIZER,
+        death_penalty_class=TimerDeathPenalty,
+    )
     abandoned: dict[str, str] = {}
     unstarted: list[str] = []
     for entry, _score in connection.zrange(registry.key, 0, -1, withscores=True):
@@ -278,7 +287,21 @@ def sweep_abandoned(
         connection.zadd(registry.key, {member: 0 for member in abandoned})
         registry.cleanup()
         log.warning("requeued or failed abandoned jobs: %s", ", ".join(abandoned.values()))
+        _wake_waiters_of_failed_chats(connection, list(abandoned.values()))
     return list(abandoned.values())
+
+
+def _wake_waiters_of_failed_chats(connection: redis.Redis, job_ids: list[str]) -> None:
+    """RQ runs a failure callback before it records the failure: the waiters it woke may have
+    looked before the record. Once the cleanup has recorded it, wake them again."""
+    for job_id in job_ids:
+        try:
+            job = Job.fetch(job_id, connection=connection, serializer=JOB_SERIALIZER)
+            is_chat = job.func_name == CHAT_JOB
+        except Exception:  # gone, or not one of ours (unreadable as JSON)
+            continue
+        if is_chat and job.get_status(refresh=False) == JobStatus.FAILED:
+            notify_done(job, connection)
 
 
 def _registered_by_a_dead_worker(connection: redis.Redis, member: str, grace: float) -> bool:

@@ -15,7 +15,8 @@ from app.chat.results import ChatResponse
 
 def test_the_longest_wait_stays_under_the_clients_socket_timeout() -> None:
     assert jobs._longest_blpop(aioredis.Redis(socket_timeout=30)) == jobs.DONE_WAIT_SECONDS
-    assert jobs._longest_blpop(aioredis.Redis(socket_timeout=2.5)) == 1.5
+    assert jobs._longest_blpop(aioredis.Redis(socket_timeout=2.5)) == 2.5 * jobs.BLPOP_SHARE
+    assert jobs._longest_blpop(aioredis.Redis(socket_timeout=0.5)) < 0.5
     assert jobs._longest_blpop(aioredis.Redis()) == jobs.DONE_WAIT_SECONDS  # no timeout at all
 
 
@@ -55,3 +56,34 @@ def test_a_waiter_reads_the_job_only_when_woken(
 
     assert asyncio.run(scenario()).status == "finished"
     assert len(reads) == 2
+
+
+def test_a_blpop_that_meets_the_socket_timeout_is_one_more_wake_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis stalled (an fsync) past the client's socket timeout: the waiter reads the job
+    again instead of answering 503."""
+    import redis
+
+    calls: list[float] = []
+
+    class StalledOnce:
+        connection_pool = SimpleNamespace(connection_kwargs={"socket_timeout": 5.0})
+
+        async def blpop(self, keys: list[str], timeout: float) -> None:
+            calls.append(timeout)
+            if len(calls) == 1:
+                raise redis.TimeoutError("Timeout reading from socket")
+            return None
+
+    reads: list[str] = []
+
+    def view(job: SimpleNamespace, *, refresh: bool = True) -> ChatResponse:
+        reads.append(job.id)
+        return ChatResponse(id=job.id, status="finished" if len(reads) > 1 else "started")
+
+    monkeypatch.setattr(jobs, "chat_view", view)
+    job = SimpleNamespace(id="j")
+    got = asyncio.run(jobs.wait_for_chat(job, 20, StalledOnce()))  # type: ignore[arg-type]
+    assert got.status == "finished"
+    assert calls == [jobs.DONE_WAIT_SECONDS]

@@ -60,6 +60,69 @@ def test_without_retries_the_job_fails_with_a_reason(redis_url: str) -> None:
     assert "AbandonedJobError" in (job.latest_result().exc_string or "")
 
 
+JSON_WORKER = WORKER.replace(
+    "SimpleWorker([Queue(sys.argv[2], connection=connection)], connection=connection)",
+    "SimpleWorker([Queue(sys.argv[2], connection=connection, serializer=JSONSerializer)], "
+    "connection=connection, serializer=JSONSerializer)",
+).replace("import sys, redis", "import sys, redis\nfrom rq.serializers import JSONSerializer")
+
+
+def test_a_failed_abandoned_chat_wakes_its_waiters_from_the_heartbeat_thread(
+    redis_url: str,
+) -> None:
+    """The sweep runs in each worker's heartbeat thread: the failure callback (the chat's
+    done signal) must run there too, and the waiters are woken once the failure is recorded."""
+    from rq import Callback
+
+    from app.chat.jobs import DONE_KEY, notify_done
+    from app.core.redis_clients import JOB_SERIALIZER
+
+    assert "JSONSerializer" in JSON_WORKER  # the replacement above took
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
+    job = queue.enqueue("time.sleep", 60, job_timeout=600, on_failure=Callback(notify_done))
+    proc = subprocess.Popen([sys.executable, "-c", JSON_WORKER, redis_url, QUEUE_NAME])
+    try:
+        deadline = time.monotonic() + 30
+        while job.get_status(refresh=True) != "started" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.get_status() == "started"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    swept: list[str] = []
+    sweeper = threading.Thread(
+        target=lambda: swept.extend(sweep_abandoned(connection, QUEUE_NAME, grace=0))
+    )
+    sweeper.start()
+    sweeper.join(60)
+    assert swept == [job.id]
+    assert job.get_status(refresh=True) == "failed"
+    # the callback's push, run in the sweeping thread (a job of another function: no second
+    # push, see the next test)
+    assert connection.llen(DONE_KEY.format(job.id)) == 1
+
+
+def test_waiters_of_a_chat_failed_by_the_sweep_are_woken_after_the_record(redis_url: str) -> None:
+    from rq.job import JobStatus
+
+    from app.chat.jobs import DONE_KEY
+    from app.contracts import CHAT_JOB
+    from app.core.redis_clients import JOB_SERIALIZER
+    from app.worker.runner import _wake_waiters_of_failed_chats
+
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(QUEUE_NAME, connection=connection, serializer=JOB_SERIALIZER)
+    chat = queue.enqueue(CHAT_JOB, question="q")
+    other = queue.enqueue("time.sleep", 0)
+    running = queue.enqueue(CHAT_JOB, question="q")
+    for job in (chat, other):
+        job.set_status(JobStatus.FAILED)
+    _wake_waiters_of_failed_chats(connection, [chat.id, other.id, running.id, "gone"])
+    pushed = {j.id: connection.llen(DONE_KEY.format(j.id)) for j in (chat, other, running)}
+    assert pushed == {chat.id: 1, other.id: 0, running.id: 0}
+
+
 def _strand(connection: redis.Redis, queue: Queue) -> Job:
     """What a worker leaves when it is killed (or Redis restarts) right after it moved a job to
     RQ's intermediate list and before it recorded the start: the job is in neither the queue
