@@ -13,6 +13,16 @@ from app.chat import jobs
 from app.chat.results import ChatResponse
 
 
+def _run(coroutine):  # type: ignore[no-untyped-def]
+    """Run on a loop of its own: ``asyncio.run`` leaves the main thread without a current event
+    loop, and later tests (Pulumi's mocks) call ``asyncio.get_event_loop()``."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def test_the_longest_wait_stays_under_the_clients_socket_timeout() -> None:
     assert jobs._longest_blpop(aioredis.Redis(socket_timeout=30)) == jobs.DONE_WAIT_SECONDS
     assert jobs._longest_blpop(aioredis.Redis(socket_timeout=2.5)) == 2.5 * jobs.BLPOP_SHARE
@@ -54,7 +64,7 @@ def test_a_waiter_reads_the_job_only_when_woken(
             await notifier.aclose()
             await pusher.aclose()
 
-    assert asyncio.run(scenario()).status == "finished"
+    assert _run(scenario()).status == "finished"
     assert len(reads) == 2
 
 
@@ -84,6 +94,6 @@ def test_a_blpop_that_meets_the_socket_timeout_is_one_more_wake_up(
 
     monkeypatch.setattr(jobs, "chat_view", view)
     job = SimpleNamespace(id="j")
-    got = asyncio.run(jobs.wait_for_chat(job, 20, StalledOnce()))  # type: ignore[arg-type]
+    got = _run(jobs.wait_for_chat(job, 20, StalledOnce()))  # type: ignore[arg-type]
     assert got.status == "finished"
     assert calls == [jobs.DONE_WAIT_SECONDS]
